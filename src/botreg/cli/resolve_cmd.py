@@ -1,0 +1,68 @@
+"""`botreg resolve BOT_ID --env ENV [--repo DIR] [--show-secrets]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from botreg.errors import BotregError, UsageError
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `resolve` subcommand."""
+    p = sub.add_parser(
+        "resolve",
+        help="show a bot's config resolved for an environment",
+        description="Print a bot's config with $resource references resolved from the "
+        "environment file and ${VAR:default} expanded. Secrets are masked unless "
+        "--show-secrets is given.",
+    )
+    p.add_argument("bot_id", metavar="BOT_ID")
+    p.add_argument("--env", required=True, metavar="ENV", help="environment name")
+    p.add_argument("--repo", default=".", metavar="DIR", help="registry root (default: .)")
+    p.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    p.add_argument("--show-secrets", action="store_true", help="do not mask secret values")
+    p.set_defaults(handler=run)
+
+
+def _load(repo: Path, rel: str, what: str, choices: list[str]) -> Any:
+    from botreg.registry.content import ContentError, decode_utf8
+    from botreg.registry.yamlio import YamlLoadError, load_fast
+
+    path = repo / rel
+    if not path.is_file():
+        known = ", ".join(choices) or "none"
+        raise UsageError(f"{what} not found: {rel} (available: {known})")
+    try:
+        data = load_fast(decode_utf8(path.read_bytes()))
+    except (YamlLoadError, ContentError) as exc:
+        raise BotregError(f"{rel}:{exc}; run `botreg validate` for details") from None
+    if not isinstance(data, dict):
+        raise BotregError(f"{rel}: not a mapping; run `botreg validate` for details")
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve and print the config."""
+    from botreg.registry.yamlio import dump_roundtrip
+    from botreg.resolve import resolve_config
+    from botreg.secrets import mask_config
+
+    repo = Path(args.repo)
+    bots = sorted(p.stem for p in (repo / "bots").glob("*.yaml"))
+    envs = sorted(p.stem for p in (repo / "environments").glob("*.yaml"))
+    config = _load(repo, f"bots/{args.bot_id}.yaml", "bot", bots)
+    environment = _load(repo, f"environments/{args.env}.yaml", "environment", envs)
+    resolved = resolve_config(config, environment)
+    if not args.show_secrets:
+        resolved = mask_config(resolved)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(resolved, indent=2) + "\n")
+    else:
+        sys.stdout.write(dump_roundtrip(resolved))
+    return 0

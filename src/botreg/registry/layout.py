@@ -1,0 +1,132 @@
+"""Where things live in a registry repository, and what each path is.
+
+The layout is a public contract (see README "Repository format"):
+
+    registry.yaml                    registry settings
+    bots/<bot-id>.yaml               one bot per file, the id is the file stem
+    knowledge/<domain>/**            the files of one knowledge base
+    knowledge/<domain>/_domain.yaml  optional domain settings
+    environments/<name>.yaml         resources and knowledge store per environment
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import PurePosixPath
+
+__all__ = [
+    "BOTS_DIR",
+    "DOMAIN_FILE",
+    "ENVIRONMENTS_DIR",
+    "IDENTIFIER_RE",
+    "KNOWLEDGE_DIR",
+    "KNOWLEDGE_TYPES",
+    "REGISTRY_FILE",
+    "FileKind",
+    "KnowledgeType",
+    "PathInfo",
+    "classify",
+    "knowledge_type",
+]
+
+REGISTRY_FILE = "registry.yaml"
+BOTS_DIR = "bots"
+KNOWLEDGE_DIR = "knowledge"
+ENVIRONMENTS_DIR = "environments"
+DOMAIN_FILE = "_domain.yaml"
+STANDARD_FOLDERS = frozenset({BOTS_DIR, KNOWLEDGE_DIR, ENVIRONMENTS_DIR})
+
+# Bot ids, domain names and environment names share one rule.
+IDENTIFIER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+# Knowledge file types by extension; any of them may also be gzip-compressed.
+KNOWLEDGE_TYPES: dict[str, str] = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".json": "json",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".csv": "csv",
+    ".txt": "text",
+}
+
+
+class FileKind(StrEnum):
+    """What a path in a registry repository is."""
+
+    REGISTRY = "registry"
+    BOT = "bot"
+    ENVIRONMENT = "environment"
+    DOMAIN = "domain"
+    KNOWLEDGE = "knowledge"
+    OTHER = "other"  # README.md, .pre-commit-config.yaml, hidden files: not checked
+    MISPLACED = "misplaced"  # inside a standard folder but not where the format allows
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeType:
+    """The parse type of a knowledge file and whether it is gzip-compressed."""
+
+    kind: str  # markdown | json | yaml | csv | text
+    compressed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PathInfo:
+    """A classified registry path."""
+
+    kind: FileKind
+    ident: str | None = None  # bot id, environment name or knowledge domain
+    reason: str = ""  # for MISPLACED: what is wrong and where it should go
+
+
+def knowledge_type(path: str) -> KnowledgeType | None:
+    """The type of a knowledge file by its extension, or None if unsupported.
+
+    `faq.md.gz` is compressed Markdown; `data.gz` alone is unsupported.
+    """
+    name = PurePosixPath(path).name.lower()
+    compressed = name.endswith(".gz")
+    if compressed:
+        name = name[:-3]
+    kind = KNOWLEDGE_TYPES.get(PurePosixPath(name).suffix)
+    return KnowledgeType(kind, compressed) if kind else None
+
+
+def classify(path: str) -> PathInfo:
+    """Classify a repository-relative POSIX path."""
+    parts = PurePosixPath(path).parts
+    if any(part.startswith(".") for part in parts):
+        # Tool files (.github/, .gitkeep, .DS_Store): never registry content.
+        return PathInfo(FileKind.OTHER)
+    if len(parts) == 1:
+        return PathInfo(FileKind.REGISTRY if parts[0] == REGISTRY_FILE else FileKind.OTHER)
+    top = parts[0]
+    if top == BOTS_DIR:
+        return _in_flat_folder(parts, FileKind.BOT, "bots/<bot-id>.yaml")
+    if top == ENVIRONMENTS_DIR:
+        return _in_flat_folder(parts, FileKind.ENVIRONMENT, "environments/<name>.yaml")
+    if top == KNOWLEDGE_DIR:
+        if len(parts) == 2:
+            return PathInfo(
+                FileKind.MISPLACED,
+                reason="knowledge files belong in a domain folder: knowledge/<domain>/...",
+            )
+        domain = parts[1]
+        if len(parts) == 3 and parts[2] == DOMAIN_FILE:
+            return PathInfo(FileKind.DOMAIN, domain)
+        return PathInfo(FileKind.KNOWLEDGE, domain)
+    return PathInfo(FileKind.OTHER)
+
+
+def _in_flat_folder(parts: tuple[str, ...], kind: FileKind, pattern: str) -> PathInfo:
+    if len(parts) != 2:
+        return PathInfo(FileKind.MISPLACED, reason=f"sub-folders are not read here; use {pattern}")
+    name = parts[1]
+    if name.endswith(".yml"):
+        return PathInfo(FileKind.MISPLACED, reason=f"use the .yaml extension: {pattern}")
+    if not name.endswith(".yaml"):
+        return PathInfo(FileKind.MISPLACED, reason=f"only YAML files are read here: {pattern}")
+    return PathInfo(kind, name[: -len(".yaml")])

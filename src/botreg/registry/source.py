@@ -1,0 +1,118 @@
+"""Where the files of a registry come from.
+
+The validator reads a registry through `RegistrySource`, so the same checks run
+on a working tree (the hook, `botreg validate`) and on a git revision (the sync
+daemon, `botreg review`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from botreg.errors import RepositoryError
+
+__all__ = ["RegistrySource", "SourceEntry", "WorkingTreeSource"]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceEntry:
+    """One file of a registry: repository-relative POSIX path and its size in bytes."""
+
+    path: str
+    size: int
+    is_symlink: bool = False
+
+
+class RegistrySource(Protocol):
+    """A read-only view of the files of one registry tree."""
+
+    @property
+    def label(self) -> str:
+        """A name for messages (a folder, or `repo@revision`)."""
+        ...
+
+    def entries(self) -> list[SourceEntry]:
+        """Every file of the tree, sorted by path (symbolic links included, not followed)."""
+        ...
+
+    def read(self, path: str) -> bytes:
+        """The bytes of a regular file. Raises OSError if it cannot be read."""
+        ...
+
+
+class WorkingTreeSource:
+    """The files of a folder on disk.
+
+    In a git work tree the file list is what git would commit (tracked files and
+    untracked ones that are not ignored), so a local `.venv/` or data dir is not
+    mistaken for registry content. Elsewhere every file below the folder counts,
+    hidden folders excepted.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise RepositoryError(f"{self.root}: not a directory; pass --repo DIR of a registry")
+        self._entries: list[SourceEntry] | None = None
+
+    @property
+    def label(self) -> str:
+        return str(self.root)
+
+    def entries(self) -> list[SourceEntry]:
+        if self._entries is None:
+            paths = self._git_paths()
+            if paths is None:
+                paths = self._walk_paths()
+            result = []
+            for rel in paths:
+                try:
+                    st = os.lstat(self.root / rel)
+                except FileNotFoundError:
+                    continue  # tracked but deleted in the work tree
+                is_link = os.path.islink(self.root / rel)
+                result.append(SourceEntry(rel, st.st_size, is_link))
+            self._entries = sorted(result, key=lambda e: e.path)
+        return self._entries
+
+    def read(self, path: str) -> bytes:
+        return (self.root / path).read_bytes()
+
+    def _git_paths(self) -> list[str] | None:
+        if not (self.root / ".git").exists():
+            return None
+        # A plain subprocess: importing GitPython would cost the hook ~60 ms of start-up.
+        try:
+            out = subprocess.run(
+                ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                cwd=self.root,
+                capture_output=True,
+                check=True,
+                timeout=60,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return sorted({p for p in out.decode("utf-8", "surrogateescape").split("\0") if p})
+
+    def _walk_paths(self) -> list[str]:
+        paths: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+            # Symlinked folders appear in dirnames; report them as entries, never descend.
+            keep = []
+            for d in dirnames:
+                if d.startswith("."):
+                    continue
+                if os.path.islink(os.path.join(dirpath, d)):
+                    filenames.append(d)
+                else:
+                    keep.append(d)
+            dirnames[:] = keep
+            rel_dir = os.path.relpath(dirpath, self.root)
+            for name in filenames:
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                paths.append(rel.replace(os.sep, "/"))
+        return paths

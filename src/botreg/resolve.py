@@ -1,0 +1,142 @@
+"""Resolve a portable config for one environment.
+
+Two steps, in this order:
+1. every `{"$resource": <name>, "type": <type>}` is replaced by a copy of
+   `resources.<type>.<name>` from the environment file;
+2. every `${VAR}` / `${VAR:default}` is expanded from the process environment
+   (the default applies when VAR is unset or empty; `$${` writes a literal `${`).
+A value that is exactly one reference takes the type the text spells
+(`port: ${PG_PORT:5432}` becomes the integer 5432).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from botreg.errors import ResolutionError
+
+__all__ = ["expand_variables", "resolve_config", "resolve_resources"]
+
+_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+_INT = re.compile(r"^[-+]?[0-9]+$")
+_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".") or "."
+
+
+def resolve_resources(config: Any, resources: Mapping[str, Any]) -> Any:
+    """Replace `$resource` references by the environment's resources.
+
+    Raises:
+        ResolutionError: naming every reference the environment does not define.
+    """
+    missing: list[str] = []
+
+    def walk(node: Any, path: tuple[str | int, ...]) -> Any:
+        if isinstance(node, Mapping):
+            if "$resource" in node:
+                name, rtype = node.get("$resource"), node.get("type")
+                group = resources.get(rtype) if isinstance(rtype, str) else None
+                if not isinstance(group, Mapping) or name not in group:
+                    missing.append(f"{_dotted(path)} -> resources.{rtype}.{name}")
+                    return None
+                return walk(group[name], path)
+            return {k: walk(v, (*path, str(k))) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, (*path, i)) for i, v in enumerate(node)]
+        return node
+
+    result = walk(config, ())
+    if missing:
+        raise ResolutionError(
+            "undefined resources: " + "; ".join(missing) + " (define them in the environment file)"
+        )
+    return result
+
+
+def _typed(text: str) -> Any:
+    if _INT.match(text):
+        return int(text)
+    if _FLOAT.match(text):
+        return float(text)
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "~"):
+        return None
+    return text
+
+
+def expand_variables(config: Any, env: Mapping[str, str] | None = None) -> Any:
+    """Expand `${VAR}` and `${VAR:default}` in every string of `config`.
+
+    Raises:
+        ResolutionError: naming every variable that is unset and has no default.
+    """
+    variables = os.environ if env is None else env
+    missing: list[str] = []
+
+    def expand(text: str, path: tuple[str | int, ...]) -> Any:
+        whole = _REF.fullmatch(text)
+
+        def substitute(match: re.Match[str]) -> str:
+            escaped, name, default = match.groups()
+            if escaped:
+                return match.group(0)[1:]
+            value = variables.get(name)
+            if value:
+                return value
+            if default is not None:
+                return default
+            missing.append(f"{name} (at {_dotted(path)})")
+            return ""
+
+        result = _REF.sub(substitute, text)
+        return _typed(result) if whole and not whole.group(1) else result
+
+    def walk(node: Any, path: tuple[str | int, ...]) -> Any:
+        if isinstance(node, Mapping):
+            return {k: walk(v, (*path, str(k))) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, (*path, i)) for i, v in enumerate(node)]
+        if isinstance(node, str) and "${" in node:
+            return expand(node, path)
+        return node
+
+    result = walk(config, ())
+    if missing:
+        raise ResolutionError(
+            "environment variables not set and without default: "
+            + ", ".join(missing)
+            + "; export them or write ${VAR:default}"
+        )
+    return result
+
+
+def resolve_config(
+    config: Mapping[str, Any],
+    environment: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A bot config with `$resource` references and `${VAR}` values resolved.
+
+    Args:
+        config: The portable config (a bot file's data).
+        environment: The environment file's data (its `resources` are used).
+        env: Variables to expand; defaults to the process environment.
+
+    Raises:
+        ResolutionError: for undefined resources or unset variables without default.
+    """
+    resources = environment.get("resources") or {}
+    if not isinstance(resources, Mapping):
+        raise ResolutionError("the environment's `resources` is not a mapping")
+    resolved = resolve_resources(config, resources)
+    expanded = expand_variables(resolved, env)
+    assert isinstance(expanded, dict)
+    return expanded

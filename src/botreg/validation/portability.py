@@ -1,0 +1,155 @@
+"""Portability: a config must work in every environment, unchanged.
+
+As in the seed's `validate_portability`: a bot or environment file may not hold
+values that only make sense on one machine (absolute local paths,
+localhost/loopback addresses) nor credentials. Such values come from `${VAR}`
+references (resolved per environment) or `$resource` references.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botreg.registry.yamlio import iter_leaves
+from botreg.secrets import find_token, is_secret_key, looks_high_entropy
+
+__all__ = [
+    "PortabilityError",
+    "PortabilityIssue",
+    "find_portability_issues",
+    "has_resource_references",
+    "is_portable",
+    "validate_portability",
+]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+_ABSOLUTE_PATH = re.compile(
+    r"^(?:~[/\\]|/(?:home|Users|root|tmp|var|opt|etc|srv|mnt|media|data|usr|private|Volumes)"
+    r"(?:/|$)|[A-Za-z]:[\\/]|\\\\[^\\]+\\|file://)"
+)
+_LOOPBACK = re.compile(
+    r"(?:^|[/@\s=,])(localhost|127(?:\.\d{1,3}){3}|0\.0\.0\.0|\[::1\]|::1)(?::\d+)?(?:[/\s?#,]|$)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PortabilityIssue:
+    """One non-portable value: check code, path of the value, and what to do."""
+
+    code: str
+    path: tuple[str | int, ...]
+    message: str
+
+
+class PortabilityError(ValueError):
+    """A config holds values that are not portable across environments."""
+
+    def __init__(self, issues: list[PortabilityIssue]) -> None:
+        self.issues = issues
+        lines = "; ".join(issue.message for issue in issues[:5])
+        more = f" (and {len(issues) - 5} more)" if len(issues) > 5 else ""
+        super().__init__(f"config is not portable: {lines}{more}")
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "value"
+
+
+def _suggest_var(path: tuple[str | int, ...]) -> str:
+    words = [str(p) for p in path if isinstance(p, str)][-2:]
+    return re.sub(r"[^A-Z0-9]+", "_", "_".join(words).upper()).strip("_") or "VALUE"
+
+
+def _check_value(path: tuple[str | int, ...], value: str) -> list[PortabilityIssue]:
+    where = _dotted(path)
+    key = next((p for p in reversed(path) if isinstance(p, str)), None)
+    var = _suggest_var(path)
+    issues: list[PortabilityIssue] = []
+    # Credentials are looked for everywhere, ${VAR:default} defaults included.
+    token = find_token(value)
+    if token:
+        issues.append(
+            PortabilityIssue(
+                "BR303",
+                path,
+                f"{where}: an inline credential ({token}); store it in a secret and write "
+                f"${{{var}}} instead, then rotate the exposed credential",
+            )
+        )
+    elif is_secret_key(key) and not _ENV_REF.fullmatch(value) and looks_high_entropy(value):
+        issues.append(
+            PortabilityIssue(
+                "BR304",
+                path,
+                f"{where}: looks like a secret written inline; write ${{{var}}} (or use a "
+                f"$resource) and keep the value out of git",
+            )
+        )
+    # Paths and hosts: a ${VAR:default} default is an explicit, overridable fallback.
+    bare = _ENV_REF.sub("", value)
+    if not value.startswith("${") and _ABSOLUTE_PATH.match(value):
+        issues.append(
+            PortabilityIssue(
+                "BR301",
+                path,
+                f"{where}: absolute local path; write ${{{var}:<path>}} or a path relative "
+                f"to the data dir so every environment can set its own",
+            )
+        )
+    if _LOOPBACK.search(bare):
+        issues.append(
+            PortabilityIssue(
+                "BR302",
+                path,
+                f"{where}: localhost/loopback address only works on one machine; write "
+                f"${{{var}:<url>}} or define it as a resource in environments/",
+            )
+        )
+    return issues
+
+
+def find_portability_issues(config: Any) -> list[PortabilityIssue]:
+    """Every non-portable value in a config (any JSON-shaped data)."""
+    issues: list[PortabilityIssue] = []
+    for path, value in iter_leaves(config):
+        if isinstance(value, str) and value:
+            issues.extend(_check_value(path, value))
+    return issues
+
+
+def validate_portability(config: Any) -> list[PortabilityIssue]:
+    """Check that a config is portable.
+
+    Returns:
+        An empty list when the config is portable.
+
+    Raises:
+        PortabilityError: listing every issue, when there is any.
+    """
+    issues = find_portability_issues(config)
+    if issues:
+        raise PortabilityError(issues)
+    return issues
+
+
+def is_portable(config: Any) -> bool:
+    """True if the config has no non-portable values."""
+    return not find_portability_issues(config)
+
+
+def has_resource_references(config: Any) -> bool:
+    """True if the config contains at least one `{"$resource": ..., "type": ...}`."""
+    if isinstance(config, Mapping):
+        if "$resource" in config:
+            return True
+        return any(has_resource_references(v) for v in config.values())
+    if isinstance(config, list):
+        return any(has_resource_references(v) for v in config)
+    return False

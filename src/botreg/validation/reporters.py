@@ -1,0 +1,165 @@
+"""Print a validation report: text, json, github (workflow commands) or sarif."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from botreg import __version__
+from botreg.validation.findings import RULES, Finding, Severity
+from botreg.validation.runner import Report
+
+__all__ = ["FORMATS", "render"]
+
+
+def _summary(report: Report) -> dict[str, Any]:
+    invalid = len(report.invalid_files & set(report.files))
+    return {
+        "files": len(report.files),
+        "valid": len(report.files) - invalid,
+        "invalid": invalid,
+        "errors": report.errors,
+        "warnings": report.warnings,
+        "duration_seconds": round(report.duration, 3),
+    }
+
+
+def _message(finding: Finding) -> str:
+    prefix = "warning: " if finding.severity is Severity.WARNING else ""
+    return prefix + finding.message
+
+
+def render_text(report: Report, prefix: str = "") -> str:
+    """`path:line:col: CODE message` per finding, then a summary line."""
+    lines = [
+        f"{prefix}{f.path}:{f.line}:{f.column}: {f.code} {_message(f)}" for f in report.findings
+    ]
+    s = _summary(report)
+    lines.append(
+        f"{s['files']} files: {s['valid']} valid, {s['invalid']} invalid, {s['errors']} errors, "
+        f"{s['warnings']} warnings ({report.duration:.2f} s)"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def render_json(report: Report, prefix: str = "") -> str:
+    """`{"findings": [...], "summary": {...}}`."""
+    findings = [
+        {
+            "path": prefix + f.path,
+            "line": f.line,
+            "column": f.column,
+            "code": f.code,
+            "severity": str(f.severity),
+            "message": f.message,
+            "pointer": f.json_pointer if f.pointer is not None else None,
+        }
+        for f in report.findings
+    ]
+    return json.dumps({"findings": findings, "summary": _summary(report)}, indent=2) + "\n"
+
+
+def _escape_data(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(value: str) -> str:
+    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(report: Report, prefix: str = "") -> str:
+    """GitHub Actions workflow commands: one annotation per finding."""
+    out = []
+    for f in report.findings:
+        level = "error" if f.severity is Severity.ERROR else "warning"
+        props = ",".join(
+            [
+                f"file={_escape_property(prefix + f.path)}",
+                f"line={f.line}",
+                f"col={f.column}",
+                f"title={_escape_property(f.code + ' ' + RULES[f.code].name)}",
+            ]
+        )
+        out.append(f"::{level} {props}::{_escape_data(f.message)}")
+    s = _summary(report)
+    out.append(
+        f"botreg: {s['files']} files: {s['valid']} valid, {s['invalid']} invalid, "
+        f"{s['errors']} errors, {s['warnings']} warnings"
+    )
+    return "\n".join(out) + "\n"
+
+
+def _fingerprint(f: Finding) -> str:
+    # Stable across edits that only move lines: the node's pointer, not its line.
+    anchor = f.json_pointer if f.pointer is not None else f.message
+    return hashlib.sha256(f"{f.path}\0{f.code}\0{anchor}".encode()).hexdigest()
+
+
+def render_sarif(report: Report, prefix: str = "") -> str:
+    """SARIF 2.1.0 for code scanning."""
+    codes = sorted(RULES)
+    index = {code: i for i, code in enumerate(codes)}
+    rules = [
+        {
+            "id": code,
+            "name": RULES[code].name,
+            "shortDescription": {"text": RULES[code].summary},
+            "defaultConfiguration": {
+                "level": "error" if RULES[code].severity is Severity.ERROR else "warning"
+            },
+            "helpUri": f"https://botreg.dev/checks#{code.lower()}",
+        }
+        for code in codes
+    ]
+    results = [
+        {
+            "ruleId": f.code,
+            "ruleIndex": index[f.code],
+            "level": "error" if f.severity is Severity.ERROR else "warning",
+            "message": {"text": f.message},
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": prefix + f.path, "uriBaseId": "%SRCROOT%"},
+                        "region": {"startLine": max(f.line, 1), "startColumn": max(f.column, 1)},
+                    }
+                }
+            ],
+            "partialFingerprints": {"botregFinding/v1": _fingerprint(f)},
+            **({"properties": {"jsonPointer": f.json_pointer}} if f.pointer is not None else {}),
+        }
+        for f in report.findings
+    ]
+    doc = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "botreg",
+                        "version": __version__,
+                        "informationUri": "https://botreg.dev",
+                        "rules": rules,
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+FORMATS: dict[str, Callable[[Report, str], str]] = {
+    "text": render_text,
+    "json": render_json,
+    "github": render_github,
+    "sarif": render_sarif,
+}
+
+
+def render(report: Report, fmt: str, prefix: str = "") -> str:
+    """Render a report in one of `FORMATS`; `prefix` is prepended to every path."""
+    return FORMATS[fmt](report, prefix)

@@ -1,0 +1,286 @@
+"""Run every check over a registry and collect the findings as data.
+
+With `paths` (what pre-commit passes) findings are reported for those files,
+but cross-file checks still see the whole repository: a bot file is checked
+against every environment, and an environment file against every bot.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from botreg.registry.layout import (
+    IDENTIFIER_RE,
+    REGISTRY_FILE,
+    STANDARD_FOLDERS,
+    FileKind,
+)
+from botreg.registry.snapshot import Snapshot
+from botreg.registry.source import RegistrySource
+from botreg.registry.yamlio import load_roundtrip, position_of
+from botreg.validation.crossfile import check_bot_references
+from botreg.validation.findings import Finding, Severity
+from botreg.validation.knowledge import check_knowledge_file
+from botreg.validation.portability import find_portability_issues
+from botreg.validation.schema import check_schema
+
+__all__ = ["Report", "validate_registry"]
+
+_CHECKED_KINDS = frozenset(
+    {
+        FileKind.REGISTRY,
+        FileKind.BOT,
+        FileKind.ENVIRONMENT,
+        FileKind.DOMAIN,
+        FileKind.KNOWLEDGE,
+        FileKind.MISPLACED,
+    }
+)
+_PORTABLE_KINDS = frozenset({FileKind.BOT, FileKind.ENVIRONMENT})
+_IGNORE_RE = re.compile(r"#\s*botreg:\s*ignore\[([A-Z0-9,\s]+)\]")
+
+
+@dataclass
+class Report:
+    """The result of one validation: findings and what was checked."""
+
+    source: str
+    files: list[str]
+    findings: list[Finding] = field(default_factory=list)
+    duration: float = 0.0
+
+    @property
+    def errors(self) -> int:
+        """Number of error findings."""
+        return sum(f.severity is Severity.ERROR for f in self.findings)
+
+    @property
+    def warnings(self) -> int:
+        """Number of warning findings."""
+        return sum(f.severity is Severity.WARNING for f in self.findings)
+
+    @property
+    def invalid_files(self) -> set[str]:
+        """Files with at least one error."""
+        return {f.path for f in self.findings if f.severity is Severity.ERROR}
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no error (warnings allowed)."""
+        return self.errors == 0
+
+
+def validate_registry(source: RegistrySource, paths: Sequence[str] | None = None) -> Report:
+    """Validate a registry.
+
+    Args:
+        source: The registry tree (a working tree or a git revision).
+        paths: Repository-relative paths to report on; None for the whole registry.
+
+    Returns:
+        A report whose findings are sorted by path, line and column.
+    """
+    started = time.perf_counter()
+    snap = Snapshot(source)
+    full = paths is None
+    selected = set(snap.entries) if paths is None else {p for p in paths if p in snap.entries}
+    checked = sorted(
+        p for p in selected if snap.info[p].kind in _CHECKED_KINDS or snap.entries[p].is_symlink
+    )
+    findings: list[Finding] = []
+
+    findings += _layout_findings(snap, full)
+    for path in checked:
+        findings += _file_findings(snap, path)
+
+    bots = [p for p in checked if snap.info[p].kind is FileKind.BOT]
+    env_selected = any(snap.info[p].kind is FileKind.ENVIRONMENT for p in checked)
+    if env_selected:  # an environment change can break any bot: check them all
+        others = [p for p in snap.paths(FileKind.BOT) if p not in set(bots)]
+        findings += check_bot_references(snap, others, all_findings=False)
+    findings += check_bot_references(snap, bots, all_findings=True)
+
+    findings = [f for f in findings if f.path in selected or set(f.related) & selected]
+    findings = _place_and_suppress(snap, findings)
+    findings.sort(key=lambda f: (f.path, f.line, f.column, f.code, f.message))
+    return Report(source.label, checked, findings, time.perf_counter() - started)
+
+
+def _layout_findings(snap: Snapshot, full: bool) -> list[Finding]:
+    findings: list[Finding] = []
+    allowed = STANDARD_FOLDERS | snap.settings.extra_folders
+    unknown: dict[str, str] = {}
+    for path in snap.entries:
+        parts = PurePosixPath(path).parts
+        if len(parts) > 1 and parts[0] not in allowed and not parts[0].startswith("."):
+            unknown.setdefault(parts[0], path)
+    for folder, first in sorted(unknown.items()):
+        findings.append(
+            Finding(
+                first,
+                "BR405",
+                f"unknown top-level folder {folder}/: move its files under bots/, knowledge/ or "
+                f"environments/, or allow it in registry.yaml layout.extra_folders",
+                1,
+                1,
+            )
+        )
+    domains: dict[str, str] = {}
+    for path, info in snap.info.items():
+        if info.kind in (FileKind.KNOWLEDGE, FileKind.DOMAIN) and info.ident:
+            domains.setdefault(info.ident, path)
+    for domain, first in sorted(domains.items()):
+        if not IDENTIFIER_RE.match(domain):
+            findings.append(
+                Finding(
+                    first,
+                    "BR403",
+                    f"invalid domain name {domain!r}: rename knowledge/{domain}/ using lowercase "
+                    "letters, digits, '_' and '-' (at most 63 characters)",
+                    1,
+                    1,
+                )
+            )
+    if full:
+        if REGISTRY_FILE not in snap.entries:
+            findings.append(
+                Finding(
+                    REGISTRY_FILE,
+                    "BR407",
+                    "no registry.yaml: add one with `format_version: 1` (see `botreg init`)",
+                    1,
+                    1,
+                )
+            )
+        if not snap.paths(FileKind.ENVIRONMENT):
+            findings.append(
+                Finding(
+                    "environments/",
+                    "BR408",
+                    "no environment defined: add environments/<name>.yaml so bots can be resolved",
+                    1,
+                    1,
+                )
+            )
+    return findings
+
+
+def _file_findings(snap: Snapshot, path: str) -> list[Finding]:
+    entry, info = snap.entries[path], snap.info[path]
+    limits = snap.settings.limits
+    if entry.is_symlink:
+        return [
+            Finding(
+                path,
+                "BR505",
+                "symbolic link: it can point outside the repository; "
+                "replace it with the file itself",
+                1,
+                1,
+            )
+        ]
+    if info.kind is FileKind.MISPLACED:
+        return [Finding(path, "BR406", f"not read here: {info.reason}", 1, 1)]
+    if entry.size > limits.max_file_bytes:
+        return [
+            Finding(
+                path,
+                "BR504",
+                f"{entry.size} bytes, over the limit of "
+                f"{limits.max_file_bytes} (registry.yaml limits.max_file_bytes); "
+                "split the file",
+                1,
+                1,
+            )
+        ]
+    if info.kind is FileKind.KNOWLEDGE:
+        try:
+            raw = snap.source.read(path)
+        except OSError as exc:
+            return [Finding(path, "BR100", f"cannot read the file: {exc.strerror or exc}", 1, 1)]
+        return check_knowledge_file(path, raw, limits)
+
+    doc = snap.document(path)
+    identity = _identity_findings(path, info.kind, info.ident or "", doc.data)
+    if doc.problems:
+        return identity + [Finding(path, p.code, p.message, p.line, p.column) for p in doc.problems]
+    findings = identity + [
+        Finding(path, code, message, pointer=pointer, at_key=at_key)
+        for code, message, pointer, at_key in check_schema(info.kind, doc.data)
+    ]
+    if info.kind in _PORTABLE_KINDS:
+        findings += [
+            Finding(path, issue.code, issue.message, pointer=issue.path)
+            for issue in find_portability_issues(doc.data)
+        ]
+    return findings
+
+
+def _identity_findings(path: str, kind: FileKind, ident: str, data: object) -> list[Finding]:
+    if kind not in (FileKind.BOT, FileKind.ENVIRONMENT):
+        return []
+    what = "bot id" if kind is FileKind.BOT else "environment name"
+    if not IDENTIFIER_RE.match(ident):
+        return [
+            Finding(
+                path,
+                "BR403",
+                f"invalid {what} {ident!r} (the file name): rename the "
+                "file using lowercase letters, digits, '_' and '-' (at most 63 "
+                "characters, starting with a letter or digit)",
+                1,
+                1,
+            )
+        ]
+    field_name = "id" if kind is FileKind.BOT else "name"
+    if isinstance(data, Mapping):
+        value = data.get(field_name)
+        if isinstance(value, str) and value != ident:
+            return [
+                Finding(
+                    path,
+                    "BR404",
+                    f"{field_name} {value!r} differs from the file name "
+                    f"{ident!r}: the {what} is the file name; rename the file or fix "
+                    f"the {field_name}",
+                    pointer=(field_name,),
+                )
+            ]
+    return []
+
+
+def _place_and_suppress(snap: Snapshot, findings: Iterable[Finding]) -> list[Finding]:
+    """Give pointer findings their line and column; drop those an ignore comment silences."""
+    kept: list[Finding] = []
+    by_path: dict[str, list[Finding]] = defaultdict(list)
+    for finding in findings:
+        by_path[finding.path].append(finding)
+    for path, group in by_path.items():
+        text = snap.document(path).text if path in snap.entries else None
+        if any(f.line == 0 for f in group):
+            tree = None
+            if text is not None:
+                try:
+                    tree = load_roundtrip(text)
+                except Exception:  # positions are best effort; the finding stands
+                    tree = None
+            for finding in group:
+                if finding.line == 0:
+                    finding.line, finding.column = (
+                        position_of(tree, finding.pointer or (), at_key=finding.at_key)
+                        if tree is not None
+                        else (1, 1)
+                    )
+        lines = text.splitlines() if text is not None else []
+        for finding in group:
+            if 0 < finding.line <= len(lines):
+                match = _IGNORE_RE.search(lines[finding.line - 1])
+                if match and finding.code in {c.strip() for c in match.group(1).split(",")}:
+                    continue
+            kept.append(finding)
+    return kept
