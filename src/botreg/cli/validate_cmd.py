@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     prefix = ""
     if fmt == "github":  # annotations need paths relative to the workspace
         rel = os.path.relpath(repo.resolve(), Path.cwd())
-        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        inside = rel != "." and not rel.startswith("..")
+        prefix = rel.replace(os.sep, "/") + "/" if inside else ""
     sys.stdout.write(render(report, fmt, prefix))
     return 0 if report.ok else 1

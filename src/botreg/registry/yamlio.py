@@ -211,7 +211,9 @@ def position_of(doc: Any, parts: Sequence[str | int], *, at_key: bool = False) -
     Returns:
         The position of the deepest node that exists on the path; (1, 1) for the root.
     """
-    line, col = 1, 1
+    lc = getattr(doc, "lc", None)
+    # the root: where its content starts (after leading comments)
+    line, col = (lc.line + 1, lc.col + 1) if lc is not None and lc.line is not None else (1, 1)
     node = doc
     for i, part in enumerate(parts):
         last = i == len(parts) - 1

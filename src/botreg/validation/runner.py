@@ -105,7 +105,8 @@ def validate_registry(source: RegistrySource, paths: Sequence[str] | None = None
         findings += check_bot_references(snap, others, all_findings=False)
     findings += check_bot_references(snap, bots, all_findings=True)
 
-    findings = [f for f in findings if f.path in selected or set(f.related) & selected]
+    if not full:
+        findings = [f for f in findings if f.path in selected or set(f.related) & selected]
     findings = _place_and_suppress(snap, findings)
     findings.sort(key=lambda f: (f.path, f.line, f.column, f.code, f.message))
     return Report(source.label, checked, findings, time.perf_counter() - started)
