@@ -96,3 +96,39 @@ def test_secret_values_are_never_echoed() -> None:
     messages = " ".join(m for _c, m, _p, _k in check_schema(FileKind.BOT, data))
     assert "llm.api_key" in messages
     assert "sk-abc" not in messages
+
+
+def _mutations(data: object) -> list[object]:
+    """Variants of a document: each key dropped, each scalar replaced by odd values."""
+    out: list[object] = []
+    if isinstance(data, dict):
+        for key in data:
+            out.append({k: v for k, v in data.items() if k != key})
+            for odd in (None, 0, -1, "x", [], {}, True, 3.5):
+                out.append({**data, key: odd})
+            for variant in _mutations(data[key])[:20]:
+                out.append({**data, key: variant})
+        out.append({**data, "unexpected": 1})
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            for variant in _mutations(item)[:10]:
+                out.append([*data[:index], variant, *data[index + 1:]])
+    return out
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_fast_and_explaining_validators_agree(kind: str) -> None:
+    """fastjsonschema (draft-07) and jsonschema (2020-12) accept the same documents."""
+    from botreg.registry.layout import classify
+    from botreg.resources import template_dir
+    from botreg.validation.schema import _validator, is_valid
+
+    documents = [load_fast(p.read_text()) for p in (DATA / kind).glob("*/*.yaml")]
+    for path in template_dir().rglob("*.yaml"):
+        if classify(path.relative_to(template_dir()).as_posix()).kind is KINDS[kind]:
+            documents.append(load_fast(path.read_text()))
+    cases = [variant for doc in documents for variant in [doc, *_mutations(doc)]]
+    assert len(cases) > 150
+    for case in cases:
+        slow = not any(True for _ in _validator(KINDS[kind]).iter_errors(case))
+        assert is_valid(KINDS[kind], case) == slow, case

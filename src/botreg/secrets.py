@@ -63,8 +63,14 @@ def is_secret_key(key: object) -> bool:
     return bool(_SECRET_KEY_RE.search(lowered))
 
 
+# One pass over the value finds any known shape; the per-shape patterns then name it.
+_ANY_TOKEN = re.compile("|".join(f"(?:{p.pattern})" for _, p in _TOKEN_PATTERNS), re.IGNORECASE)
+
+
 def find_token(value: str) -> str | None:
     """The kind of a known credential found in `value`, or None."""
+    if len(value) < 16 or not _ANY_TOKEN.search(value):
+        return None
     for label, pattern in _TOKEN_PATTERNS:
         if pattern.search(value):
             return label

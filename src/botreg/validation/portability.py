@@ -68,51 +68,51 @@ def _suggest_var(path: tuple[str | int, ...]) -> str:
 
 
 def _check_value(path: tuple[str | int, ...], value: str) -> list[PortabilityIssue]:
-    where = _dotted(path)
     key = next((p for p in reversed(path) if isinstance(p, str)), None)
-    var = _suggest_var(path)
-    issues: list[PortabilityIssue] = []
+    found: list[tuple[str, str]] = []  # (code, message template); formatted below
     # Credentials are looked for everywhere, ${VAR:default} defaults included.
     token = find_token(value)
     if token:
-        issues.append(
-            PortabilityIssue(
+        found.append(
+            (
                 "BR303",
-                path,
-                f"{where}: an inline credential ({token}); store it in a secret and write "
-                f"${{{var}}} instead, then rotate the exposed credential",
+                f"an inline credential ({token}); store it in a secret and "
+                "write ${{{var}}} instead, then rotate the exposed credential",
             )
         )
     elif is_secret_key(key) and not _ENV_REF.fullmatch(value) and looks_high_entropy(value):
-        issues.append(
-            PortabilityIssue(
+        found.append(
+            (
                 "BR304",
-                path,
-                f"{where}: looks like a secret written inline; write ${{{var}}} (or use a "
-                f"$resource) and keep the value out of git",
+                "looks like a secret written inline; write ${{{var}}} (or use "
+                "a $resource) and keep the value out of git",
             )
         )
     # Paths and hosts: a ${VAR:default} default is an explicit, overridable fallback.
-    bare = _ENV_REF.sub("", value)
-    if not value.startswith("${") and _ABSOLUTE_PATH.match(value):
-        issues.append(
-            PortabilityIssue(
+    maybe_path = value[0] in "/~\\Cf" or value[1:2] == ":"  # cheap pre-check: most values
+    if maybe_path and not value.startswith("${") and _ABSOLUTE_PATH.match(value):
+        found.append(
+            (
                 "BR301",
-                path,
-                f"{where}: absolute local path; write ${{{var}:<path>}} or a path relative "
-                f"to the data dir so every environment can set its own",
+                "absolute local path; write ${{{var}:<path>}} or a path "
+                "relative to the data dir so every environment can set its own",
             )
         )
-    if _LOOPBACK.search(bare):
-        issues.append(
-            PortabilityIssue(
+    maybe_host = any(h in value.lower() for h in ("localhost", "127.", "::1", "0.0.0.0"))
+    if maybe_host and _LOOPBACK.search(_ENV_REF.sub("", value)):
+        found.append(
+            (
                 "BR302",
-                path,
-                f"{where}: localhost/loopback address only works on one machine; write "
-                f"${{{var}:<url>}} or define it as a resource in environments/",
+                "localhost/loopback address only works on one machine; "
+                "write ${{{var}:<url>}} or define it as a resource in environments/",
             )
         )
-    return issues
+    if not found:
+        return []
+    where, var = _dotted(path), _suggest_var(path)
+    return [
+        PortabilityIssue(code, path, f"{where}: " + text.format(var=var)) for code, text in found
+    ]
 
 
 def find_portability_issues(config: Any) -> list[PortabilityIssue]:

@@ -1,28 +1,35 @@
 """JSON Schema validation with findings a person can act on.
 
-jsonschema finds the errors; this module turns each into a finding at the node
-at fault: an unknown key points at that key, a missing key at its parent, and
-for `oneOf`/`anyOf` the branch selected by the discriminating field (`type`,
-`provider`, ...) explains the error instead of a misleading "best match".
+A compiled fastjsonschema validator answers "valid?" for the common case (most
+files are); only an invalid document is validated again with jsonschema, whose
+errors carry the detail. This module turns each of those errors into a finding
+at the node at fault: an unknown key points at that key, a missing key at its parent. For
+`oneOf`/`anyOf` the branch selected by the discriminating field (`type`,
+`provider`, ...) explains the error instead of a misleading "best match": the
+validator runs a compiled form of the schema (see schema_compile) in which that
+branch is the only one evaluated; other unions are narrowed by value type.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
-from referencing import Registry, Resource
+import fastjsonschema
 
 from botreg.registry.layout import FileKind
 from botreg.resources import schema_dir
 from botreg.secrets import safe_repr
+from botreg.validation.schema_compile import compile_schema
 
-__all__ = ["SCHEMA_FILES", "SchemaIssue", "check_schema", "schema_ids"]
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+
+__all__ = ["SCHEMA_FILES", "SchemaIssue", "check_schema", "is_valid", "schema_ids"]
 
 SCHEMA_FILES: dict[FileKind, str] = {
     FileKind.BOT: "bot.schema.json",
@@ -44,12 +51,36 @@ def _schemas() -> dict[str, dict[str, Any]]:
 
 
 @cache
+def _compiled(kind: FileKind) -> dict[str, Any]:
+    by_id = {schema["$id"]: schema for schema in _schemas().values()}
+    return compile_schema(_schemas()[SCHEMA_FILES[kind]]["$id"], by_id)
+
+
+@cache
+def _fast(kind: FileKind) -> Callable[[Any], Any]:
+    # The compiled schema only uses keywords that mean the same in draft-07, the
+    # newest draft fastjsonschema implements (tests/test_schemas.py checks that
+    # both validators agree).
+    schema = {**_compiled(kind), "$schema": "http://json-schema.org/draft-07/schema#"}
+    return fastjsonschema.compile(schema)
+
+
+@cache
 def _validator(kind: FileKind) -> Draft202012Validator:
-    schemas = _schemas()
-    registry: Registry[Any] = Registry().with_resources(
-        (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
-    )
-    return Draft202012Validator(schemas[SCHEMA_FILES[kind]], registry=registry)
+    from jsonschema import Draft202012Validator  # only needed to explain invalid files
+
+    return Draft202012Validator(_compiled(kind))
+
+
+def is_valid(kind: FileKind, data: Any) -> bool:
+    """True if `data` matches the schema of its file kind (the fast path)."""
+    try:
+        _fast(kind)(data)
+    except fastjsonschema.JsonSchemaValueException:
+        return False
+    except Exception:  # data the generated code does not expect: let jsonschema decide
+        return not any(True for _ in _validator(kind).iter_errors(data))
+    return True
 
 
 def schema_ids() -> dict[str, str]:
@@ -59,6 +90,8 @@ def schema_ids() -> dict[str, str]:
 
 def check_schema(kind: FileKind, data: Any) -> list[SchemaIssue]:
     """All schema problems of one loaded document, each at the node at fault."""
+    if is_valid(kind, data):
+        return []
     validator = _validator(kind)
     issues: list[SchemaIssue] = []
     for error in validator.iter_errors(data):
@@ -175,56 +208,14 @@ def _extra_keys(schema: Mapping[str, Any], instance: Mapping[str, Any]) -> list[
     return [k for k in instance if k not in props and not any(p.search(str(k)) for p in patterns)]
 
 
-def _discriminator(branches: list[Any]) -> str | None:
-    """The property whose `const` tells the inline branches of a oneOf apart."""
-    inline = [b for b in branches if isinstance(b, Mapping) and "$ref" not in b]
-    if len(inline) != len(branches):
-        return None
-    candidates: set[str] | None = None
-    for branch in inline:
-        consts = {
-            name
-            for name, sub in branch.get("properties", {}).items()
-            if isinstance(sub, Mapping) and "const" in sub
-        }
-        candidates = consts if candidates is None else candidates | consts
-    for name in sorted(candidates or ()):
-        with_const = [b for b in inline if "const" in b.get("properties", {}).get(name, {})]
-        if len(with_const) >= len(inline) - 1:
-            return name
-    return None
-
-
 def _explain_choice(error: ValidationError, path: tuple[str | int, ...]) -> list[SchemaIssue]:
     branches: Any = error.validator_value
-    instance = error.instance
     by_branch: dict[int, list[ValidationError]] = {}
     for sub in error.context or ():
         by_branch.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
 
-    field = _discriminator(branches) if isinstance(instance, Mapping) else None
-    if field is not None and isinstance(instance, Mapping):
-        if field not in instance:
-            return []  # the object's own `required` reports the missing field
-        chosen = _branch_for(branches, field, instance[field])
-        if chosen is None:
-            options = [
-                b["properties"][field]["const"]
-                for b in branches
-                if "const" in b.get("properties", {}).get(field, {})
-            ]
-            return [
-                (
-                    "BR201",
-                    f"{_where((*path, field))}: unknown {field} {safe_repr(instance[field])}: "
-                    f"use one of {', '.join(map(str, options))}",
-                    (*path, field),
-                    False,
-                )
-            ]
-        return [issue for sub in by_branch.get(chosen, []) for issue in _explain(sub)]
-
-    # No discriminating field: drop branches of the wrong type; if one is left, it explains.
+    # Discriminated unions never get here (schema_compile turns them into if/then).
+    # Drop branches of the wrong type; if one is left, its errors explain the failure.
     def wrong_type(index: int) -> bool:
         return any(
             sub.validator == "type" and not sub.relative_path for sub in by_branch.get(index, [])
@@ -244,17 +235,7 @@ def _explain_choice(error: ValidationError, path: tuple[str | int, ...]) -> list
         )
         expected = " or ".join(_article(t) for t in types) or "another kind of value"
         return [("BR201", f"{_where(path)}: must be {expected}", path, False)]
+    from jsonschema.exceptions import best_match
+
     best = best_match(error.context or ())
     return _explain(best) if best is not None else [("BR201", error.message, path, False)]
-
-
-def _branch_for(branches: list[Mapping[str, Any]], field: str, value: Any) -> int | None:
-    fallback = None
-    for index, branch in enumerate(branches):
-        sub = branch.get("properties", {}).get(field, {})
-        if "const" in sub:
-            if sub["const"] == value:
-                return index
-        elif fallback is None and Draft202012Validator(sub).is_valid(value):
-            fallback = index
-    return fallback
