@@ -46,20 +46,25 @@ def bot_text(i: int, domains: list[str]) -> str:
 
 def knowledge_file(i: int) -> tuple[str, str]:
     rnd = random.Random(10_000 + i)
-    words = ("refund invoice plan seat workspace project automation export billing "
-             "customer support policy shortcut release feature limit").split()
+    words = (
+        "refund invoice plan seat workspace project automation export billing "
+        "customer support policy shortcut release feature limit"
+    ).split()
 
     def sentence() -> str:
         return " ".join(rnd.choice(words) for _ in range(rnd.randint(8, 16))).capitalize() + "."
 
     kind = i % 5
     if kind == 0:
-        body = json.dumps({"id": i, "items": [{"name": f"item {j}", "text": sentence()}
-                                               for j in range(5)]}, indent=2)
+        body = json.dumps(
+            {"id": i, "items": [{"name": f"item {j}", "text": sentence()} for j in range(5)]},
+            indent=2,
+        )
         return "json", body + "\n"
     if kind == 1:
-        rows = "\n".join(f"{j},{sentence().replace(',', '')},{rnd.randint(1, 99)}"
-                         for j in range(10))
+        rows = "\n".join(
+            f"{j},{sentence().replace(',', '')},{rnd.randint(1, 99)}" for j in range(10)
+        )
         return "csv", "id,text,score\n" + rows + "\n"
     if kind == 2:
         return "txt", "\n\n".join(sentence() + " " + sentence() for _ in range(4)) + "\n"

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from corpus import build_registry  # noqa: E402
+from corpus import build_registry
 
-from botreg.resources import schema_dir  # noqa: E402
+from botreg.resources import schema_dir
 
 
 def timed(cmd: list[str], runs: int, cwd: Path) -> tuple[float, subprocess.CompletedProcess[str]]:
@@ -50,7 +50,10 @@ def bundled_bot_schema(target: Path) -> Path:
     bundled["$defs"]["resourceRef"] = ref
     for name, schema in ref_defs.items():
         bundled["$defs"][f"rr_{name}"] = json.loads(
-            json.dumps(schema).replace('"#/$defs/', '"#/$defs/rr_').replace('"#"', '"#/$defs/resourceRef"'))
+            json.dumps(schema)
+            .replace('"#/$defs/', '"#/$defs/rr_')
+            .replace('"#"', '"#/$defs/resourceRef"')
+        )
     bundled.pop("$id")
     target.write_text(json.dumps(bundled))
     return target
@@ -73,21 +76,28 @@ def main() -> int:
             print(proc.stdout[-2000:], proc.stderr[-2000:])
             raise SystemExit("the generated registry should be valid")
         files = int(summary.split()[0])
-        five = ["bots/bot-0001.yaml", "bots/bot-0002.yaml", "bots/bot-0003.yaml",
-                "knowledge/billing/part-0/doc-0000.json", "environments/production.yaml"]
+        five = [
+            "bots/bot-0001.yaml",
+            "bots/bot-0002.yaml",
+            "bots/bot-0003.yaml",
+            "knowledge/billing/part-0/doc-0000.json",
+            "environments/production.yaml",
+        ]
         five_bots = [f"bots/bot-{i:04d}.yaml" for i in range(10, 15)]
         hook_env, _ = timed([*botreg, "validate", *five], args.runs, repo)
         hook_bots, _ = timed([*botreg, "validate", *five_bots], args.runs, repo)
         bot_files = sorted(str(p) for p in (repo / "bots").glob("bot-*.yaml"))
         ours_bots, _ = timed([*botreg, "validate", *bot_files], args.runs, repo)
 
-        cjs = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent)) or shutil.which(
-            "check-jsonschema")
+        cjs = shutil.which(
+            "check-jsonschema", path=str(Path(sys.executable).parent)
+        ) or shutil.which("check-jsonschema")
         cjs_time = None
         if cjs:
             schema = bundled_bot_schema(work / "bot.bundled.json")
-            cjs_time, cproc = timed([cjs, "--schemafile", str(schema), *bot_files],
-                                    max(1, args.runs // 2), repo)
+            cjs_time, cproc = timed(
+                [cjs, "--schemafile", str(schema), *bot_files], max(1, args.runs // 2), repo
+            )
             if cproc.returncode != 0:
                 print(cproc.stdout[-1000:], cproc.stderr[-1000:])
                 raise SystemExit("check-jsonschema rejected the generated bots")
@@ -95,25 +105,47 @@ def main() -> int:
         rows = [
             ("botreg validate, whole repository", full, files, "< 1.5 s, >= 1000 files/s"),
             ("botreg validate, 5 bot files (hook)", hook_bots, 5, "< 0.3 s"),
-            ("botreg validate, 5 files incl. an environment (hook)", hook_env, 5,
-             "(checks all bots' references)"),
-            (f"botreg validate, {len(bot_files)} bot files", ours_bots, len(bot_files),
-             ">= 2x check-jsonschema"),
+            (
+                "botreg validate, 5 files incl. an environment (hook)",
+                hook_env,
+                5,
+                "(checks all bots' references)",
+            ),
+            (
+                f"botreg validate, {len(bot_files)} bot files",
+                ours_bots,
+                len(bot_files),
+                ">= 2x check-jsonschema",
+            ),
         ]
         if cjs_time is not None:
-            rows.append((f"check-jsonschema, {len(bot_files)} bot files", cjs_time,
-                         len(bot_files), "schema only"))
-        print(f"registry: {args.bots} bots, {args.knowledge} knowledge files "
-              f"({files} files checked); median of {args.runs} runs\n")
-        print(f"| {'run':<55} | {'wall s':>7} | {'files':>5} | {'files/s':>8} | "
-              f"{'ms/file':>7} | target")
+            rows.append(
+                (
+                    f"check-jsonschema, {len(bot_files)} bot files",
+                    cjs_time,
+                    len(bot_files),
+                    "schema only",
+                )
+            )
+        print(
+            f"registry: {args.bots} bots, {args.knowledge} knowledge files "
+            f"({files} files checked); median of {args.runs} runs\n"
+        )
+        print(
+            f"| {'run':<55} | {'wall s':>7} | {'files':>5} | {'files/s':>8} | "
+            f"{'ms/file':>7} | target"
+        )
         print(f"|{'-' * 57}|{'-' * 9}|{'-' * 7}|{'-' * 10}|{'-' * 9}|--------")
         for name, seconds, count, target in rows:
-            print(f"| {name:<55} | {seconds:7.3f} | {count:5d} | {count / seconds:8.0f} | "
-                  f"{seconds / count * 1000:7.3f} | {target}")
+            print(
+                f"| {name:<55} | {seconds:7.3f} | {count:5d} | {count / seconds:8.0f} | "
+                f"{seconds / count * 1000:7.3f} | {target}"
+            )
         if cjs_time is not None:
-            print(f"\nthroughput on bot files: botreg / check-jsonschema = "
-                  f"{cjs_time / ours_bots:.2f}x (target >= 2x)")
+            print(
+                f"\nthroughput on bot files: botreg / check-jsonschema = "
+                f"{cjs_time / ours_bots:.2f}x (target >= 2x)"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

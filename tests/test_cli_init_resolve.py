@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from botreg.cli import main
-from botreg.resolve import expand_variables, resolve_config
 from botreg.errors import ResolutionError
+from botreg.resolve import expand_variables, resolve_config
 from conftest import git
 from helpers import validate
 
@@ -54,15 +54,25 @@ def test_resolve_masks_secrets(
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-real-secret-value-0123456789")
     monkeypatch.delenv("BILLING_API_TOKEN", raising=False)
-    code, out, _ = run(capsys, "resolve", "billing-assistant", "--env", "development",
-                       "--repo", str(registry), "--format", "json")
+    code, out, _ = run(
+        capsys,
+        "resolve",
+        "billing-assistant",
+        "--env",
+        "development",
+        "--repo",
+        str(registry),
+        "--format",
+        "json",
+    )
     assert code == 0
     config = json.loads(out)
     assert config["llm"]["api_key"] == "***"
-    assert config["tools"][0]["endpoint"] == {"base_url": "http://localhost:8081",
-                                              "token": "***"}
-    assert config["conversation_storage"] == {"backend": "sqlite",
-                                              "path": ".botreg/conversations.db"}
+    assert config["tools"][0]["endpoint"] == {"base_url": "http://localhost:8081", "token": "***"}
+    assert config["conversation_storage"] == {
+        "backend": "sqlite",
+        "path": ".botreg/conversations.db",
+    }
     assert "sk-ant-real" not in out
 
 
@@ -70,8 +80,16 @@ def test_resolve_show_secrets_and_yaml(
     registry: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-real-secret-value-0123456789")
-    code, out, _ = run(capsys, "resolve", "billing-assistant", "--env", "development",
-                       "--repo", str(registry), "--show-secrets")
+    code, out, _ = run(
+        capsys,
+        "resolve",
+        "billing-assistant",
+        "--env",
+        "development",
+        "--repo",
+        str(registry),
+        "--show-secrets",
+    )
     assert code == 0
     assert "api_key: sk-ant-real-secret-value-0123456789" in out
     assert "token: dev-token" in out
@@ -82,8 +100,9 @@ def test_resolve_missing_variable_is_a_clear_error(
 ) -> None:
     for var in ("ANTHROPIC_API_KEY", "PG_HOST", "PG_USER", "PG_PASSWORD", "BILLING_API_TOKEN"):
         monkeypatch.delenv(var, raising=False)
-    code, _, err = run(capsys, "resolve", "billing-assistant", "--env", "production",
-                       "--repo", str(registry))
+    code, _, err = run(
+        capsys, "resolve", "billing-assistant", "--env", "production", "--repo", str(registry)
+    )
     assert code == 1
     assert "ANTHROPIC_API_KEY (at llm.api_key)" in err
     assert "PG_HOST (at conversation_storage.host)" in err
@@ -108,27 +127,43 @@ def test_resolve_broken_bot_points_at_validate(
     registry: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (registry / "bots/product-guide.yaml").write_text("name: [\n")
-    code, _, err = run(capsys, "resolve", "product-guide", "--env", "development",
-                       "--repo", str(registry))
+    code, _, err = run(
+        capsys, "resolve", "product-guide", "--env", "development", "--repo", str(registry)
+    )
     assert code == 1 and "bots/product-guide.yaml:" in err and "botreg validate" in err
 
 
 def test_expand_variables_rules() -> None:
     env = {"HOST": "db", "EMPTY": "", "PORT": "6543"}
     data = {
-        "a": "${HOST}", "b": "${MISSING:fallback}", "c": "${EMPTY:used}",
-        "d": "${PORT}", "e": "${NOPE:5432}", "f": "x-${HOST}-y", "g": "$${HOST}",
-        "h": "${FLAG:true}", "i": ["${HOST}"],
+        "a": "${HOST}",
+        "b": "${MISSING:fallback}",
+        "c": "${EMPTY:used}",
+        "d": "${PORT}",
+        "e": "${NOPE:5432}",
+        "f": "x-${HOST}-y",
+        "g": "$${HOST}",
+        "h": "${FLAG:true}",
+        "i": ["${HOST}"],
     }
     assert expand_variables(data, env) == {
-        "a": "db", "b": "fallback", "c": "used", "d": 6543, "e": 5432,
-        "f": "x-db-y", "g": "${HOST}", "h": True, "i": ["db"],
+        "a": "db",
+        "b": "fallback",
+        "c": "used",
+        "d": 6543,
+        "e": 5432,
+        "f": "x-db-y",
+        "g": "${HOST}",
+        "h": True,
+        "i": ["db"],
     }
 
 
 def test_resolve_config_reports_every_missing_resource() -> None:
-    config = {"x": {"$resource": "a", "type": "databases"},
-              "y": [{"$resource": "b", "type": "queues"}]}
+    config = {
+        "x": {"$resource": "a", "type": "databases"},
+        "y": [{"$resource": "b", "type": "queues"}],
+    }
     with pytest.raises(ResolutionError) as info:
         resolve_config(config, {"resources": {"databases": {}}}, env={})
     assert "x -> resources.databases.a" in str(info.value)

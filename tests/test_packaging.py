@@ -16,15 +16,27 @@ PROJECT = Path(__file__).resolve().parent.parent
 @pytest.mark.timeout(600)
 def test_wheel_ships_schemas_and_template(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
-         str(PROJECT)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(PROJECT),
+        ],
+        check=True,
+        capture_output=True,
     )
     [wheel] = tmp_path.glob("botreg-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        for folder, prefix in (("schemas", "botreg/_data/schemas/"),
-                               ("registry-repo-template", "botreg/_data/registry-repo-template/")):
+        for folder, prefix in (
+            ("schemas", "botreg/_data/schemas/"),
+            ("registry-repo-template", "botreg/_data/registry-repo-template/"),
+        ):
             source = PROJECT / folder
             files = [p for p in source.rglob("*") if p.is_file()]
             assert files

@@ -17,8 +17,14 @@ import pytest
 from conftest import git
 
 PROJECT = Path(__file__).resolve().parent.parent
-SHIPPED = ["src", "schemas", "registry-repo-template", "pyproject.toml", "README.md",
-           ".pre-commit-hooks.yaml"]
+SHIPPED = [
+    "src",
+    "schemas",
+    "registry-repo-template",
+    "pyproject.toml",
+    "README.md",
+    ".pre-commit-hooks.yaml",
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +34,32 @@ def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     for name in SHIPPED:
         source = PROJECT / name
         if source.is_dir():
-            shutil.copytree(source, repo / name,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(
+                source, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
         else:
             shutil.copy2(source, repo / name)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "release"]):
         subprocess.run(["git", *args], cwd=repo, check=True, env=env)
-    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, text=True,
-                         capture_output=True, env=env).stdout.strip()
+    rev = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, check=True, text=True, capture_output=True, env=env
+    ).stdout.strip()
     return repo, rev
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_hook_blocks_a_bad_commit_and_passes_a_good_one(
-    git_registry: Path, hook_repo: tuple[Path, str], tmp_path: Path,
+    git_registry: Path,
+    hook_repo: tuple[Path, str],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     repo, rev = hook_repo
@@ -54,23 +69,39 @@ def test_hook_blocks_a_bad_commit_and_passes_a_good_one(
     )
     git(git_registry, "add", ".pre-commit-config.yaml")
     git(git_registry, "commit", "-q", "-m", "point the hook at this checkout")
-    subprocess.run([sys.executable, "-m", "pre_commit", "install"], cwd=git_registry,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pre_commit", "install"],
+        cwd=git_registry,
+        check=True,
+        capture_output=True,
+    )
 
     bot = git_registry / "bots/billing-assistant.yaml"
     bot.write_text(bot.read_text().replace("status: active", "status: enabled"))
     git(git_registry, "add", "-A")
-    bad = subprocess.run(["git", "commit", "-m", "enable"], cwd=git_registry,
-                         capture_output=True, text=True, check=False)
+    bad = subprocess.run(
+        ["git", "commit", "-m", "enable"],
+        cwd=git_registry,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     output = bad.stdout + bad.stderr
     assert bad.returncode != 0, output
     assert "bots/billing-assistant.yaml:4:9: BR201 status: 'enabled' is not allowed" in output
-    assert git(git_registry, "log", "--format=%s", "-1").strip() == "point the hook at this checkout"
+    assert (
+        git(git_registry, "log", "--format=%s", "-1").strip() == "point the hook at this checkout"
+    )
 
     bot.write_text(bot.read_text().replace("status: enabled", "status: inactive"))
     git(git_registry, "add", "-A")
-    good = subprocess.run(["git", "commit", "-m", "pause the billing bot"], cwd=git_registry,
-                          capture_output=True, text=True, check=False)
+    good = subprocess.run(
+        ["git", "commit", "-m", "pause the billing bot"],
+        cwd=git_registry,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert good.returncode == 0, good.stdout + good.stderr
     assert "botreg validate" in good.stdout + good.stderr
     assert git(git_registry, "log", "--format=%s", "-1").strip() == "pause the billing bot"

@@ -112,7 +112,7 @@ def _mutations(data: object) -> list[object]:
     elif isinstance(data, list):
         for index, item in enumerate(data):
             for variant in _mutations(item)[:10]:
-                out.append([*data[:index], variant, *data[index + 1:]])
+                out.append([*data[:index], variant, *data[index + 1 :]])
     return out
 
 

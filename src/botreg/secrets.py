@@ -11,6 +11,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -55,8 +56,11 @@ _ENV_REF_RE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::[^}]*)?\}")
 
 def is_secret_key(key: object) -> bool:
     """True if a mapping key names a credential (api_key, token, password, ...)."""
-    if not isinstance(key, str):
-        return False
+    return isinstance(key, str) and _is_secret_name(key)
+
+
+@lru_cache(maxsize=4096)  # configs reuse a small vocabulary of keys
+def _is_secret_name(key: str) -> bool:
     lowered = key.lower()
     if lowered in _NOT_SECRET_KEYS:
         return False

@@ -106,6 +106,21 @@ class Snapshot:
             doc.problems = list(exc.problems)
         return doc
 
+    def text(self, path: str) -> str | None:
+        """The UTF-8 text of a YAML document, or None (missing, binary, not YAML)."""
+        if path not in self.entries:
+            return None
+        doc = self._docs.get(path)
+        if doc is not None:
+            return doc.text
+        info = self.info[path]
+        if info.kind not in _YAML_KINDS or self.entries[path].is_symlink:
+            return None
+        try:
+            return decode_utf8(self.source.read(path))
+        except (OSError, ContentError):
+            return None
+
     @staticmethod
     def stem(path: str) -> str:
         """File name without its extension."""

@@ -1,17 +1,36 @@
-"""Cross-file checks: references between bots, environments and knowledge domains."""
+"""Cross-file checks: references between bots, environments and knowledge domains.
+
+Each file contributes small facts (the references a bot makes, the resources an
+environment defines); the checks compare facts, so they never need every
+document in memory at once and can run after files were checked in parallel.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from botreg.registry.layout import IDENTIFIER_RE, FileKind
-from botreg.registry.snapshot import Document, Snapshot
+from botreg.registry.layout import IDENTIFIER_RE
 from botreg.validation.findings import Finding
 
-__all__ = ["check_bot_references", "iter_resource_refs", "resource_table"]
+__all__ = [
+    "BotReferences",
+    "bot_references",
+    "check_references",
+    "iter_resource_refs",
+    "resource_table",
+]
 
 Pointer = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BotReferences:
+    """What one bot refers to: `$resource`s (pointer, type, name) and domains (pointer, id)."""
+
+    resources: tuple[tuple[Pointer, str, str], ...]
+    domains: tuple[tuple[Pointer, str], ...]
 
 
 def iter_resource_refs(data: Any, path: Pointer = ()) -> Iterator[tuple[Pointer, str, str]]:
@@ -28,70 +47,74 @@ def iter_resource_refs(data: Any, path: Pointer = ()) -> Iterator[tuple[Pointer,
             yield from iter_resource_refs(value, (*path, index))
 
 
-def resource_table(env: Document) -> set[tuple[str, str]] | None:
-    """(type, name) pairs an environment defines; None if it did not load."""
-    if not env.ok or not isinstance(env.data, Mapping):
-        return None
-    resources = env.data.get("resources")
+def _domains_named(data: Mapping[str, Any]) -> Iterator[tuple[Pointer, str]]:
+    knowledge = data.get("knowledge")
+    if isinstance(knowledge, Mapping) and isinstance(knowledge.get("domains"), list):
+        for index, domain in enumerate(knowledge["domains"]):
+            if isinstance(domain, str):
+                yield ("knowledge", "domains", index), domain
+    tools = data.get("tools")
+    if isinstance(tools, list):
+        for index, tool in enumerate(tools):
+            if isinstance(tool, Mapping) and tool.get("type") == "knowledge_search":
+                domain = tool.get("domain")
+                if isinstance(domain, str):
+                    yield ("tools", index, "domain"), domain
+
+
+def bot_references(data: Any) -> BotReferences:
+    """The references of one loaded bot document."""
+    if not isinstance(data, Mapping):
+        return BotReferences((), ())
+    return BotReferences(tuple(iter_resource_refs(data)), tuple(_domains_named(data)))
+
+
+def resource_table(data: Any) -> frozenset[tuple[str, str]]:
+    """(type, name) pairs an environment document defines."""
+    resources = data.get("resources") if isinstance(data, Mapping) else None
     table: set[tuple[str, str]] = set()
     if isinstance(resources, Mapping):
         for rtype, group in resources.items():
             if isinstance(group, Mapping):
                 table.update((str(rtype), str(name)) for name in group)
-    return table
+    return frozenset(table)
 
 
-def _domains_named(data: Mapping[str, Any]) -> Iterator[tuple[Pointer, Any]]:
-    knowledge = data.get("knowledge")
-    if isinstance(knowledge, Mapping) and isinstance(knowledge.get("domains"), list):
-        for index, domain in enumerate(knowledge["domains"]):
-            yield ("knowledge", "domains", index), domain
-    tools = data.get("tools")
-    if isinstance(tools, list):
-        for index, tool in enumerate(tools):
-            if isinstance(tool, Mapping) and tool.get("type") == "knowledge_search":
-                yield ("tools", index, "domain"), tool.get("domain")
-
-
-def check_bot_references(
-    snapshot: Snapshot, bot_paths: Iterable[str], *, all_findings: bool
+def check_references(
+    path: str,
+    refs: BotReferences,
+    environments: Mapping[str, frozenset[tuple[str, str]]],
+    domains: set[str],
+    *,
+    check_domains: bool = True,
 ) -> list[Finding]:
-    """`$resource` and domain references of the given bots against the whole registry.
+    """A bot's references against every environment and the existing knowledge domains.
 
     Args:
-        snapshot: The registry.
-        bot_paths: The bots to check.
-        all_findings: Also report domain references (off when only environments
-            were asked about, to keep a hook run on one environment file focused).
+        path: The bot file.
+        refs: Its references.
+        environments: Environment file path -> the resources it defines.
+        domains: The knowledge domains of the registry.
+        check_domains: Also check domain references (off when only environments
+            changed: a hook run on one environment file reports what that file broke).
     """
-    envs = {
-        path: table
-        for path in snapshot.paths(FileKind.ENVIRONMENT)
-        if (table := resource_table(snapshot.document(path))) is not None
-    }
-    domains = snapshot.domains
     findings: list[Finding] = []
-    for path in bot_paths:
-        doc = snapshot.document(path)
-        if not doc.ok or not isinstance(doc.data, Mapping):
-            continue
-        for pointer, rtype, name in iter_resource_refs(doc.data):
-            for env_path, table in envs.items():
-                if (rtype, name) not in table:
-                    findings.append(
-                        Finding(
-                            path,
-                            "BR401",
-                            f"resource {rtype}/{name} is not defined in {env_path}: add "
-                            f"resources.{rtype}.{name} there, or fix the reference",
-                            pointer=(*pointer, "$resource"),
-                            related=(env_path,),
-                        )
+    for pointer, rtype, name in refs.resources:
+        for env_path, table in environments.items():
+            if (rtype, name) not in table:
+                findings.append(
+                    Finding(
+                        path,
+                        "BR401",
+                        f"resource {rtype}/{name} is not defined in {env_path}: add "
+                        f"resources.{rtype}.{name} there, or fix the reference",
+                        pointer=(*pointer, "$resource"),
+                        related=(env_path,),
                     )
-        if not all_findings:
-            continue
-        for pointer, domain in _domains_named(doc.data):
-            if isinstance(domain, str) and IDENTIFIER_RE.match(domain) and domain not in domains:
+                )
+    if check_domains:
+        for pointer, domain in refs.domains:
+            if IDENTIFIER_RE.match(domain) and domain not in domains:
                 known = ", ".join(sorted(domains)) or "none yet"
                 findings.append(
                     Finding(

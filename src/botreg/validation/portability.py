@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from botreg.registry.yamlio import iter_leaves
 from botreg.secrets import find_token, is_secret_key, looks_high_entropy
 
 __all__ = [
@@ -29,6 +28,12 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 _ABSOLUTE_PATH = re.compile(
     r"^(?:~[/\\]|/(?:home|Users|root|tmp|var|opt|etc|srv|mnt|media|data|usr|private|Volumes)"
     r"(?:/|$)|[A-Za-z]:[\\/]|\\\\[^\\]+\\|file://)"
+)
+# Anything that might interest one of the checks below (a superset, checked fast).
+_SUSPECT = re.compile(
+    r"^[/~\\]|^[A-Za-z]:|file:|localhost|127\.|::1|0\.0\.0\.0|://[^/\s]*@"
+    r"|sk-|sk_|rk_|AKIA|ASIA|AGPA|AIDA|AROA|gh[pousr]_|github_pat_|glpat-|xox|AIza|eyJ|BEGIN",
+    re.IGNORECASE,
 )
 _LOOPBACK = re.compile(
     r"(?:^|[/@\s=,])(localhost|127(?:\.\d{1,3}){3}|0\.0\.0\.0|\[::1\]|::1)(?::\d+)?(?:[/\s?#,]|$)",
@@ -118,9 +123,19 @@ def _check_value(path: tuple[str | int, ...], value: str) -> list[PortabilityIss
 def find_portability_issues(config: Any) -> list[PortabilityIssue]:
     """Every non-portable value in a config (any JSON-shaped data)."""
     issues: list[PortabilityIssue] = []
-    for path, value in iter_leaves(config):
-        if isinstance(value, str) and value:
-            issues.extend(_check_value(path, value))
+
+    def walk(node: Any, path: tuple[str | int, ...], secret_key: bool) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, (*path, str(key)), is_secret_key(key))
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, (*path, index), secret_key)
+        elif isinstance(node, str) and node and (secret_key or _SUSPECT.search(node)):
+            # the pre-check is one regex pass; most values are plain text and stop here
+            issues.extend(_check_value(path, node))
+
+    walk(config, (), False)
     return issues
 
 

@@ -7,6 +7,8 @@ against every environment, and an environment file against every bot.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
 import time
 from collections import defaultdict
@@ -23,11 +25,16 @@ from botreg.registry.layout import (
 from botreg.registry.snapshot import Snapshot
 from botreg.registry.source import RegistrySource
 from botreg.registry.yamlio import load_roundtrip, position_of
-from botreg.validation.crossfile import check_bot_references
+from botreg.validation.crossfile import (
+    BotReferences,
+    bot_references,
+    check_references,
+    resource_table,
+)
 from botreg.validation.findings import Finding, Severity
 from botreg.validation.knowledge import check_knowledge_file
 from botreg.validation.portability import find_portability_issues
-from botreg.validation.schema import check_schema
+from botreg.validation.schema import SCHEMA_FILES, check_schema, warm_up
 
 __all__ = ["Report", "validate_registry"]
 
@@ -75,6 +82,21 @@ class Report:
         return self.errors == 0
 
 
+@dataclass(slots=True)
+class _FileResult:
+    """What checking one file yields: its own findings and its cross-file facts."""
+
+    path: str
+    findings: list[Finding]
+    bot_refs: BotReferences | None = None
+    resources: frozenset[tuple[str, str]] | None = None
+
+
+# Below this many files a process pool costs more than it saves.
+_PARALLEL_THRESHOLD = 400
+_worker_snapshot: Snapshot | None = None
+
+
 def validate_registry(source: RegistrySource, paths: Sequence[str] | None = None) -> Report:
     """Validate a registry.
 
@@ -92,24 +114,82 @@ def validate_registry(source: RegistrySource, paths: Sequence[str] | None = None
     checked = sorted(
         p for p in selected if snap.info[p].kind in _CHECKED_KINDS or snap.entries[p].is_symlink
     )
-    findings: list[Finding] = []
+    # Cross-file checks need facts from files that were not asked about: every
+    # environment always, and every bot when an environment is checked (an
+    # environment change can break any bot).
+    envs = snap.paths(FileKind.ENVIRONMENT)
+    facts_only = [p for p in envs if p not in selected]
+    env_checked = any(snap.info[p].kind is FileKind.ENVIRONMENT for p in checked)
+    if env_checked:
+        facts_only += [p for p in snap.paths(FileKind.BOT) if p not in selected]
+    tasks = [(p, True) for p in checked] + [(p, False) for p in facts_only]
 
-    findings += _layout_findings(snap, full)
-    for path in checked:
-        findings += _file_findings(snap, path)
-
-    bots = [p for p in checked if snap.info[p].kind is FileKind.BOT]
-    env_selected = any(snap.info[p].kind is FileKind.ENVIRONMENT for p in checked)
-    if env_selected:  # an environment change can break any bot: check them all
-        others = [p for p in snap.paths(FileKind.BOT) if p not in set(bots)]
-        findings += check_bot_references(snap, others, all_findings=False)
-    findings += check_bot_references(snap, bots, all_findings=True)
+    results = {r.path: r for r in _run(snap, tasks)}
+    findings = _layout_findings(snap, full)
+    for result in results.values():
+        findings += result.findings
+    tables = {p: t for p in envs if (t := results[p].resources) is not None}
+    domains = snap.domains
+    for result in results.values():
+        if result.bot_refs is not None:
+            own = result.path in selected
+            if own or env_checked:
+                findings += check_references(
+                    result.path, result.bot_refs, tables, domains, check_domains=own
+                )
 
     if not full:
         findings = [f for f in findings if f.path in selected or set(f.related) & selected]
     findings = _place_and_suppress(snap, findings)
     findings.sort(key=lambda f: (f.path, f.line, f.column, f.code, f.message))
     return Report(source.label, checked, findings, time.perf_counter() - started)
+
+
+def _jobs(tasks: int) -> int:
+    requested = os.environ.get("BOTREG_JOBS", "")
+    if requested.isdigit() and int(requested) > 0:
+        return int(requested)
+    if tasks < _PARALLEL_THRESHOLD:
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+
+
+def _run(snap: Snapshot, tasks: list[tuple[str, bool]]) -> list[_FileResult]:
+    """Check files, in worker processes when there are many and cores to spare."""
+    jobs = min(_jobs(len(tasks)), 8)
+    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [_check_file(snap, path, full) for path, full in tasks]
+    # fork: workers inherit the snapshot (file list, settings) and the compiled
+    # schemas without pickling or compiling them again
+    for kind in SCHEMA_FILES:
+        warm_up(kind)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(jobs, initializer=_init_worker, initargs=(snap,)) as pool:
+        chunk = max(16, len(tasks) // (jobs * 8))
+        return list(pool.imap(_check_in_worker, tasks, chunksize=chunk))
+
+
+def _init_worker(snap: Snapshot) -> None:
+    global _worker_snapshot  # noqa: PLW0603 - one snapshot per worker process
+    _worker_snapshot = snap
+
+
+def _check_in_worker(task: tuple[str, bool]) -> _FileResult:
+    assert _worker_snapshot is not None
+    return _check_file(_worker_snapshot, *task)
+
+
+def _check_file(snap: Snapshot, path: str, full: bool) -> _FileResult:
+    result = _FileResult(path, _file_findings(snap, path) if full else [])
+    kind = snap.info[path].kind
+    if kind in (FileKind.BOT, FileKind.ENVIRONMENT):
+        doc = snap.document(path)
+        if doc.ok:
+            if kind is FileKind.BOT:
+                result.bot_refs = bot_references(doc.data)
+            else:
+                result.resources = resource_table(doc.data)
+    return result
 
 
 def _layout_findings(snap: Snapshot, full: bool) -> list[Finding]:
@@ -262,7 +342,7 @@ def _place_and_suppress(snap: Snapshot, findings: Iterable[Finding]) -> list[Fin
     for finding in findings:
         by_path[finding.path].append(finding)
     for path, group in by_path.items():
-        text = snap.document(path).text if path in snap.entries else None
+        text = snap.text(path)
         if any(f.line == 0 for f in group):
             tree = None
             if text is not None:

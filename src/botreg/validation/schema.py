@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
 
-__all__ = ["SCHEMA_FILES", "SchemaIssue", "check_schema", "is_valid", "schema_ids"]
+__all__ = ["SCHEMA_FILES", "SchemaIssue", "check_schema", "is_valid", "schema_ids", "warm_up"]
 
 SCHEMA_FILES: dict[FileKind, str] = {
     FileKind.BOT: "bot.schema.json",
@@ -70,6 +70,11 @@ def _validator(kind: FileKind) -> Draft202012Validator:
     from jsonschema import Draft202012Validator  # only needed to explain invalid files
 
     return Draft202012Validator(_compiled(kind))
+
+
+def warm_up(kind: FileKind) -> None:
+    """Compile the fast validator of a kind now (before worker processes fork)."""
+    _fast(kind)
 
 
 def is_valid(kind: FileKind, data: Any) -> bool:
