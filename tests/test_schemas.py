@@ -132,3 +132,32 @@ def test_fast_and_explaining_validators_agree(kind: str) -> None:
     for case in cases:
         slow = not any(True for _ in _validator(KINDS[kind]).iter_errors(case))
         assert is_valid(KINDS[kind], case) == slow, case
+
+
+def test_fast_validator_bytecode_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from botreg.validation import schema as schema_module
+
+    monkeypatch.setenv("BOTREG_CACHE_DIR", str(tmp_path / "cache"))
+    schema_module._fast.cache_clear()
+    try:
+        assert schema_module.is_valid(FileKind.DOMAIN, {"owner": "x"})
+        [cached] = (tmp_path / "cache").glob("validator-domain-*.bin")
+        cached.write_bytes(b"corrupt")  # a damaged cache is rebuilt, never trusted
+        schema_module._fast.cache_clear()
+        assert not schema_module.is_valid(FileKind.DOMAIN, {"owner": ""})
+        assert cached.read_bytes() != b"corrupt"
+    finally:
+        schema_module._fast.cache_clear()
+
+
+def test_unwritable_cache_still_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from botreg.validation import schema as schema_module
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("BOTREG_CACHE_DIR", str(blocker / "cache"))
+    schema_module._fast.cache_clear()
+    try:
+        assert schema_module.is_valid(FileKind.REGISTRY, {"format_version": 1})
+    finally:
+        schema_module._fast.cache_clear()

@@ -1,20 +1,37 @@
 """botreg: a GitOps registry for chatbot configurations and their knowledge bases.
 
-The public API is pinned by `__all__`; everything else is internal.
+The public API is pinned by `__all__`; everything else is internal. Names are
+imported on first use, so `botreg validate` (the pre-commit hook) starts fast.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from botreg.errors import BotregError, RepositoryError, ResolutionError, UsageError
-from botreg.resolve import resolve_config
-from botreg.validation.portability import (
-    PortabilityError,
-    has_resource_references,
-    is_portable,
-    validate_portability,
-)
+if TYPE_CHECKING:
+    from botreg.errors import BotregError, RepositoryError, ResolutionError, UsageError
+    from botreg.resolve import resolve_config
+    from botreg.validation.portability import (
+        PortabilityError,
+        has_resource_references,
+        is_portable,
+        validate_portability,
+    )
+
+_EXPORTS = {
+    "BotregError": "botreg.errors",
+    "RepositoryError": "botreg.errors",
+    "ResolutionError": "botreg.errors",
+    "UsageError": "botreg.errors",
+    "resolve_config": "botreg.resolve",
+    "PortabilityError": "botreg.validation.portability",
+    "has_resource_references": "botreg.validation.portability",
+    "is_portable": "botreg.validation.portability",
+    "validate_portability": "botreg.validation.portability",
+}
 
 __all__ = [
     "BotregError",
@@ -28,3 +45,12 @@ __all__ = [
     "resolve_config",
     "validate_portability",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'botreg' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value

@@ -9,9 +9,7 @@ with comments and key order preserved.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
-
-from ruamel.yaml import YAML
+from typing import TYPE_CHECKING, Any
 
 from botreg.registry.yamlfast import MAX_EXPANDED_NODES, YamlLoadError, YamlProblem, load_fast
 
@@ -27,10 +25,15 @@ __all__ = [
     "position_of",
 ]
 
+if TYPE_CHECKING:
+    from ruamel.yaml import YAML
+
 Position = tuple[int, int]  # 1-based line and column
 
 
 def _roundtrip_yaml() -> YAML:
+    from ruamel.yaml import YAML  # the full library: only when a position or an edit is needed
+
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.allow_duplicate_keys = True  # positions are looked up after duplicates were reported
