@@ -17,16 +17,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from botreg.errors import ResolutionError
+from botreg.registry.yamlio import dotted_path
 
 __all__ = ["expand_variables", "resolve_config", "resolve_resources"]
 
 _REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 _INT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
-
-
-def _dotted(path: tuple[str | int, ...]) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".") or "."
 
 
 def resolve_resources(config: Any, resources: Mapping[str, Any]) -> Any:
@@ -43,7 +40,7 @@ def resolve_resources(config: Any, resources: Mapping[str, Any]) -> Any:
                 name, rtype = node.get("$resource"), node.get("type")
                 group = resources.get(rtype) if isinstance(rtype, str) else None
                 if not isinstance(group, Mapping) or name not in group:
-                    missing.append(f"{_dotted(path)} -> resources.{rtype}.{name}")
+                    missing.append(f"{dotted_path(path, root='.')} -> resources.{rtype}.{name}")
                     return None
                 return walk(group[name], path)
             return {k: walk(v, (*path, str(k))) for k, v in node.items()}
@@ -93,7 +90,7 @@ def expand_variables(config: Any, env: Mapping[str, str] | None = None) -> Any:
                 return value
             if default is not None:
                 return default
-            missing.append(f"{name} (at {_dotted(path)})")
+            missing.append(f"{name} (at {dotted_path(path, root='.')})")
             return ""
 
         result = _REF.sub(substitute, text)

@@ -18,6 +18,7 @@ __all__ = [
     "Position",
     "YamlLoadError",
     "YamlProblem",
+    "dotted_path",
     "dump_roundtrip",
     "iter_leaves",
     "load_fast",
@@ -128,6 +129,14 @@ def _matching_key(mapping: dict[Any, Any], part: str | int) -> Any:
         if str(key) == str(part):
             return key
     return None
+
+
+def dotted_path(path: Iterable[str | int], root: str = "top level") -> str:
+    """A document path for messages: `tools[0].endpoint` (`root` for the empty path)."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or root
 
 
 def iter_leaves(

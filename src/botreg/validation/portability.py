@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from botreg.registry.yamlio import dotted_path
 from botreg.secrets import find_token, is_secret_key, looks_high_entropy
 
 __all__ = [
@@ -58,13 +59,6 @@ class PortabilityError(ValueError):
         lines = "; ".join(issue.message for issue in issues[:5])
         more = f" (and {len(issues) - 5} more)" if len(issues) > 5 else ""
         super().__init__(f"config is not portable: {lines}{more}")
-
-
-def _dotted(path: tuple[str | int, ...]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "value"
 
 
 def _suggest_var(path: tuple[str | int, ...]) -> str:
@@ -114,7 +108,7 @@ def _check_value(path: tuple[str | int, ...], value: str) -> list[PortabilityIss
         )
     if not found:
         return []
-    where, var = _dotted(path), _suggest_var(path)
+    where, var = dotted_path(path, root="value"), _suggest_var(path)
     return [
         PortabilityIssue(code, path, f"{where}: " + text.format(var=var)) for code, text in found
     ]

@@ -19,7 +19,7 @@ import marshal
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import fastjsonschema
 
 from botreg.registry.layout import FileKind
+from botreg.registry.yamlio import dotted_path
 from botreg.resources import schema_dir
 from botreg.secrets import safe_repr
 from botreg.validation.schema_compile import compile_schema
@@ -153,16 +154,9 @@ def check_schema(kind: FileKind, data: Any) -> list[SchemaIssue]:
     return unique
 
 
-def _where(path: Iterable[str | int]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "top level"
-
-
 def _explain(error: ValidationError) -> list[SchemaIssue]:
     path = tuple(error.absolute_path)
-    where = _where(path)
+    where = dotted_path(path)
     kind = error.validator
     instance = error.instance
     value: Any = error.validator_value
@@ -280,7 +274,7 @@ def _explain_choice(error: ValidationError, path: tuple[str | int, ...]) -> list
             }
         )
         expected = " or ".join(_article(t) for t in types) or "another kind of value"
-        return [("BR201", f"{_where(path)}: must be {expected}", path, False)]
+        return [("BR201", f"{dotted_path(path)}: must be {expected}", path, False)]
     from jsonschema.exceptions import best_match
 
     best = best_match(error.context or ())
