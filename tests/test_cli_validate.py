@@ -220,3 +220,13 @@ def test_validate_stays_light(registry: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.splitlines()[-1] == "[]"
+
+
+def test_a_folder_path_means_the_files_below_it(
+    broken: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(broken)
+    code, out, _ = run(capsys, "validate", "bots")
+    assert code == 1 and out.splitlines()[-1].startswith("3 files: 2 valid, 1 invalid")
+    code, out, _ = run(capsys, "validate", "environments/")
+    assert code == 0 and out.startswith("2 files: 2 valid")

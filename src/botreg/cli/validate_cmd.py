@@ -61,7 +61,17 @@ def run(args: argparse.Namespace) -> int:
     fmt = args.format or ("github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text")
     repo = Path(args.repo)
     source = WorkingTreeSource(repo)
-    paths = repo_relative(repo, args.paths) if args.paths else None
+    paths = None
+    if args.paths:
+        # a folder stands for every registry file below it
+        known = [entry.path for entry in source.entries()]
+        paths = []
+        for rel in repo_relative(repo, args.paths):
+            if (repo / rel).is_dir() and not (repo / rel).is_symlink():
+                prefix = "" if rel == "." else rel + "/"
+                paths += [p for p in known if p.startswith(prefix)]
+            else:
+                paths.append(rel)
     report = validate_registry(source, paths)
     prefix = ""
     if fmt == "github":  # annotations need paths relative to the workspace

@@ -93,8 +93,11 @@ class Snapshot:
         if entry is None or entry.is_symlink or info.kind not in _YAML_KINDS:
             return doc
         limit = self.settings.limits.max_file_bytes if path != REGISTRY_FILE else 1 << 20
-        if entry.size > limit:
-            return doc  # reported as BR504; never parse oversized YAML
+        if entry.size > limit:  # never parse oversized YAML
+            doc.problems = [
+                YamlProblem("BR504", f"{entry.size} bytes, over the limit of {limit}; split it")
+            ]
+            return doc
         try:
             doc.text = decode_utf8(self.source.read(path))
             doc.data = load_fast(doc.text)
