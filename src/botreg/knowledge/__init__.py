@@ -1,0 +1,1 @@
+"""Knowledge: chunking registry files and ingesting them into the store."""
