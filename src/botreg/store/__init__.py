@@ -1,0 +1,1 @@
+"""The knowledge store: Chroma (embedded or a server) and embedding providers."""
