@@ -7,6 +7,7 @@ daemon, `botreg review`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from dataclasses import dataclass
@@ -15,7 +16,12 @@ from typing import Protocol
 
 from botreg.errors import RepositoryError
 
-__all__ = ["RegistrySource", "SourceEntry", "WorkingTreeSource"]
+__all__ = ["RegistrySource", "SourceEntry", "WorkingTreeSource", "git_blob_id"]
+
+
+def git_blob_id(data: bytes) -> str:
+    """The id git gives a blob with this content (`git hash-object`)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,10 @@ class RegistrySource(Protocol):
 
     def read(self, path: str) -> bytes:
         """The bytes of a regular file. Raises OSError if it cannot be read."""
+        ...
+
+    def blob_id(self, path: str) -> str:
+        """The git blob id of a file's content (what identifies a version of it)."""
         ...
 
 
@@ -81,6 +91,9 @@ class WorkingTreeSource:
 
     def read(self, path: str) -> bytes:
         return (self.root / path).read_bytes()
+
+    def blob_id(self, path: str) -> str:
+        return git_blob_id(self.read(path))
 
     def _git_paths(self) -> list[str] | None:
         if not (self.root / ".git").exists():

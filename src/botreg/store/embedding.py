@@ -27,7 +27,13 @@ from chromadb.utils.embedding_functions import (
 from botreg.errors import BotregError
 from botreg.store.settings import EmbeddingSettings
 
-__all__ = ["EmbeddingUnavailableError", "HashEmbeddingFunction", "create_embedding_function"]
+__all__ = [
+    "EmbeddingUnavailableError",
+    "HashEmbeddingFunction",
+    "build_embedding_function",
+    "create_embedding_function",
+    "preflight",
+]
 
 _WORD = re.compile(r"\w+")
 _ONNX_FILES = (
@@ -117,38 +123,52 @@ def _default_function(params: dict[str, Any]) -> EmbeddingFunction[Documents]:
     return function
 
 
-def create_embedding_function(settings: EmbeddingSettings) -> EmbeddingFunction[Documents]:
-    """Build the embedding function and prove it works before anything is ingested.
+def build_embedding_function(settings: EmbeddingSettings) -> EmbeddingFunction[Documents]:
+    """Build the embedding function (cheap: models load on first use).
 
     Raises:
-        EmbeddingUnavailableError: with what to do, if the function cannot embed here.
+        EmbeddingUnavailableError: for an unknown provider or invalid parameters.
     """
     params = dict(settings.params)
     provider = settings.provider
     if provider == "hash":
-        function: EmbeddingFunction[Documents] = HashEmbeddingFunction(**params)
-    elif provider == "default":
-        function = _default_function(params)
-    else:
-        factory = known_embedding_functions.get(provider)
-        if factory is None:
-            known = ", ".join(sorted(["default", "hash", *known_embedding_functions]))
-            raise EmbeddingUnavailableError(
-                f"unknown embedding provider {provider!r}; known: {known}"
-            )
         try:
-            function = factory.build_from_config(params)
-        except Exception as exc:  # third-party constructors raise anything
-            raise EmbeddingUnavailableError(f"embedding provider {provider!r}: {exc}") from None
-    try:  # preflight: fail before writing, never half-way through an ingestion
+            return HashEmbeddingFunction(**params)
+        except (TypeError, ValueError) as exc:
+            raise EmbeddingUnavailableError(f"embedding provider 'hash': {exc}") from None
+    if provider == "default":
+        return _default_function(params)
+    factory = known_embedding_functions.get(provider)
+    if factory is None:
+        known = ", ".join(sorted(["default", "hash", *known_embedding_functions]))
+        raise EmbeddingUnavailableError(f"unknown embedding provider {provider!r}; known: {known}")
+    try:
+        return factory.build_from_config(params)
+    except Exception as exc:  # third-party constructors raise anything
+        raise EmbeddingUnavailableError(f"embedding provider {provider!r}: {exc}") from None
+
+
+def preflight(function: EmbeddingFunction[Documents], settings: EmbeddingSettings) -> None:
+    """Embed one text, so a missing model or key fails before anything is written.
+
+    Raises:
+        EmbeddingUnavailableError: saying what to do.
+    """
+    try:
         function(["botreg preflight"])
-    except EmbeddingUnavailableError:
-        raise
     except Exception as exc:
-        if provider == "default":
+        if settings.provider == "default":
             where = f" in {getattr(function, 'DOWNLOAD_PATH', '')}"
             raise EmbeddingUnavailableError(
                 _HOW_TO_PROVIDE.format(where=where, reason=f"{type(exc).__name__}: {exc}")
             ) from None
-        raise EmbeddingUnavailableError(f"embedding provider {provider!r} failed: {exc}") from None
+        raise EmbeddingUnavailableError(
+            f"embedding provider {settings.provider!r} failed: {exc}"
+        ) from None
+
+
+def create_embedding_function(settings: EmbeddingSettings) -> EmbeddingFunction[Documents]:
+    """Build the embedding function and prove it works (see `preflight`)."""
+    function = build_embedding_function(settings)
+    preflight(function, settings)
     return function

@@ -1,0 +1,481 @@
+"""Ingest knowledge domains into Chroma, incrementally to the chunk.
+
+Embedding is the expensive step, so nothing is embedded twice:
+
+- an unchanged file (same git blob) is skipped without being read;
+- a changed file is chunked again; chunks whose id is already stored are kept
+  (only their metadata is updated if it changed), vanished chunks are deleted;
+- a new chunk whose text is stored anywhere in the collection (a renamed or
+  copied file, a moved paragraph) reuses that vector;
+- only the remaining texts are sent to the embedding function, once each.
+
+Chunk ids are derived from the domain, the file path and the chunk text (plus
+its occurrence, for a text repeated within one file), so they are stable.
+See `botreg.knowledge.ledger` for how a crash at any point converges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from botreg.knowledge.chunkers import Chunk, chunk_file
+from botreg.knowledge.ledger import IngestionStatus, Ledger, StoredChunk
+from botreg.registry.content import ContentError
+from botreg.registry.layout import DOMAIN_FILE, KNOWLEDGE_DIR, FileKind, knowledge_type
+from botreg.registry.snapshot import Snapshot
+from botreg.registry.source import RegistrySource
+from botreg.store.chroma import ChromaStore, collection_name
+from botreg.store.settings import EmbeddingSettings
+
+__all__ = ["IngestionResult", "IngestionStatus", "KnowledgeIngestionManager", "QueryHit"]
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+_EMBED_BATCH = 256
+
+
+@dataclass
+class IngestionResult:
+    """What one ingestion of a domain did (names follow the seed)."""
+
+    domain_id: str
+    files_processed: int = 0
+    files_skipped: int = 0
+    chunks_created: int = 0
+    chunks_deleted: int = 0
+    chunks_unchanged: int = 0
+    chunks_embedded: int = 0  # texts sent to the embedding function: the bill
+    errors: list[dict[str, str]] = field(default_factory=list)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    completed_at: datetime | None = None
+
+    @property
+    def success(self) -> bool:
+        """True if every file ingested."""
+        return not self.errors
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Wall time of the ingestion, once completed."""
+        if self.completed_at is None:
+            return None
+        return (self.completed_at - self.started_at).total_seconds()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form."""
+        return {
+            "domain_id": self.domain_id,
+            "files_processed": self.files_processed,
+            "files_skipped": self.files_skipped,
+            "chunks_created": self.chunks_created,
+            "chunks_deleted": self.chunks_deleted,
+            "chunks_unchanged": self.chunks_unchanged,
+            "chunks_embedded": self.chunks_embedded,
+            "errors": self.errors,
+            "started_at": self.started_at.isoformat(),
+            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+            "success": self.success,
+            "duration_seconds": self.duration_seconds,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class QueryHit:
+    """One ranked chunk of a query."""
+
+    id: str
+    path: str
+    heading: str
+    text: str
+    distance: float
+    metadata: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Planned:
+    """A chunk of the new state of a file, with its id and full metadata."""
+
+    id: str
+    chunk: Chunk
+    metadata: dict[str, Any]
+
+    @property
+    def meta_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.metadata, sort_keys=True).encode()).hexdigest()
+
+    def record(self, path: str) -> StoredChunk:
+        return StoredChunk(self.id, path, self.chunk.content_hash, self.meta_hash)
+
+
+def chunk_id(domain: str, path: str, content_hash: str, occurrence: int) -> str:
+    """The stable id of a chunk."""
+    key = f"{domain}\0{path}\0{content_hash}\0{occurrence}"
+    return hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out + r"\Z")
+
+
+class KnowledgeIngestionManager:
+    """Ingests the knowledge domains of a registry tree into a Chroma store.
+
+    Args:
+        source: The registry tree (working tree or git revision).
+        store: The Chroma store.
+        ledger: The ledger beside the store.
+        embedding: The environment's embedding settings.
+        embedding_function: Use this function instead of building one from the
+            settings (tests wrap one to count calls); built lazily otherwise.
+        commit: The commit being ingested, recorded in chunk metadata.
+        progress: Called with (phase, done, total) during long runs.
+    """
+
+    def __init__(
+        self,
+        source: RegistrySource,
+        store: ChromaStore,
+        ledger: Ledger,
+        embedding: EmbeddingSettings,
+        *,
+        embedding_function: Any = None,
+        commit: str = "",
+        progress: Progress | None = None,
+    ) -> None:
+        self.snapshot = Snapshot(source)
+        self.store = store
+        self.ledger = ledger
+        self.embedding = embedding
+        self.commit = commit
+        self._function = embedding_function
+        self._proven = embedding_function is not None  # a given function is the caller's
+        self._progress = progress or (lambda _phase, _done, _total: None)
+
+    # --- what is there -----------------------------------------------------------------
+
+    def domains(self) -> list[str]:
+        """The knowledge domains of the registry tree."""
+        return sorted(self.snapshot.domains)
+
+    def domain_files(self, domain_id: str) -> list[str]:
+        """The ingestible files of a domain (supported types, `_domain.yaml` globs applied)."""
+        prefix = f"{KNOWLEDGE_DIR}/{domain_id}/"
+        config = (
+            self.snapshot.document(prefix + DOMAIN_FILE).data
+            if (prefix + DOMAIN_FILE) in self.snapshot.entries
+            else None
+        )
+        config = config if isinstance(config, dict) else {}
+        include = [_glob_regex(g) for g in config.get("include") or [] if isinstance(g, str)]
+        exclude = [_glob_regex(g) for g in config.get("exclude") or [] if isinstance(g, str)]
+        files = []
+        for path, info in self.snapshot.info.items():
+            if info.kind is not FileKind.KNOWLEDGE or info.ident != domain_id:
+                continue
+            if self.snapshot.entries[path].is_symlink or knowledge_type(path) is None:
+                continue
+            rel = path[len(prefix) :]
+            if include and not any(p.match(rel) for p in include):
+                continue
+            if any(p.match(rel) for p in exclude):
+                continue
+            files.append(path)
+        return sorted(files)
+
+    def domain_version(self, domain_id: str) -> str:
+        """A version of a domain's content and embedding: equal versions, equal stores."""
+        digest = hashlib.sha256(self.embedding.fingerprint.encode())
+        for path in self.domain_files(domain_id):
+            digest.update(f"{path}\0{self.snapshot.source.blob_id(path)}\n".encode())
+        return digest.hexdigest()
+
+    # --- ingestion ---------------------------------------------------------------------
+
+    def ingest_if_changed(self, domain_id: str, last_version: str | None) -> IngestionResult | None:
+        """Ingest only if the domain's version differs from `last_version` (None: unchanged)."""
+        if last_version and self.domain_version(domain_id) == last_version:
+            return None
+        return self.ingest(domain_id)
+
+    def ingest(self, domain_id: str, clear_existing: bool = False) -> IngestionResult:
+        """Bring the store in line with the domain's files.
+
+        Args:
+            domain_id: The domain (a folder under knowledge/).
+            clear_existing: Drop the domain's collection first (everything is embedded again).
+        """
+        result = IngestionResult(domain_id)
+        collection_id = collection_name(domain_id, self.embedding.fingerprint)
+        state = self.ledger.domain(domain_id)
+        previous = state.collection if state and state.collection != collection_id else None
+        if clear_existing:
+            self.store.drop_collection(collection_id)
+            self.ledger.forget_collection(collection_id)
+        self.ledger.set_domain(
+            domain_id,
+            collection=previous or collection_id,  # queries keep the old model until done
+            embedding=state.embedding if previous and state else self.embedding.describe(),
+            status=IngestionStatus.INGESTING,
+            version=state.version if state else "",
+            commit=state.commit if state else "",
+        )
+        try:
+            self._apply(domain_id, collection_id, result)
+        except BaseException as exc:
+            self.ledger.set_status(domain_id, IngestionStatus.ERROR, f"{type(exc).__name__}: {exc}")
+            raise
+        result.completed_at = datetime.now(UTC)
+        version = self.domain_version(domain_id)
+        if result.errors:
+            summary = "; ".join(f"{e['path']}: {e['message']}" for e in result.errors[:3])
+            more = f" (+{len(result.errors) - 3} more)" if len(result.errors) > 3 else ""
+            error = f"{len(result.errors)} file(s) failed: {summary}{more}"
+            if previous:  # do not switch models while files are missing from the new one
+                self.ledger.set_status(domain_id, IngestionStatus.ERROR, error)
+                return result
+            self.ledger.set_domain(
+                domain_id,
+                collection=collection_id,
+                embedding=self.embedding.describe(),
+                status=IngestionStatus.ERROR,
+                error=error,
+                version=version,
+                commit=self.commit,
+            )
+            return result
+        self.ledger.set_domain(
+            domain_id,
+            collection=collection_id,
+            embedding=self.embedding.describe(),
+            status=IngestionStatus.READY,
+            version=version,
+            commit=self.commit,
+        )
+        if previous:  # the new collection is complete: the old model's goes
+            self.store.drop_collection(previous)
+            self.ledger.forget_collection(previous)
+        return result
+
+    def remove_domain(self, domain_id: str) -> int:
+        """Drop a domain that no longer exists (collection and records); returns chunks dropped."""
+        state = self.ledger.domain(domain_id)
+        if state is None:
+            return 0
+        dropped = len(self.ledger.all_chunk_ids(state.collection))
+        self.store.drop_collection(state.collection)
+        self.ledger.forget_collection(state.collection)
+        self.ledger.forget_domain(domain_id)
+        return dropped
+
+    def _metadata(
+        self, domain: str, path: str, blob: str, chunk: Chunk, ftype: str
+    ) -> dict[str, Any]:
+        # Always the same keys: Chroma merges metadata on update, so a fixed key
+        # set is what makes each write replace the metadata whole.
+        return {
+            "domain": domain,
+            "path": path,
+            "commit": self.commit,
+            "blob": blob,
+            "heading": chunk.heading,
+            "chunk_index": chunk.index,
+            "content_hash": chunk.content_hash,
+            "file_type": ftype,
+            "front_matter": str(chunk.metadata.get("front_matter", "")),
+            "title": str(chunk.metadata.get("title", "")),
+        }
+
+    def _plan_file(self, domain: str, path: str, blob: str) -> list[_Planned]:
+        raw = self.snapshot.source.read(path)
+        ktype = knowledge_type(path)
+        ftype = ktype.kind if ktype else "unknown"
+        chunks = chunk_file(
+            path, raw, self.snapshot.settings.chunking, self.snapshot.settings.limits
+        )
+        seen: dict[str, int] = {}
+        planned = []
+        for chunk in chunks:
+            occurrence = seen.get(chunk.content_hash, 0)
+            seen[chunk.content_hash] = occurrence + 1
+            planned.append(
+                _Planned(
+                    chunk_id(domain, path, chunk.content_hash, occurrence),
+                    chunk,
+                    self._metadata(domain, path, blob, chunk, ftype),
+                )
+            )
+        return planned
+
+    def _apply(self, domain: str, collection_id: str, result: IngestionResult) -> None:
+        files = self.domain_files(domain)
+        current = {path: self.snapshot.source.blob_id(path) for path in files}
+        recorded = self.ledger.files(collection_id)
+        changed = [p for p in files if recorded.get(p) != current[p]]
+        removed = [p for p in recorded if p not in current]
+        result.files_skipped = len(files) - len(changed)
+        prior = self.ledger.chunks_of(collection_id, changed + removed)
+
+        adds: list[tuple[str, _Planned]] = []
+        updates: list[tuple[str, _Planned]] = []
+        deletes: list[str] = []
+        done_files: dict[str, tuple[str, int]] = {}
+        for number, path in enumerate(changed, 1):
+            self._progress("chunking", number, len(changed))
+            try:
+                planned = self._plan_file(domain, path, current[path])
+            except (ContentError, OSError) as exc:
+                message = exc.message if isinstance(exc, ContentError) else str(exc)
+                result.errors.append({"path": path, "message": message})
+                continue  # its previous chunks stay: the last good version keeps serving
+            old = {c.id: c for c in prior.get(path, [])}
+            new_ids = {p.id for p in planned}
+            for item in planned:
+                before = old.get(item.id)
+                if before is None or not before.stored:
+                    adds.append((path, item))
+                elif before.meta_hash != item.meta_hash:
+                    updates.append((path, item))
+                else:
+                    result.chunks_unchanged += 1
+            deletes.extend(i for i in old if i not in new_ids)
+            done_files[path] = (current[path], len(planned))
+            result.files_processed += 1
+        for path in removed:
+            deletes.extend(c.id for c in prior.get(path, []))
+        result.chunks_unchanged += len(updates)
+
+        collection = self.store.collection(collection_id, self._function_object())
+        vectors = self._vectors(collection, collection_id, [item for _, item in adds], result)
+        self.ledger.record_pending(
+            collection_id, [item.record(path) for path, item in adds], deletes
+        )
+        if adds:
+            self.store.upsert(
+                collection,
+                [item.id for _, item in adds],
+                [item.chunk.text for _, item in adds],
+                [item.metadata for _, item in adds],
+                [vectors[item.chunk.content_hash] for _, item in adds],
+            )
+        if updates:
+            self.store.update_metadata(
+                collection, [i.id for _, i in updates], [i.metadata for _, i in updates]
+            )
+        if deletes:
+            self.store.delete(collection, deletes)
+        self.ledger.record_applied(
+            collection_id,
+            written=[item.record(path) for path, item in adds + updates],
+            deleted=deletes,
+            files=done_files,
+            removed_files=removed,
+        )
+        result.chunks_created = len(adds)
+        result.chunks_deleted = len(deletes)
+
+    def _vectors(
+        self, collection: Any, collection_id: str, adds: list[_Planned], result: IngestionResult
+    ) -> dict[str, Any]:
+        """A vector for every new chunk's text: reused from the store, else embedded once."""
+        needed = {item.chunk.content_hash: item for item in adds}
+        if not needed:
+            return {}
+        # Candidates: the chunk's own id (a write that a crash interrupted may
+        # have landed) and any stored chunk with the same text.
+        candidates: dict[str, str] = self.ledger.ids_by_hash(collection_id, needed)
+        for item in adds:
+            candidates.setdefault(item.chunk.content_hash, item.id)
+        found = self.store.embeddings(collection, sorted(set(candidates.values())))
+        vectors: dict[str, Any] = {}
+        for content_hash, chunk_ref in candidates.items():
+            if chunk_ref in found and found[chunk_ref] is not None:
+                vectors[content_hash] = found[chunk_ref]
+        for item in adds:  # the chunk's own id, when the text's first candidate was gone
+            if item.chunk.content_hash not in vectors and item.id in found:
+                vectors[item.chunk.content_hash] = found[item.id]
+        missing = [h for h in needed if h not in vectors]
+        if missing:
+            function = self.embedding_function()
+            texts = [needed[h].chunk.text for h in missing]
+            for start in range(0, len(texts), _EMBED_BATCH):
+                self._progress("embedding", start, len(texts))
+                batch = texts[start : start + _EMBED_BATCH]
+                embedded = function(batch)
+                result.chunks_embedded += len(batch)
+                vectors.update(zip(missing[start : start + _EMBED_BATCH], embedded, strict=True))
+            self._progress("embedding", len(texts), len(texts))
+        return vectors
+
+    # --- embedding and queries ---------------------------------------------------------
+
+    def _function_object(self) -> Any:
+        """The embedding function, built but not yet run (collections record it)."""
+        if self._function is None:
+            from botreg.store.embedding import build_embedding_function
+
+            self._function = build_embedding_function(self.embedding)
+        return self._function
+
+    def embedding_function(self) -> Any:
+        """The embedding function, proven to work before its first real use."""
+        function = self._function_object()
+        if not self._proven:
+            from botreg.store.embedding import preflight
+
+            preflight(function, self.embedding)
+            self._proven = True
+        return function
+
+    def query(self, domain_id: str, text: str, k: int = 5) -> list[QueryHit]:
+        """The k chunks of a domain nearest to `text` (in its active collection).
+
+        Raises:
+            BotregError: if the domain was never ingested.
+        """
+        from botreg.errors import BotregError
+        from botreg.store.embedding import create_embedding_function
+
+        state = self.ledger.domain(domain_id)
+        if state is None:
+            known = ", ".join(d.domain for d in self.ledger.domains()) or "none"
+            raise BotregError(f"domain {domain_id!r} has not been ingested (ingested: {known})")
+        settings = dict(state.embedding)
+        provider = str(settings.pop("provider", "default"))
+        same = provider == self.embedding.provider and settings == self.embedding.params
+        function = (
+            self.embedding_function()
+            if same
+            else create_embedding_function(EmbeddingSettings(provider, settings))
+        )
+        collection = self.store.collection(state.collection, function)
+        [vector] = function([text])
+        hits = self.store.query(collection, vector, k)
+        return [
+            QueryHit(
+                h["id"],
+                str(h["metadata"].get("path", "")),
+                str(h["metadata"].get("heading", "")),
+                h["text"],
+                h["distance"],
+                dict(h["metadata"]),
+            )
+            for h in hits
+        ]

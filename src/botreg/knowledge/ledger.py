@@ -1,0 +1,307 @@
+"""The ledger: what is stored, per collection and file, in SQLite beside the store.
+
+It is the record that makes ingestion incremental and crash-safe:
+
+- before chunks are written to Chroma their ids are recorded (so a crash can
+  never leave a chunk that the ledger does not know, and therefore could not
+  delete later);
+- after the writes, ids that were deleted are dropped and each file's blob is
+  recorded (so an unchanged file is skipped without being read or chunked).
+
+The ledger may thus list a chunk that a crash kept from being written, never
+the reverse; every later run converges (writes are idempotent upserts and
+deletes of known ids).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DomainState", "IngestionStatus", "Ledger", "StoredChunk"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS domains (
+    domain TEXT PRIMARY KEY,
+    collection TEXT NOT NULL,
+    embedding TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    version TEXT NOT NULL DEFAULT '',
+    commit_sha TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    collection TEXT NOT NULL,
+    path TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    chunks INTEGER NOT NULL,
+    PRIMARY KEY (collection, path)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    meta_hash TEXT NOT NULL,
+    stored INTEGER NOT NULL,  -- 1: in Chroma with this meta_hash; 0: maybe (a write was under way)
+    PRIMARY KEY (collection, id)
+);
+CREATE INDEX IF NOT EXISTS chunks_by_path ON chunks (collection, path);
+CREATE INDEX IF NOT EXISTS chunks_by_hash ON chunks (collection, content_hash);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class IngestionStatus(StrEnum):
+    """Where a domain's ingestion stands (as in the seed)."""
+
+    PENDING = "pending"
+    INGESTING = "ingesting"
+    READY = "ready"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class DomainState:
+    """The ledger's row for one domain: its active collection and status."""
+
+    domain: str
+    collection: str
+    embedding: dict[str, Any]
+    status: IngestionStatus
+    error: str
+    version: str
+    commit: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """A chunk the ledger records as (possibly) stored."""
+
+    id: str
+    path: str
+    content_hash: str
+    meta_hash: str
+    stored: bool = True
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Ledger:
+    """SQLite ledger (WAL, synchronous=FULL: a committed record survives a crash)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, durable write."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- domains ---------------------------------------------------------------------
+
+    def domain(self, domain: str) -> DomainState | None:
+        """The domain's state, or None if it was never ingested."""
+        row = self._db.execute(
+            "SELECT domain, collection, embedding, status, error, version, commit_sha,"
+            " updated_at FROM domains WHERE domain = ?",
+            (domain,),
+        ).fetchone()
+        if row is None:
+            return None
+        return DomainState(
+            row[0],
+            row[1],
+            json.loads(row[2]),
+            IngestionStatus(row[3]),
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+        )
+
+    def domains(self) -> list[DomainState]:
+        """Every domain the ledger knows."""
+        names = [r[0] for r in self._db.execute("SELECT domain FROM domains ORDER BY domain")]
+        return [state for name in names if (state := self.domain(name)) is not None]
+
+    def set_domain(
+        self,
+        domain: str,
+        *,
+        collection: str,
+        embedding: dict[str, Any],
+        status: IngestionStatus,
+        error: str = "",
+        version: str = "",
+        commit: str = "",
+    ) -> None:
+        """Record a domain's active collection and status."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO domains VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(domain) DO "
+                "UPDATE SET collection=excluded.collection, embedding=excluded.embedding, "
+                "status=excluded.status, error=excluded.error, version=excluded.version, "
+                "commit_sha=excluded.commit_sha, updated_at=excluded.updated_at",
+                (
+                    domain,
+                    collection,
+                    json.dumps(embedding, sort_keys=True),
+                    str(status),
+                    error,
+                    version,
+                    commit,
+                    _now(),
+                ),
+            )
+
+    def set_status(self, domain: str, status: IngestionStatus, error: str = "") -> None:
+        """Update a known domain's status."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE domains SET status = ?, error = ?, updated_at = ? WHERE domain = ?",
+                (str(status), error, _now(), domain),
+            )
+
+    def forget_domain(self, domain: str) -> None:
+        """Drop a domain's row (its collections' rows are dropped with `forget_collection`)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM domains WHERE domain = ?", (domain,))
+
+    # --- files and chunks ------------------------------------------------------------
+
+    def files(self, collection: str) -> dict[str, str]:
+        """path -> blob id of every file recorded in a collection."""
+        return dict(
+            self._db.execute("SELECT path, blob FROM files WHERE collection = ?", (collection,))
+        )
+
+    def chunks_of(self, collection: str, paths: Iterable[str]) -> dict[str, list[StoredChunk]]:
+        """Recorded chunks per path."""
+        result: dict[str, list[StoredChunk]] = {}
+        for path in paths:
+            rows = self._db.execute(
+                "SELECT id, path, content_hash, meta_hash FROM chunks WHERE collection = ? "
+                "AND path = ?",
+                (collection, path),
+            )
+            result[path] = [StoredChunk(*row) for row in rows]
+        return result
+
+    def ids_by_hash(self, collection: str, hashes: Iterable[str]) -> dict[str, str]:
+        """content hash -> one recorded chunk id with that text."""
+        found: dict[str, str] = {}
+        for content_hash in set(hashes):
+            row = self._db.execute(
+                "SELECT id FROM chunks WHERE collection = ? AND content_hash = ? AND stored = 1 "
+                "LIMIT 1",
+                (collection, content_hash),
+            ).fetchone()
+            if row is not None:
+                found[content_hash] = row[0]
+        return found
+
+    def all_chunk_ids(self, collection: str) -> set[str]:
+        """Every chunk id recorded for a collection."""
+        return {
+            r[0]
+            for r in self._db.execute("SELECT id FROM chunks WHERE collection = ?", (collection,))
+        }
+
+    def record_pending(
+        self, collection: str, adding: Iterable[StoredChunk], deleting: Iterable[str]
+    ) -> None:
+        """Before writing: record the ids about to be stored, unmark those about to go.
+
+        After this, every id that may be in Chroma is in the ledger, and `stored`
+        is 1 only for chunks known to be in Chroma as recorded.
+        """
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT(collection, id) DO "
+                "UPDATE SET stored = 0",
+                [(collection, c.id, c.path, c.content_hash, c.meta_hash) for c in adding],
+            )
+            db.executemany(
+                "UPDATE chunks SET stored = 0 WHERE collection = ? AND id = ?",
+                [(collection, i) for i in deleting],
+            )
+
+    def record_applied(
+        self,
+        collection: str,
+        *,
+        written: Iterable[StoredChunk],
+        deleted: Iterable[str],
+        files: dict[str, tuple[str, int]],
+        removed_files: Iterable[str],
+    ) -> None:
+        """After writing: mark written chunks stored (with their metadata hash), drop
+        deleted ids, record files' blobs and forget removed files."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT(collection, id) DO "
+                "UPDATE SET path=excluded.path, meta_hash=excluded.meta_hash, stored = 1",
+                [(collection, c.id, c.path, c.content_hash, c.meta_hash) for c in written],
+            )
+            db.executemany(
+                "DELETE FROM chunks WHERE collection = ? AND id = ?",
+                [(collection, i) for i in deleted],
+            )
+            db.executemany(
+                "INSERT INTO files VALUES (?, ?, ?, ?) ON CONFLICT(collection, path) DO "
+                "UPDATE SET blob=excluded.blob, chunks=excluded.chunks",
+                [(collection, p, blob, n) for p, (blob, n) in files.items()],
+            )
+            db.executemany(
+                "DELETE FROM files WHERE collection = ? AND path = ?",
+                [(collection, p) for p in removed_files],
+            )
+
+    def forget_collection(self, collection: str) -> None:
+        """Drop every record of a collection (after the collection itself was dropped)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM chunks WHERE collection = ?", (collection,))
+            db.execute("DELETE FROM files WHERE collection = ?", (collection,))
+
+    # --- free-form values (the daemon's applied commit, ...) -------------------------
+
+    def get(self, key: str, default: str = "") -> str:
+        """A stored value."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else default
+
+    def put(self, key: str, value: str) -> None:
+        """Store a value."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "value=excluded.value",
+                (key, value),
+            )
