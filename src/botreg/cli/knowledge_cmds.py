@@ -1,0 +1,236 @@
+"""`botreg ingest` and `botreg query`: knowledge into the store, and back out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from botreg.errors import BotregError, UsageError
+
+if TYPE_CHECKING:
+    from botreg.knowledge.ingest import IngestionResult, KnowledgeIngestionManager
+
+__all__ = ["register"]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repo", default=".", metavar="DIR", help="registry root (default: .)")
+    p.add_argument(
+        "--env",
+        default="development",
+        metavar="ENV",
+        help="environment whose knowledge store and embedding to use (default: development)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=".botreg",
+        metavar="DIR",
+        help="where the ledger and the embedded store live (default: .botreg)",
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `ingest` and `query` subcommands."""
+    p = sub.add_parser(
+        "ingest",
+        help="ingest the registry's knowledge into the store (incrementally)",
+        description="Chunk and embed the knowledge files of the registry (its working tree) "
+        "into the store of an environment. Only changed chunks are embedded. Exit 0: every "
+        "file ingested; 1: some files failed (the others are ingested).",
+    )
+    _common(p)
+    p.add_argument(
+        "--domain",
+        action="append",
+        default=[],
+        metavar="D",
+        help="only this domain (repeatable; default: every domain)",
+    )
+    p.set_defaults(handler=run_ingest)
+
+    q = sub.add_parser(
+        "query",
+        help="search a knowledge domain",
+        description="Print the chunks of a domain nearest to TEXT.",
+    )
+    _common(q)
+    q.add_argument("--domain", required=True, metavar="D")
+    q.add_argument("-k", type=int, default=5, help="number of results (default: 5)")
+    q.add_argument("text", metavar="TEXT")
+    q.set_defaults(handler=run_query)
+
+
+def _head_commit(repo: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--verify", "-q", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def _progress_printer(domain: list[str]) -> Any:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(phase: str, done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / total) if total else width
+        bar = "#" * filled + "." * (width - filled)
+        sys.stderr.write(f"\r{domain[0]:<20} {phase:<9} [{bar}] {done}/{total}   ")
+        sys.stderr.flush()
+
+    return show
+
+
+@contextmanager
+def _manager(
+    args: argparse.Namespace, *, progress: Any = None
+) -> Iterator[KnowledgeIngestionManager]:
+    from botreg.datadir import DataDir
+    from botreg.knowledge.ingest import KnowledgeIngestionManager
+    from botreg.knowledge.ledger import Ledger
+    from botreg.registry.source import WorkingTreeSource
+    from botreg.registry.yamlio import YamlLoadError, load_fast
+    from botreg.store.chroma import ChromaStore
+    from botreg.store.settings import KnowledgeSettings
+
+    repo = Path(args.repo)
+    env_file = repo / "environments" / f"{args.env}.yaml"
+    if not env_file.is_file():
+        known = ", ".join(sorted(p.stem for p in (repo / "environments").glob("*.yaml")))
+        raise UsageError(f"environment not found: {env_file} (available: {known or 'none'})")
+    try:
+        environment = load_fast(env_file.read_text(encoding="utf-8"))
+    except (YamlLoadError, UnicodeDecodeError) as exc:
+        raise BotregError(f"{env_file}: {exc}; run `botreg validate`") from None
+    settings = KnowledgeSettings.from_environment(environment)
+    data_dir = DataDir(args.data_dir)
+    with data_dir.locked(f"botreg {args.command}"):
+        store = ChromaStore(settings.store, data_dir.root)
+        ledger = Ledger(data_dir.ledger)
+        try:
+            yield KnowledgeIngestionManager(
+                WorkingTreeSource(repo),
+                store,
+                ledger,
+                settings.embedding,
+                commit=_head_commit(repo),
+                progress=progress,
+            )
+        finally:
+            ledger.close()
+
+
+def _table(results: list[IngestionResult]) -> str:
+    head = (
+        "domain",
+        "files",
+        "skipped",
+        "created",
+        "deleted",
+        "unchanged",
+        "embedded",
+        "errors",
+        "seconds",
+    )
+    rows = [head] + [
+        (
+            r.domain_id,
+            str(r.files_processed),
+            str(r.files_skipped),
+            str(r.chunks_created),
+            str(r.chunks_deleted),
+            str(r.chunks_unchanged),
+            str(r.chunks_embedded),
+            str(len(r.errors)),
+            f"{r.duration_seconds or 0:.2f}",
+        )
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    for result in results:
+        lines += [f"{result.domain_id}: {e['path']}: {e['message']}" for e in result.errors]
+    return "\n".join(lines) + "\n"
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    """Ingest every (or the named) domain; remove domains that are gone."""
+    current = [""]
+    printer = _progress_printer(current)
+    with _manager(args, progress=printer) as manager:
+        domains = manager.domains()
+        unknown = sorted(set(args.domain) - set(domains))
+        if unknown:
+            raise UsageError(
+                f"unknown domain(s): {', '.join(unknown)} "
+                f"(available: {', '.join(domains) or 'none'})"
+            )
+        results = []
+        for domain in args.domain or domains:
+            current[0] = domain
+            results.append(manager.ingest(domain))
+        removed = []
+        if not args.domain:
+            for state in manager.ledger.domains():
+                if state.domain not in domains:
+                    manager.remove_domain(state.domain)
+                    removed.append(state.domain)
+    if printer:
+        sys.stderr.write("\r" + " " * 79 + "\r")
+    if args.format == "json":
+        doc = {"results": [r.to_dict() for r in results], "removed_domains": removed}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        sys.stdout.write(_table(results))
+        for domain in removed:
+            sys.stdout.write(f"{domain}: removed (no longer in the registry)\n")
+    return 0 if all(r.success for r in results) else 1
+
+
+def run_query(args: argparse.Namespace) -> int:
+    """Print the nearest chunks."""
+    if args.k < 1:
+        raise UsageError("-k must be at least 1")
+    with _manager(args) as manager:
+        hits = manager.query(args.domain, args.text, args.k)
+    if args.format == "json":
+        results = [
+            {
+                "id": h.id,
+                "path": h.path,
+                "heading": h.heading,
+                "text": h.text,
+                "distance": h.distance,
+                "metadata": h.metadata,
+            }
+            for h in hits
+        ]
+        sys.stdout.write(json.dumps({"results": results}, indent=2) + "\n")
+        return 0
+    for rank, hit in enumerate(hits, 1):
+        heading = f"  [{hit.heading}]" if hit.heading else ""
+        sys.stdout.write(f"{rank}. {hit.distance:.4f}  {hit.path}{heading}\n")
+        body = hit.text if len(hit.text) <= 400 else hit.text[:400] + "..."
+        sys.stdout.write("".join(f"   {line}\n" for line in body.splitlines()) + "\n")
+    return 0

@@ -1,0 +1,85 @@
+"""The data dir: where botreg keeps its state for one registry and environment.
+
+<data-dir>/
+  lock              held by the process that writes (ingest, the daemon)
+  ledger.sqlite     what is stored (see botreg.knowledge.ledger)
+  chroma/           the embedded Chroma store (unless the environment names a server)
+  mirror.git/       the daemon's git mirror
+  events.jsonl      the daemon's event log
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from botreg.errors import BotregError
+
+__all__ = ["DataDir", "DataDirLockedError"]
+
+
+class DataDirLockedError(BotregError):
+    """Another process holds the data dir."""
+
+
+class DataDir:
+    """Paths inside a data dir, and its lock."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    @property
+    def ledger(self) -> Path:
+        """The SQLite ledger."""
+        return self.root / "ledger.sqlite"
+
+    @property
+    def mirror(self) -> Path:
+        """The daemon's bare git mirror."""
+        return self.root / "mirror.git"
+
+    @property
+    def events(self) -> Path:
+        """The event log (CloudEvents, one JSON object per line)."""
+        return self.root / "events.jsonl"
+
+    @property
+    def lock_file(self) -> Path:
+        """The lock file."""
+        return self.root / "lock"
+
+    def holder(self) -> str:
+        """What the lock file says about its holder ('' if unknown)."""
+        try:
+            return self.lock_file.read_text().strip()
+        except OSError:
+            return ""
+
+    @contextmanager
+    def locked(self, what: str) -> Iterator[None]:
+        """Hold the data dir exclusively, or fail at once if another process does.
+
+        Chroma's embedded store is not safe for two writers, and a second opener
+        can hang for minutes: refusing quickly is the kind answer.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = open(self.lock_file, "a+")  # noqa: SIM115 - held for the context
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self.holder() or "unknown"
+                raise DataDirLockedError(
+                    f"{self.root} is in use by another botreg process ({holder}); stop it, "
+                    "or use another --data-dir"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}: {what}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.close()  # closing releases the lock
