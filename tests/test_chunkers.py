@@ -21,7 +21,10 @@ def chunks(path: str, content: str | bytes, settings: ChunkingSettings = SETTING
 
 
 def test_markdown_follows_nested_headings() -> None:
-    doc = "# Billing\n\nIntro.\n\n## Refunds\n\nPolicy.\n\n### Timelines\n\n5 days.\n\n## Plans\n\nThree.\n"
+    doc = (
+        "# Billing\n\nIntro.\n\n## Refunds\n\nPolicy.\n\n"
+        "### Timelines\n\n5 days.\n\n## Plans\n\nThree.\n"
+    )
     found = [(c.heading, c.text) for c in chunks("a.md", doc)]
     assert found == [
         ("Billing", "Billing\n\nIntro."),
