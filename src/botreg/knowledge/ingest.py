@@ -398,19 +398,19 @@ class KnowledgeIngestionManager:
         needed = {item.chunk.content_hash: item for item in adds}
         if not needed:
             return {}
-        # Candidates: the chunk's own id (a write that a crash interrupted may
-        # have landed) and any stored chunk with the same text.
-        candidates: dict[str, str] = self.ledger.ids_by_hash(collection_id, needed)
+        # Candidates: stored chunks with the same text, and the chunk's own id (a
+        # write that a crash interrupted may have landed). The store says which exist.
+        candidates = self.ledger.ids_by_hash(collection_id, needed)
         for item in adds:
-            candidates.setdefault(item.chunk.content_hash, item.id)
-        found = self.store.embeddings(collection, sorted(set(candidates.values())))
+            candidates.setdefault(item.chunk.content_hash, []).append(item.id)
+        wanted = sorted({ref for refs in candidates.values() for ref in refs})
+        found = self.store.embeddings(collection, wanted)
         vectors: dict[str, Any] = {}
-        for content_hash, chunk_ref in candidates.items():
-            if chunk_ref in found and found[chunk_ref] is not None:
-                vectors[content_hash] = found[chunk_ref]
-        for item in adds:  # the chunk's own id, when the text's first candidate was gone
-            if item.chunk.content_hash not in vectors and item.id in found:
-                vectors[item.chunk.content_hash] = found[item.id]
+        for content_hash, refs in candidates.items():
+            for ref in refs:
+                if found.get(ref) is not None:
+                    vectors[content_hash] = found[ref]
+                    break
         missing = [h for h in needed if h not in vectors]
         if missing:
             function = self.embedding_function()

@@ -207,24 +207,25 @@ class Ledger:
         result: dict[str, list[StoredChunk]] = {}
         for path in paths:
             rows = self._db.execute(
-                "SELECT id, path, content_hash, meta_hash FROM chunks WHERE collection = ? "
-                "AND path = ?",
+                "SELECT id, path, content_hash, meta_hash, stored FROM chunks "
+                "WHERE collection = ? AND path = ?",
                 (collection, path),
             )
-            result[path] = [StoredChunk(*row) for row in rows]
+            result[path] = [StoredChunk(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
         return result
 
-    def ids_by_hash(self, collection: str, hashes: Iterable[str]) -> dict[str, str]:
-        """content hash -> one recorded chunk id with that text."""
-        found: dict[str, str] = {}
+    def ids_by_hash(self, collection: str, hashes: Iterable[str]) -> dict[str, list[str]]:
+        """content hash -> recorded chunk ids with that text (stored or maybe stored:
+        the caller asks the store which of them really hold a vector)."""
+        found: dict[str, list[str]] = {}
         for content_hash in set(hashes):
-            row = self._db.execute(
-                "SELECT id FROM chunks WHERE collection = ? AND content_hash = ? AND stored = 1 "
-                "LIMIT 1",
+            rows = self._db.execute(
+                "SELECT id FROM chunks WHERE collection = ? AND content_hash = ? "
+                "ORDER BY stored DESC LIMIT 4",
                 (collection, content_hash),
-            ).fetchone()
-            if row is not None:
-                found[content_hash] = row[0]
+            ).fetchall()
+            if rows:
+                found[content_hash] = [row[0] for row in rows]
         return found
 
     def all_chunk_ids(self, collection: str) -> set[str]:
