@@ -1,0 +1,140 @@
+"""`botreg ingest` and `botreg query`: output, exit codes, the data dir lock."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from botreg.cli import main
+from botreg.datadir import DataDir
+from helpers import write
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def repo(registry: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(registry.parent)
+    return registry
+
+
+def test_ingest_table_then_incremental_json(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "ingest", "--repo", "registry")
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0].split() == [
+        "domain",
+        "files",
+        "skipped",
+        "created",
+        "deleted",
+        "unchanged",
+        "embedded",
+        "errors",
+        "seconds",
+    ]
+    assert [line.split()[0] for line in lines[1:]] == ["billing", "product"]
+    assert (Path(".botreg") / "ledger.sqlite").is_file()
+    assert (Path(".botreg") / "chroma").is_dir()  # development: embedded store in the data dir
+    code, out, _ = run(capsys, "ingest", "--repo", "registry", "--format", "json")
+    doc = json.loads(out)
+    assert code == 0
+    assert [r["chunks_embedded"] for r in doc["results"]] == [0, 0]
+    assert doc["results"][0]["files_skipped"] == 3 and doc["removed_domains"] == []
+
+
+def test_ingest_one_domain_and_unknown_domain(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys, "ingest", "--repo", "registry", "--domain", "product", "--format", "json"
+    )
+    assert code == 0 and [r["domain_id"] for r in json.loads(out)["results"]] == ["product"]
+    code, _, err = run(capsys, "ingest", "--repo", "registry", "--domain", "legal")
+    assert code == 2 and "unknown domain(s): legal (available: billing, product)" in err
+
+
+def test_ingest_reports_bad_files_with_exit_1(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(repo, "knowledge/product/broken.json", "{")
+    code, out, _ = run(capsys, "ingest", "--repo", "registry")
+    assert code == 1
+    assert "product: knowledge/product/broken.json: invalid JSON" in out
+
+
+def test_removed_domain_is_dropped(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "ingest", "--repo", "registry")
+    for path in sorted((repo / "knowledge/product").rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    (repo / "knowledge/product").rmdir()
+    code, out, _ = run(capsys, "ingest", "--repo", "registry")
+    assert code == 0 and "product: removed (no longer in the registry)" in out
+
+
+def test_query_text_and_json(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "ingest", "--repo", "registry")
+    code, out, _ = run(
+        capsys,
+        "query",
+        "--repo",
+        "registry",
+        "--domain",
+        "billing",
+        "-k",
+        "2",
+        "Do you accept purchase orders?",
+    )
+    assert code == 0
+    assert out.startswith("1. ") and "knowledge/billing/faq.md.gz  [Billing FAQ > Do you" in out
+    code, out, _ = run(
+        capsys,
+        "query",
+        "--repo",
+        "registry",
+        "--domain",
+        "billing",
+        "--format",
+        "json",
+        "-k",
+        "3",
+        "refund timelines",
+    )
+    results = json.loads(out)["results"]
+    assert len(results) == 3
+    assert set(results[0]) == {"id", "path", "heading", "text", "distance", "metadata"}
+    assert results[0]["distance"] <= results[1]["distance"] <= results[2]["distance"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["query", "--repo", "registry", "--domain", "billing", "x"], 1, "has not been ingested"),
+        (["query", "--repo", "registry", "--domain", "billing", "-k", "0", "x"], 2, "-k must be"),
+        (["ingest", "--repo", "registry", "--env", "staging"], 2, "environment not found"),
+        (["ingest", "--repo", "registry", "--env", "production"], 1, "CHROMA_HOST"),
+    ],
+)
+def test_errors(
+    repo: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    code: int,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CHROMA_HOST", raising=False)
+    got, _, err = run(capsys, *args)
+    assert got == code and message in err and "Traceback" not in err
+
+
+def test_a_second_writer_is_refused_at_once(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with DataDir(".botreg").locked("another process"):
+        code, _, err = run(capsys, "ingest", "--repo", "registry")
+    assert code == 1 and "in use by another botreg process" in err
