@@ -230,3 +230,12 @@ def test_a_folder_path_means_the_files_below_it(
     assert code == 1 and out.splitlines()[-1].startswith("3 files: 2 valid, 1 invalid")
     code, out, _ = run(capsys, "validate", "environments/")
     assert code == 0 and out.startswith("2 files: 2 valid")
+
+
+def test_public_api_is_pinned() -> None:
+    import botreg
+
+    for name in botreg.__all__:
+        assert getattr(botreg, name) is not None, name
+    with pytest.raises(AttributeError):
+        _ = botreg.not_a_name  # type: ignore[attr-defined]

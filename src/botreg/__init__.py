@@ -13,6 +13,11 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from botreg.errors import BotregError, RepositoryError, ResolutionError, UsageError
+    from botreg.knowledge import (
+        IngestionResult,
+        IngestionStatus,
+        KnowledgeIngestionManager,
+    )
     from botreg.resolve import resolve_config
     from botreg.validation.portability import (
         PortabilityError,
@@ -27,6 +32,9 @@ _EXPORTS = {
     "ResolutionError": "botreg.errors",
     "UsageError": "botreg.errors",
     "resolve_config": "botreg.resolve",
+    "IngestionResult": "botreg.knowledge",
+    "IngestionStatus": "botreg.knowledge",
+    "KnowledgeIngestionManager": "botreg.knowledge",
     "PortabilityError": "botreg.validation.portability",
     "has_resource_references": "botreg.validation.portability",
     "is_portable": "botreg.validation.portability",
@@ -35,6 +43,9 @@ _EXPORTS = {
 
 __all__ = [
     "BotregError",
+    "IngestionResult",
+    "IngestionStatus",
+    "KnowledgeIngestionManager",
     "PortabilityError",
     "RepositoryError",
     "ResolutionError",
