@@ -1,0 +1,70 @@
+"""The in-process event bus: every event goes to the log, then to the other sinks.
+
+The log is written first and synchronously; other sinks (stdout, the webhook,
+Python subscribers) must not block syncing: a failing subscriber is logged and
+skipped, and the webhook sink queues and delivers in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from typing import TextIO
+
+from botreg.events.log import EventLog
+from botreg.events.model import CloudEvent
+
+__all__ = ["EventBus", "Subscriber"]
+
+Subscriber = Callable[[CloudEvent], None]
+logger = logging.getLogger("botreg.events")
+
+
+class EventBus:
+    """Publishes events to the log and to subscribers."""
+
+    def __init__(self, log: EventLog | None = None) -> None:
+        self.log = log
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+        self.published = 0
+        self.failed = 0
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Call `subscriber` with every event; returns a function that unsubscribes."""
+        with self._lock:
+            self._subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if subscriber in self._subscribers:
+                    self._subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    def publish(self, event: CloudEvent) -> None:
+        """Write the event to the log, then hand it to every subscriber."""
+        if self.log is not None:
+            self.log.append(event)
+        self.published += 1
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            try:
+                subscriber(event)
+            except Exception:  # one bad subscriber must not stop syncing
+                self.failed += 1
+                logger.exception("event subscriber failed on %s %s", event.type, event.id)
+
+
+def stdout_sink(stream: TextIO | None = None) -> Subscriber:
+    """A subscriber that prints each event as one JSON line."""
+
+    def write(event: CloudEvent) -> None:
+        out = stream or sys.stdout
+        out.write(event.to_json() + "\n")
+        out.flush()
+
+    return write

@@ -1,0 +1,84 @@
+"""CloudEvents 1.0 (JSON format) for registry changes.
+
+The event `id` is derived from what happened (type, commits, subject), not from
+when it was sent: when a cycle is re-run after a crash its events are sent
+again with the same ids, and consumers deduplicate by id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["EVENT_TYPES", "CloudEvent", "event_id"]
+
+EVENT_TYPES = (
+    "botreg.bot.created",
+    "botreg.bot.updated",
+    "botreg.bot.deleted",
+    "botreg.bot.activated",
+    "botreg.bot.deactivated",
+    "botreg.knowledge.file.added",
+    "botreg.knowledge.file.modified",
+    "botreg.knowledge.file.deleted",
+    "botreg.knowledge.file.renamed",
+    "botreg.knowledge.ingested",
+    "botreg.knowledge.ingest_failed",
+    "botreg.environment.changed",
+    "botreg.registry.changed",
+    "botreg.sync.completed",
+    "botreg.sync.rejected",
+    "botreg.sync.failed",
+    "botreg.sync.history_rewritten",
+)
+
+
+def event_id(*parts: str) -> str:
+    """A stable id from the parts that identify an event."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    """One CloudEvent (specversion 1.0)."""
+
+    type: str
+    source: str
+    id: str
+    subject: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The structured-mode JSON form."""
+        doc: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "time": self.time,
+            "datacontenttype": "application/json",
+            "data": self.data,
+        }
+        if self.subject:
+            doc["subject"] = self.subject
+        return doc
+
+    def to_json(self) -> str:
+        """One line of JSON."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> CloudEvent:
+        """Read an event back from its JSON form."""
+        return cls(
+            type=doc["type"],
+            source=doc["source"],
+            id=doc["id"],
+            subject=doc.get("subject", ""),
+            data=doc.get("data") or {},
+            time=doc.get("time", ""),
+        )

@@ -1,0 +1,1 @@
+"""The small wrapper over GitPython the daemon and `botreg review` need."""

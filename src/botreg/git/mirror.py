@@ -1,0 +1,215 @@
+"""The daemon's git mirror: a bare repository in the data dir that follows one branch.
+
+- Fetches force and prune: a force-pushed branch is followed, never merged.
+- The last applied commit is kept under `refs/botreg/applied`, so neither gc
+  nor a rewritten branch can lose it (the next diff needs it).
+- Credentials come from files that are read again for every fetch (rotated
+  tokens just work) and reach git through its environment, never its command
+  line, a URL, a log or an error message.
+- Lock files that a killed git left behind are removed before each fetch (the
+  daemon holds the data dir lock, so no other git runs in the mirror).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from botreg.errors import BotregError
+
+__all__ = ["FetchError", "GitMirror", "redact_url"]
+
+APPLIED_REF = "refs/botreg/applied"
+_CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+class FetchError(BotregError):
+    """The branch could not be fetched."""
+
+
+def redact_url(text: str) -> str:
+    """Text with any `user:password@` of URLs removed."""
+    return _CREDENTIALS_IN_URL.sub("***@", text)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Where credentials come from (files, read at each fetch)."""
+
+    token_file: Path | None = None
+    ssh_key_file: Path | None = None
+
+
+class GitMirror:
+    """A bare mirror of one branch of a source repository."""
+
+    def __init__(
+        self,
+        path: Path,
+        source: str,
+        branch: str,
+        credentials: Credentials | None = None,
+        timeout: float = 300,
+    ) -> None:
+        import git
+
+        self.path = path
+        self.source = source
+        self.branch = branch
+        self.credentials = credentials or Credentials()
+        self.timeout = timeout
+        if (path / "HEAD").is_file():
+            self.repo = git.Repo(path)
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            self.repo = git.Repo.init(path, bare=True)
+        self._remote_url = self._url()
+        with self.repo.config_writer() as config:
+            config.set_value('remote "origin"', "url", self._remote_url)
+            config.set_value("gc", "auto", "0")  # no gc racing a fetch; refs keep what we need
+
+    def _url(self) -> str:
+        source = self.source
+        if "://" not in source and not re.match(r"^[\w.-]+@[\w.-]+:", source):
+            source = Path(source).resolve().as_uri()  # a local path
+        return source
+
+    @property
+    def tracking_ref(self) -> str:
+        """The ref that holds the fetched branch head."""
+        return f"refs/remotes/origin/{self.branch}"
+
+    def _environment(self) -> dict[str, str]:
+        env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true"}
+        if self.credentials.token_file is not None:
+            try:
+                token = self.credentials.token_file.read_text().strip()
+            except OSError as exc:
+                raise FetchError(f"cannot read the token file: {exc.strerror}") from None
+            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+            env.update(
+                {
+                    "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": "http.extraHeader",
+                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+                }
+            )
+        if self.credentials.ssh_key_file is not None:
+            key = shlex.quote(str(self.credentials.ssh_key_file))
+            env["GIT_SSH_COMMAND"] = (
+                f"ssh -i {key} -o IdentitiesOnly=yes -o BatchMode=yes "
+                "-o StrictHostKeyChecking=accept-new"
+            )
+        return env
+
+    def clean_stale_locks(self, older_than: float = 0) -> list[str]:
+        """Remove `*.lock` files left by a killed git. Returns what was removed."""
+        removed = []
+        now = time.time()
+        for lock in self.path.rglob("*.lock"):
+            try:
+                if now - lock.stat().st_mtime >= older_than:
+                    lock.unlink()
+                    removed.append(str(lock.relative_to(self.path)))
+            except OSError:
+                continue
+        return removed
+
+    def fetch(self) -> str:
+        """Fetch the branch (force, prune) and return its head commit.
+
+        Raises:
+            FetchError: with git's message, credentials removed.
+        """
+        import git
+
+        self.clean_stale_locks()
+        refspec = f"+refs/heads/{self.branch}:{self.tracking_ref}"
+        try:
+            self.repo.git.fetch(
+                "--prune",
+                "--no-tags",
+                "origin",
+                refspec,
+                env={**os.environ, **self._environment()},
+                kill_after_timeout=self.timeout,
+            )
+        except git.GitCommandError as exc:
+            detail = redact_url(str(exc.stderr or exc).strip())
+            detail = detail.replace("stderr:", "").strip(" '\n")
+            raise FetchError(
+                f"fetch of {redact_url(self.source)} {self.branch} failed: {detail[-500:]}"
+            ) from None
+        return self.head()
+
+    def head(self) -> str:
+        """The fetched head of the branch ('' before the first fetch)."""
+        return self.resolve(self.tracking_ref)
+
+    def resolve(self, ref: str) -> str:
+        """The commit a ref or sha names, or '' if it does not exist."""
+        import git
+
+        try:
+            return str(self.repo.git.rev_parse("--verify", "-q", f"{ref}^{{commit}}"))
+        except git.GitCommandError:
+            return ""
+
+    def has_commit(self, sha: str) -> bool:
+        """True if the mirror holds this commit."""
+        return bool(sha) and self.resolve(sha) == sha
+
+    def is_ancestor(self, old: str, new: str) -> bool:
+        """True if `old` is an ancestor of (or equal to) `new`."""
+        import git
+
+        try:
+            self.repo.git.merge_base("--is-ancestor", old, new)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def keep_applied(self, sha: str) -> None:
+        """Point `refs/botreg/applied` at the applied commit (so it stays reachable)."""
+        self.repo.git.update_ref(APPLIED_REF, sha)
+
+    def diff(self, old: str, new: str) -> list[tuple[str, str, str, str, str]]:
+        """Tree-to-tree changes with rename detection, no merge base needed.
+
+        Returns:
+            (status, path, old_path, old_blob, new_blob) per changed file; status
+            is A (added), M (modified), D (deleted) or R (renamed).
+        """
+        empty = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree
+        out = self.repo.git.diff_tree(
+            "-r", "-z", "--raw", "--no-commit-id", "-M", old or empty, new
+        )
+        fields = out.split("\0")
+        changes = []
+        i = 0
+        while i < len(fields):
+            meta = fields[i]
+            if not meta.startswith(":"):
+                i += 1
+                continue
+            _old_mode, _new_mode, old_blob, new_blob, status = meta[1:].split()
+            kind = status[0]
+            if kind in "RC":
+                old_path, path = fields[i + 1], fields[i + 2]
+                i += 3
+                if kind == "C":  # a copy is an addition of the new path
+                    changes.append(("A", path, "", "", new_blob))
+                    continue
+                changes.append(("R", path, old_path, old_blob, new_blob))
+                continue
+            path = fields[i + 1]
+            i += 2
+            if kind == "T":  # type change (file <-> symlink): a modification
+                kind = "M"
+            changes.append((kind, path, path if kind != "A" else "", old_blob, new_blob))
+        return changes
