@@ -1,0 +1,225 @@
+"""Two registry trees and the files that changed between them -> typed changes.
+
+One module for the daemon's change events and `botreg review`, so that what a
+review shows is exactly what the daemon will emit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from botreg.changes.keydiff import MISSING, KeyChange, diff_values
+from botreg.registry.content import ContentError, decode_utf8
+from botreg.registry.layout import FileKind, classify
+from botreg.registry.source import RegistrySource
+from botreg.registry.yamlfast import YamlLoadError, load_fast
+
+__all__ = [
+    "BotChange",
+    "ChangeSet",
+    "ConfigChange",
+    "FileChange",
+    "KnowledgeFileChange",
+    "compute_changes",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FileChange:
+    """A changed file between two trees (from git's tree diff).
+
+    `status` is A (added), M (modified), D (deleted) or R (renamed).
+    """
+
+    status: str
+    path: str
+    old_path: str = ""
+    old_blob: str = ""
+    new_blob: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BotChange:
+    """A bot created, updated, deleted, activated or deactivated."""
+
+    bot_id: str
+    path: str
+    kind: str
+    changes: tuple[KeyChange, ...] = ()
+
+    @property
+    def event_type(self) -> str:
+        return f"botreg.bot.{self.kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeFileChange:
+    """A knowledge file added, modified, deleted or renamed."""
+
+    domain: str
+    path: str
+    kind: str
+    old_path: str = ""
+
+    @property
+    def event_type(self) -> str:
+        return f"botreg.knowledge.file.{self.kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChange:
+    """An environment file or registry.yaml that changed: `kind` added, modified or deleted."""
+
+    name: str
+    path: str
+    kind: str
+    changes: tuple[KeyChange, ...] = ()
+
+
+@dataclass
+class ChangeSet:
+    """Everything that changed between two registry trees."""
+
+    bots: list[BotChange] = field(default_factory=list)
+    knowledge: list[KnowledgeFileChange] = field(default_factory=list)
+    environments: list[ConfigChange] = field(default_factory=list)
+    registry: list[ConfigChange] = field(default_factory=list)
+    domains: list[ConfigChange] = field(default_factory=list)  # _domain.yaml files
+
+    def counts(self) -> dict[str, int]:
+        """How many changes of each kind."""
+        out: dict[str, int] = {}
+        for change in self.bots:
+            out[f"bots_{change.kind}"] = out.get(f"bots_{change.kind}", 0) + 1
+        for file in self.knowledge:
+            out[f"files_{file.kind}"] = out.get(f"files_{file.kind}", 0) + 1
+        out["environments_changed"] = len(self.environments)
+        out["registry_changed"] = len(self.registry)
+        return out
+
+    @property
+    def changed_domains(self) -> set[str]:
+        """Domains whose files or settings changed."""
+        return {f.domain for f in self.knowledge} | {d.name for d in self.domains}
+
+
+def _load(source: RegistrySource | None, path: str) -> Any:
+    if source is None or not path:
+        return MISSING
+    try:
+        return load_fast(decode_utf8(source.read(path)))
+    except (OSError, ContentError, YamlLoadError):
+        return MISSING
+
+
+def _status(data: Any) -> str:
+    return str(data.get("status", "")) if isinstance(data, dict) else ""
+
+
+def compute_changes(
+    old: RegistrySource | None, new: RegistrySource, files: Sequence[FileChange]
+) -> ChangeSet:
+    """Typed changes between two trees.
+
+    Args:
+        old: The old tree (None: everything in `files` is new).
+        new: The new tree.
+        files: The changed files (git's tree diff, renames detected).
+    """
+    changes = ChangeSet()
+    for file in files:
+        new_info = classify(file.path)
+        old_info = classify(file.old_path) if file.old_path else new_info
+        if FileKind.KNOWLEDGE in (new_info.kind, old_info.kind):
+            _knowledge(changes, file, new_info.ident or "", old_info.ident or "")
+            continue
+        if file.status == "R" and old_info.kind is not new_info.kind:
+            # renamed across kinds: the old one went, a new one came
+            _config(changes, old, new, FileChange("D", file.old_path, file.old_path))
+            _config(changes, old, new, FileChange("A", file.path))
+            continue
+        _config(changes, old, new, file)
+    return changes
+
+
+def _knowledge(changes: ChangeSet, file: FileChange, domain: str, old_domain: str) -> None:
+    kinds = {"A": "added", "M": "modified", "D": "deleted", "R": "renamed"}
+    if file.status == "R" and domain != old_domain:  # moved to another domain
+        changes.knowledge.append(KnowledgeFileChange(old_domain, file.old_path, "deleted"))
+        changes.knowledge.append(KnowledgeFileChange(domain, file.path, "added"))
+        return
+    target = old_domain if file.status == "D" else domain
+    changes.knowledge.append(
+        KnowledgeFileChange(
+            target, file.path, kinds[file.status], file.old_path if file.status == "R" else ""
+        )
+    )
+
+
+def _config(
+    changes: ChangeSet, old: RegistrySource | None, new: RegistrySource, file: FileChange
+) -> None:
+    before = _load(old, file.old_path) if file.status != "A" else MISSING
+    after = _load(new, file.path) if file.status != "D" else MISSING
+    info = classify(file.path)
+    old_info = classify(file.old_path) if file.old_path else info
+    if info.kind is FileKind.BOT or old_info.kind is FileKind.BOT:
+        _bot(changes, file, info.ident or "", old_info.ident or "", before, after)
+        return
+    kind = {"A": "added", "D": "deleted"}.get(file.status, "modified")
+    diff = tuple(
+        diff_values(before if before is not MISSING else {}, after if after is not MISSING else {})
+    )
+    if info.kind is FileKind.ENVIRONMENT:
+        changes.environments.append(ConfigChange(info.ident or "", file.path, kind, diff))
+    elif info.kind is FileKind.REGISTRY:
+        changes.registry.append(ConfigChange("registry", file.path, kind, diff))
+    elif info.kind is FileKind.DOMAIN:
+        changes.domains.append(ConfigChange(info.ident or "", file.path, kind, diff))
+
+
+def _bot(
+    changes: ChangeSet, file: FileChange, bot_id: str, old_id: str, before: Any, after: Any
+) -> None:
+    if file.status == "R" and bot_id != old_id:  # a new id: the old bot is gone
+        changes.bots.append(
+            BotChange(old_id, file.old_path, "deleted", tuple(diff_values(before, MISSING)))
+        )
+        changes.bots.append(
+            BotChange(bot_id, file.path, "created", tuple(diff_values(MISSING, after)))
+        )
+        return
+    if file.status == "A":
+        changes.bots.append(
+            BotChange(
+                bot_id,
+                file.path,
+                "created",
+                tuple(diff_values({}, after if after is not MISSING else {})),
+            )
+        )
+        return
+    if file.status == "D":
+        changes.bots.append(
+            BotChange(
+                old_id,
+                file.old_path or file.path,
+                "deleted",
+                tuple(diff_values(before if before is not MISSING else {}, {})),
+            )
+        )
+        return
+    diff = tuple(
+        diff_values(before if before is not MISSING else {}, after if after is not MISSING else {})
+    )
+    if not diff:
+        return  # only comments or formatting changed
+    kind = "updated"
+    was, now = _status(before), _status(after)
+    if was != now and now == "active":
+        kind = "activated"
+    elif was != now and now == "inactive":
+        kind = "deactivated"
+    changes.bots.append(BotChange(bot_id, file.path, kind, diff))

@@ -1,0 +1,132 @@
+"""Semantic diff of two configs: every changed key path with its old and new value.
+
+List items that are mappings with a `name` or `id` are matched by it, not by
+position (a reorder alone is reported once, as such); values under secret-like
+keys and known token shapes are masked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botreg.secrets import MASK, is_secret_key, mask_config, mask_text
+
+__all__ = ["MISSING", "KeyChange", "diff_values"]
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+_MATCH_KEYS = ("name", "id")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChange:
+    """One changed key path: `kind` is added, removed, changed or reordered."""
+
+    path: str
+    kind: str
+    old: Any = None
+    new: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (values already masked)."""
+        return {"path": self.path, "kind": self.kind, "old": self.old, "new": self.new}
+
+
+def _mask(value: Any, key: object) -> Any:
+    if value is MISSING:
+        return None
+    if isinstance(value, str):
+        return (
+            MASK
+            if is_secret_key(key) and value and not value.startswith("${")
+            else mask_text(value)
+        )
+    if isinstance(value, Mapping | list):
+        masked = mask_config({key: value} if isinstance(key, str) else value)
+        return masked[key] if isinstance(key, str) else masked
+    return (
+        MASK if is_secret_key(key) and value is not None and not isinstance(value, bool) else value
+    )
+
+
+def _join(prefix: str, part: str | int) -> str:
+    if isinstance(part, int):
+        return f"{prefix}[{part}]"
+    if part.startswith("["):
+        return f"{prefix}{part}"
+    return f"{prefix}.{part}" if prefix else part
+
+
+def _match_key(items: list[Any]) -> str | None:
+    for key in _MATCH_KEYS:
+        values = [item.get(key) for item in items if isinstance(item, Mapping)]
+        if (
+            len(values) == len(items)
+            and all(isinstance(v, str | int) for v in values)
+            and len(set(values)) == len(values)
+        ):
+            return key
+    return None
+
+
+def diff_values(old: Any, new: Any, path: str = "", key: object = None) -> list[KeyChange]:
+    """Every changed key path between two values (masked).
+
+    Args:
+        old: The old value (`MISSING` if absent).
+        new: The new value (`MISSING` if absent).
+        path: The path so far (dotted, `[name]` for matched list items).
+        key: The mapping key holding these values (decides masking).
+    """
+    if old is MISSING and new is MISSING:
+        return []
+    if old is MISSING:
+        return [KeyChange(path, "added", None, _mask(new, key))]
+    if new is MISSING:
+        return [KeyChange(path, "removed", _mask(old, key), None)]
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        changes: list[KeyChange] = []
+        for name in list(old) + [k for k in new if k not in old]:
+            changes += diff_values(
+                old.get(name, MISSING), new.get(name, MISSING), _join(path, str(name)), name
+            )
+        return changes
+    if isinstance(old, list) and isinstance(new, list):
+        return _diff_lists(old, new, path, key)
+    if old == new and type(old) is type(new):
+        return []
+    return [KeyChange(path, "changed", _mask(old, key), _mask(new, key))]
+
+
+def _diff_lists(old: list[Any], new: list[Any], path: str, key: object) -> list[KeyChange]:
+    match = _match_key(old + new) if old and new else None
+    if match is None:
+        if old == new:
+            return []
+        if sorted(map(repr, old)) == sorted(map(repr, new)):
+            return [KeyChange(path, "reordered", _mask(old, key), _mask(new, key))]
+        if len(old) == len(new):  # positional, item by item
+            changes: list[KeyChange] = []
+            for index, (a, b) in enumerate(zip(old, new, strict=True)):
+                changes += diff_values(a, b, _join(path, index), key)
+            return changes
+        return [KeyChange(path, "changed", _mask(old, key), _mask(new, key))]
+    old_by = {item[match]: item for item in old}
+    new_by = {item[match]: item for item in new}
+    changes = []
+    for name in list(old_by) + [n for n in new_by if n not in old_by]:
+        changes += diff_values(
+            old_by.get(name, MISSING), new_by.get(name, MISSING), _join(path, f"[{name}]"), key
+        )
+    common_old = [n for n in old_by if n in new_by]
+    common_new = [n for n in new_by if n in old_by]
+    if common_old != common_new:
+        changes.append(KeyChange(path, "reordered", common_old, common_new))
+    return changes

@@ -1,0 +1,102 @@
+"""The daemon's status: conditions in the Kubernetes style, persisted beside the ledger.
+
+Conditions: Ready, Reconciling, Stalled, FetchFailed, ValidationFailed,
+IngestFailed; each is True or False with a reason, a message and the time it
+last changed. The status is written to `<data-dir>/status.json` after every
+change (atomically), so `botreg status` can read it while the daemon runs or
+after it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CONDITIONS", "DaemonStatus"]
+
+CONDITIONS = ("Ready", "Reconciling", "Stalled", "FetchFailed", "ValidationFailed", "IngestFailed")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class DaemonStatus:
+    """Thread-safe status document."""
+
+    def __init__(self, path: Path, *, source: str, branch: str, environment: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        previous = self._read(path)
+        self.doc: dict[str, Any] = {
+            "source": source,
+            "branch": branch,
+            "environment": environment,
+            "pid": os.getpid(),
+            "running": True,
+            "applied_commit": previous.get("applied_commit", ""),
+            "head_commit": previous.get("head_commit", ""),
+            "rejected_commit": previous.get("rejected_commit", ""),
+            "last_attempt": previous.get("last_attempt", ""),
+            "last_success": previous.get("last_success", ""),
+            "last_result": previous.get("last_result", ""),
+            "last_error": previous.get("last_error", ""),
+            "findings": previous.get("findings", []),
+            "domains": previous.get("domains", {}),
+            "conditions": {
+                name: {"status": "False", "reason": "", "message": "", "lastTransitionTime": ""}
+                for name in CONDITIONS
+            },
+        }
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def set_condition(self, name: str, status: bool, reason: str = "", message: str = "") -> None:
+        """Set one condition (its transition time changes only when its status does)."""
+        with self._lock:
+            current = self.doc["conditions"][name]
+            value = "True" if status else "False"
+            if current["status"] != value or not current["lastTransitionTime"]:
+                current["lastTransitionTime"] = _now()
+            current.update(status=value, reason=reason, message=message[:2000])
+
+    def update(self, **values: Any) -> None:
+        """Set top-level fields."""
+        with self._lock:
+            self.doc.update(values)
+
+    def condition(self, name: str) -> bool:
+        """True if the condition is set."""
+        with self._lock:
+            return bool(self.doc["conditions"][name]["status"] == "True")
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the document."""
+        with self._lock:
+            copy: dict[str, Any] = json.loads(json.dumps(self.doc))
+        return copy
+
+    def save(self) -> None:
+        """Write the document atomically."""
+        data = json.dumps(self.snapshot(), indent=2, sort_keys=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".status-")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(data)
+        os.replace(tmp, self.path)
+
+    @staticmethod
+    def load(path: Path) -> dict[str, Any]:
+        """Read a saved status ({} if there is none)."""
+        return DaemonStatus._read(path)
