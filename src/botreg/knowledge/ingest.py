@@ -326,7 +326,13 @@ class KnowledgeIngestionManager:
 
     def _apply(self, domain: str, collection_id: str, result: IngestionResult) -> None:
         files = self.domain_files(domain)
-        current = {path: self.snapshot.source.blob_id(path) for path in files}
+        # A file's record is its blob and the chunking settings: new settings re-chunk
+        # every file (unchanged chunk texts keep their ids and vectors).
+        settings_key = hashlib.sha256(
+            repr((self.snapshot.settings.chunking, self.snapshot.settings.limits)).encode()
+        ).hexdigest()[:12]
+        blobs = {path: self.snapshot.source.blob_id(path) for path in files}
+        current = {path: f"{blob}:{settings_key}" for path, blob in blobs.items()}
         recorded = self.ledger.files(collection_id)
         changed = [p for p in files if recorded.get(p) != current[p]]
         removed = [p for p in recorded if p not in current]
@@ -340,7 +346,7 @@ class KnowledgeIngestionManager:
         for number, path in enumerate(changed, 1):
             self._progress("chunking", number, len(changed))
             try:
-                planned = self._plan_file(domain, path, current[path])
+                planned = self._plan_file(domain, path, blobs[path])
             except (ContentError, OSError) as exc:
                 message = exc.message if isinstance(exc, ContentError) else str(exc)
                 result.errors.append({"path": path, "message": message})

@@ -1,0 +1,216 @@
+"""`botreg sync`, `botreg status` and `botreg events`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from botreg.errors import BotregError, UsageError
+
+__all__ = ["ask_daemon", "register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `sync`, `status` and `events` subcommands."""
+    p = sub.add_parser(
+        "sync",
+        help="keep a knowledge store and change events in step with a branch",
+        description="Pull a branch of a registry repository, diff commits into change events "
+        "and re-ingest what changed. With --once: one cycle, then exit 0 (synced or nothing to "
+        "do), 1 (commit rejected or a domain failed), 2 (usage), 3 (unexpected).",
+    )
+    p.add_argument(
+        "--source",
+        required=True,
+        metavar="URL_OR_PATH",
+        help="the registry repository (URL or local path)",
+    )
+    p.add_argument("--branch", default="main")
+    p.add_argument(
+        "--env",
+        default="development",
+        metavar="ENV",
+        help="environment whose store and embedding to use (default: development)",
+    )
+    p.add_argument("--data-dir", default=".botreg", metavar="DIR")
+    p.add_argument("--once", action="store_true", help="run one cycle and exit")
+    p.add_argument("--interval", type=float, default=30, help="seconds between polls (default 30)")
+    p.add_argument(
+        "--watch", action="store_true", help="sync as soon as a local source's refs change"
+    )
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:8470",
+        metavar="HOST:PORT",
+        help="HTTP surface (default 127.0.0.1:8470; 'off' to disable)",
+    )
+    p.add_argument("--events-file", metavar="PATH|-", help="also write events here (- for stdout)")
+    p.add_argument("--webhook", metavar="URL", help="POST every event to this URL")
+    p.add_argument(
+        "--webhook-secret-file",
+        type=Path,
+        metavar="F",
+        help="HMAC secret: signs outgoing events, verifies incoming push hooks",
+    )
+    p.add_argument("--token-file", type=Path, metavar="F", help="HTTPS token (re-read each fetch)")
+    p.add_argument("--ssh-key-file", type=Path, metavar="F", help="SSH private key for the source")
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        metavar="N",
+        help="exit 1 after N failed cycles in a row (default: never)",
+    )
+    p.set_defaults(handler=run_sync)
+
+    s = sub.add_parser("status", help="show the sync daemon's status")
+    s.add_argument("--data-dir", default=".botreg", metavar="DIR")
+    s.add_argument("--format", choices=("text", "json"), default="text")
+    s.set_defaults(handler=run_status)
+
+    e = sub.add_parser("events", help="print the event log")
+    e.add_argument("--data-dir", default=".botreg", metavar="DIR")
+    e.add_argument("--since", metavar="ID", help="only events after this event id")
+    e.add_argument("--follow", action="store_true", help="keep printing new events")
+    e.set_defaults(handler=run_events)
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    """Run the daemon (or one cycle)."""
+    from botreg.daemon.run import Daemon, DaemonOptions
+    from botreg.daemon.sync import SyncOptions
+
+    if args.interval <= 0:
+        raise UsageError("--interval must be positive")
+    if args.max_failures is not None and args.max_failures < 1:
+        raise UsageError("--max-failures must be at least 1")
+    for name in ("webhook_secret_file", "token_file", "ssh_key_file"):
+        path = getattr(args, name)
+        if path is not None and not path.is_file():
+            raise UsageError(f"--{name.replace('_', '-')} {path}: no such file")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    listen = None if args.once or args.listen in ("", "off") else args.listen
+    daemon = Daemon(
+        SyncOptions(
+            args.source,
+            args.branch,
+            args.env,
+            Path(args.data_dir),
+            args.token_file,
+            args.ssh_key_file,
+        ),
+        DaemonOptions(
+            args.interval,
+            args.watch,
+            listen,
+            args.events_file,
+            args.webhook,
+            args.webhook_secret_file,
+            args.max_failures,
+        ),
+    )
+    return daemon.run_once() if args.once else daemon.run()
+
+
+def ask_daemon(data_dir: Path, path: str, timeout: float = 30) -> Any:
+    """GET a JSON endpoint of the daemon that holds `data_dir` (None if none runs)."""
+    try:
+        info = json.loads((data_dir / "daemon.json").read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        with urllib.request.urlopen(f"{info['url']}{path}", timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.loads(exc.read()).get("error", "")
+        except ValueError:
+            detail = ""
+        raise BotregError(f"the daemon answered {exc.code}: {detail}") from None
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _running(data_dir: Path) -> bool:
+    from botreg.datadir import DataDir, DataDirLockedError
+
+    try:
+        with DataDir(data_dir).locked("botreg status"):
+            return False
+    except DataDirLockedError:
+        return True
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Print the status: asked from the running daemon, else read from the data dir."""
+    from botreg.daemon.status import DaemonStatus
+
+    data_dir = Path(args.data_dir)
+    if not (data_dir / "status.json").exists() and not (data_dir / "daemon.json").exists():
+        raise BotregError(
+            f"{data_dir}: no sync status here (has `botreg sync` run with this --data-dir?)"
+        )
+    doc = ask_daemon(data_dir, "/status") if _running(data_dir) else None
+    if doc is None:
+        doc = DaemonStatus.load(data_dir / "status.json")
+        doc["running"] = _running(data_dir)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        return 0
+    lines = [
+        f"source:      {doc.get('source', '')} ({doc.get('branch', '')}, env "
+        f"{doc.get('environment', '')})",
+        f"running:     {'yes' if doc.get('running') else 'no'}",
+        f"applied:     {doc.get('applied_commit', '') or '-'}",
+        f"head:        {doc.get('head_commit', '') or '-'}",
+        f"last result: {doc.get('last_result', '') or '-'} at {doc.get('last_attempt', '') or '-'}",
+        f"last success:{' ' + (doc.get('last_success') or '-')}",
+    ]
+    if doc.get("rejected_commit"):
+        lines.append(
+            f"rejected:    {doc['rejected_commit']} ({len(doc.get('findings', []))} "
+            "findings; see --format json)"
+        )
+    if doc.get("last_error"):
+        lines.append(f"last error:  {doc['last_error']}")
+    lines.append("conditions:")
+    for name, cond in doc.get("conditions", {}).items():
+        lines.append(
+            f"  {name:<17} {cond.get('status', ''):<6} {cond.get('reason', '')}"
+            f"{': ' + cond['message'] if cond.get('message') else ''}"
+        )
+    if doc.get("domains"):
+        lines.append("domains:")
+        for name, state in sorted(doc["domains"].items()):
+            error = f" ({state['error']})" if state.get("error") else ""
+            lines.append(f"  {name:<17} {state.get('status', '')}{error}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def run_events(args: argparse.Namespace) -> int:
+    """Print events (one JSON object per line)."""
+    from botreg.datadir import DataDir
+    from botreg.events.log import read_events
+
+    log = DataDir(args.data_dir).events
+    if args.since and not args.follow:
+        ids = [e.get("id") for e in read_events(log)]
+        if args.since not in ids:
+            raise BotregError(f"no event with id {args.since} in {log}")
+    try:
+        for event in read_events(log, since=args.since, follow=args.follow):
+            sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        return 0
+    return 0

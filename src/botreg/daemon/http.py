@@ -1,0 +1,164 @@
+"""The daemon's HTTP surface (loopback by default).
+
+GET  /healthz                         alive
+GET  /readyz                          first sync done, store reachable, last success fresh
+GET  /status                          the status document (JSON)
+GET  /metrics                         Prometheus text
+POST /hooks/git                       push webhooks: verified, then trigger a fetch
+GET  /knowledge/{domain}/query?q=&k=  ranked chunks (so `botreg query` works while the
+                                      daemon holds the embedded store)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+from botreg.daemon.hooks import verify_push
+
+__all__ = ["DaemonHTTP"]
+
+logger = logging.getLogger("botreg.http")
+_MAX_BODY = 5 * 1024 * 1024
+
+
+class DaemonHTTP:
+    """Serves the daemon's endpoints from a background thread."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        status: Callable[[], dict[str, Any]],
+        metrics: Callable[[], str],
+        wake: Callable[[], None],
+        query: Callable[[str, str, int], list[dict[str, Any]]],
+        store_ok: Callable[[], bool],
+        hook_secret: Callable[[], bytes | None],
+        branch: str,
+        stale_after: float,
+    ) -> None:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "botreg"
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                logger.debug("%s " + fmt, self.address_string(), *args)
+
+            def _send(
+                self,
+                code: int,
+                body: str | dict[str, Any] | list[Any],
+                content_type: str = "application/json",
+            ) -> None:
+                data = (body if isinstance(body, str) else json.dumps(body, indent=2)).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                path = url.path.rstrip("/") or "/"
+                if path == "/healthz":
+                    self._send(200, "ok\n", "text/plain")
+                elif path == "/readyz":
+                    ready, reasons = owner.readiness()
+                    self._send(200 if ready else 503, {"ready": ready, "reasons": reasons})
+                elif path == "/status":
+                    self._send(200, owner.status())
+                elif path == "/metrics":
+                    self._send(200, owner.metrics(), "text/plain; version=0.0.4")
+                elif path.startswith("/knowledge/") and path.endswith("/query"):
+                    domain = unquote(path[len("/knowledge/") : -len("/query")])
+                    params = parse_qs(url.query)
+                    text = (params.get("q") or [""])[0]
+                    try:
+                        k = int((params.get("k") or ["5"])[0])
+                    except ValueError:
+                        k = 0
+                    if not text or not 1 <= k <= 100:
+                        self._send(400, {"error": "q (text) and k (1-100) are required"})
+                        return
+                    try:
+                        self._send(200, {"results": owner.query(domain, text, k)})
+                    except LookupError as exc:
+                        self._send(404, {"error": str(exc)})
+                    except Exception as exc:  # the store may be busy or unreachable
+                        self._send(503, {"error": f"{type(exc).__name__}: {exc}"})
+                else:
+                    self._send(404, {"error": "not found"})
+
+            def do_POST(self) -> None:
+                if urlparse(self.path).path.rstrip("/") != "/hooks/git":
+                    self._send(404, {"error": "not found"})
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > _MAX_BODY:
+                    self._send(413, {"error": "payload too large"})
+                    return
+                body = self.rfile.read(length)
+                verdict = verify_push(
+                    dict(self.headers.items()), body, owner.hook_secret(), owner.branch
+                )
+                if verdict.trigger:
+                    owner.wake()
+                self._send(verdict.status, {"result": verdict.reason})
+
+        self.status = status
+        self.metrics = metrics
+        self.wake = wake
+        self.query = query
+        self.store_ok = store_ok
+        self.hook_secret = hook_secret
+        self.branch = branch
+        self.stale_after = stale_after
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name="botreg-http", daemon=True
+        )
+
+    @property
+    def address(self) -> str:
+        """host:port actually bound (port 0 picks a free one)."""
+        host, port = self.server.server_address[:2]
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        return f"{name}:{port}"
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Ready when a commit was applied, the store answers and the last success is fresh."""
+        doc = self.status()
+        reasons = []
+        if not doc.get("applied_commit"):
+            reasons.append("no commit applied yet")
+        if not self.store_ok():
+            reasons.append("store unreachable")
+        last = doc.get("last_success") or ""
+        if last:
+            age = time.time() - datetime.fromisoformat(last).replace(tzinfo=UTC).timestamp()
+            if age > self.stale_after:
+                reasons.append(f"last success {int(age)} s ago")
+        else:
+            reasons.append("no successful cycle yet")
+        return not reasons, reasons
+
+    def start(self) -> None:
+        """Serve in the background."""
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)

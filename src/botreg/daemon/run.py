@@ -1,0 +1,314 @@
+"""The daemon's outer loop: triggers, backoff, the failure budget, a clean stop.
+
+`Syncer.sync_once()` does one cycle; this loop decides when the next one runs:
+after `--interval` seconds (with jitter), at once when a trigger fires (a
+`--watch`ed local commit, a verified push webhook, SIGHUP), or after an
+exponential backoff with jitter when the cycle failed. It never crash-loops:
+failures are retried forever unless `--max-failures` opts into exiting.
+SIGTERM and SIGINT finish the current step and exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from botreg.daemon.http import DaemonHTTP
+from botreg.daemon.metrics import Metrics
+from botreg.daemon.status import DaemonStatus
+from botreg.daemon.sync import CycleResult, Syncer, SyncOptions
+from botreg.datadir import DataDir
+from botreg.errors import UsageError
+from botreg.events import CloudEvent, EventBus
+from botreg.events.bus import stdout_sink
+from botreg.events.log import EventLog
+from botreg.events.webhook import WebhookSink
+
+__all__ = ["Daemon", "DaemonOptions"]
+
+logger = logging.getLogger("botreg.daemon")
+MAX_BACKOFF = 300.0
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    """Loop, trigger and sink settings (the `botreg sync` flags)."""
+
+    interval: float = 30
+    watch: bool = False
+    listen: str | None = "127.0.0.1:8470"
+    events_file: str | None = None  # a path, or "-" for stdout
+    webhook: str | None = None
+    webhook_secret_file: Path | None = None
+    max_failures: int | None = None
+
+
+def _parse_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"--listen {listen!r}: expected HOST:PORT (for example 127.0.0.1:8470)")
+    return host.strip("[]"), int(port)
+
+
+def _watched_refs(source: str) -> list[Path]:
+    """The ref files of a local repository (a work tree or a bare repo)."""
+    root = Path(source.removeprefix("file://"))
+    git_dir = root / ".git" if (root / ".git").is_dir() else root
+    if not (git_dir / "refs").is_dir():
+        raise UsageError(f"--watch needs a local repository; {source} is not one")
+    return [git_dir]
+
+
+class Daemon:
+    """Runs sync cycles until stopped."""
+
+    def __init__(
+        self, sync: SyncOptions, options: DaemonOptions, stdout: TextIO | None = None
+    ) -> None:
+        self.sync_options = sync
+        self.options = options
+        self.stdout = stdout or sys.stdout
+        self.data = DataDir(sync.data_dir)
+        self.metrics = Metrics()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.http: DaemonHTTP | None = None
+        self.syncer: Syncer | None = None
+        self.webhook: WebhookSink | None = None
+        self.bus: EventBus | None = None
+        if options.listen:
+            _parse_listen(options.listen)  # a usage error before anything starts
+        if options.watch:
+            _watched_refs(sync.source)
+
+    # --- control -----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Run a cycle now (coalesced: many wakes during a cycle give one more cycle)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the current step and exit."""
+        self._stop.set()
+        self._wake.set()
+
+    # --- running -----------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """One cycle (`--once`): 0 synced or nothing to do, 1 rejected or failed."""
+        with self._running():
+            assert self.syncer is not None
+            result = self.syncer.sync_once()
+            self._report(result)
+            return result.exit_code
+
+    def run(self) -> int:
+        """Cycles until SIGTERM/SIGINT (0), or until `--max-failures` failures in a row (1)."""
+        with self._running(), self._signals(), self._watching():
+            assert self.syncer is not None
+            failures = 0
+            while not self._stop.is_set():
+                self._wake.clear()
+                result = self.syncer.sync_once()
+                self._report(result)
+                if result.result == "failed":
+                    failures += 1
+                    budget = self.options.max_failures
+                    if budget and failures >= budget:
+                        logger.error("stopping after %d failed cycles in a row", failures)
+                        return 1
+                    delay = min(MAX_BACKOFF, 2.0**failures) * random.uniform(0.5, 1.0)
+                else:
+                    failures = 0
+                    delay = self.options.interval * random.uniform(0.9, 1.1)
+                self.metrics.set("botreg_consecutive_failures", failures)
+                self._wake.wait(timeout=delay)
+            return 0
+
+    def _report(self, result: CycleResult) -> None:
+        level = logging.INFO if result.result in ("synced", "noop") else logging.WARNING
+        logger.log(
+            level,
+            "cycle %s %s..%s %s",
+            result.result,
+            result.from_commit[:12],
+            result.to_commit[:12],
+            result.error,
+        )
+
+    @contextmanager
+    def _running(self) -> Iterator[None]:
+        with self.data.locked(f"botreg sync {self.sync_options.source}"):
+            status = DaemonStatus(
+                self.data.root / "status.json",
+                source=self.sync_options.source,
+                branch=self.sync_options.branch,
+                environment=self.sync_options.environment,
+            )
+            self.bus = EventBus(EventLog(self.data.events))
+            self.bus.subscribe(self._count)
+            file_handle = None
+            if self.options.events_file == "-":
+                self.bus.subscribe(stdout_sink(self.stdout))
+            elif self.options.events_file:
+                file_handle = open(self.options.events_file, "a")  # noqa: SIM115 - closed below
+                self.bus.subscribe(stdout_sink(file_handle))
+            if self.options.webhook:
+                self.webhook = WebhookSink(
+                    self.options.webhook,
+                    self.data.root / "outbox.sqlite",
+                    self.options.webhook_secret_file,
+                )
+                self.bus.subscribe(self.webhook)
+            self.syncer = Syncer(self.sync_options, self.bus, status, self.metrics)
+            try:
+                if self.options.listen:
+                    self._start_http(status)
+                yield
+            finally:
+                if self.http is not None:
+                    self.http.stop()
+                    with suppress(OSError):
+                        (self.data.root / "daemon.json").unlink()
+                if self.webhook is not None:
+                    self.webhook.close(drain=2)
+                status.update(running=False)
+                status.save()
+                self.syncer.close()
+                if file_handle is not None:
+                    file_handle.close()
+
+    def _count(self, event: CloudEvent) -> None:
+        self.metrics.inc("botreg_events_total", type=event.type)
+        if self.webhook is not None:
+            self.metrics.set("botreg_webhook_delivered_total", self.webhook.delivered)
+            self.metrics.set("botreg_webhook_failures_total", self.webhook.failures)
+
+    def _start_http(self, status: DaemonStatus) -> None:
+        assert self.options.listen is not None
+        host, port = _parse_listen(self.options.listen)
+        self.http = DaemonHTTP(
+            host,
+            port,
+            status=status.snapshot,
+            metrics=self.metrics.render,
+            wake=self.wake,
+            query=self._query,
+            store_ok=self._store_ok,
+            hook_secret=self._hook_secret,
+            branch=self.sync_options.branch,
+            stale_after=max(3 * self.options.interval, 300),
+        )
+        self.http.start()
+        info = {"url": f"http://{self.http.address}", "pid": os.getpid()}
+        (self.data.root / "daemon.json").write_text(json.dumps(info))
+        logger.info("listening on http://%s", self.http.address)
+
+    def _hook_secret(self) -> bytes | None:
+        if self.options.webhook_secret_file is None:
+            return None
+        try:
+            return self.options.webhook_secret_file.read_bytes().strip()
+        except OSError:
+            return None
+
+    def _store_ok(self) -> bool:
+        store = self.syncer._store if self.syncer else None
+        if store is None:
+            return False
+        try:
+            store.client.heartbeat()
+        except Exception:
+            return False
+        return True
+
+    def _query(self, domain: str, text: str, k: int) -> list[dict[str, Any]]:
+        from botreg.knowledge.ledger import Ledger
+        from botreg.store.embedding import create_embedding_function
+        from botreg.store.settings import EmbeddingSettings
+
+        assert self.syncer is not None
+        store = self.syncer._store
+        ledger = Ledger(self.data.ledger)  # its own connection: this runs on an HTTP thread
+        try:
+            state = ledger.domain(domain)
+        finally:
+            ledger.close()
+        if state is None or store is None:
+            raise LookupError(f"domain {domain!r} has not been ingested")
+        settings = dict(state.embedding)
+        provider = str(settings.pop("provider", "default"))
+        function = create_embedding_function(EmbeddingSettings(provider, settings))
+        collection = store.collection(state.collection, function)
+        [vector] = function([text])
+        return [
+            {
+                "id": h["id"],
+                "path": h["metadata"].get("path", ""),
+                "heading": h["metadata"].get("heading", ""),
+                "text": h["text"],
+                "distance": h["distance"],
+                "metadata": h["metadata"],
+            }
+            for h in store.query(collection, vector, k)
+        ]
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {
+            sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        }
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
+        signal.signal(signal.SIGHUP, lambda *_: self.wake())
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    @contextmanager
+    def _watching(self) -> Iterator[None]:
+        if not self.options.watch:
+            yield
+            return
+        import watchfiles
+
+        paths = _watched_refs(self.sync_options.source)
+        stop = threading.Event()
+
+        def is_ref(_change: Any, path: str) -> bool:
+            return "/refs/" in path or path.endswith(("packed-refs", "HEAD"))
+
+        def watch() -> None:
+            # a small debounce: a commit shows up within a second, bursts still coalesce
+            for _changes in watchfiles.watch(
+                *paths,
+                watch_filter=is_ref,
+                debounce=100,
+                step=20,
+                stop_event=stop,
+                raise_interrupt=False,
+            ):
+                self.wake()
+
+        thread = threading.Thread(target=watch, name="botreg-watch", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)

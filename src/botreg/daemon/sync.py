@@ -1,0 +1,454 @@
+"""One sync cycle: fetch, validate, diff into change events, apply, advance.
+
+`sync_once()` is idempotent and safe to re-run after a crash at any point:
+
+1. fetch the branch (force, prune);
+2. nothing to do if its head is the applied commit (or the commit already rejected);
+3. validate the head's tree with the hook's validator; on errors, keep serving
+   the applied commit and emit `botreg.sync.rejected`;
+4. diff applied -> head tree to tree (renames detected, no merge base needed);
+   a non-ancestor head emits `botreg.sync.history_rewritten`;
+5. emit the change events, then apply: every domain is brought in line with
+   the head's tree by the ingester (unchanged files are skipped by blob id,
+   changed files re-embed only new chunks), removed domains are dropped;
+6. only then record the head as applied and emit `botreg.sync.completed`.
+
+Event ids derive from (type, from, to, subject): a cycle re-run after a crash
+re-sends the same ids, and consumers deduplicate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from botreg.changes import ChangeSet, FileChange, compute_changes
+from botreg.daemon.metrics import Metrics
+from botreg.daemon.status import DaemonStatus
+from botreg.datadir import DataDir
+from botreg.errors import BotregError
+from botreg.events import CloudEvent, EventBus, event_id
+from botreg.git.mirror import Credentials, FetchError, GitMirror, redact_url
+from botreg.git.tree import GitTreeSource
+from botreg.knowledge.ingest import KnowledgeIngestionManager
+from botreg.knowledge.ledger import Ledger
+from botreg.registry.content import ContentError, decode_utf8
+from botreg.registry.yamlfast import YamlLoadError, load_fast
+from botreg.store.chroma import ChromaStore
+from botreg.store.settings import KnowledgeSettings, StoreSettings
+from botreg.validation.runner import validate_registry
+
+__all__ = ["CycleResult", "SyncOptions", "Syncer"]
+
+APPLIED_KEY = "sync.applied_commit"
+REJECTED_KEY = "sync.rejected_commit"
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """What to follow and where to keep state."""
+
+    source: str
+    branch: str = "main"
+    environment: str = "development"
+    data_dir: Path = Path(".botreg")
+    token_file: Path | None = None
+    ssh_key_file: Path | None = None
+    fetch_timeout: float = 300
+
+
+@dataclass
+class CycleResult:
+    """What one cycle did: `result` is synced, noop, rejected or failed."""
+
+    result: str
+    from_commit: str = ""
+    to_commit: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+    phase: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        """0 for synced or nothing to do; 1 for a rejected commit or a failure."""
+        return 0 if self.result in ("synced", "noop") else 1
+
+
+class _PhaseError(Exception):
+    def __init__(self, phase: str, message: str) -> None:
+        super().__init__(message)
+        self.phase = phase
+
+
+class Syncer:
+    """Keeps a store and an event stream in step with a branch."""
+
+    def __init__(
+        self,
+        options: SyncOptions,
+        bus: EventBus,
+        status: DaemonStatus,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.options = options
+        self.bus = bus
+        self.status = status
+        self.metrics = metrics or Metrics()
+        self.data = DataDir(options.data_dir)
+        self.mirror = GitMirror(
+            self.data.mirror,
+            options.source,
+            options.branch,
+            Credentials(options.token_file, options.ssh_key_file),
+            options.fetch_timeout,
+        )
+        self.ledger = Ledger(self.data.ledger)
+        self.event_source = redact_url(self.mirror._remote_url)
+        self._store: ChromaStore | None = None
+        self._store_settings: StoreSettings | None = None
+        applied = self.ledger.get(APPLIED_KEY)
+        self.status.update(applied_commit=applied)
+
+    def close(self) -> None:
+        """Release the ledger."""
+        self.ledger.close()
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _emit(self, type_: str, subject: str, data: dict[str, Any], *key: str) -> None:
+        self.bus.publish(
+            CloudEvent(
+                type=type_,
+                source=self.event_source,
+                id=event_id(type_, subject, *key),
+                subject=subject,
+                data=data,
+            )
+        )
+
+    def store_for(self, settings: StoreSettings) -> ChromaStore:
+        """The store an environment names (reopened only when its settings change)."""
+        if self._store is None or self._store_settings != settings:
+            self._store = ChromaStore(settings, self.data.root)
+            self._store_settings = settings
+        return self._store
+
+    def _knowledge_settings(self, source: GitTreeSource) -> KnowledgeSettings:
+        path = f"environments/{self.options.environment}.yaml"
+        try:
+            data = load_fast(decode_utf8(source.read(path)))
+        except FileNotFoundError:
+            raise _PhaseError("apply", f"{path} does not exist at {source.commit[:12]}") from None
+        except (ContentError, YamlLoadError) as exc:
+            raise _PhaseError("apply", f"{path}: {exc}") from None
+        return KnowledgeSettings.from_environment(data)
+
+    # --- the cycle ---------------------------------------------------------------------
+
+    def sync_once(self) -> CycleResult:
+        """Run one cycle (see the module docstring). Never raises for expected failures."""
+        started = time.monotonic()
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        self.status.update(last_attempt=now)
+        applied = self.ledger.get(APPLIED_KEY)
+        durations: dict[str, float] = {}
+        try:
+            result = self._cycle(applied, durations)
+        except _PhaseError as exc:
+            result = CycleResult(
+                "failed",
+                applied,
+                self.status.snapshot().get("head_commit", ""),
+                error=str(exc),
+                phase=exc.phase,
+            )
+        except BotregError as exc:
+            result = CycleResult("failed", applied, error=str(exc), phase="apply")
+        durations["cycle"] = time.monotonic() - started
+        result.durations = durations
+        self._record(result)
+        return result
+
+    def _cycle(self, applied: str, durations: dict[str, float]) -> CycleResult:
+        # 1. fetch
+        t = time.monotonic()
+        try:
+            head = self.mirror.fetch()
+        except FetchError as exc:
+            durations["fetch"] = time.monotonic() - t
+            self.status.set_condition("FetchFailed", True, "FetchFailed", str(exc))
+            raise _PhaseError("fetch", str(exc)) from None
+        durations["fetch"] = time.monotonic() - t
+        self.status.set_condition("FetchFailed", False, "Fetched")
+        self.status.update(head_commit=head)
+        if not head:
+            raise _PhaseError("fetch", f"branch {self.options.branch} not found")
+
+        # 2. nothing to do?
+        if head == applied:
+            return CycleResult("noop", applied, head)
+        if head == self.ledger.get(REJECTED_KEY):
+            return CycleResult("rejected", applied, head, error="the head is still rejected")
+
+        self.status.set_condition("Reconciling", True, "NewCommit", f"applying {head[:12]}")
+        source = GitTreeSource(self.mirror.repo, head, label=f"{self.options.branch}@{head[:12]}")
+
+        # 3. validate
+        t = time.monotonic()
+        report = validate_registry(source)
+        durations["validate"] = time.monotonic() - t
+        if not report.ok:
+            findings = [
+                {
+                    "path": f.path,
+                    "line": f.line,
+                    "column": f.column,
+                    "code": f.code,
+                    "severity": str(f.severity),
+                    "message": f.message,
+                }
+                for f in report.findings
+            ]
+            self.ledger.put(REJECTED_KEY, head)
+            self.status.update(rejected_commit=head, findings=findings[:200])
+            self.status.set_condition(
+                "ValidationFailed", True, "InvalidCommit", f"{report.errors} errors in {head[:12]}"
+            )
+            self._emit(
+                "botreg.sync.rejected",
+                "",
+                {
+                    "from": applied,
+                    "to": head,
+                    "errors": report.errors,
+                    "warnings": report.warnings,
+                    "findings": findings[:200],
+                },
+                applied,
+                head,
+            )
+            return CycleResult("rejected", applied, head, counts={"errors": report.errors})
+        self.status.set_condition("ValidationFailed", False, "Valid")
+        self.status.update(rejected_commit="", findings=[])
+
+        # 4. diff
+        t = time.monotonic()
+        old_source: GitTreeSource | None = None
+        if applied and self.mirror.has_commit(applied):
+            old_source = GitTreeSource(self.mirror.repo, applied)
+            if not self.mirror.is_ancestor(applied, head):
+                self._emit(
+                    "botreg.sync.history_rewritten",
+                    "",
+                    {"from": applied, "to": head, "reconciled": False},
+                    applied,
+                    head,
+                )
+        elif applied:  # the applied commit is gone: the ledger's record is the baseline
+            self._emit(
+                "botreg.sync.history_rewritten",
+                "",
+                {"from": applied, "to": head, "reconciled": True},
+                applied,
+                head,
+            )
+        files = [
+            FileChange(*change)
+            for change in self.mirror.diff(old_source.commit if old_source else "", head)
+        ]
+        changes = compute_changes(old_source, source, files)
+        durations["diff"] = time.monotonic() - t
+
+        # 5. events, then apply
+        self._emit_changes(changes, applied, head)
+        t = time.monotonic()
+        counts = self._apply(source, head, applied)
+        durations["ingest"] = time.monotonic() - t
+        counts.update(changes.counts())
+
+        # 6. advance
+        self.mirror.keep_applied(head)
+        self.ledger.put(APPLIED_KEY, head)
+        self.ledger.put(REJECTED_KEY, "")
+        self.status.update(applied_commit=head)
+        self._emit(
+            "botreg.sync.completed",
+            "",
+            {
+                "from": applied,
+                "to": head,
+                "counts": counts,
+                "durations": {k: round(v, 4) for k, v in durations.items()},
+            },
+            applied,
+            head,
+        )
+        return CycleResult("synced", applied, head, counts=counts)
+
+    def _emit_changes(self, changes: ChangeSet, applied: str, head: str) -> None:
+        for bot in changes.bots:
+            self._emit(
+                bot.event_type,
+                bot.path,
+                {
+                    "bot_id": bot.bot_id,
+                    "path": bot.path,
+                    "changes": [c.to_dict() for c in bot.changes],
+                },
+                applied,
+                head,
+            )
+        for file in changes.knowledge:
+            self._emit(
+                file.event_type,
+                file.path,
+                {
+                    "domain": file.domain,
+                    "path": file.path,
+                    "old_path": file.old_path,
+                },
+                applied,
+                head,
+            )
+        for env in changes.environments:
+            self._emit(
+                "botreg.environment.changed",
+                env.path,
+                {
+                    "environment": env.name,
+                    "path": env.path,
+                    "kind": env.kind,
+                    "changes": [c.to_dict() for c in env.changes],
+                },
+                applied,
+                head,
+            )
+        for reg in changes.registry + changes.domains:
+            self._emit(
+                "botreg.registry.changed",
+                reg.path,
+                {
+                    "path": reg.path,
+                    "kind": reg.kind,
+                    "changes": [c.to_dict() for c in reg.changes],
+                },
+                applied,
+                head,
+            )
+
+    def _apply(self, source: GitTreeSource, head: str, applied: str) -> dict[str, int]:
+        try:
+            settings = self._knowledge_settings(source)
+            store = self.store_for(settings.store)
+        except BotregError as exc:
+            self.status.set_condition("IngestFailed", True, "StoreUnavailable", str(exc))
+            raise _PhaseError("apply", str(exc)) from None
+        manager = KnowledgeIngestionManager(
+            source, store, self.ledger, settings.embedding, commit=head
+        )
+        domains = manager.domains()
+        totals = {
+            "chunks_embedded": 0,
+            "chunks_created": 0,
+            "chunks_deleted": 0,
+            "files_skipped": 0,
+            "files_processed": 0,
+        }
+        failed: list[str] = []
+        statuses: dict[str, dict[str, str]] = {}
+        for domain in domains:
+            try:
+                result = manager.ingest(domain)
+            except BotregError as exc:
+                failed.append(f"{domain}: {exc}")
+                self._emit(
+                    "botreg.knowledge.ingest_failed",
+                    f"knowledge/{domain}",
+                    {"domain": domain, "error": str(exc)},
+                    applied,
+                    head,
+                )
+                continue
+            for key in totals:
+                totals[key] += int(getattr(result, key))
+            changed = result.files_processed or result.chunks_deleted or result.errors
+            if result.errors:
+                failed.append(f"{domain}: {len(result.errors)} file(s) failed")
+                self._emit(
+                    "botreg.knowledge.ingest_failed",
+                    f"knowledge/{domain}",
+                    result.to_dict(),
+                    applied,
+                    head,
+                )
+            elif changed:
+                self._emit(
+                    "botreg.knowledge.ingested",
+                    f"knowledge/{domain}",
+                    result.to_dict(),
+                    applied,
+                    head,
+                )
+            self.metrics.inc("botreg_chunks_embedded_total", result.chunks_embedded)
+            self.metrics.inc("botreg_chunks_deleted_total", result.chunks_deleted)
+            self.metrics.inc("botreg_files_skipped_total", result.files_skipped)
+        for state in self.ledger.domains():
+            if state.domain not in domains:
+                totals["chunks_deleted"] += manager.remove_domain(state.domain)
+        for state in self.ledger.domains():
+            statuses[state.domain] = {
+                "status": str(state.status),
+                "error": state.error,
+                "collection": state.collection,
+            }
+        self.status.update(domains=statuses)
+        if failed:
+            message = "; ".join(failed)
+            self.status.set_condition("IngestFailed", True, "IngestFailed", message)
+            raise _PhaseError("apply", message)
+        self.status.set_condition("IngestFailed", False, "Ingested")
+        return totals
+
+    def _record(self, result: CycleResult) -> None:
+        self.metrics.inc("botreg_sync_cycles_total", result=result.result)
+        for phase, seconds in result.durations.items():
+            self.metrics.observe("botreg_sync_phase_seconds", seconds, phase=phase)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        update: dict[str, Any] = {"last_result": result.result, "last_error": result.error}
+        if result.result in ("synced", "noop"):
+            update["last_success"] = now
+            self.metrics.set("botreg_last_success_timestamp_seconds", time.time())
+            self.status.set_condition(
+                "Ready", True, "Synced", f"applied {(result.to_commit or '')[:12]}"
+            )
+            self.status.set_condition("Reconciling", False, "UpToDate")
+            self.status.set_condition("Stalled", False, "Progressing")
+        elif result.result == "rejected":
+            # keep serving the applied commit: still Ready if one was applied
+            applied = bool(self.ledger.get(APPLIED_KEY))
+            self.status.set_condition(
+                "Ready", applied, "ServingLastGood" if applied else "NothingApplied", result.error
+            )
+            self.status.set_condition("Reconciling", False, "Rejected")
+        else:
+            self.status.set_condition("Reconciling", False, "Failed", result.error)
+            self._emit(
+                "botreg.sync.failed",
+                "",
+                {
+                    "from": result.from_commit,
+                    "to": result.to_commit,
+                    "phase": result.phase,
+                    "error": result.error,
+                },
+                result.from_commit,
+                result.to_commit,
+                result.phase,
+                now,
+            )  # each failure is news
+        self.status.update(**update)
+        self.status.save()
