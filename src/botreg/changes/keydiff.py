@@ -64,14 +64,19 @@ def _join(prefix: str, part: str | int) -> str:
     return f"{prefix}.{part}" if prefix else part
 
 
-def _match_key(items: list[Any]) -> str | None:
+def _match_key(old: list[Any], new: list[Any]) -> str | None:
+    """`name` or `id`, if every item of both lists has a unique one."""
     for key in _MATCH_KEYS:
-        values = [item.get(key) for item in items if isinstance(item, Mapping)]
-        if (
-            len(values) == len(items)
-            and all(isinstance(v, str | int) for v in values)
-            and len(set(values)) == len(values)
-        ):
+        ok = True
+        for items in (old, new):
+            values = [item.get(key) for item in items if isinstance(item, Mapping)]
+            if (
+                len(values) != len(items)
+                or not all(isinstance(v, str | int) for v in values)
+                or len(set(values)) != len(values)
+            ):
+                ok = False
+        if ok:
             return key
     return None
 
@@ -106,7 +111,7 @@ def diff_values(old: Any, new: Any, path: str = "", key: object = None) -> list[
 
 
 def _diff_lists(old: list[Any], new: list[Any], path: str, key: object) -> list[KeyChange]:
-    match = _match_key(old + new) if old and new else None
+    match = _match_key(old, new) if old and new else None
     if match is None:
         if old == new:
             return []

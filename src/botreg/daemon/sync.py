@@ -111,7 +111,7 @@ class Syncer:
         self._store: ChromaStore | None = None
         self._store_settings: StoreSettings | None = None
         applied = self.ledger.get(APPLIED_KEY)
-        self.status.update(applied_commit=applied)
+        self.status.update(applied_commit=applied, source=self.event_source)
 
     def close(self) -> None:
         """Release the ledger."""
