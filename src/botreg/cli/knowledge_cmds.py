@@ -208,29 +208,48 @@ def run_ingest(args: argparse.Namespace) -> int:
     return 0 if all(r.success for r in results) else 1
 
 
+def _query_daemon(args: argparse.Namespace) -> list[dict[str, Any]] | None:
+    """Ask the daemon that holds the data dir (its embedded store is not shared)."""
+    from urllib.parse import quote, urlencode
+
+    from botreg.cli.daemon_cmds import ask_daemon
+
+    query = urlencode({"q": args.text, "k": args.k})
+    answer = ask_daemon(Path(args.data_dir), f"/knowledge/{quote(args.domain)}/query?{query}")
+    return None if answer is None else list(answer.get("results", []))
+
+
 def run_query(args: argparse.Namespace) -> int:
-    """Print the nearest chunks."""
+    """Print the nearest chunks (from the store, or from the daemon that holds it)."""
+    from botreg.datadir import DataDirLockedError
+
     if args.k < 1:
         raise UsageError("-k must be at least 1")
-    with _manager(args) as manager:
-        hits = manager.query(args.domain, args.text, args.k)
+    try:
+        with _manager(args) as manager:
+            results = [
+                {
+                    "id": h.id,
+                    "path": h.path,
+                    "heading": h.heading,
+                    "text": h.text,
+                    "distance": h.distance,
+                    "metadata": h.metadata,
+                }
+                for h in manager.query(args.domain, args.text, args.k)
+            ]
+    except DataDirLockedError:
+        answer = _query_daemon(args)
+        if answer is None:
+            raise
+        results = answer
     if args.format == "json":
-        results = [
-            {
-                "id": h.id,
-                "path": h.path,
-                "heading": h.heading,
-                "text": h.text,
-                "distance": h.distance,
-                "metadata": h.metadata,
-            }
-            for h in hits
-        ]
         sys.stdout.write(json.dumps({"results": results}, indent=2) + "\n")
         return 0
-    for rank, hit in enumerate(hits, 1):
-        heading = f"  [{hit.heading}]" if hit.heading else ""
-        sys.stdout.write(f"{rank}. {hit.distance:.4f}  {hit.path}{heading}\n")
-        body = hit.text if len(hit.text) <= 400 else hit.text[:400] + "..."
+    for rank, hit in enumerate(results, 1):
+        heading = f"  [{hit['heading']}]" if hit["heading"] else ""
+        sys.stdout.write(f"{rank}. {hit['distance']:.4f}  {hit['path']}{heading}\n")
+        text = str(hit["text"])
+        body = text if len(text) <= 400 else text[:400] + "..."
         sys.stdout.write("".join(f"   {line}\n" for line in body.splitlines()) + "\n")
     return 0

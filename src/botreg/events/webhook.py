@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from botreg.events.model import CloudEvent
+from botreg.git.mirror import redact_url
 
 __all__ = ["WebhookSink", "signature"]
 
@@ -62,6 +63,8 @@ class WebhookSink:
             "id TEXT NOT NULL, body BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
             "next_at REAL NOT NULL DEFAULT 0)"
         )
+        # a (re)start is a good moment to retry what is waiting: no inherited backoff
+        self._db.execute("UPDATE outbox SET next_at = 0")
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -136,7 +139,8 @@ class WebhookSink:
                 delay = min(self.max_delay, self.base_delay * 2**attempts)
                 delay *= random.uniform(0.5, 1.0)
                 logger.warning(
-                    "webhook delivery failed (attempt %d, retry in %.1fs): %s",
+                    "webhook delivery to %s failed (attempt %d, retry in %.1fs): %s",
+                    redact_url(self.url),
                     attempts + 1,
                     delay,
                     exc,
