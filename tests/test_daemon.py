@@ -529,3 +529,18 @@ def test_watch_needs_a_local_repository(tmp_path: Path, capsys: pytest.CaptureFi
         == 2
     )
     assert "--watch needs a local repository" in capsys.readouterr().err
+
+
+def test_a_cycle_that_runs_too_long_is_stalled(
+    running: Callable[..., Running], tmp_path: Path
+) -> None:
+    d = running(interval=3600)
+    wait_for(lambda: completed(tmp_path / "data"))
+    assert d.get("/status")[1]["conditions"]["Stalled"]["status"] == "False"
+    assert d.daemon.syncer is not None
+    d.daemon.syncer.cycle_started = time.monotonic() - 100_000  # as if a cycle hung
+    code, doc = d.get("/status")
+    assert code == 200 and doc["conditions"]["Stalled"]["status"] == "True"
+    code, ready = d.get("/readyz")
+    assert code == 503 and ready["reasons"][0].startswith("stalled")
+    d.daemon.syncer.cycle_started = None

@@ -140,6 +140,8 @@ class DaemonHTTP:
         """Ready when a commit was applied, the store answers and the last success is fresh."""
         doc = self.status()
         reasons = []
+        if doc.get("conditions", {}).get("Stalled", {}).get("status") == "True":
+            reasons.append("stalled: " + doc["conditions"]["Stalled"].get("message", ""))
         if not doc.get("applied_commit"):
             reasons.append("no commit applied yet")
         if not self.store_ok():

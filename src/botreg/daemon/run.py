@@ -17,6 +17,7 @@ import random
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -200,7 +201,7 @@ class Daemon:
         self.http = DaemonHTTP(
             host,
             port,
-            status=status.snapshot,
+            status=lambda: self._status_view(status),
             metrics=self.metrics.render,
             wake=self.wake,
             query=self._query,
@@ -213,6 +214,20 @@ class Daemon:
         info = {"url": f"http://{self.http.address}", "pid": os.getpid()}
         (self.data.root / "daemon.json").write_text(json.dumps(info))
         logger.info("listening on http://%s", self.http.address)
+
+    def _status_view(self, status: DaemonStatus) -> dict[str, Any]:
+        """The status, with Stalled set while a cycle runs far longer than it should."""
+        doc = status.snapshot()
+        started = self.syncer.cycle_started if self.syncer else None
+        stall_after = max(10 * self.options.interval, 600)
+        if started is not None and time.monotonic() - started > stall_after:
+            doc["conditions"]["Stalled"] = {
+                "status": "True",
+                "reason": "CycleTooLong",
+                "message": f"the current cycle has run for over {int(stall_after)} s",
+                "lastTransitionTime": doc["conditions"]["Stalled"].get("lastTransitionTime", ""),
+            }
+        return doc
 
     def _hook_secret(self) -> bytes | None:
         if self.options.webhook_secret_file is None:

@@ -109,6 +109,7 @@ class Syncer:
         self.ledger = Ledger(self.data.ledger)
         self.event_source = redact_url(self.mirror._remote_url)
         self._store: ChromaStore | None = None
+        self.cycle_started: float | None = None
         self._store_settings: StoreSettings | None = None
         applied = self.ledger.get(APPLIED_KEY)
         self.status.update(applied_commit=applied, source=self.event_source)
@@ -152,6 +153,7 @@ class Syncer:
     def sync_once(self) -> CycleResult:
         """Run one cycle (see the module docstring). Never raises for expected failures."""
         started = time.monotonic()
+        self.cycle_started = started  # read by the HTTP thread (Stalled)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         self.status.update(last_attempt=now)
         applied = self.ledger.get(APPLIED_KEY)
@@ -171,6 +173,7 @@ class Syncer:
         durations["cycle"] = time.monotonic() - started
         result.durations = durations
         self._record(result)
+        self.cycle_started = None
         return result
 
     def _cycle(self, applied: str, durations: dict[str, float]) -> CycleResult:
