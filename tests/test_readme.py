@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
+from botreg.cli import main
 from botreg.validation.findings import RULES
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -23,8 +26,14 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert f"\n{command}\n" in README
 
 
-def test_readme_shows_the_main_job_command() -> None:
-    assert (
-        "python -m pip install -e '.[daemon]' && botreg validate --repo "
-        "registry-repo-template" in README
+def test_readme_main_job_command_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's main job, minus the install, runs on a fresh folder."""
+    line = next(
+        x for x in README.splitlines() if x.startswith("python -m pip install -e '.[daemon]'")
     )
+    commands = [c.strip() for c in line.split("&&")[1:]]
+    assert commands == ["botreg init demo-registry", "botreg sync --source demo-registry --once"]
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        assert main(command.split()[1:]) == 0, command
+    assert (tmp_path / ".botreg" / "ledger.sqlite").is_file()
