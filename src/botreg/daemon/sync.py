@@ -39,7 +39,7 @@ from botreg.registry.content import ContentError, decode_utf8
 from botreg.registry.yamlfast import YamlLoadError, load_fast
 from botreg.store.chroma import ChromaStore
 from botreg.store.settings import KnowledgeSettings, StoreSettings
-from botreg.validation.runner import validate_registry
+from botreg.validation.runner import ResultCache, validate_registry
 
 __all__ = ["CycleResult", "SyncOptions", "Syncer"]
 
@@ -110,6 +110,7 @@ class Syncer:
         self.event_source = redact_url(self.mirror._remote_url)
         self._store: ChromaStore | None = None
         self.cycle_started: float | None = None
+        self._validation_cache: ResultCache = {}  # per file and blob: one changed file, one check
         self._store_settings: StoreSettings | None = None
         applied = self.ledger.get(APPLIED_KEY)
         self.status.update(applied_commit=applied, source=self.event_source)
@@ -202,7 +203,7 @@ class Syncer:
 
         # 3. validate
         t = time.monotonic()
-        report = validate_registry(source)
+        report = validate_registry(source, cache=self._validation_cache)
         durations["validate"] = time.monotonic() - t
         if not report.ok:
             findings = [

@@ -21,6 +21,8 @@ class GitTreeSource:
     Blob ids come from the tree, so unchanged files are known without reading them.
     """
 
+    fork_safe = False  # reads through GitPython's persistent `git cat-file` process
+
     def __init__(self, repo: git.Repo, commit: str, label: str = "") -> None:
         self.repo = repo
         self.commit = commit

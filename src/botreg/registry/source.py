@@ -63,6 +63,8 @@ class WorkingTreeSource:
     hidden folders excepted.
     """
 
+    fork_safe = True  # reads files by path: worker processes can share it
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         if not self.root.is_dir():

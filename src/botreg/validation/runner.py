@@ -10,9 +10,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -97,12 +98,24 @@ _PARALLEL_THRESHOLD = 400
 _worker_snapshot: Snapshot | None = None
 
 
-def validate_registry(source: RegistrySource, paths: Sequence[str] | None = None) -> Report:
+ResultCache = MutableMapping[tuple[str, str, bool, str], _FileResult]
+
+
+def validate_registry(
+    source: RegistrySource,
+    paths: Sequence[str] | None = None,
+    *,
+    cache: ResultCache | None = None,
+) -> Report:
     """Validate a registry.
 
     Args:
         source: The registry tree (a working tree or a git revision).
         paths: Repository-relative paths to report on; None for the whole registry.
+        cache: Per-file results from earlier runs, keyed by path and git blob id.
+            A long-running caller (the daemon) passes the same mapping each time,
+            so a commit that changes one file re-checks that file only; entries
+            of files no longer in the tree are dropped.
 
     Returns:
         A report whose findings are sorted by path, line and column.
@@ -124,7 +137,7 @@ def validate_registry(source: RegistrySource, paths: Sequence[str] | None = None
         facts_only += [p for p in snap.paths(FileKind.BOT) if p not in selected]
     tasks = [(p, True) for p in checked] + [(p, False) for p in facts_only]
 
-    results = {r.path: r for r in _run(snap, tasks)}
+    results = {r.path: r for r in _run_cached(snap, tasks, cache)}
     findings = _layout_findings(snap, full)
     for result in results.values():
         findings += result.findings
@@ -145,6 +158,32 @@ def validate_registry(source: RegistrySource, paths: Sequence[str] | None = None
     return Report(source.label, checked, findings, time.perf_counter() - started)
 
 
+def _run_cached(
+    snap: Snapshot, tasks: list[tuple[str, bool]], cache: ResultCache | None
+) -> list[_FileResult]:
+    if cache is None:
+        return _run(snap, tasks)
+    settings = repr(snap.settings)
+    keys: dict[tuple[str, bool], tuple[str, str, bool, str]] = {}
+    for path, full in tasks:
+        try:
+            blob = snap.source.blob_id(path)
+        except OSError:
+            continue  # no content id (a submodule): always checked
+        keys[(path, full)] = (path, blob, full, settings)
+    todo = [task for task in tasks if keys.get(task) not in cache]
+    computed = _run(snap, todo)
+    for (path, full), result in zip(todo, computed, strict=True):
+        if (path, full) in keys:
+            cache[keys[(path, full)]] = result
+    by_task = dict(zip(todo, computed, strict=True))
+    results = [by_task[task] if task in by_task else cache[keys[task]] for task in tasks]
+    current = set(keys.values())
+    for key in [k for k in cache if k not in current]:
+        del cache[key]
+    return results
+
+
 def _jobs(tasks: int) -> int:
     requested = os.environ.get("BOTREG_JOBS", "")
     if requested.isdigit() and int(requested) > 0:
@@ -157,7 +196,11 @@ def _jobs(tasks: int) -> int:
 def _run(snap: Snapshot, tasks: list[tuple[str, bool]]) -> list[_FileResult]:
     """Check files, in worker processes when there are many and cores to spare."""
     jobs = min(_jobs(len(tasks)), 8)
-    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    # Forking is safe only for sources that share no live resources with the
+    # parent (a git tree reads through one `git cat-file` process), and only
+    # while no other thread runs (a forked child inherits their held locks).
+    fork_safe = getattr(snap.source, "fork_safe", False) and threading.active_count() == 1
+    if jobs <= 1 or not fork_safe or "fork" not in multiprocessing.get_all_start_methods():
         return [_check_file(snap, path, full) for path, full in tasks]
     # fork: workers inherit the snapshot (file list, settings) and the compiled
     # schemas without pickling or compiling them again
