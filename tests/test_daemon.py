@@ -74,7 +74,8 @@ class Running:
                 body = response.read()
                 status = response.status
         except urllib.error.HTTPError as exc:
-            body, status = exc.read(), exc.code
+            with exc:
+                body, status = exc.read(), exc.code
         try:
             return status, json.loads(body)
         except ValueError:
@@ -173,6 +174,7 @@ def test_push_hook_triggers_a_sync(
             with urllib.request.urlopen(request, timeout=10) as response:
                 return int(response.status)
         except urllib.error.HTTPError as exc:
+            exc.close()
             return int(exc.code)
 
     assert post({"X-Hub-Signature-256": "sha256=" + "0" * 64, "X-GitHub-Event": "push"}) == 401

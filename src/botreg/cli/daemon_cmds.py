@@ -131,10 +131,11 @@ def ask_daemon(data_dir: Path, path: str, timeout: float = 30) -> Any:
         with urllib.request.urlopen(f"{info['url']}{path}", timeout=timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        try:
-            detail = json.loads(exc.read()).get("error", "")
-        except ValueError:
-            detail = ""
+        with exc:
+            try:
+                detail = json.loads(exc.read()).get("error", "")
+            except ValueError:
+                detail = ""
         raise BotregError(f"the daemon answered {exc.code}: {detail}") from None
     except (OSError, KeyError, ValueError):
         return None

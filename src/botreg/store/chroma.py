@@ -63,7 +63,8 @@ class ChromaStore:
                 )
             else:
                 path = Path(settings.path)
-                path = path if path.is_absolute() else data_dir / path
+                # absolute: Chroma caches one client system per path string
+                path = (path if path.is_absolute() else data_dir / path).resolve()
                 path.mkdir(parents=True, exist_ok=True)
                 self.client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
                 self.location = str(path)
