@@ -131,15 +131,23 @@ def run_botreg(root: Path, data: Path) -> list[tuple[float, int, int]]:
     return out
 
 
+def corpus_chunks(root: Path) -> list[tuple[str, str]]:
+    """(path, text) of every chunk of the corpus, as botreg chunks it."""
+    out = []
+    for path in sorted((root / "knowledge" / "docs").rglob("*.md")):
+        rel = path.relative_to(root).as_posix()
+        out += [
+            (rel, c.text) for c in chunk_file(rel, path.read_bytes(), ChunkingSettings(), Limits())
+        ]
+    return out
+
+
 def chunk_documents(root: Path) -> list[Any]:
     from langchain_core.documents import Document
 
-    docs = []
-    for path in sorted((root / "knowledge" / "docs").rglob("*.md")):
-        rel = path.relative_to(root).as_posix()
-        for chunk in chunk_file(rel, path.read_bytes(), ChunkingSettings(), Limits()):
-            docs.append(Document(page_content=chunk.text, metadata={"source": rel}))
-    return docs
+    return [
+        Document(page_content=text, metadata={"source": path}) for path, text in corpus_chunks(root)
+    ]
 
 
 def run_langchain(root: Path, data: Path) -> list[tuple[float, int, int]] | None:
@@ -206,7 +214,7 @@ def main() -> int:
         shutil.copytree(work / "a", work / "b")
         ours = run_botreg(work / "a", work / "data-a")
         theirs = run_langchain(work / "b", work / "data-b")
-        expected = len(chunk_documents_plain(work / "a"))
+        expected = len(corpus_chunks(work / "a"))
         print(
             f"\ncorpus: {args.files} Markdown files, {ours[0][1]} chunks at the start; "
             f"{expected} chunks expected at the end\n"
@@ -245,14 +253,6 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
-
-
-def chunk_documents_plain(root: Path) -> list[str]:
-    out = []
-    for path in sorted((root / "knowledge" / "docs").rglob("*.md")):
-        rel = path.relative_to(root).as_posix()
-        out += [c.text for c in chunk_file(rel, path.read_bytes(), ChunkingSettings(), Limits())]
-    return out
 
 
 if __name__ == "__main__":

@@ -248,34 +248,30 @@ class Daemon:
         return True
 
     def _query(self, domain: str, text: str, k: int) -> list[dict[str, Any]]:
+        from botreg.errors import BotregError
+        from botreg.knowledge.ingest import query_domain
         from botreg.knowledge.ledger import Ledger
-        from botreg.store.embedding import create_embedding_function
-        from botreg.store.settings import EmbeddingSettings
 
-        assert self.syncer is not None
-        store = self.syncer._store
+        store = self.syncer._store if self.syncer else None
+        if store is None:
+            raise LookupError("nothing has been ingested yet")
         ledger = Ledger(self.data.ledger)  # its own connection: this runs on an HTTP thread
         try:
-            state = ledger.domain(domain)
+            hits = query_domain(store, ledger, domain, text, k)
+        except BotregError as exc:
+            raise LookupError(str(exc)) from None
         finally:
             ledger.close()
-        if state is None or store is None:
-            raise LookupError(f"domain {domain!r} has not been ingested")
-        settings = dict(state.embedding)
-        provider = str(settings.pop("provider", "default"))
-        function = create_embedding_function(EmbeddingSettings(provider, settings))
-        collection = store.collection(state.collection, function)
-        [vector] = function([text])
         return [
             {
-                "id": h["id"],
-                "path": h["metadata"].get("path", ""),
-                "heading": h["metadata"].get("heading", ""),
-                "text": h["text"],
-                "distance": h["distance"],
-                "metadata": h["metadata"],
+                "id": h.id,
+                "path": h.path,
+                "heading": h.heading,
+                "text": h.text,
+                "distance": h.distance,
+                "metadata": h.metadata,
             }
-            for h in store.query(collection, vector, k)
+            for h in hits
         ]
 
     @contextmanager

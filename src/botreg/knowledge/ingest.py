@@ -33,7 +33,13 @@ from botreg.registry.source import RegistrySource
 from botreg.store.chroma import ChromaStore, collection_name
 from botreg.store.settings import EmbeddingSettings
 
-__all__ = ["IngestionResult", "IngestionStatus", "KnowledgeIngestionManager", "QueryHit"]
+__all__ = [
+    "IngestionResult",
+    "IngestionStatus",
+    "KnowledgeIngestionManager",
+    "QueryHit",
+    "query_domain",
+]
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 _EMBED_BATCH = 256
@@ -456,32 +462,51 @@ class KnowledgeIngestionManager:
         Raises:
             BotregError: if the domain was never ingested.
         """
-        from botreg.errors import BotregError
-        from botreg.store.embedding import create_embedding_function
-
         state = self.ledger.domain(domain_id)
-        if state is None:
-            known = ", ".join(d.domain for d in self.ledger.domains()) or "none"
-            raise BotregError(f"domain {domain_id!r} has not been ingested (ingested: {known})")
-        settings = dict(state.embedding)
-        provider = str(settings.pop("provider", "default"))
-        same = provider == self.embedding.provider and settings == self.embedding.params
-        function = (
-            self.embedding_function()
-            if same
-            else create_embedding_function(EmbeddingSettings(provider, settings))
+        same = (
+            state is not None
+            and EmbeddingSettings.from_description(state.embedding) == self.embedding
         )
-        collection = self.store.collection(state.collection, function)
-        [vector] = function([text])
-        hits = self.store.query(collection, vector, k)
-        return [
-            QueryHit(
-                h["id"],
-                str(h["metadata"].get("path", "")),
-                str(h["metadata"].get("heading", "")),
-                h["text"],
-                h["distance"],
-                dict(h["metadata"]),
-            )
-            for h in hits
-        ]
+        return query_domain(
+            self.store, self.ledger, domain_id, text, k, self.embedding_function() if same else None
+        )
+
+
+def query_domain(
+    store: ChromaStore, ledger: Ledger, domain_id: str, text: str, k: int, function: Any = None
+) -> list[QueryHit]:
+    """The k chunks of a domain nearest to `text`, embedded as the domain was.
+
+    Args:
+        store: The store.
+        ledger: The ledger (which collection and embedding the domain has).
+        domain_id: The domain.
+        text: The query.
+        k: How many results.
+        function: The embedding function to use (built from the ledger if None).
+
+    Raises:
+        BotregError: if the domain was never ingested.
+    """
+    from botreg.errors import BotregError
+    from botreg.store.embedding import create_embedding_function
+
+    state = ledger.domain(domain_id)
+    if state is None:
+        known = ", ".join(d.domain for d in ledger.domains()) or "none"
+        raise BotregError(f"domain {domain_id!r} has not been ingested (ingested: {known})")
+    if function is None:
+        function = create_embedding_function(EmbeddingSettings.from_description(state.embedding))
+    collection = store.collection(state.collection, function)
+    [vector] = function([text])
+    return [
+        QueryHit(
+            h["id"],
+            str(h["metadata"].get("path", "")),
+            str(h["metadata"].get("heading", "")),
+            h["text"],
+            h["distance"],
+            dict(h["metadata"]),
+        )
+        for h in store.query(collection, vector, k)
+    ]

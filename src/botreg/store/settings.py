@@ -55,6 +55,12 @@ class EmbeddingSettings:
         """A JSON-able description (as recorded in the ledger)."""
         return {"provider": self.provider, **self.params}
 
+    @classmethod
+    def from_description(cls, description: Mapping[str, Any]) -> EmbeddingSettings:
+        """The settings a `describe()` output stands for."""
+        params = dict(description)
+        return cls(str(params.pop("provider", "default")), params)
+
 
 @dataclass(frozen=True, slots=True)
 class KnowledgeSettings:
