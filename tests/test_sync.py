@@ -310,3 +310,29 @@ def test_sync_over_git_daemon(git_daemon: str, git_registry: Path, tmp_path: Pat
         assert harness.stored("product") == expected_chunks(git_registry, "product")
     finally:
         harness.close()
+
+
+def test_embedding_that_cannot_run_fails_the_domain_not_the_store(
+    h: SyncHarness, git_registry: Path, tmp_path: Path
+) -> None:
+    h.sync()
+    before = h.stored("billing")
+    env = git_registry / "environments/development.yaml"
+    env.write_text(
+        env.read_text().replace(
+            "    provider: hash          # built in, offline, lexical: for development and CI\n"
+            "    dimensions: 384\n",
+            f"    provider: default\n    model_dir: ${{NO_MODEL_DIR:{tmp_path / 'no-model'}}}\n",
+        )
+    )
+    broken = commit(git_registry)
+    result = h.sync()
+    assert (result.result, result.phase, result.exit_code) == ("failed", "apply", 1)
+    failed = h.of("botreg.knowledge.ingest_failed")
+    assert sorted(e.data["domain"] for e in failed) == ["billing", "product"]
+    assert "model_dir" in failed[0].data["error"]
+    assert h.types()[-1] == "botreg.sync.failed"
+    status = h.status.snapshot()
+    assert status["conditions"]["IngestFailed"]["status"] == "True"
+    assert status["applied_commit"] != broken  # not advanced: retried next cycle
+    assert h.stored("billing") == before  # the old model's collection keeps serving
