@@ -13,7 +13,14 @@ import traceback
 from collections.abc import Sequence
 
 from botreg import __version__
-from botreg.cli import daemon_cmds, init_cmd, knowledge_cmds, resolve_cmd, validate_cmd
+from botreg.cli import (
+    daemon_cmds,
+    init_cmd,
+    knowledge_cmds,
+    resolve_cmd,
+    review_cmd,
+    validate_cmd,
+)
 from botreg.errors import BotregError, UsageError
 
 __all__ = ["console_main", "main"]
@@ -38,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"botreg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in (validate_cmd, init_cmd, resolve_cmd, knowledge_cmds, daemon_cmds):
+    for module in (validate_cmd, init_cmd, resolve_cmd, knowledge_cmds, daemon_cmds, review_cmd):
         module.register(sub)
     return parser
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from botreg.errors import BotregError
+from botreg.git.diff import tree_diff
 
 __all__ = ["FetchError", "GitMirror", "redact_url"]
 
@@ -179,37 +180,5 @@ class GitMirror:
         self.repo.git.update_ref(APPLIED_REF, sha)
 
     def diff(self, old: str, new: str) -> list[tuple[str, str, str, str, str]]:
-        """Tree-to-tree changes with rename detection, no merge base needed.
-
-        Returns:
-            (status, path, old_path, old_blob, new_blob) per changed file; status
-            is A (added), M (modified), D (deleted) or R (renamed).
-        """
-        empty = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree
-        out = self.repo.git.diff_tree(
-            "-r", "-z", "--raw", "--no-commit-id", "-M", old or empty, new
-        )
-        fields = out.split("\0")
-        changes = []
-        i = 0
-        while i < len(fields):
-            meta = fields[i]
-            if not meta.startswith(":"):
-                i += 1
-                continue
-            _old_mode, _new_mode, old_blob, new_blob, status = meta[1:].split()
-            kind = status[0]
-            if kind in "RC":
-                old_path, path = fields[i + 1], fields[i + 2]
-                i += 3
-                if kind == "C":  # a copy is an addition of the new path
-                    changes.append(("A", path, "", "", new_blob))
-                    continue
-                changes.append(("R", path, old_path, old_blob, new_blob))
-                continue
-            path = fields[i + 1]
-            i += 2
-            if kind == "T":  # type change (file <-> symlink): a modification
-                kind = "M"
-            changes.append((kind, path, path if kind != "A" else "", old_blob, new_blob))
-        return changes
+        """Tree-to-tree changes between two commits (see `botreg.git.diff.tree_diff`)."""
+        return tree_diff(self.repo, old, new)

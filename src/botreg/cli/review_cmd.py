@@ -1,0 +1,55 @@
+"""`botreg review --base REV [--head REV] ...`: the changes of a pull request."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from botreg.errors import UsageError
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `review` subcommand."""
+    p = sub.add_parser(
+        "review",
+        help="show what base..head changes (bots, knowledge, environments, validity)",
+        description="Review the changes between two revisions of a registry repository, as the "
+        "sync daemon will apply them. Exit 0: head is valid; 1: head has validation errors; "
+        "2: usage error or unknown revision.",
+    )
+    p.add_argument("--repo", default=".", metavar="DIR", help="the repository (default: .)")
+    p.add_argument("--base", required=True, metavar="REV", help="the base revision")
+    p.add_argument("--head", default="HEAD", metavar="REV", help="the head revision (HEAD)")
+    p.add_argument(
+        "--env",
+        default="development",
+        metavar="ENV",
+        help="environment whose embedding settings decide re-embedding",
+    )
+    p.add_argument("--format", choices=("markdown", "json", "text"), default="markdown")
+    p.add_argument(
+        "--max-chars",
+        type=int,
+        default=60000,
+        metavar="N",
+        help="Markdown length limit (default 60000; GitHub allows 65536)",
+    )
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build and print the review."""
+    from botreg.review import build_review, render_json, render_markdown, render_text
+
+    if args.max_chars < 2000:
+        raise UsageError("--max-chars must be at least 2000")
+    review = build_review(args.repo, args.base, args.head, args.env)
+    if args.format == "json":
+        sys.stdout.write(render_json(review))
+    elif args.format == "text":
+        sys.stdout.write(render_text(review))
+    else:
+        sys.stdout.write(render_markdown(review, args.max_chars))
+    return 0 if review.valid else 1

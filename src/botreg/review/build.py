@@ -1,0 +1,356 @@
+"""Build the review of base..head: the daemon's diff engine, the hook's validator,
+the ingester's chunker. What a review shows is what the daemon will do."""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from botreg.changes import ChangeSet, FileChange, KeyChange, compute_changes
+from botreg.errors import UsageError
+from botreg.git.diff import tree_diff
+from botreg.git.tree import GitTreeSource
+from botreg.knowledge.chunkers import chunk_file
+from botreg.registry.content import ContentError, decode_utf8
+from botreg.registry.layout import FileKind, classify
+from botreg.registry.snapshot import Snapshot
+from botreg.registry.yamlfast import YamlLoadError, load_fast
+from botreg.secrets import mask_config
+from botreg.store.settings import EmbeddingSettings
+from botreg.validation.crossfile import bot_references
+from botreg.validation.runner import Report, validate_registry
+
+__all__ = ["BotReview", "DomainReview", "EnvironmentReview", "Review", "build_review"]
+
+_LONG_TEXT = 80
+_MODEL_PATHS = ("llm.provider", "llm.model", "llm.deployment")
+
+
+@dataclass
+class BotReview:
+    """One bot's change."""
+
+    bot_id: str
+    path: str
+    kind: str  # created, updated, deleted, activated, deactivated
+    changes: list[dict[str, Any]]
+    text_diffs: dict[str, str]  # key path -> unified diff of a long text
+    flags: list[str]
+
+
+@dataclass
+class DomainReview:
+    """What the store will do for one knowledge domain."""
+
+    domain: str
+    files: list[dict[str, str]]  # kind, path, old_path
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    chunks_kept: int = 0
+    warnings: list[str] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class EnvironmentReview:
+    """One environment file's change and who it affects."""
+
+    name: str
+    path: str
+    kind: str
+    changes: list[dict[str, Any]]
+    resources: list[dict[str, Any]]  # changed resources: type, name, value in head (masked)
+    affected_bots: list[dict[str, Any]]  # unchanged bots using a changed resource
+
+
+@dataclass
+class Review:
+    """Everything a reviewer needs about base..head."""
+
+    base: str
+    head: str
+    base_ref: str
+    head_ref: str
+    environment: str
+    valid: bool
+    errors: int
+    warnings: int
+    findings: list[dict[str, Any]]
+    bots: list[BotReview]
+    domains: list[DomainReview]
+    environments: list[EnvironmentReview]
+    registry: list[dict[str, Any]]
+    notes: list[str]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for the summary table."""
+        bots = Counter(b.kind for b in self.bots)
+        return {
+            "valid": self.valid,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "new_findings": sum(1 for f in self.findings if f["new"]),
+            "bots": {
+                k: bots.get(k, 0)
+                for k in ("created", "updated", "deleted", "activated", "deactivated")
+            },
+            "domains": {
+                d.domain: {
+                    **{
+                        k: sum(1 for f in d.files if f["kind"] == k)
+                        for k in ("added", "modified", "deleted", "renamed")
+                    },
+                    "chunks_added": d.chunks_added,
+                    "chunks_removed": d.chunks_removed,
+                    "chunks_kept": d.chunks_kept,
+                    "reembed": bool(d.warnings),
+                }
+                for d in self.domains
+            },
+            "environments": [e.name for e in self.environments],
+            "registry": [r["path"] for r in self.registry],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: the same content as the Markdown."""
+        doc = asdict(self)
+        doc["summary"] = self.summary()
+        return doc
+
+
+def _resolve(repo: Any, rev: str) -> str:
+    import git
+
+    try:
+        return str(repo.git.rev_parse("--verify", "-q", f"{rev}^{{commit}}"))
+    except git.GitCommandError:
+        raise UsageError(f"unknown revision {rev!r}") from None
+
+
+def _load(source: GitTreeSource, path: str) -> Any:
+    try:
+        return load_fast(decode_utf8(source.read(path)))
+    except (OSError, ContentError, YamlLoadError):
+        return None
+
+
+def _finding_key(finding: Any) -> tuple[str, str, str]:
+    anchor = finding.json_pointer if finding.pointer is not None else finding.message
+    return (finding.path, finding.code, anchor)
+
+
+def _flags(kind: str, changes: list[KeyChange]) -> list[str]:
+    flags: list[str] = []
+    paths = [c.path for c in changes]
+    if kind in ("activated", "deactivated") or "status" in paths:
+        flags.append("status changed")
+    if kind in ("created", "deleted"):
+        return flags
+    if any(p in _MODEL_PATHS for p in paths):
+        flags.append("model or provider changed")
+    if any(p.startswith("knowledge.domains") or p == "knowledge" for p in paths):
+        flags.append("knowledge domains changed")
+    if any(
+        "$resource" in p
+        or (isinstance(c.old, Mapping) and "$resource" in c.old)
+        or (isinstance(c.new, Mapping) and "$resource" in c.new)
+        for p, c in zip(paths, changes, strict=True)
+    ):
+        flags.append("$resource reference changed")
+    return flags
+
+
+def _bot_review(bot: Any) -> BotReview:
+    changes: list[dict[str, Any]] = []
+    diffs: dict[str, str] = {}
+    for change in bot.changes:
+        old, new = change.old, change.new
+        long_text = (
+            isinstance(old, str)
+            and isinstance(new, str)
+            and ("\n" in old or "\n" in new or max(len(old), len(new)) > _LONG_TEXT)
+        )
+        if change.kind == "changed" and long_text:
+            diffs[change.path] = "\n".join(
+                difflib.unified_diff(
+                    old.splitlines(),
+                    new.splitlines(),
+                    f"a/{change.path}",
+                    f"b/{change.path}",
+                    lineterm="",
+                )
+            )
+            changes.append(
+                {**change.to_dict(), "old": "(text, see diff)", "new": "(text, see diff)"}
+            )
+        else:
+            changes.append(change.to_dict())
+    return BotReview(
+        bot.bot_id, bot.path, bot.kind, changes, diffs, _flags(bot.kind, list(bot.changes))
+    )
+
+
+def _chunk_hashes(source: GitTreeSource, snapshot: Snapshot, path: str) -> Counter[str]:
+    raw = source.read(path)
+    chunks = chunk_file(path, raw, snapshot.settings.chunking, snapshot.settings.limits)
+    return Counter(c.content_hash for c in chunks)
+
+
+def _embedding(source: GitTreeSource, environment: str) -> str:
+    data = _load(source, f"environments/{environment}.yaml")
+    section = data.get("knowledge") if isinstance(data, dict) else None
+    embedding = section.get("embedding") if isinstance(section, dict) else None
+    if not isinstance(embedding, dict):
+        return ""
+    params = dict(embedding)
+    return EmbeddingSettings(str(params.pop("provider", "default")), params).fingerprint
+
+
+def _domains(
+    changes: ChangeSet, old: GitTreeSource, new: GitTreeSource, environment: str
+) -> tuple[list[DomainReview], list[str]]:
+    old_snap, new_snap = Snapshot(old), Snapshot(new)
+    notes: list[str] = []
+    reembed = _embedding(old, environment) != _embedding(new, environment)
+    rechunk = old_snap.settings.chunking != new_snap.settings.chunking
+    if rechunk:
+        notes.append(
+            "registry.yaml chunking settings changed: every knowledge file is "
+            "re-chunked (only texts that change are embedded)."
+        )
+    by_domain: dict[str, DomainReview] = {}
+    for file in changes.knowledge:
+        review = by_domain.setdefault(file.domain, DomainReview(file.domain, []))
+        review.files.append({"kind": file.kind, "path": file.path, "old_path": file.old_path})
+        before: Counter[str] = Counter()
+        after: Counter[str] = Counter()
+        try:
+            if file.kind in ("modified", "deleted", "renamed"):
+                before = _chunk_hashes(old, old_snap, file.old_path or file.path)
+            if file.kind in ("added", "modified", "renamed"):
+                after = _chunk_hashes(new, new_snap, file.path)
+        except (ContentError, OSError) as exc:
+            message = exc.message if isinstance(exc, ContentError) else str(exc)
+            review.errors.append({"path": file.path, "message": message})
+            continue
+        review.chunks_added += sum((after - before).values())
+        review.chunks_removed += sum((before - after).values())
+        review.chunks_kept += sum((after & before).values())
+    domains = sorted(new_snap.domains | old_snap.domains)
+    if reembed:
+        for domain in domains:
+            review = by_domain.setdefault(domain, DomainReview(domain, []))
+            review.warnings.append(
+                f"the embedding settings of environment {environment!r} "
+                "changed: the whole domain will be re-embedded"
+            )
+    return [by_domain[d] for d in sorted(by_domain)], notes
+
+
+def _environments(
+    changes: ChangeSet, new: GitTreeSource, changed_bots: set[str]
+) -> list[EnvironmentReview]:
+    reviews = []
+    new_snap = Snapshot(new)
+    bot_refs: dict[str, set[tuple[str, str]]] | None = None
+    for env in changes.environments:
+        touched: set[tuple[str, str]] = set()
+        for change in env.changes:
+            parts = change.path.split(".")
+            if parts[0] == "resources" and len(parts) >= 3:
+                touched.add((parts[1], parts[2]))
+            elif parts[0] == "resources" and len(parts) == 2:  # a whole type group
+                old = change.old if isinstance(change.old, Mapping) else {}
+                new_group = change.new if isinstance(change.new, Mapping) else {}
+                touched |= {(parts[1], str(n)) for n in {*old, *new_group}}
+        data = _load(new, env.path) or {}
+        resources = data.get("resources", {}) if isinstance(data, dict) else {}
+        values = []
+        for rtype, name in sorted(touched):
+            group = resources.get(rtype) if isinstance(resources, Mapping) else None
+            value = group.get(name) if isinstance(group, Mapping) else None
+            values.append(
+                {
+                    "type": rtype,
+                    "name": name,
+                    "value": mask_config(value) if value is not None else None,
+                }
+            )
+        if bot_refs is None:  # load every bot once, only when an environment changed
+            bot_refs = {}
+            for path in new_snap.paths(FileKind.BOT):
+                refs = bot_references(new_snap.document(path).data)
+                bot_refs[classify(path).ident or path] = {(t, n) for _, t, n in refs.resources}
+        affected = [
+            {"bot_id": bot, "resources": sorted(f"{t}/{n}" for t, n in refs & touched)}
+            for bot, refs in sorted(bot_refs.items())
+            if refs & touched and bot not in changed_bots
+        ]
+        reviews.append(
+            EnvironmentReview(
+                env.name, env.path, env.kind, [c.to_dict() for c in env.changes], values, affected
+            )
+        )
+    return reviews
+
+
+def build_review(
+    repo_path: str, base: str, head: str = "HEAD", environment: str = "development"
+) -> Review:
+    """Compare two revisions of a registry repository.
+
+    Raises:
+        UsageError: if the repository or a revision does not exist.
+    """
+    import git
+
+    try:
+        repo = git.Repo(repo_path, search_parent_directories=False)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise UsageError(f"{repo_path}: not a git repository") from None
+    base_sha, head_sha = _resolve(repo, base), _resolve(repo, head)
+    old = GitTreeSource(repo, base_sha, label=f"{base}@{base_sha[:12]}")
+    new = GitTreeSource(repo, head_sha, label=f"{head}@{head_sha[:12]}")
+    files = [FileChange(*c) for c in tree_diff(repo, base_sha, head_sha)]
+    changes = compute_changes(old, new, files)
+
+    head_report: Report = validate_registry(new)
+    base_keys = {_finding_key(f) for f in validate_registry(old).findings}
+    findings = [
+        {
+            "path": f.path,
+            "line": f.line,
+            "column": f.column,
+            "code": f.code,
+            "severity": str(f.severity),
+            "message": f.message,
+            "new": _finding_key(f) not in base_keys,
+        }
+        for f in head_report.findings
+    ]
+    bots = [_bot_review(bot) for bot in changes.bots]
+    domains, notes = _domains(changes, old, new, environment)
+    environments = _environments(changes, new, {b.bot_id for b in bots})
+    registry = [
+        {"path": r.path, "kind": r.kind, "changes": [c.to_dict() for c in r.changes]}
+        for r in changes.registry + changes.domains
+    ]
+    return Review(
+        base_sha,
+        head_sha,
+        base,
+        head,
+        environment,
+        head_report.ok,
+        head_report.errors,
+        head_report.warnings,
+        findings,
+        bots,
+        domains,
+        environments,
+        registry,
+        notes,
+    )
