@@ -1,0 +1,22 @@
+"""The registry API for applications (the seed's names), on top of the git registry."""
+
+from botreg.api.backends import InMemoryBackend, RegistryBackend
+from botreg.api.caching import CachingRegistryManager, ConfigCachingManager
+from botreg.api.git_backend import GitRegistryBackend, RegistryValidationError
+from botreg.api.models import Registration, ReloadMode, ResolvedConfig
+from botreg.api.reload import EventLogFollower, HotReloadManager, RegistryPoller
+
+__all__ = [
+    "CachingRegistryManager",
+    "ConfigCachingManager",
+    "EventLogFollower",
+    "GitRegistryBackend",
+    "HotReloadManager",
+    "InMemoryBackend",
+    "Registration",
+    "RegistryBackend",
+    "RegistryPoller",
+    "RegistryValidationError",
+    "ReloadMode",
+    "ResolvedConfig",
+]

@@ -1,0 +1,322 @@
+"""GitRegistryBackend: the registry API on top of the git registry.
+
+Reads come from a tree at a commit:
+- `GitRegistryBackend(data_dir=".botreg")`: the sync daemon's applied commit,
+  read from its mirror (the daemon may run in another process);
+- `GitRegistryBackend(repo="path/to/clone", revision="HEAD")`: a revision of a
+  repository (re-resolved at every read, so a moving branch is followed).
+
+Writes go through GitOps: `register`, `deactivate` and `unregister` edit the
+bot's YAML with ruamel.yaml (comments and key order preserved), validate the
+repository as the hook would, and commit the one file to the local clone
+(optionally pushing). An invalid config is refused with the findings and the
+file is left as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from botreg.api.models import Registration, RegistrationStatus
+from botreg.errors import BotregError, UsageError
+from botreg.registry.content import ContentError, decode_utf8
+from botreg.registry.layout import BOTS_DIR, IDENTIFIER_RE
+from botreg.registry.yamlfast import YamlLoadError, load_fast
+
+if TYPE_CHECKING:
+    import git
+
+    from botreg.validation.findings import Finding
+
+__all__ = ["GitRegistryBackend", "RegistryValidationError", "applied_commit"]
+
+_APPLIED_KEY = "sync.applied_commit"
+
+
+class RegistryValidationError(BotregError):
+    """A write was refused: the registry would not validate."""
+
+    def __init__(self, bot_id: str, findings: list[Finding]) -> None:
+        self.findings = findings
+        detail = "; ".join(
+            f"{f.path}:{f.line}:{f.column}: {f.code} {f.message}" for f in findings[:5]
+        )
+        super().__init__(f"bot {bot_id!r} refused: {detail}")
+
+
+def applied_commit(data_dir: Path) -> str:
+    """The commit the daemon of `data_dir` applied last ('' if none), read-only."""
+    ledger = data_dir / "ledger.sqlite"
+    if not ledger.exists():
+        return ""
+    db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=10)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (_APPLIED_KEY,)).fetchone()
+    except sqlite3.Error:
+        return ""
+    finally:
+        db.close()
+    return str(row[0]) if row else ""
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.strip()).astimezone(UTC)
+
+
+class GitRegistryBackend:
+    """A RegistryBackend over a git registry (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: str | Path | None = None,
+        repo: str | Path | None = None,
+        revision: str = "HEAD",
+        push: bool = False,
+        remote: str = "origin",
+    ) -> None:
+        if (data_dir is None) == (repo is None):
+            raise UsageError("GitRegistryBackend needs exactly one of data_dir= or repo=")
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.repo_path = Path(repo) if repo is not None else None
+        self.revision = revision
+        self.push = push
+        self.remote = remote
+        self._repo: git.Repo | None = None
+        self._history: dict[str, dict[str, tuple[datetime, datetime]]] = {}
+        self._lock = threading.Lock()  # one writer at a time within this process
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        await asyncio.to_thread(self._open)
+
+    async def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+
+    def _open(self) -> git.Repo:
+        import git
+
+        if self._repo is None:
+            path = self.data_dir / "mirror.git" if self.data_dir else self.repo_path
+            assert path is not None
+            try:
+                self._repo = git.Repo(path)
+            except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+                what = "the daemon's mirror" if self.data_dir else "a git repository"
+                raise BotregError(f"{path}: not {what}") from None
+        return self._repo
+
+    # --- reading -----------------------------------------------------------------------
+
+    def commit(self) -> str:
+        """The commit reads come from now ('' when the daemon applied nothing yet)."""
+        import git
+
+        if self.data_dir is not None:
+            return applied_commit(self.data_dir)
+        try:
+            return str(self._open().git.rev_parse("--verify", "-q", f"{self.revision}^{{commit}}"))
+        except git.GitCommandError:
+            raise BotregError(f"unknown revision {self.revision!r}") from None
+
+    def _read(self, commit: str, path: str) -> Any:
+        import git
+
+        if not commit:
+            return None
+        try:
+            blob = self._open().commit(commit).tree / path
+        except (KeyError, ValueError, git.BadName):
+            return None
+        try:
+            return load_fast(decode_utf8(blob.data_stream.read()))
+        except (ContentError, YamlLoadError):
+            return None  # the daemon never applies such a commit; a branch may hold one
+
+    def _bot_ids(self, commit: str) -> list[str]:
+        if not commit:
+            return []
+        tree = self._open().commit(commit).tree
+        try:
+            bots = tree / BOTS_DIR
+        except KeyError:
+            return []
+        return sorted(b.name[: -len(".yaml")] for b in bots.blobs if b.name.endswith(".yaml"))
+
+    def _times(self, commit: str) -> dict[str, tuple[datetime, datetime]]:
+        """bot file -> (created, updated): one `git log` per commit, cached."""
+        if commit not in self._history:
+            log = self._open().git.log("--format=%x00%cI", "--name-only", commit, "--", BOTS_DIR)
+            times: dict[str, tuple[datetime, datetime]] = {}
+            for entry in log.split("\0")[1:]:
+                stamp, *paths = entry.strip().splitlines()
+                when = _parse_time(stamp)
+                for path in filter(None, (p.strip() for p in paths)):
+                    created, updated = times.get(path, (when, when))
+                    times[path] = (min(created, when), max(updated, when))
+            self._history = {commit: times}  # only the current commit is worth keeping
+        return self._history[commit]
+
+    def _registration(self, commit: str, bot_id: str) -> Registration | None:
+        config = self._read(commit, f"{BOTS_DIR}/{bot_id}.yaml")
+        if not isinstance(config, dict):
+            return None
+        created, updated = self._times(commit).get(
+            f"{BOTS_DIR}/{bot_id}.yaml", (datetime.now(UTC), datetime.now(UTC))
+        )
+        status = str(config.get("status", RegistrationStatus.ACTIVE))
+        return Registration(bot_id, config, status, created, updated, commit)
+
+    def environment(self, name: str) -> dict[str, Any]:
+        """An environment file's data at the current commit.
+
+        Raises:
+            BotregError: if the environment does not exist.
+        """
+        data = self._read(self.commit(), f"environments/{name}.yaml")
+        if not isinstance(data, dict):
+            raise BotregError(f"environment {name!r} not found at {self.commit()[:12] or '-'}")
+        return data
+
+    async def get(self, bot_id: str) -> Registration | None:
+        return await asyncio.to_thread(lambda: self._registration(self.commit(), bot_id))
+
+    async def get_config(self, bot_id: str) -> dict[str, Any] | None:
+        registration = await self.get(bot_id)
+        return registration.config if registration else None
+
+    def _all(self) -> list[Registration]:
+        commit = self.commit()
+        found = (self._registration(commit, b) for b in self._bot_ids(commit))
+        return [r for r in found if r is not None]
+
+    async def list_active(self) -> list[Registration]:
+        return [r for r in await asyncio.to_thread(self._all) if r.is_active]
+
+    async def list_ids(self) -> list[str]:
+        return await asyncio.to_thread(lambda: self._bot_ids(self.commit()))
+
+    async def exists(self, bot_id: str) -> bool:
+        return bot_id in await self.list_ids()
+
+    async def count(self) -> int:
+        return len(await self.list_ids())
+
+    # --- writing through git -----------------------------------------------------------
+
+    def _work_tree(self) -> Path:
+        if self.repo_path is None:
+            raise BotregError(
+                "writes need a clone: GitRegistryBackend(repo=...) (the daemon's "
+                "mirror is read-only)"
+            )
+        return self.repo_path
+
+    def _write(self, bot_id: str, change: Any, message: str) -> str:
+        """Apply `change(old_text) -> new_text | None` to a bot file, validate, commit."""
+        from botreg.registry.source import WorkingTreeSource
+        from botreg.validation.runner import validate_registry
+
+        root = self._work_tree()
+        if not IDENTIFIER_RE.match(bot_id):
+            raise UsageError(f"invalid bot id {bot_id!r}: lowercase letters, digits, '_' and '-'")
+        rel = f"{BOTS_DIR}/{bot_id}.yaml"
+        path = root / rel
+        with self._lock:
+            before = path.read_text(encoding="utf-8") if path.exists() else None
+            after = change(before)
+            if after is None:
+                path.unlink()
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(after, encoding="utf-8")
+            report = validate_registry(WorkingTreeSource(root), None if after is None else [rel])
+            errors = [f for f in report.findings if str(f.severity) == "error"]
+            if errors:
+                if before is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    path.write_text(before, encoding="utf-8")
+                raise RegistryValidationError(bot_id, errors)
+            repo = self._open()
+            if after is None:
+                repo.git.rm("--cached", "--quiet", "--ignore-unmatch", rel)
+            else:
+                repo.git.add(rel)
+            repo.git.commit("--only", "-m", message, "--", rel)
+            sha = str(repo.head.commit.hexsha)
+            if self.push:
+                repo.git.push(self.remote, "HEAD")
+            return sha
+
+    async def register(
+        self, bot_id: str, config: dict[str, Any], status: str = RegistrationStatus.ACTIVE
+    ) -> Registration:
+        from botreg.registry.yamlio import dump_roundtrip, load_roundtrip
+
+        def edit(before: str | None) -> str:
+            doc = load_roundtrip(before) if before else None
+            if not isinstance(doc, dict):
+                doc = load_roundtrip(
+                    "# yaml-language-server: $schema=https://botreg.dev/schemas/v1/bot.schema.json\n"
+                    "{}\n"
+                )
+                doc.fa.set_block_style()
+            _merge(doc, {**config, "status": status})
+            return dump_roundtrip(doc)
+
+        verb = "Update" if await self.exists(bot_id) else "Register"
+        sha = await asyncio.to_thread(self._write, bot_id, edit, f"{verb} bot {bot_id}")
+        registration = self._registration(sha, bot_id)
+        assert registration is not None
+        return registration
+
+    async def deactivate(self, bot_id: str) -> bool:
+        from botreg.registry.yamlio import dump_roundtrip, load_roundtrip
+
+        if not (self._work_tree() / BOTS_DIR / f"{bot_id}.yaml").exists():
+            return False
+
+        def edit(before: str | None) -> str:
+            doc = load_roundtrip(before or "{}")
+            doc["status"] = RegistrationStatus.INACTIVE
+            return dump_roundtrip(doc)
+
+        await asyncio.to_thread(self._write, bot_id, edit, f"Deactivate bot {bot_id}")
+        return True
+
+    async def unregister(self, bot_id: str) -> bool:
+        if not (self._work_tree() / BOTS_DIR / f"{bot_id}.yaml").exists():
+            return False
+        await asyncio.to_thread(
+            self._write, bot_id, lambda _before: None, f"Unregister bot {bot_id}"
+        )
+        return True
+
+
+def _merge(doc: Any, new: dict[str, Any]) -> None:
+    """Make a round-trip mapping equal `new`, keeping comments and order of what stays."""
+    for key in [k for k in doc if k not in new]:
+        del doc[key]
+    for key, value in new.items():
+        current = doc.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            _merge(current, value)
+        elif key not in doc or _plain(current) != value:
+            doc[key] = value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
