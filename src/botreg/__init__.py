@@ -12,6 +12,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from botreg.api import (
+        CachingRegistryManager,
+        ConfigCachingManager,
+        EventLogFollower,
+        GitRegistryBackend,
+        HotReloadManager,
+        InMemoryBackend,
+        Registration,
+        RegistryBackend,
+        RegistryPoller,
+        RegistryValidationError,
+        ReloadMode,
+        ResolvedConfig,
+    )
     from botreg.errors import BotregError, RepositoryError, ResolutionError, UsageError
     from botreg.knowledge import (
         IngestionResult,
@@ -27,6 +41,18 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
+    "CachingRegistryManager": "botreg.api",
+    "ConfigCachingManager": "botreg.api",
+    "EventLogFollower": "botreg.api",
+    "GitRegistryBackend": "botreg.api",
+    "HotReloadManager": "botreg.api",
+    "InMemoryBackend": "botreg.api",
+    "Registration": "botreg.api",
+    "RegistryBackend": "botreg.api",
+    "RegistryPoller": "botreg.api",
+    "RegistryValidationError": "botreg.api",
+    "ReloadMode": "botreg.api",
+    "ResolvedConfig": "botreg.api",
     "BotregError": "botreg.errors",
     "RepositoryError": "botreg.errors",
     "ResolutionError": "botreg.errors",
@@ -43,12 +69,24 @@ _EXPORTS = {
 
 __all__ = [
     "BotregError",
+    "CachingRegistryManager",
+    "ConfigCachingManager",
+    "EventLogFollower",
+    "GitRegistryBackend",
+    "HotReloadManager",
+    "InMemoryBackend",
     "IngestionResult",
     "IngestionStatus",
     "KnowledgeIngestionManager",
     "PortabilityError",
+    "Registration",
+    "RegistryBackend",
+    "RegistryPoller",
+    "RegistryValidationError",
+    "ReloadMode",
     "RepositoryError",
     "ResolutionError",
+    "ResolvedConfig",
     "UsageError",
     "__version__",
     "has_resource_references",

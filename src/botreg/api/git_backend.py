@@ -193,6 +193,16 @@ class GitRegistryBackend:
         registration = await self.get(bot_id)
         return registration.config if registration else None
 
+    def close_now(self) -> None:
+        """Close the repository (synchronous form of `close`)."""
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+
+    def registrations(self) -> list[Registration]:
+        """Every bot at the current commit (synchronous)."""
+        return self._all()
+
     def _all(self) -> list[Registration]:
         commit = self.commit()
         found = (self._registration(commit, b) for b in self._bot_ids(commit))

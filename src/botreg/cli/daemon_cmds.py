@@ -66,6 +66,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="N",
         help="exit 1 after N failed cycles in a row (default: never)",
     )
+    p.add_argument(
+        "--api-token-file",
+        type=Path,
+        metavar="F",
+        help="bearer token the HTTP API requires (needed beyond loopback)",
+    )
     p.set_defaults(handler=run_sync)
 
     s = sub.add_parser("status", help="show the sync daemon's status")
@@ -89,7 +95,7 @@ def run_sync(args: argparse.Namespace) -> int:
         raise UsageError("--interval must be positive")
     if args.max_failures is not None and args.max_failures < 1:
         raise UsageError("--max-failures must be at least 1")
-    for name in ("webhook_secret_file", "token_file", "ssh_key_file"):
+    for name in ("webhook_secret_file", "token_file", "ssh_key_file", "api_token_file"):
         path = getattr(args, name)
         if path is not None and not path.is_file():
             raise UsageError(f"--{name.replace('_', '-')} {path}: no such file")
@@ -116,6 +122,7 @@ def run_sync(args: argparse.Namespace) -> int:
             args.webhook,
             args.webhook_secret_file,
             args.max_failures,
+            args.api_token_file,
         ),
     )
     return daemon.run_once() if args.once else daemon.run()
@@ -128,7 +135,12 @@ def ask_daemon(data_dir: Path, path: str, timeout: float = 30) -> Any:
     except (OSError, ValueError):
         return None
     try:
-        with urllib.request.urlopen(f"{info['url']}{path}", timeout=timeout) as response:
+        headers = {}
+        if info.get("api_token_file"):
+            token = Path(info["api_token_file"]).read_text().strip()
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(f"{info['url']}{path}", headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         with exc:

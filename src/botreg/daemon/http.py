@@ -7,10 +7,17 @@ GET  /metrics                         Prometheus text
 POST /hooks/git                       push webhooks: verified, then trigger a fetch
 GET  /knowledge/{domain}/query?q=&k=  ranked chunks (so `botreg query` works while the
                                       daemon holds the embedded store)
+GET  /bots, /bots/{bot_id}            the seed's HTTP registry contract:
+                                      {"bot_id", "config", "status"}, resolved and masked
+GET  /knowledge/{domain}              a domain's ingestion status
+
+With an API token (--api-token-file) every endpoint but /healthz, /readyz and the
+signed /hooks/git needs `Authorization: Bearer <token>`.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -45,6 +52,9 @@ class DaemonHTTP:
         hook_secret: Callable[[], bytes | None],
         branch: str,
         stale_after: float,
+        bots: Callable[[], list[dict[str, Any]]] | None = None,
+        domain_status: Callable[[str], dict[str, Any] | None] | None = None,
+        api_token: Callable[[], bytes | None] | None = None,
     ) -> None:
         owner = self
 
@@ -67,9 +77,48 @@ class DaemonHTTP:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _authorized(self, path: str) -> bool:
+                """Endpoints other than health (and signed hooks) need the bearer token."""
+                token = owner.api_token() if owner.api_token else None
+                if token is None or path in ("/healthz", "/readyz", "/hooks/git"):
+                    return True
+                given = self.headers.get("Authorization", "")
+                if hmac.compare_digest(given.encode(), b"Bearer " + token):
+                    return True
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", "Bearer")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return False
+
             def do_GET(self) -> None:
                 url = urlparse(self.path)
                 path = url.path.rstrip("/") or "/"
+                if not self._authorized(path):
+                    return
+                if path == "/bots" and owner.bots is not None:
+                    self._send(200, owner.bots())
+                    return
+                if path.startswith("/bots/") and owner.bots is not None:
+                    bot_id = unquote(path[len("/bots/") :])
+                    found = [b for b in owner.bots() if b["bot_id"] == bot_id]
+                    if found:
+                        self._send(200, found[0])
+                    else:
+                        self._send(404, {"error": f"bot {bot_id!r} not found"})
+                    return
+                if (
+                    path.startswith("/knowledge/")
+                    and path.count("/") == 2
+                    and owner.domain_status is not None
+                ):
+                    domain = unquote(path[len("/knowledge/") :])
+                    state = owner.domain_status(domain)
+                    if state:
+                        self._send(200, state)
+                    else:
+                        self._send(404, {"error": f"domain {domain!r} has not been ingested"})
+                    return
                 if path == "/healthz":
                     self._send(200, "ok\n", "text/plain")
                 elif path == "/readyz":
@@ -100,6 +149,8 @@ class DaemonHTTP:
                     self._send(404, {"error": "not found"})
 
             def do_POST(self) -> None:
+                if not self._authorized(urlparse(self.path).path.rstrip("/")):
+                    return
                 if urlparse(self.path).path.rstrip("/") != "/hooks/git":
                     self._send(404, {"error": "not found"})
                     return
@@ -123,6 +174,9 @@ class DaemonHTTP:
         self.hook_secret = hook_secret
         self.branch = branch
         self.stale_after = stale_after
+        self.bots = bots
+        self.domain_status = domain_status
+        self.api_token = api_token
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(

@@ -52,6 +52,7 @@ class DaemonOptions:
     webhook: str | None = None
     webhook_secret_file: Path | None = None
     max_failures: int | None = None
+    api_token_file: Path | None = None
 
 
 def _parse_listen(listen: str) -> tuple[str, int]:
@@ -59,6 +60,17 @@ def _parse_listen(listen: str) -> tuple[str, int]:
     if not host or not port.isdigit() or int(port) > 65535:
         raise UsageError(f"--listen {listen!r}: expected HOST:PORT (for example 127.0.0.1:8470)")
     return host.strip("[]"), int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _watched_refs(source: str) -> list[Path]:
@@ -88,7 +100,12 @@ class Daemon:
         self.webhook: WebhookSink | None = None
         self.bus: EventBus | None = None
         if options.listen:
-            _parse_listen(options.listen)  # a usage error before anything starts
+            host, _port = _parse_listen(options.listen)  # a usage error before anything starts
+            if not _is_loopback(host) and options.api_token_file is None:
+                raise UsageError(
+                    f"--listen {options.listen} is beyond loopback: give --api-token-file so "
+                    "the API is not open to the network"
+                )
         if options.watch:
             _watched_refs(sync.source)
 
@@ -209,9 +226,14 @@ class Daemon:
             hook_secret=self._hook_secret,
             branch=self.sync_options.branch,
             stale_after=max(3 * self.options.interval, 300),
+            bots=self._bots,
+            domain_status=self._domain_status,
+            api_token=self._api_token,
         )
         self.http.start()
-        info = {"url": f"http://{self.http.address}", "pid": os.getpid()}
+        info: dict[str, Any] = {"url": f"http://{self.http.address}", "pid": os.getpid()}
+        if self.options.api_token_file is not None:  # where clients find it; never the token
+            info["api_token_file"] = str(self.options.api_token_file.resolve())
         (self.data.root / "daemon.json").write_text(json.dumps(info))
         logger.info("listening on http://%s", self.http.address)
 
@@ -228,6 +250,62 @@ class Daemon:
                 "lastTransitionTime": doc["conditions"]["Stalled"].get("lastTransitionTime", ""),
             }
         return doc
+
+    def _api_token(self) -> bytes | None:
+        if self.options.api_token_file is None:
+            return None
+        try:  # read at each request: a rotated token applies at once
+            return self.options.api_token_file.read_bytes().strip() or None
+        except OSError:
+            return b"\0unreadable"  # fail closed: no request matches
+
+    def _bots(self) -> list[dict[str, Any]]:
+        """Every bot at the applied commit, resolved for the daemon's environment, masked."""
+        from botreg.api.git_backend import GitRegistryBackend
+        from botreg.errors import BotregError
+        from botreg.resolve import resolve_config
+        from botreg.secrets import mask_config
+
+        backend = GitRegistryBackend(data_dir=self.data.root)  # per request: per thread
+        try:
+            registrations = backend.registrations()
+            try:
+                environment = backend.environment(self.sync_options.environment)
+            except BotregError:
+                environment = {}
+            out = []
+            for r in registrations:
+                item: dict[str, Any] = {"bot_id": r.bot_id, "status": r.status, "commit": r.commit}
+                try:
+                    item["config"] = mask_config(resolve_config(r.config, environment))
+                except BotregError as exc:  # e.g. a variable this daemon does not have
+                    item["config"] = mask_config(r.config)
+                    item["error"] = str(exc)
+                out.append(item)
+            return out
+        finally:
+            backend.close_now()
+
+    def _domain_status(self, domain: str) -> dict[str, Any] | None:
+        from botreg.knowledge.ledger import Ledger
+
+        ledger = Ledger(self.data.ledger)
+        try:
+            state = ledger.domain(domain)
+        finally:
+            ledger.close()
+        if state is None:
+            return None
+        return {
+            "domain": state.domain,
+            "status": str(state.status),
+            "error": state.error,
+            "collection": state.collection,
+            "embedding": state.embedding,
+            "version": state.version,
+            "commit": state.commit,
+            "updated_at": state.updated_at,
+        }
 
     def _hook_secret(self) -> bytes | None:
         if self.options.webhook_secret_file is None:
