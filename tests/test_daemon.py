@@ -546,3 +546,67 @@ def test_a_cycle_that_runs_too_long_is_stalled(
     code, ready = d.get("/readyz")
     assert code == 503 and ready["reasons"][0].startswith("stalled")
     d.daemon.syncer.cycle_started = None
+
+
+def test_read_api_follows_the_seed_contract(
+    running: Callable[..., Running], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-should-never-be-shown-0123456789")
+    d = running(interval=3600)
+    wait_for(lambda: completed(tmp_path / "data"))
+    code, bots = d.get("/bots")
+    assert code == 200 and [b["bot_id"] for b in bots] == [
+        "billing-assistant",
+        "internal-helpdesk",
+        "product-guide",
+    ]
+    code, bot = d.get("/bots/billing-assistant")
+    assert code == 200 and set(bot) >= {"bot_id", "config", "status"}
+    assert bot["status"] == "active"
+    assert bot["config"]["llm"]["api_key"] == "***"  # resolved, then masked
+    assert bot["config"]["conversation_storage"] == {
+        "backend": "sqlite",
+        "path": ".botreg/conversations.db",
+    }
+    assert "sk-ant" not in json.dumps(bots)
+    assert d.get("/bots/nope")[0] == 404
+    code, domain = d.get("/knowledge/billing")
+    assert code == 200 and domain["status"] == "ready" and domain["collection"]
+    assert d.get("/knowledge/nope")[0] == 404
+
+
+def test_api_token_guards_everything_but_health(
+    running: Callable[..., Running], tmp_path: Path
+) -> None:
+    token = tmp_path / "api-token"
+    token.write_text("let-me-in\n")
+    d = running(interval=3600, api_token_file=token)
+    wait_for(lambda: completed(tmp_path / "data"))
+    assert d.get("/healthz")[0] == 200 and d.get("/readyz")[0] == 200
+    assert d.get("/status")[0] == 401 and d.get("/bots")[0] == 401
+    request = urllib.request.Request(d.url + "/bots", headers={"Authorization": "Bearer let-me-in"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    # the CLI finds the token through daemon.json (which holds its path, not the token)
+    assert "let-me-in" not in (tmp_path / "data" / "daemon.json").read_text()
+    assert main(["status", "--data-dir", str(tmp_path / "data"), "--format", "json"]) == 0
+
+
+def test_listening_beyond_loopback_needs_a_token(
+    git_registry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "sync",
+                "--source",
+                str(git_registry),
+                "--data-dir",
+                str(tmp_path / "d"),
+                "--listen",
+                "0.0.0.0:0",
+            ]
+        )
+        == 2
+    )
+    assert "--api-token-file" in capsys.readouterr().err

@@ -185,14 +185,13 @@ class HotReloadManager:
         if not targets or self._loop is None:
             return
         manager = self.caching_manager
-        coroutine = (
-            manager.invalidate_all()
-            if ALL in targets
-            else asyncio.gather(*(manager.invalidate(b) for b in targets))
-        )
 
-        async def run() -> None:
-            await coroutine
+        async def run() -> None:  # built on the loop: events arrive on other threads
+            if ALL in targets:
+                await manager.invalidate_all()
+            else:
+                for bot_id in targets:
+                    await manager.invalidate(bot_id)
 
         asyncio.run_coroutine_threadsafe(run(), self._loop)
 
