@@ -14,7 +14,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 @pytest.mark.timeout(300)
 def test_ruff_is_clean() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "src", "tests", "bench"],
+        [sys.executable, "-m", "ruff", "check", "src", "tests", "bench", "examples"],
         cwd=PROJECT,
         capture_output=True,
         text=True,
