@@ -378,3 +378,19 @@ def test_poller_and_hot_reload_modes() -> None:
         await manager.close()
 
     asyncio.run(scenario())
+
+
+def test_git_backend_can_push(git_registry: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(git_registry), str(remote))
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(remote), str(clone))
+
+    async def scenario() -> str:
+        backend = GitRegistryBackend(repo=clone, push=True)
+        registration = await backend.register("pushed-bot", ECHO)
+        await backend.close()
+        return registration.commit
+
+    sha = asyncio.run(scenario())
+    assert git(remote, "rev-parse", "main").strip() == sha
