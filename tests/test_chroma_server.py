@@ -40,6 +40,7 @@ def test_ingest_and_query_against_a_chroma_server(registry: Path, tmp_path: Path
             assert hit.heading == "Billing FAQ > Do you accept purchase orders?"
         finally:
             h.ledger.close()
+            h.store.close()
         assert not (tmp_path / "data" / "chroma").exists()  # nothing embedded locally
 
 

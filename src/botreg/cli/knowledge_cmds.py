@@ -133,6 +133,7 @@ def _manager(
             )
         finally:
             ledger.close()
+            store.close()
 
 
 def _table(results: list[IngestionResult]) -> str:

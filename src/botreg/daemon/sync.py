@@ -116,8 +116,11 @@ class Syncer:
         self.status.update(applied_commit=applied, source=self.event_source)
 
     def close(self) -> None:
-        """Release the ledger."""
+        """Release the ledger and the store."""
         self.ledger.close()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -135,6 +138,8 @@ class Syncer:
     def store_for(self, settings: StoreSettings) -> ChromaStore:
         """The store an environment names (reopened only when its settings change)."""
         if self._store is None or self._store_settings != settings:
+            if self._store is not None:
+                self._store.close()
             self._store = ChromaStore(settings, self.data.root)
             self._store_settings = settings
         return self._store

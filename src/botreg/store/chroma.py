@@ -75,6 +75,21 @@ class ChromaStore:
             where = f"{settings.host}:{settings.port}" if settings.type == "http" else settings.path
             raise StoreUnavailableError(f"cannot open the Chroma store at {where}: {exc}") from None
 
+    def close(self) -> None:
+        """Release the client (its database handles or HTTP connections)."""
+        # chromadb's HTTP component does not close its httpx session when stopped:
+        # close it here so long-running processes do not leak connections.
+        sessions = [
+            getattr(getattr(owner, "_server", None), "_session", None)
+            for owner in (self.client, getattr(self.client, "_admin_client", None))
+        ]
+        close_client = getattr(self.client, "close", None)
+        if close_client is not None:
+            close_client()
+        for session in sessions:
+            if session is not None:
+                session.close()
+
     def collection(self, name: str, embedding_function: Any = None) -> Any:
         """Get or create a collection (cosine space)."""
         return self.client.get_or_create_collection(
