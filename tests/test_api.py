@@ -394,3 +394,37 @@ def test_git_backend_can_push(git_registry: Path, tmp_path: Path) -> None:
 
     sha = asyncio.run(scenario())
     assert git(remote, "rev-parse", "main").strip() == sha
+
+
+def test_bot_events_wait_for_their_commit_to_complete() -> None:
+    """The daemon emits change events before it applies the commit: invalidating at
+    once would let a rebuilt instance read the old config."""
+    from botreg.events import CloudEvent
+
+    async def scenario() -> None:
+        backend = InMemoryBackend()
+        for name in ("a", "b"):
+            await backend.register(name, ECHO)
+        bus = EventBus()
+        manager = Manager(backend, event_bus=bus, cache_ttl=0)
+        await manager.initialize()
+        await manager.get_or_create("a")
+        await manager.get_or_create("b")
+        bus.publish(
+            CloudEvent("botreg.bot.updated", "s", "1", data={"bot_id": "a", "commit": "c1"})
+        )
+        await asyncio.sleep(0.02)
+        assert manager.cached_ids() == ["a", "b"]  # held: c1 is not applied yet
+        bus.publish(CloudEvent("botreg.sync.rejected", "s", "2", data={"to": "c1"}))
+        bus.publish(CloudEvent("botreg.sync.completed", "s", "3", data={"to": "c1"}))
+        await asyncio.sleep(0.02)
+        assert manager.cached_ids() == ["a", "b"]  # the rejection dropped what was held
+        bus.publish(
+            CloudEvent("botreg.bot.updated", "s", "4", data={"bot_id": "b", "commit": "c2"})
+        )
+        bus.publish(CloudEvent("botreg.sync.completed", "s", "5", data={"to": "c2"}))
+        await asyncio.sleep(0.02)
+        assert manager.cached_ids() == ["a"]
+        await manager.close()
+
+    asyncio.run(scenario())

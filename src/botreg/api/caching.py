@@ -23,7 +23,13 @@ from botreg.api.models import ResolvedConfig
 from botreg.errors import BotregError
 from botreg.events.model import CloudEvent
 
-__all__ = ["CachingRegistryManager", "ConfigCachingManager", "EventSource", "bots_to_invalidate"]
+__all__ = [
+    "CachingRegistryManager",
+    "ConfigCachingManager",
+    "EventSource",
+    "Invalidator",
+    "bots_to_invalidate",
+]
 
 T = TypeVar("T")
 logger = logging.getLogger("botreg.api")
@@ -86,41 +92,84 @@ class _LRUCache(Generic[T]):
         return entry.value if entry is not None else None
 
 
+_pending: set[asyncio.Task[None]] = set()  # keeps same-thread invalidations alive
+
+
+class Invalidator:
+    """Turns daemon events into invalidations of one manager, run on its loop.
+
+    The daemon emits a commit's change events before it applies the commit
+    (and records it as applied) and `botreg.sync.completed` after: a bot event
+    that names its commit is held until that commit completes, so a rebuilt
+    instance reads the new config, never the old one. A rejected or failed
+    cycle drops what was held (the next cycle sends the events again). Events
+    without a commit (from other sources) invalidate at once.
+    """
+
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._held: dict[str, set[str]] = {}
+
+    def __call__(self, event: CloudEvent) -> None:
+        data = event.data if isinstance(event.data, dict) else {}
+        if event.type == "botreg.sync.completed":
+            targets = self._held.pop(str(data.get("to", "")), set())
+            self._held.clear()
+        elif event.type in ("botreg.sync.failed", "botreg.sync.rejected"):
+            self._held.clear()
+            return
+        else:
+            targets = bots_to_invalidate(event)
+            commit = data.get("commit")
+            if targets and commit:
+                self._held.setdefault(str(commit), set()).update(targets)
+                return
+        self.run(targets)
+
+    def run(self, targets: set[str]) -> None:
+        """Invalidate `targets` (bot ids, or {"*"}) on the manager's loop."""
+        loop = self.loop
+        if not targets or loop is None or loop.is_closed():
+            return
+        manager = self.manager
+
+        async def run() -> None:
+            if ALL in targets:
+                await manager.invalidate_all()
+            else:
+                for bot_id in sorted(targets):
+                    await manager.invalidate(bot_id)
+
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:  # an in-process daemon publishing on the loop's thread
+            task = loop.create_task(run())
+            _pending.add(task)
+            task.add_done_callback(_pending.discard)
+        else:  # the daemon's or the follower's thread
+            asyncio.run_coroutine_threadsafe(run(), loop)
+
+
 class _EventDriven:
     """Subscribes a manager to an event source; invalidations run on its loop."""
 
     def __init__(self, source: EventSource | None) -> None:
         self._source = source
         self._unsubscribe: Callable[[], None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._invalidator = Invalidator(self)
 
     def _start_events(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._invalidator.loop = asyncio.get_running_loop()
         if self._source is not None and self._unsubscribe is None:
-            self._unsubscribe = self._source.subscribe(self._on_event)
+            self._unsubscribe = self._source.subscribe(self._invalidator)
 
     def _stop_events(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-
-    def _on_event(self, event: CloudEvent) -> None:
-        targets = bots_to_invalidate(event)
-        if not targets or self._loop is None or self._loop.is_closed():
-            return
-        coroutine = self.invalidate_all() if ALL in targets else self._invalidate_many(targets)
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            self._loop.create_task(coroutine)
-        else:  # events arrive on the daemon's or the follower's thread
-            asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-
-    async def _invalidate_many(self, bot_ids: set[str]) -> None:
-        for bot_id in bot_ids:
-            await self.invalidate(bot_id)
 
     async def invalidate(self, bot_id: str) -> bool:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from botreg.api.backends import RegistryBackend
-from botreg.api.caching import EventSource
+from botreg.api.caching import EventSource, Invalidator
 from botreg.api.models import ReloadMode
+from botreg.events.bus import Subscribers
 from botreg.events.log import read_events
 from botreg.events.model import CloudEvent
 
@@ -96,21 +97,13 @@ class EventLogFollower:
     def __init__(self, path: str | Path, poll: float = 0.1) -> None:
         self.path = Path(path)
         self.poll = poll
-        self._subscribers: list[Callable[[CloudEvent], None]] = []
+        self._subscribers = Subscribers()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
 
     def subscribe(self, subscriber: Callable[[CloudEvent], None]) -> Callable[[], None]:
-        with self._lock:
-            self._subscribers.append(subscriber)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if subscriber in self._subscribers:
-                    self._subscribers.remove(subscriber)
-
-        return unsubscribe
+        """Call `subscriber` with every new event; returns a function that unsubscribes."""
+        return self._subscribers.subscribe(subscriber)
 
     def start(self) -> None:
         """Begin following (from the current end of the log)."""
@@ -130,13 +123,7 @@ class EventLogFollower:
                 event = CloudEvent.from_dict(raw)
             except (KeyError, TypeError):
                 continue
-            with self._lock:
-                subscribers = list(self._subscribers)
-            for subscriber in subscribers:
-                try:
-                    subscriber(event)
-                except Exception:
-                    logger.exception("event subscriber failed")
+            self._subscribers.deliver(event)
 
     def stop(self) -> None:
         """Stop following."""
@@ -173,34 +160,17 @@ class HotReloadManager:
         self.mode = mode
         self.poller = RegistryPoller(backend, polling_interval, self._on_change)
         self._unsubscribe: Callable[[], None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._invalidator = Invalidator(caching_manager)
 
     async def _on_change(self, bot_id: str, _old: Any, _new: Any) -> None:
         await self.caching_manager.invalidate(bot_id)
 
-    def _on_event(self, event: CloudEvent) -> None:
-        from botreg.api.caching import ALL, bots_to_invalidate
-
-        targets = bots_to_invalidate(event)
-        if not targets or self._loop is None:
-            return
-        manager = self.caching_manager
-
-        async def run() -> None:  # built on the loop: events arrive on other threads
-            if ALL in targets:
-                await manager.invalidate_all()
-            else:
-                for bot_id in targets:
-                    await manager.invalidate(bot_id)
-
-        asyncio.run_coroutine_threadsafe(run(), self._loop)
-
     async def initialize(self) -> None:
         """Start polling and/or listening, as the mode says."""
-        self._loop = asyncio.get_running_loop()
+        self._invalidator.loop = asyncio.get_running_loop()
         if self.mode in (ReloadMode.EVENT_DRIVEN, ReloadMode.HYBRID):
             assert self.event_bus is not None
-            self._unsubscribe = self.event_bus.subscribe(self._on_event)
+            self._unsubscribe = self.event_bus.subscribe(self._invalidator)
         if self.mode in (ReloadMode.POLLING, ReloadMode.HYBRID):
             await self.poller.start()
 

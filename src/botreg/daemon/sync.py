@@ -306,6 +306,7 @@ class Syncer:
                 {
                     "bot_id": bot.bot_id,
                     "path": bot.path,
+                    "commit": head,
                     "changes": [c.to_dict() for c in bot.changes],
                 },
                 applied,
@@ -318,6 +319,7 @@ class Syncer:
                 {
                     "domain": file.domain,
                     "path": file.path,
+                    "commit": head,
                     "old_path": file.old_path,
                 },
                 applied,
@@ -329,6 +331,7 @@ class Syncer:
                 env.path,
                 {
                     "environment": env.name,
+                    "commit": head,
                     "path": env.path,
                     "kind": env.kind,
                     "changes": [c.to_dict() for c in env.changes],
@@ -341,6 +344,7 @@ class Syncer:
                 "botreg.registry.changed",
                 reg.path,
                 {
+                    "commit": head,
                     "path": reg.path,
                     "kind": reg.kind,
                     "changes": [c.to_dict() for c in reg.changes],
