@@ -239,3 +239,15 @@ def test_public_api_is_pinned() -> None:
         assert getattr(botreg, name) is not None, name
     with pytest.raises(AttributeError):
         _ = botreg.not_a_name  # type: ignore[attr-defined]
+
+
+def test_cli_import_stays_light() -> None:
+    """Importing the command line (every hook run does) pulls no HTTP, git or store code."""
+    code = (
+        "import sys\n"
+        "import botreg.cli\n"
+        "heavy = {'urllib.request', 'http.client', 'git', 'chromadb', 'jsonschema'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines()[-1] == "[]"

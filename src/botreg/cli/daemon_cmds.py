@@ -6,8 +6,6 @@ import argparse
 import json
 import logging
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +128,9 @@ def run_sync(args: argparse.Namespace) -> int:
 
 def ask_daemon(data_dir: Path, path: str, timeout: float = 30) -> Any:
     """GET a JSON endpoint of the daemon that holds `data_dir` (None if none runs)."""
+    import urllib.error  # here, not at the top: the hook's start-up never needs HTTP
+    import urllib.request
+
     try:
         info = json.loads((data_dir / "daemon.json").read_text())
     except (OSError, ValueError):
