@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +66,34 @@ class SyncHarness:
 
     def close(self) -> None:
         self.syncer.close()
+
+
+def start_watching_daemon(source: Path, data: Path) -> subprocess.Popen[bytes]:
+    """`botreg sync --watch` in its own process; returns once the first cycle completed."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "botreg",
+            "sync",
+            "--source",
+            str(source),
+            "--data-dir",
+            str(data),
+            "--watch",
+            "--listen",
+            "off",
+            "--interval",
+            "3600",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    log = data / "events.jsonl"
+    deadline = time.monotonic() + 60
+    while "botreg.sync.completed" not in (log.read_text() if log.exists() else ""):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError("the daemon did not complete its first cycle")
+        time.sleep(0.05)
+    return proc

@@ -25,7 +25,7 @@ from botreg import (
 )
 from botreg.events import EventBus
 from conftest import git
-from sync_helpers import SyncHarness, commit
+from sync_helpers import SyncHarness, commit, start_watching_daemon
 
 ECHO = {"name": "Echo", "llm": {"provider": "echo"}}
 
@@ -237,37 +237,10 @@ def test_a_daemon_in_another_process_invalidates_through_its_event_log(
     git_registry: Path, tmp_path: Path
 ) -> None:
     """`botreg sync --watch` runs as its own process; the app follows its event log."""
-    import subprocess
-    import sys
-
     data = tmp_path / "data"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "botreg",
-            "sync",
-            "--source",
-            str(git_registry),
-            "--data-dir",
-            str(data),
-            "--watch",
-            "--listen",
-            "off",
-            "--interval",
-            "3600",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_watching_daemon(git_registry, data)
 
     async def scenario() -> float:
-        for _ in range(600):
-            if (data / "events.jsonl").exists() and "sync.completed" in (
-                data / "events.jsonl"
-            ).read_text():
-                break
-            await asyncio.sleep(0.05)
         follower = EventLogFollower(data / "events.jsonl", poll=0.05)
         follower.start()
         backend = GitRegistryBackend(data_dir=data)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from chroma_server import free_port
-from sync_helpers import commit
+from sync_helpers import commit, start_watching_daemon
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -29,34 +29,10 @@ def chat(port: int, bot: str, message: str) -> str:
 @pytest.mark.timeout(180)
 def test_the_example_app_reloads_a_committed_change(git_registry: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "botreg",
-            "sync",
-            "--source",
-            str(git_registry),
-            "--data-dir",
-            str(data),
-            "--watch",
-            "--listen",
-            "off",
-            "--interval",
-            "3600",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    daemon = start_watching_daemon(git_registry, data)
     port = free_port()
     app = None
     try:
-        deadline = time.monotonic() + 60
-        while "sync.completed" not in (
-            (data / "events.jsonl").read_text() if (data / "events.jsonl").exists() else ""
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
         app = subprocess.Popen(
             [
                 sys.executable,
