@@ -37,3 +37,12 @@ def test_readme_main_job_command_works(tmp_path: Path, monkeypatch: pytest.Monke
     for command in commands:
         assert main(command.split()[1:]) == 0, command
     assert (tmp_path / ".botreg" / "ledger.sqlite").is_file()
+
+
+def test_every_event_type_is_documented() -> None:
+    from botreg.events.model import EVENT_TYPES
+
+    table = README[README.index("### Events") : README.index("### Sinks")]
+    for event_type in EVENT_TYPES:
+        family, _, leaf = event_type.rpartition(".")
+        assert f"`{event_type}`" in table or (f"`.{leaf}`" in table and family in table), event_type

@@ -336,3 +336,13 @@ def test_embedding_that_cannot_run_fails_the_domain_not_the_store(
     assert status["conditions"]["IngestFailed"]["status"] == "True"
     assert status["applied_commit"] != broken  # not advanced: retried next cycle
     assert h.stored("billing") == before  # the old model's collection keeps serving
+
+
+def test_emitted_event_types_are_the_documented_ones(h: SyncHarness, git_registry: Path) -> None:
+    from botreg.events.model import EVENT_TYPES
+
+    h.sync()
+    (git_registry / "bots/internal-helpdesk.yaml").unlink()
+    commit(git_registry)
+    h.sync()
+    assert {e["type"] for e in h.logged()} <= set(EVENT_TYPES)

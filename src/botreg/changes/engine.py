@@ -99,11 +99,6 @@ class ChangeSet:
         out["registry_changed"] = len(self.registry)
         return out
 
-    @property
-    def changed_domains(self) -> set[str]:
-        """Domains whose files or settings changed."""
-        return {f.domain for f in self.knowledge} | {d.name for d in self.domains}
-
 
 def _load(source: RegistrySource | None, path: str) -> Any:
     if source is None or not path:

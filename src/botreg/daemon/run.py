@@ -316,7 +316,7 @@ class Daemon:
             return None
 
     def _store_ok(self) -> bool:
-        store = self.syncer._store if self.syncer else None
+        store = self.syncer.store if self.syncer else None
         if store is None:
             return False
         try:
@@ -330,7 +330,7 @@ class Daemon:
         from botreg.knowledge.ingest import query_domain
         from botreg.knowledge.ledger import Ledger
 
-        store = self.syncer._store if self.syncer else None
+        store = self.syncer.store if self.syncer else None
         if store is None:
             raise LookupError("nothing has been ingested yet")
         ledger = Ledger(self.data.ledger)  # its own connection: this runs on an HTTP thread

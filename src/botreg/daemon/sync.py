@@ -107,7 +107,7 @@ class Syncer:
             options.fetch_timeout,
         )
         self.ledger = Ledger(self.data.ledger)
-        self.event_source = redact_url(self.mirror._remote_url)
+        self.event_source = redact_url(self.mirror.url)
         self._store: ChromaStore | None = None
         self.cycle_started: float | None = None
         self._validation_cache: ResultCache = {}  # per file and blob: one changed file, one check
@@ -134,6 +134,11 @@ class Syncer:
                 data=data,
             )
         )
+
+    @property
+    def store(self) -> ChromaStore | None:
+        """The store the last cycle used (None before the first apply)."""
+        return self._store
 
     def store_for(self, settings: StoreSettings) -> ChromaStore:
         """The store an environment names (reopened only when its settings change)."""

@@ -81,6 +81,11 @@ class GitMirror:
         return source
 
     @property
+    def url(self) -> str:
+        """The source URL git fetches from (may hold credentials: redact before showing)."""
+        return self._remote_url
+
+    @property
     def tracking_ref(self) -> str:
         """The ref that holds the fetched branch head."""
         return f"refs/remotes/origin/{self.branch}"

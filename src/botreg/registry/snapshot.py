@@ -7,7 +7,6 @@ the environments without parsing two thousand bots it was not asked about.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
 
 from botreg.registry.content import ContentError, decode_utf8
@@ -123,8 +122,3 @@ class Snapshot:
             return decode_utf8(self.source.read(path))
         except (OSError, ContentError):
             return None
-
-    @staticmethod
-    def stem(path: str) -> str:
-        """File name without its extension."""
-        return PurePosixPath(path).stem

@@ -20,7 +20,6 @@ __all__ = [
     "YamlProblem",
     "dotted_path",
     "dump_roundtrip",
-    "iter_leaves",
     "load_fast",
     "load_roundtrip",
     "position_of",
@@ -137,17 +136,3 @@ def dotted_path(path: Iterable[str | int], root: str = "top level") -> str:
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or root
-
-
-def iter_leaves(
-    data: Any, prefix: tuple[str | int, ...] = ()
-) -> Iterable[tuple[tuple[str | int, ...], Any]]:
-    """Every scalar of a loaded document with its path (aliases visited once per use)."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield from iter_leaves(value, (*prefix, str(key)))
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            yield from iter_leaves(value, (*prefix, index))
-    else:
-        yield prefix, data

@@ -145,17 +145,6 @@ class ChromaStore:
             found.update(zip(got["ids"], got["embeddings"], strict=True))
         return found
 
-    def ids(self, collection: Any) -> set[str]:
-        """Every chunk id of a collection."""
-        result: set[str] = set()
-        offset = 0
-        while True:
-            got = collection.get(include=[], limit=self.batch_size, offset=offset)
-            result.update(got["ids"])
-            if len(got["ids"]) < self.batch_size:
-                return result
-            offset += self.batch_size
-
     def count(self, collection: Any) -> int:
         """Number of chunks in a collection."""
         return int(collection.count())

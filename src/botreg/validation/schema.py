@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
 
-__all__ = ["SCHEMA_FILES", "SchemaIssue", "check_schema", "is_valid", "schema_ids", "warm_up"]
+__all__ = ["SCHEMA_FILES", "SchemaIssue", "check_schema", "is_valid", "warm_up"]
 
 SCHEMA_FILES: dict[FileKind, str] = {
     FileKind.BOT: "bot.schema.json",
@@ -128,11 +128,6 @@ def is_valid(kind: FileKind, data: Any) -> bool:
     except Exception:  # data the generated code does not expect: let jsonschema decide
         return not any(True for _ in _validator(kind).iter_errors(data))
     return True
-
-
-def schema_ids() -> dict[str, str]:
-    """Schema file name -> its `$id` (what editors reference)."""
-    return {name: schema["$id"] for name, schema in _schemas().items()}
 
 
 def check_schema(kind: FileKind, data: Any) -> list[SchemaIssue]:
