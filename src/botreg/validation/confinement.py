@@ -24,10 +24,11 @@ import os
 import posixpath
 import re
 import stat
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from botreg.errors import BotregError
 from botreg.registry.layout import FileKind
@@ -304,11 +305,18 @@ def check_store_host(host: str, port: int, has_credentials: bool, policy: StoreP
 # --- the embedded store's lock --------------------------------------------------------
 
 
+# Chroma shares one client system per store path within a process, so the
+# process is the unit that holds a store: stores opened twice in one process
+# share one lock (counted), and a second process is refused.
+_held: dict[str, tuple[int, int]] = {}  # real path of the lock file -> (fd, users)
+_held_guard = threading.Lock()
+
+
 class StoreLock:
     """An exclusive advisory lock on a store folder, held while the store is open."""
 
     def __init__(self, folder: Path, holder: str) -> None:
-        """Take the lock, or fail at once.
+        """Take the lock (or share this process's hold on it), or fail at once.
 
         Args:
             folder: The store folder (it exists).
@@ -318,29 +326,45 @@ class StoreLock:
             StoreLockedError: naming the holder, if another process holds it.
         """
         self.path = folder / STORE_LOCK_FILE
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        self._handle: IO[str] | None = os.fdopen(os.open(self.path, flags, 0o644), "r+")
-        try:
-            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._handle.seek(0)
-            other = self._handle.read(200).strip() or "unknown"
-            self.release()
-            raise StoreLockedError(
-                f"the Chroma store {folder} is in use by another botreg process ({other}): "
-                "an embedded store has one user at a time; stop it, or give this process "
-                "its own store"
-            ) from None
-        self._handle.seek(0)
-        self._handle.truncate()
-        self._handle.write(f"pid {os.getpid()}: {holder}\n")
-        self._handle.flush()
+        self._key: str | None = str(self.path)
+        with _held_guard:
+            if self._key in _held:
+                fd, users = _held[self._key]
+                _held[self._key] = (fd, users + 1)
+                return
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(self.path, flags, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                other = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+                os.close(fd)
+                self._key = None
+                raise StoreLockedError(
+                    f"the Chroma store {folder} is in use by another botreg process ({other}): "
+                    "an embedded store has one user at a time; stop that process, or give "
+                    "this one its own store"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}: {holder}\n".encode(), 0)
+            _held[self._key] = (fd, 1)
 
     def release(self) -> None:
-        """Let the store go (closing the file releases the lock)."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        """Let the store go (the last user of the process closes the descriptor: unlocked)."""
+        with _held_guard:
+            if self._key is None or self._key not in _held:
+                return
+            fd, users = _held[self._key]
+            if users > 1:
+                _held[self._key] = (fd, users - 1)
+            else:
+                del _held[self._key]
+                os.close(fd)
+            self._key = None
+
+    def __del__(self) -> None:
+        # a store nobody closed releases its share when collected
+        self.release()
 
 
 # --- registry files -------------------------------------------------------------------
