@@ -196,10 +196,11 @@ def _with_defaults(text: str) -> str:
     """The path as the daemon sees it when no variable is set (each default substituted)."""
 
     def substitute(match: re.Match[str]) -> str:
-        escaped, _name, default = match.groups()
+        escaped, name, default = match.groups()
         if escaped:
             return match.group(0)[1:]
-        return default or ""
+        # no default: the operator's value, judged when the store is opened
+        return name if default is None else default
 
     return _VAR_RE.sub(substitute, text)
 
