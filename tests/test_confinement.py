@@ -229,9 +229,13 @@ def test_store_lock_is_shared_within_a_process_and_released(tmp_path: Path) -> N
     assert (folder / STORE_LOCK_FILE).read_text() == f"pid {os.getpid()}: first\n"
     first.release()
     probe = [sys.executable, "-c", _PROBE, str(folder)]
-    assert subprocess.run(probe, capture_output=True, text=True).stdout.strip() == "locked"
+
+    def other_process_sees() -> str:
+        return subprocess.run(probe, check=True, capture_output=True, text=True).stdout.strip()
+
+    assert other_process_sees() == "locked"
     second.release()
-    assert subprocess.run(probe, capture_output=True, text=True).stdout.strip() == "free"
+    assert other_process_sees() == "free"
 
 
 _PROBE = """
@@ -257,7 +261,7 @@ class _Recorder(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    do_GET = do_POST = do_PUT = _answer
+    do_GET = do_POST = do_PUT = _answer  # noqa: N815 - http.server's method names
 
     def log_message(self, *args: object) -> None:  # quiet
         pass
