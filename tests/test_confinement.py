@@ -83,6 +83,15 @@ def test_escaping_store_path_is_br305(repo: Path, path: str) -> None:
     assert not report.ok
 
 
+@pytest.mark.parametrize("fmt", ["text", "github", "sarif"])
+def test_br305_in_every_output_format(
+    repo: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    set_store_path(repo, "../../escaped-store")
+    code, out, _ = run(capsys, "validate", "--repo", "registry", "--format", fmt)
+    assert code == 1 and "BR305" in out
+
+
 @pytest.mark.parametrize("path", ["chroma", "stores/dev", "${STORE_DIR}", "${STORE_DIR:chroma}"])
 def test_store_path_inside_is_valid(repo: Path, path: str) -> None:
     set_store_path(repo, path)
