@@ -222,7 +222,7 @@ def test_two_data_dirs_cannot_write_one_store_at_once(
     code, _, err = run(capsys, *args, "--store-root", str(tmp_path / "stores"))
     assert code == 1
     assert f"pid {holder.pid}" in err and "data-a" in err and "in use" in err
-    assert not (tmp_path / "data-b" / "ledger.sqlite").exists() or "Traceback" not in err
+    assert "Traceback" not in err
     assert holder.stdin is not None
     holder.stdin.close()
     holder.wait(timeout=60)
