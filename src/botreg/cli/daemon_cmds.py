@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from botreg.errors import BotregError, UsageError
+from botreg.validation import confinement
 
 __all__ = ["ask_daemon", "register"]
 
@@ -70,6 +71,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="F",
         help="bearer token the HTTP API requires (needed beyond loopback)",
     )
+    confinement.add_arguments(p)
     p.set_defaults(handler=run_sync)
 
     s = sub.add_parser("status", help="show the sync daemon's status")
@@ -102,6 +104,7 @@ def run_sync(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    confinement.set_store_policy(confinement.StorePolicy.from_args(args))  # read by the store
     listen = None if args.once or args.listen in ("", "off") else args.listen
     daemon = Daemon(
         SyncOptions(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botreg.errors import BotregError, UsageError
+from botreg.validation import confinement
 
 if TYPE_CHECKING:
     from botreg.knowledge.ingest import IngestionResult, KnowledgeIngestionManager
@@ -34,6 +35,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="where the ledger and the embedded store live (default: .botreg)",
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
+    confinement.add_arguments(p)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -114,13 +116,15 @@ def _manager(
         known = ", ".join(sorted(p.stem for p in (repo / "environments").glob("*.yaml")))
         raise UsageError(f"environment not found: {env_file} (available: {known or 'none'})")
     try:
-        environment = load_fast(env_file.read_text(encoding="utf-8"))
-    except (YamlLoadError, UnicodeDecodeError) as exc:
+        raw = confinement.read_registry_file(repo, f"environments/{args.env}.yaml")
+        environment = load_fast(raw.decode("utf-8"))
+    except (YamlLoadError, UnicodeDecodeError, OSError) as exc:
         raise BotregError(f"{env_file}: {exc}; run `botreg validate`") from None
     settings = KnowledgeSettings.from_environment(environment)
     data_dir = DataDir(args.data_dir)
+    policy = confinement.StorePolicy.from_args(args)
     with data_dir.locked(f"botreg {args.command}"):
-        store = ChromaStore(settings.store, data_dir.root)
+        store = ChromaStore(settings.store, data_dir.root, policy)
         ledger = Ledger(data_dir.ledger)
         try:
             yield KnowledgeIngestionManager(

@@ -33,13 +33,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _load(repo: Path, rel: str, what: str, choices: list[str]) -> Any:
     from botreg.registry.content import ContentError, decode_utf8
     from botreg.registry.yamlio import YamlLoadError, load_fast
+    from botreg.validation.confinement import read_registry_file
 
-    path = repo / rel
-    if not path.is_file():
-        known = ", ".join(choices) or "none"
-        raise UsageError(f"{what} not found: {rel} (available: {known})")
     try:
-        data = load_fast(decode_utf8(path.read_bytes()))
+        # never through a symlink: it could print a file from outside the registry
+        raw = read_registry_file(repo, rel)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        known = ", ".join(choices) or "none"
+        raise UsageError(f"{what} not found: {rel} (available: {known})") from None
+    except OSError as exc:
+        raise BotregError(f"{rel}: cannot read the file: {exc.strerror or exc}") from None
+    try:
+        data = load_fast(decode_utf8(raw))
     except (YamlLoadError, ContentError) as exc:
         raise BotregError(f"{rel}:{exc}; run `botreg validate` for details") from None
     if not isinstance(data, dict):
@@ -49,10 +54,15 @@ def _load(repo: Path, rel: str, what: str, choices: list[str]) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve and print the config."""
+    from botreg.registry.layout import IDENTIFIER_RE
     from botreg.registry.yamlio import dump_roundtrip
     from botreg.resolve import resolve_config
     from botreg.secrets import mask_config
 
+    for value, what in ((args.bot_id, "BOT_ID"), (args.env, "--env")):
+        # a name, never a path: `../x` must not reach outside bots/ or environments/
+        if not IDENTIFIER_RE.fullmatch(value):
+            raise UsageError(f"{what} {value!r} is not a valid name ([a-z0-9][a-z0-9_-]{{0,62}})")
     repo = Path(args.repo)
     bots = sorted(p.stem for p in (repo / "bots").glob("*.yaml"))
     envs = sorted(p.stem for p in (repo / "environments").glob("*.yaml"))

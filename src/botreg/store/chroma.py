@@ -16,6 +16,13 @@ from typing import Any
 
 from botreg.errors import BotregError
 from botreg.store.settings import StoreSettings
+from botreg.validation.confinement import (
+    StoreLock,
+    StorePolicy,
+    check_store_host,
+    resolve_store_path,
+    store_policy,
+)
 
 __all__ = ["ChromaStore", "StoreUnavailableError", "collection_name"]
 
@@ -35,14 +42,47 @@ def _batches(count: int, size: int) -> Iterator[slice]:
 
 
 class ChromaStore:
-    """A Chroma client with batched writes."""
+    """A Chroma client with batched writes.
 
-    def __init__(self, settings: StoreSettings, data_dir: Path) -> None:
+    The operator's policy confines it (see `botreg.validation.confinement`): an
+    embedded store opens only inside the store root and is locked for as long
+    as it is open; an http store with headers opens only on a host the operator
+    named. These checks hold even if validation was bypassed.
+    """
+
+    def __init__(
+        self, settings: StoreSettings, data_dir: Path, policy: StorePolicy | None = None
+    ) -> None:
+        """Open the store an environment names.
+
+        Args:
+            settings: The environment's `knowledge.store`, variables expanded.
+            data_dir: The data dir (relative store paths are below it by default).
+            policy: The operator's policy; default: `store_policy()`.
+
+        Raises:
+            ConfinementError: for a store path outside the store root, or
+                credentials for a host the operator did not name.
+            StoreLockedError: if another process holds the embedded store.
+            StoreUnavailableError: if the store cannot be opened or reached.
+        """
         import chromadb
         from chromadb.config import Settings
 
-        chroma_settings = Settings(anonymized_telemetry=False)
+        policy = policy or store_policy()
+        # No `.env` of the working directory (a registry checkout may hold one),
+        # and no credentials from CHROMA_* variables: only what the environment
+        # file says, checked below, reaches the client.
+        chroma_settings = Settings(  # type: ignore[call-arg]  # pydantic-settings init keyword
+            _env_file=None,
+            anonymized_telemetry=False,
+            chroma_client_auth_provider=None,
+            chroma_client_auth_credentials=None,
+        )
         self.settings = settings
+        self._lock: StoreLock | None = None
+        if settings.type == "http":
+            check_store_host(settings.host, settings.port, bool(settings.headers), policy)
         try:
             if settings.type == "http":
                 kwargs: dict[str, Any] = {}
@@ -62,21 +102,30 @@ class ChromaStore:
                     f"{'https' if settings.ssl else 'http'}://{settings.host}:{settings.port}"
                 )
             else:
-                path = Path(settings.path)
-                # absolute: Chroma caches one client system per path string
-                path = (path if path.is_absolute() else data_dir / path).resolve()
+                # absolute and symlink-free: Chroma caches one client system per path string
+                path = resolve_store_path(settings.path, data_dir, policy)
                 path.mkdir(parents=True, exist_ok=True)
+                # again on the created folder: a link may have appeared on the way
+                path = resolve_store_path(str(path), data_dir, policy)
+                self._lock = StoreLock(path, f"data dir {Path(data_dir).resolve()}")
                 self.client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
                 self.location = str(path)
             self.batch_size = max(1, int(self.client.get_max_batch_size()))
         except BotregError:
+            self._release()
             raise
         except Exception as exc:  # connection refused, bad TLS, unreadable folder...
+            self._release()
             where = f"{settings.host}:{settings.port}" if settings.type == "http" else settings.path
             raise StoreUnavailableError(f"cannot open the Chroma store at {where}: {exc}") from None
 
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
     def close(self) -> None:
-        """Release the client (its database handles or HTTP connections)."""
+        """Release the client (its database handles or HTTP connections) and the store lock."""
         # chromadb's HTTP component does not close its httpx session when stopped:
         # close it here so long-running processes do not leak connections.
         sessions = [
@@ -89,6 +138,7 @@ class ChromaStore:
         for session in sessions:
             if session is not None:
                 session.close()
+        self._release()
 
     def collection(self, name: str, embedding_function: Any = None) -> Any:
         """Get or create a collection (cosine space)."""

@@ -86,6 +86,7 @@ RULES: dict[str, Rule] = _rules(
     Rule("BR302", "loopback-url", _E, "A localhost/loopback address in a portable value."),
     Rule("BR303", "inline-credential", _E, "A credential written inline (known token shape)."),
     Rule("BR304", "secret-like-value", _E, "A high-entropy value under a secret-like key."),
+    Rule("BR305", "store-path-escape", _E, "An embedded store path that leaves the data dir."),
     # cross-file
     Rule("BR401", "undefined-resource", _E, "A $resource that an environment does not define."),
     Rule("BR402", "unknown-domain", _E, "A knowledge domain that does not exist under knowledge/."),

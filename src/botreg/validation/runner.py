@@ -26,6 +26,7 @@ from botreg.registry.layout import (
 from botreg.registry.snapshot import Snapshot
 from botreg.registry.source import RegistrySource
 from botreg.registry.yamlio import load_roundtrip, position_of
+from botreg.validation.confinement import store_path_findings
 from botreg.validation.crossfile import (
     BotReferences,
     bot_references,
@@ -342,6 +343,7 @@ def _file_findings(snap: Snapshot, path: str) -> list[Finding]:
             Finding(path, issue.code, issue.message, pointer=issue.path)
             for issue in find_portability_issues(doc.data)
         ]
+    findings += store_path_findings(path, info.kind, doc.data)
     return findings
 
 
