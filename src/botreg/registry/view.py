@@ -377,9 +377,9 @@ class RegistryView:
         path = f"{ENVIRONMENTS_DIR}/{name}.yaml"
         if not IDENTIFIER_RE.fullmatch(name) or path not in self.snapshot.entries:
             known = ", ".join(self.environment_names()) or "none"
+            where = path if IDENTIFIER_RE.fullmatch(name) else f"{ENVIRONMENTS_DIR}/<name>.yaml"
             raise EnvironmentNotFoundError(
-                f"environment {name!r} not found: no {ENVIRONMENTS_DIR}/<name>.yaml for it "
-                f"in {self.label} (available: {known})"
+                f"environment not found: {name!r} (no {where} in {self.label}; available: {known})"
             )
         if self.snapshot.entries[path].is_symlink:
             raise EnvironmentInvalidError(
