@@ -365,3 +365,31 @@ def test_renames_in_and_out_of_the_selection(git_registry: Path) -> None:
         ("added", "knowledge/billing/back.md", ""),
         ("renamed", "knowledge/product/keys.csv", "knowledge/product/shortcuts.csv"),
     }
+
+
+def test_adding_or_deleting_a_domain_file_changes_the_selection(git_registry: Path) -> None:
+    repo = git_registry
+    repository = git.Repo(repo)
+    write(repo, "knowledge/billing/drafts/pricing.md", "# Pricing\n\nDraft.\n")
+    base = commit(repo, "a draft")
+    (repo / "knowledge/billing/_domain.yaml").unlink()
+    write(repo, "knowledge/product/_domain.yaml", "include: ['*.md']\n")
+    head = commit(repo, "billing: no globs; product: Markdown only")
+    files = [FileChange(*c) for c in tree_diff(repository, base, head)]
+    found = compute_changes(GitTreeSource(repository, base), GitTreeSource(repository, head), files)
+    assert {(c.domain, c.kind, c.path) for c in found.knowledge} == {
+        ("billing", "added", "knowledge/billing/drafts/pricing.md"),
+        ("product", "deleted", "knowledge/product/features.yaml"),
+        ("product", "deleted", "knowledge/product/release-notes.txt"),
+        ("product", "deleted", "knowledge/product/shortcuts.csv"),
+    }
+    assert {c.path for c in found.domains} == {
+        "knowledge/billing/_domain.yaml",
+        "knowledge/product/_domain.yaml",
+    }  # still announced as registry changes
+    first = compute_changes(
+        None,
+        GitTreeSource(repository, base),
+        [FileChange(*c) for c in tree_diff(repository, "", base)],
+    )
+    assert "knowledge/billing/drafts/pricing.md" not in {c.path for c in first.knowledge}

@@ -81,6 +81,12 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     """Compile a domain glob (see the module docstring) to a regex over relative paths.
 
     Never raises: a malformed class is read literally, an empty range matches nothing.
+
+    Args:
+        pattern: The glob, relative to the domain folder.
+
+    Returns:
+        A regex whose `match` is a whole-path match of a domain-relative POSIX path.
     """
     text = pattern
     while text.startswith(("/", "./")):
@@ -180,6 +186,10 @@ class DomainRules:
     def from_data(cls, data: Any, where: str = DOMAIN_FILE) -> DomainRules:
         """Rules from loaded `_domain.yaml` data (None: no file, every supported file).
 
+        Args:
+            data: The loaded document.
+            where: Its path, for messages.
+
         Raises:
             DomainConfigError: if `include` or `exclude` is not a list of strings, or
                 the document is not a mapping.
@@ -202,7 +212,11 @@ class DomainRules:
         return cls(lists[0], lists[1])
 
     def selects(self, relative: str) -> bool:
-        """True if a path relative to the domain folder is selected by the globs."""
+        """True if the globs select a file.
+
+        Args:
+            relative: The file's POSIX path relative to the domain folder.
+        """
         if self.include and not any(_compiled(p).match(relative) for p in self.include):
             return False
         return not any(_compiled(p).match(relative) for p in self.exclude)
@@ -368,6 +382,9 @@ class RegistryView:
     def environment(self, name: str) -> dict[str, Any]:
         """The data of `environments/<name>.yaml`.
 
+        Args:
+            name: The environment name (a file stem; anything else is not found).
+
         Raises:
             EnvironmentNotFoundError: if there is no such environment (or the name is
                 not an identifier): exit 2.
@@ -397,7 +414,11 @@ class RegistryView:
     def knowledge_settings(
         self, name: str, env: Mapping[str, str] | None = None
     ) -> KnowledgeSettings:
-        """The knowledge store and embedding of an environment, `${VAR}` expanded from `env`.
+        """The knowledge store and embedding of an environment, `${VAR}` expanded.
+
+        Args:
+            name: The environment name.
+            env: The variables to expand from (None: the process environment).
 
         Raises:
             EnvironmentNotFoundError: see `environment`.
