@@ -179,12 +179,18 @@ class GitRegistryBackend:
         """An environment file's data at the current commit.
 
         Raises:
-            BotregError: if the environment does not exist.
+            EnvironmentNotFoundError: if the environment does not exist.
+            EnvironmentInvalidError: if its file cannot be loaded or is not a mapping.
+            BotregError: if no commit was applied yet.
         """
-        data = self._read(self.commit(), f"environments/{name}.yaml")
-        if not isinstance(data, dict):
-            raise BotregError(f"environment {name!r} not found at {self.commit()[:12] or '-'}")
-        return data
+        from botreg.git.tree import GitTreeSource
+        from botreg.registry.view import RegistryView
+
+        commit = self.commit()
+        if not commit:
+            raise BotregError(f"environment {name!r} not found: no commit applied yet")
+        view = RegistryView(GitTreeSource(self._open(), commit, label=commit[:12]))
+        return view.environment(name)  # the daemon's, review's and the CLI's loading
 
     async def get(self, bot_id: str) -> Registration | None:
         return await asyncio.to_thread(lambda: self._registration(self.commit(), bot_id))

@@ -1,7 +1,10 @@
 """Two registry trees and the files that changed between them -> typed changes.
 
 One module for the daemon's change events and `botreg review`, so that what a
-review shows is exactly what the daemon will emit.
+review shows is exactly what the daemon will emit. Knowledge changes are about
+the files the ingester stores (`RegistryView.domain_files`): a file a domain's
+`_domain.yaml` excludes is no change, and an edit of `_domain.yaml` that newly
+includes or excludes files adds or deletes them.
 """
 
 from __future__ import annotations
@@ -13,8 +16,12 @@ from typing import Any
 from botreg.changes.keydiff import MISSING, KeyChange, diff_values
 from botreg.registry.content import ContentError, decode_utf8
 from botreg.registry.layout import FileKind, classify
+from botreg.registry.snapshot import Snapshot
 from botreg.registry.source import RegistrySource
+from botreg.registry.view import DomainConfigError, DomainRules, RegistryView
 from botreg.registry.yamlfast import YamlLoadError, load_fast
+
+Tree = RegistryView | RegistrySource | Snapshot
 
 __all__ = [
     "BotChange",
@@ -113,9 +120,7 @@ def _status(data: Any) -> str:
     return str(data.get("status", "")) if isinstance(data, dict) else ""
 
 
-def compute_changes(
-    old: RegistrySource | None, new: RegistrySource, files: Sequence[FileChange]
-) -> ChangeSet:
+def compute_changes(old: Tree | None, new: Tree, files: Sequence[FileChange]) -> ChangeSet:
     """Typed changes between two trees.
 
     Args:
@@ -123,34 +128,95 @@ def compute_changes(
         new: The new tree.
         files: The changed files (git's tree diff, renames detected).
     """
+    old_view = RegistryView.of(old) if old is not None else None
+    new_view = RegistryView.of(new)
     changes = ChangeSet()
+    touched: set[str] = set()
+    rules_changed: set[str] = set()  # domains whose _domain.yaml changed
     for file in files:
-        new_info = classify(file.path)
-        old_info = classify(file.old_path) if file.old_path else new_info
-        if FileKind.KNOWLEDGE in (new_info.kind, old_info.kind):
-            _knowledge(changes, file, new_info.ident or "", old_info.ident or "")
-            continue
-        if file.status == "R" and old_info.kind is not new_info.kind:
-            # renamed across kinds: the old one went, a new one came
-            _config(changes, old, new, FileChange("D", file.old_path, file.old_path))
-            _config(changes, old, new, FileChange("A", file.path))
-            continue
-        _config(changes, old, new, file)
+        touched.update(p for p in (file.path, file.old_path) if p)
+        for path in (file.path, file.old_path):
+            info = classify(path) if path else None
+            if info is not None and info.kind is FileKind.DOMAIN and info.ident:
+                rules_changed.add(info.ident)
+        _file(changes, old_view, new_view, file)
+    for domain in sorted(rules_changed):
+        # Files the diff does not list but the new rules select or drop.
+        before = set(_domain_files(old_view, domain))
+        after = set(_domain_files(new_view, domain))
+        for path in sorted(after - before - touched):
+            changes.knowledge.append(KnowledgeFileChange(domain, path, "added"))
+        for path in sorted(before - after - touched):
+            changes.knowledge.append(KnowledgeFileChange(domain, path, "deleted"))
     return changes
 
 
-def _knowledge(changes: ChangeSet, file: FileChange, domain: str, old_domain: str) -> None:
-    kinds = {"A": "added", "M": "modified", "D": "deleted", "R": "renamed"}
-    if file.status == "R" and domain != old_domain:  # moved to another domain
-        changes.knowledge.append(KnowledgeFileChange(old_domain, file.old_path, "deleted"))
-        changes.knowledge.append(KnowledgeFileChange(domain, file.path, "added"))
+def _file(
+    changes: ChangeSet, old: RegistryView | None, new: RegistryView, file: FileChange
+) -> None:
+    new_info = classify(file.path)
+    old_info = classify(file.old_path) if file.old_path else new_info
+    if file.status == "R" and old_info.kind is not new_info.kind:
+        # renamed across kinds: the old one went, a new one came
+        _file(changes, old, new, FileChange("D", file.old_path, file.old_path, file.old_blob))
+        _file(changes, old, new, FileChange("A", file.path, "", "", file.new_blob))
         return
-    target = old_domain if file.status == "D" else domain
-    changes.knowledge.append(
-        KnowledgeFileChange(
-            target, file.path, kinds[file.status], file.old_path if file.status == "R" else ""
-        )
-    )
+    if FileKind.KNOWLEDGE in (new_info.kind, old_info.kind):
+        _knowledge(changes, old, new, file, new_info.ident or "", old_info.ident or "")
+        return
+    _config(changes, old.source if old else None, new.source, file)
+
+
+def _ingested(view: RegistryView | None, path: str) -> bool:
+    """True if the ingester stores the file at `path` of `view`."""
+    if view is None or not path:
+        return False
+    try:
+        return view.is_ingested(path)
+    except DomainConfigError:
+        # A _domain.yaml that does not load is a validation error (the daemon never
+        # applies it); meanwhile review shows the files as if it had no globs.
+        return view.ingestible(path)
+
+
+def _domain_files(view: RegistryView | None, domain: str) -> list[str]:
+    if view is None:
+        return []
+    try:
+        return view.domain_files(domain)
+    except DomainConfigError:
+        return view.domain_files(domain, DomainRules())
+
+
+def _knowledge(
+    changes: ChangeSet,
+    old: RegistryView | None,
+    new: RegistryView,
+    file: FileChange,
+    domain: str,
+    old_domain: str,
+) -> None:
+    was = file.status != "A" and _ingested(old, file.old_path or file.path)
+    now = file.status != "D" and _ingested(new, file.path)
+    if not was and not now:
+        return  # excluded, unsupported or a link on both sides: the store never sees it
+    if file.status == "R":
+        if was and now and domain == old_domain:
+            changes.knowledge.append(
+                KnowledgeFileChange(domain, file.path, "renamed", file.old_path)
+            )
+            return
+        if was:  # moved away, to another domain or out of the selection
+            changes.knowledge.append(KnowledgeFileChange(old_domain, file.old_path, "deleted"))
+        if now:
+            changes.knowledge.append(KnowledgeFileChange(domain, file.path, "added"))
+        return
+    if was and now:
+        changes.knowledge.append(KnowledgeFileChange(domain, file.path, "modified"))
+    elif now:  # added, or newly selected (a link became a file, a type became supported)
+        changes.knowledge.append(KnowledgeFileChange(domain, file.path, "added"))
+    else:
+        changes.knowledge.append(KnowledgeFileChange(old_domain, file.path, "deleted"))
 
 
 def _config(

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from botreg.errors import BotregError, UsageError
+from botreg.errors import UsageError
 from botreg.validation import confinement
 
 if TYPE_CHECKING:
@@ -106,21 +106,12 @@ def _manager(
     from botreg.knowledge.ingest import KnowledgeIngestionManager
     from botreg.knowledge.ledger import Ledger
     from botreg.registry.source import WorkingTreeSource
-    from botreg.registry.yamlio import YamlLoadError, load_fast
+    from botreg.registry.view import RegistryView
     from botreg.store.chroma import ChromaStore
-    from botreg.store.settings import KnowledgeSettings
 
     repo = Path(args.repo)
-    env_file = repo / "environments" / f"{args.env}.yaml"
-    if not env_file.is_file():
-        known = ", ".join(sorted(p.stem for p in (repo / "environments").glob("*.yaml")))
-        raise UsageError(f"environment not found: {env_file} (available: {known or 'none'})")
-    try:
-        raw = confinement.read_registry_file(repo, f"environments/{args.env}.yaml")
-        environment = load_fast(raw.decode("utf-8"))
-    except (YamlLoadError, UnicodeDecodeError, OSError) as exc:
-        raise BotregError(f"{env_file}: {exc}; run `botreg validate`") from None
-    settings = KnowledgeSettings.from_environment(environment)
+    view = RegistryView(WorkingTreeSource(repo))
+    settings = view.knowledge_settings(args.env)  # the daemon's loading: same errors
     data_dir = DataDir(args.data_dir)
     policy = confinement.StorePolicy.from_args(args)
     with data_dir.locked(f"botreg {args.command}"):
@@ -128,7 +119,7 @@ def _manager(
         ledger = Ledger(data_dir.ledger)
         try:
             yield KnowledgeIngestionManager(
-                WorkingTreeSource(repo),
+                view.source,
                 store,
                 ledger,
                 settings.embedding,

@@ -55,6 +55,8 @@ def _load(repo: Path, rel: str, what: str, choices: list[str]) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Resolve and print the config."""
     from botreg.registry.layout import IDENTIFIER_RE
+    from botreg.registry.source import WorkingTreeSource
+    from botreg.registry.view import RegistryView
     from botreg.registry.yamlio import dump_roundtrip
     from botreg.resolve import resolve_config
     from botreg.secrets import mask_config
@@ -64,10 +66,10 @@ def run(args: argparse.Namespace) -> int:
         if not IDENTIFIER_RE.fullmatch(value):
             raise UsageError(f"{what} {value!r} is not a valid name ([a-z0-9][a-z0-9_-]{{0,62}})")
     repo = Path(args.repo)
+    view = RegistryView(WorkingTreeSource(repo))  # checks the folder exists (exit 2)
     bots = sorted(p.stem for p in (repo / "bots").glob("*.yaml"))
-    envs = sorted(p.stem for p in (repo / "environments").glob("*.yaml"))
     config = _load(repo, f"bots/{args.bot_id}.yaml", "bot", bots)
-    environment = _load(repo, f"environments/{args.env}.yaml", "environment", envs)
+    environment = view.environment(args.env)  # the daemon's and review's loading
     resolved = resolve_config(config, environment)
     if not args.show_secrets:
         resolved = mask_config(resolved)

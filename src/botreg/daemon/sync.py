@@ -35,8 +35,7 @@ from botreg.git.mirror import Credentials, FetchError, GitMirror, redact_url
 from botreg.git.tree import GitTreeSource
 from botreg.knowledge.ingest import KnowledgeIngestionManager
 from botreg.knowledge.ledger import Ledger
-from botreg.registry.content import ContentError, decode_utf8
-from botreg.registry.yamlfast import YamlLoadError, load_fast
+from botreg.registry.view import RegistryView
 from botreg.store.chroma import ChromaStore
 from botreg.store.settings import KnowledgeSettings, StoreSettings
 from botreg.validation.runner import ResultCache, validate_registry
@@ -150,14 +149,10 @@ class Syncer:
         return self._store
 
     def _knowledge_settings(self, source: GitTreeSource) -> KnowledgeSettings:
-        path = f"environments/{self.options.environment}.yaml"
         try:
-            data = load_fast(decode_utf8(source.read(path)))
-        except FileNotFoundError:
-            raise _PhaseError("apply", f"{path} does not exist at {source.commit[:12]}") from None
-        except (ContentError, YamlLoadError) as exc:
-            raise _PhaseError("apply", f"{path}: {exc}") from None
-        return KnowledgeSettings.from_environment(data)
+            return RegistryView(source).knowledge_settings(self.options.environment)
+        except BotregError as exc:  # missing or unusable environment file
+            raise _PhaseError("apply", f"{exc} (at {source.commit[:12]})") from None
 
     # --- the cycle ---------------------------------------------------------------------
 

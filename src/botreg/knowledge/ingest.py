@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,9 +26,10 @@ from typing import Any
 from botreg.knowledge.chunkers import Chunk, chunk_file
 from botreg.knowledge.ledger import IngestionStatus, Ledger, StoredChunk
 from botreg.registry.content import ContentError
-from botreg.registry.layout import DOMAIN_FILE, KNOWLEDGE_DIR, FileKind, knowledge_type
+from botreg.registry.layout import knowledge_type
 from botreg.registry.snapshot import Snapshot
 from botreg.registry.source import RegistrySource
+from botreg.registry.view import RegistryView
 from botreg.store.chroma import ChromaStore, collection_name
 from botreg.store.settings import EmbeddingSettings
 
@@ -124,23 +124,6 @@ def chunk_id(domain: str, path: str, content_hash: str, occurrence: int) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    out = ""
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out, i = out + "(?:.*/)?", i + 3
-        elif pattern.startswith("**", i):
-            out, i = out + ".*", i + 2
-        elif pattern[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        elif pattern[i] == "?":
-            out, i = out + "[^/]", i + 1
-        else:
-            out, i = out + re.escape(pattern[i]), i + 1
-    return re.compile(out + r"\Z")
-
-
 class KnowledgeIngestionManager:
     """Ingests the knowledge domains of a registry tree into a Chroma store.
 
@@ -167,6 +150,7 @@ class KnowledgeIngestionManager:
         progress: Progress | None = None,
     ) -> None:
         self.snapshot = Snapshot(source)
+        self.view = RegistryView(self.snapshot)  # file selection: the daemon's and review's
         self.store = store
         self.ledger = ledger
         self.embedding = embedding
@@ -179,32 +163,15 @@ class KnowledgeIngestionManager:
 
     def domains(self) -> list[str]:
         """The knowledge domains of the registry tree."""
-        return sorted(self.snapshot.domains)
+        return self.view.domains()
 
     def domain_files(self, domain_id: str) -> list[str]:
-        """The ingestible files of a domain (supported types, `_domain.yaml` globs applied)."""
-        prefix = f"{KNOWLEDGE_DIR}/{domain_id}/"
-        config = (
-            self.snapshot.document(prefix + DOMAIN_FILE).data
-            if (prefix + DOMAIN_FILE) in self.snapshot.entries
-            else None
-        )
-        config = config if isinstance(config, dict) else {}
-        include = [_glob_regex(g) for g in config.get("include") or [] if isinstance(g, str)]
-        exclude = [_glob_regex(g) for g in config.get("exclude") or [] if isinstance(g, str)]
-        files = []
-        for path, info in self.snapshot.info.items():
-            if info.kind is not FileKind.KNOWLEDGE or info.ident != domain_id:
-                continue
-            if self.snapshot.entries[path].is_symlink or knowledge_type(path) is None:
-                continue
-            rel = path[len(prefix) :]
-            if include and not any(p.match(rel) for p in include):
-                continue
-            if any(p.match(rel) for p in exclude):
-                continue
-            files.append(path)
-        return sorted(files)
+        """The ingestible files of a domain (see `RegistryView.domain_files`).
+
+        Raises:
+            DomainConfigError: if the domain's `_domain.yaml` cannot be read.
+        """
+        return self.view.domain_files(domain_id)
 
     def domain_version(self, domain_id: str) -> str:
         """A version of a domain's content and embedding: equal versions, equal stores."""

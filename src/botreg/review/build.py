@@ -10,14 +10,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from botreg.changes import ChangeSet, FileChange, KeyChange, compute_changes
-from botreg.errors import UsageError
+from botreg.errors import BotregError, UsageError
 from botreg.git.diff import tree_diff
 from botreg.git.tree import GitTreeSource
 from botreg.knowledge.chunkers import chunk_file
-from botreg.registry.content import ContentError, decode_utf8
+from botreg.registry.content import ContentError
 from botreg.registry.layout import FileKind, classify
-from botreg.registry.snapshot import Snapshot
-from botreg.registry.yamlfast import YamlLoadError, load_fast
+from botreg.registry.view import RegistryView
 from botreg.secrets import mask_config
 from botreg.store.settings import EmbeddingSettings
 from botreg.validation.crossfile import bot_references
@@ -130,13 +129,6 @@ def _resolve(repo: Any, rev: str) -> str:
         raise UsageError(f"unknown revision {rev!r}") from None
 
 
-def _load(source: GitTreeSource, path: str) -> Any:
-    try:
-        return load_fast(decode_utf8(source.read(path)))
-    except (OSError, ContentError, YamlLoadError):
-        return None
-
-
 def _finding_key(finding: Any) -> tuple[str, str, str]:
     anchor = finding.json_pointer if finding.pointer is not None else finding.message
     return (finding.path, finding.code, anchor)
@@ -193,15 +185,23 @@ def _bot_review(bot: Any) -> BotReview:
     )
 
 
-def _chunk_hashes(source: GitTreeSource, snapshot: Snapshot, path: str) -> Counter[str]:
-    raw = source.read(path)
-    chunks = chunk_file(path, raw, snapshot.settings.chunking, snapshot.settings.limits)
+def _chunk_hashes(view: RegistryView, path: str) -> Counter[str]:
+    raw = view.source.read(path)
+    chunks = chunk_file(path, raw, view.settings.chunking, view.settings.limits)
     return Counter(c.content_hash for c in chunks)
 
 
-def _embedding(source: GitTreeSource, environment: str) -> str:
-    data = _load(source, f"environments/{environment}.yaml")
-    section = data.get("knowledge") if isinstance(data, dict) else None
+def _environment(view: RegistryView, name: str) -> dict[str, Any]:
+    """An environment's data, or {} if it is missing or unusable (validation says why)."""
+    try:
+        return view.environment(name)
+    except BotregError:
+        return {}
+
+
+def _embedding(view: RegistryView, environment: str) -> str:
+    data = _environment(view, environment)
+    section = data.get("knowledge")
     embedding = section.get("embedding") if isinstance(section, dict) else None
     if not isinstance(embedding, dict):
         return ""
@@ -210,12 +210,11 @@ def _embedding(source: GitTreeSource, environment: str) -> str:
 
 
 def _domains(
-    changes: ChangeSet, old: GitTreeSource, new: GitTreeSource, environment: str
+    changes: ChangeSet, old: RegistryView, new: RegistryView, environment: str
 ) -> tuple[list[DomainReview], list[str]]:
-    old_snap, new_snap = Snapshot(old), Snapshot(new)
     notes: list[str] = []
     reembed = _embedding(old, environment) != _embedding(new, environment)
-    rechunk = old_snap.settings.chunking != new_snap.settings.chunking
+    rechunk = old.settings.chunking != new.settings.chunking
     if rechunk:
         notes.append(
             "registry.yaml chunking settings changed: every knowledge file is "
@@ -229,9 +228,9 @@ def _domains(
         after: Counter[str] = Counter()
         try:
             if file.kind in ("modified", "deleted", "renamed"):
-                before = _chunk_hashes(old, old_snap, file.old_path or file.path)
+                before = _chunk_hashes(old, file.old_path or file.path)
             if file.kind in ("added", "modified", "renamed"):
-                after = _chunk_hashes(new, new_snap, file.path)
+                after = _chunk_hashes(new, file.path)
         except (ContentError, OSError) as exc:
             message = exc.message if isinstance(exc, ContentError) else str(exc)
             review.errors.append({"path": file.path, "message": message})
@@ -239,7 +238,7 @@ def _domains(
         review.chunks_added += sum((after - before).values())
         review.chunks_removed += sum((before - after).values())
         review.chunks_kept += sum((after & before).values())
-    domains = sorted(new_snap.domains | old_snap.domains)
+    domains = sorted({*new.domains(), *old.domains()})
     if reembed:
         for domain in domains:
             review = by_domain.setdefault(domain, DomainReview(domain, []))
@@ -251,10 +250,10 @@ def _domains(
 
 
 def _environments(
-    changes: ChangeSet, new: GitTreeSource, changed_bots: set[str]
+    changes: ChangeSet, new: RegistryView, changed_bots: set[str]
 ) -> list[EnvironmentReview]:
     reviews = []
-    new_snap = Snapshot(new)
+    new_snap = new.snapshot
     bot_refs: dict[str, set[tuple[str, str]]] | None = None
     for env in changes.environments:
         touched: set[tuple[str, str]] = set()
@@ -266,8 +265,8 @@ def _environments(
                 old = change.old if isinstance(change.old, Mapping) else {}
                 new_group = change.new if isinstance(change.new, Mapping) else {}
                 touched |= {(parts[1], str(n)) for n in {*old, *new_group}}
-        data = _load(new, env.path) or {}
-        resources = data.get("resources", {}) if isinstance(data, dict) else {}
+        data = _environment(new, env.name) if env.kind != "deleted" else {}
+        resources = data.get("resources", {})
         values = []
         for rtype, name in sorted(touched):
             group = resources.get(rtype) if isinstance(resources, Mapping) else None
@@ -315,9 +314,10 @@ def build_review(
     old = GitTreeSource(repo, base_sha, label=f"{base}@{base_sha[:12]}")
     new = GitTreeSource(repo, head_sha, label=f"{head}@{head_sha[:12]}")
     files = [FileChange(*c) for c in tree_diff(repo, base_sha, head_sha)]
-    changes = compute_changes(old, new, files)
+    old_view, new_view = RegistryView(old), RegistryView(new)
+    changes = compute_changes(old_view, new_view, files)
 
-    head_report: Report = validate_registry(new)
+    head_report: Report = validate_registry(new)  # its own snapshot: the hook's exact check
     base_keys = {_finding_key(f) for f in validate_registry(old).findings}
     findings = [
         {
@@ -332,8 +332,8 @@ def build_review(
         for f in head_report.findings
     ]
     bots = [_bot_review(bot) for bot in changes.bots]
-    domains, notes = _domains(changes, old, new, environment)
-    environments = _environments(changes, new, {b.bot_id for b in bots})
+    domains, notes = _domains(changes, old_view, new_view, environment)
+    environments = _environments(changes, new_view, {b.bot_id for b in bots})
     registry = [
         {"path": r.path, "kind": r.kind, "changes": [c.to_dict() for c in r.changes]}
         for r in changes.registry + changes.domains
