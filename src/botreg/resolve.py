@@ -3,27 +3,54 @@
 Two steps, in this order:
 1. every `{"$resource": <name>, "type": <type>}` is replaced by a copy of
    `resources.<type>.<name>` from the environment file;
-2. every `${VAR}` / `${VAR:default}` is expanded from the process environment
-   (the default applies when VAR is unset or empty; `$${` writes a literal `${`).
+2. every `${VAR}` / `${VAR:default}` is expanded from the variables given (by
+   default the process environment; the daemon passes only the variables the
+   operator allows, see `allowed_environ`). The default applies when VAR is
+   unset or empty; `$${` writes a literal `${`.
 A value that is exactly one reference takes the type the text spells
 (`port: ${PG_PORT:5432}` becomes the integer 5432).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from botreg.errors import ResolutionError
 from botreg.registry.yamlio import dotted_path
 
-__all__ = ["expand_variables", "resolve_config", "resolve_resources"]
+__all__ = ["allowed_environ", "expand_variables", "resolve_config", "resolve_resources"]
 
 _REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 _INT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+
+
+def allowed_environ(
+    patterns: Iterable[str], environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The variables of `environ` whose name matches one of `patterns` (fnmatch).
+
+    Whoever can commit writes the `${VAR}` references; a daemon that expanded
+    them from its whole environment would hand its own secrets
+    (`${AWS_SECRET_ACCESS_KEY}`) to anyone who can read its API. So a daemon
+    expands only what the operator allows (`--allow-env 'BOTREG_*'`); any other
+    variable reads as unset (its default applies, or it is reported missing).
+
+    Args:
+        patterns: Shell-style name patterns, case-sensitive; none allows nothing.
+        environ: The variables to choose from (default: the process environment).
+    """
+    source = os.environ if environ is None else environ
+    wanted = tuple(patterns)
+    return {
+        name: value
+        for name, value in source.items()
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in wanted)
+    }
 
 
 def resolve_resources(config: Any, resources: Mapping[str, Any]) -> Any:

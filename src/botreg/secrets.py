@@ -244,7 +244,7 @@ def mask_value(value: Any, key: object = None) -> Any:
     return value
 
 
-def _mask_key(key: Any, taken: set[Any]) -> Any:
+def _mask_key(key: Any, taken: Mapping[Any, Any]) -> Any:
     """A key whose name is itself a token is masked (numbered if several are)."""
     if not isinstance(key, str):
         return key
@@ -270,7 +270,7 @@ def mask_config(data: Any, *, _key: object = None) -> Any:
         if isinstance(node, Mapping):
             out: dict[Any, Any] = {}
             for k, v in node.items():
-                name = _mask_key(k, set(out))
+                name = _mask_key(k, out)
                 out[name] = None
                 stack.append((out, name, v, k))
             target[slot] = out

@@ -70,6 +70,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="F",
         help="bearer token the HTTP API requires (needed beyond loopback)",
     )
+    p.add_argument(
+        "--allow-env",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="variables ${VAR} in bot configs may read (fnmatch, repeatable, e.g. 'BOTREG_*'; "
+        "default: none, so a commit cannot read the daemon's environment)",
+    )
     p.set_defaults(handler=run_sync)
 
     s = sub.add_parser("status", help="show the sync daemon's status")
@@ -97,11 +105,15 @@ def run_sync(args: argparse.Namespace) -> int:
         path = getattr(args, name)
         if path is not None and not path.is_file():
             raise UsageError(f"--{name.replace('_', '-')} {path}: no such file")
+    from botreg.secrets import RedactingFilter
+
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:  # no credential in any log line
+        handler.addFilter(RedactingFilter())
     listen = None if args.once or args.listen in ("", "off") else args.listen
     daemon = Daemon(
         SyncOptions(
@@ -121,6 +133,7 @@ def run_sync(args: argparse.Namespace) -> int:
             args.webhook_secret_file,
             args.max_failures,
             args.api_token_file,
+            allow_env=tuple(args.allow_env),
         ),
     )
     return daemon.run_once() if args.once else daemon.run()

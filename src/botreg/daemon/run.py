@@ -53,6 +53,7 @@ class DaemonOptions:
     webhook_secret_file: Path | None = None
     max_failures: int | None = None
     api_token_file: Path | None = None
+    allow_env: tuple[str, ...] = ()  # fnmatch patterns of variables ${VAR} may read
 
 
 def _parse_listen(listen: str) -> tuple[str, int]:
@@ -263,7 +264,7 @@ class Daemon:
         """Every bot at the applied commit, resolved for the daemon's environment, masked."""
         from botreg.api.git_backend import GitRegistryBackend
         from botreg.errors import BotregError
-        from botreg.resolve import resolve_config
+        from botreg.resolve import allowed_environ, resolve_config
         from botreg.secrets import mask_config
 
         backend = GitRegistryBackend(data_dir=self.data.root)  # per request: per thread
@@ -277,7 +278,8 @@ class Daemon:
             for r in registrations:
                 item: dict[str, Any] = {"bot_id": r.bot_id, "status": r.status, "commit": r.commit}
                 try:
-                    item["config"] = mask_config(resolve_config(r.config, environment))
+                    env = allowed_environ(self.options.allow_env)  # never all of ours
+                    item["config"] = mask_config(resolve_config(r.config, environment, env))
                 except BotregError as exc:  # e.g. a variable this daemon does not have
                     item["config"] = mask_config(r.config)
                     item["error"] = str(exc)
