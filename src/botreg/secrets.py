@@ -184,6 +184,11 @@ def looks_high_entropy(value: str) -> bool:
     return classes >= 2 and _entropy(stripped) >= 3.5
 
 
+def _masked_default(match: re.Match[str]) -> str:
+    name, default = match.group(1), match.group(2)
+    return f"${{{name}:{MASK}}}" if default else match.group(0)
+
+
 def _secret_default(match: re.Match[str]) -> str:
     name, default = match.group(1), match.group(2)
     if not default:
@@ -234,10 +239,9 @@ def mask_value(value: Any, key: object = None) -> Any:
     """
     if isinstance(value, str):
         if is_secret_key(key) and value:
-            whole = _ENV_REF_RE.fullmatch(value)
-            if whole is None:
-                return MASK
-            return f"${{{whole.group(1)}:{MASK}}}" if whole.group(2) else value
+            if _ENV_REF_RE.sub("", value).strip():
+                return MASK  # text besides references: the secret itself, or part of it
+            return _ENV_REF_RE.sub(_masked_default, value)
         return mask_text(value)
     if is_secret_key(key) and value is not None and not isinstance(value, bool):
         return MASK
