@@ -469,3 +469,11 @@ def test_resolved_configs_are_not_in_reprs() -> None:
     config = resolve_config({"api_key": "${K}"}, {}, {"K": AWS_SECRET})
     assert leaks(repr(ResolvedConfig("b", config, "v1"))) == []
     assert leaks(repr(Registration("b", config))) == []
+
+
+def test_finding_messages_never_quote_a_token(registry: Path) -> None:
+    bot = registry / "bots/billing-assistant.yaml"
+    bot.write_text(f"{TOKEN_KEY}: 1\n" + bot.read_text())  # an unknown top-level key
+    report = validate(registry)
+    assert codes(report) == ["BR202"]
+    assert MASK in report.findings[0].message and leaks(report.findings[0].message) == []
