@@ -54,7 +54,7 @@ class Running:
     def __init__(self, source: str, data: Path, **options: Any) -> None:
         self.data = data
         self.daemon = Daemon(
-            SyncOptions(source, data_dir=data),
+            SyncOptions(source, data_dir=data, allow_env=options.pop("allow_env", ())),
             DaemonOptions(**{"listen": "127.0.0.1:0", **options}),
         )
         self.code: int | None = None

@@ -150,7 +150,7 @@ class Running:
 
     def __init__(self, source: str, data: Path, **options: Any) -> None:
         self.daemon = Daemon(
-            SyncOptions(source, data_dir=data),
+            SyncOptions(source, data_dir=data, allow_env=options.pop("allow_env", ())),
             DaemonOptions(**{"listen": "127.0.0.1:0", "interval": 3600, **options}),
         )
         self.thread = threading.Thread(target=self.daemon.run, daemon=True)
@@ -477,3 +477,26 @@ def test_finding_messages_never_quote_a_token(registry: Path) -> None:
     report = validate(registry)
     assert codes(report) == ["BR202"]
     assert MASK in report.findings[0].message and leaks(report.findings[0].message) == []
+
+
+@pytest.mark.parametrize(("allow", "store"), [((), "chroma"), (("STORE_*",), "from-env")])
+def test_knowledge_settings_read_only_allowed_variables(
+    git_registry: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    allow: tuple[str, ...],
+    store: str,
+) -> None:
+    from sync_helpers import SyncHarness
+
+    monkeypatch.setenv("STORE_DIR", "from-env")  # in the daemon's environment
+    env = git_registry / "environments/development.yaml"
+    env.write_text(env.read_text().replace("path: chroma", "path: ${STORE_DIR:chroma}"))
+    commit(git_registry)
+    harness = SyncHarness(git_registry.as_uri(), tmp_path / "data", allow_env=allow)
+    try:
+        assert harness.sync().result == "synced"
+    finally:
+        harness.close()
+    stores = {p.name for p in (tmp_path / "data").iterdir() if p.name in ("chroma", "from-env")}
+    assert stores == {store}

@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="append",
         default=[],
         metavar="PATTERN",
-        help="variables ${VAR} in bot configs may read (fnmatch, repeatable, e.g. 'BOTREG_*'; "
+        help="variables ${VAR} in the registry may read (fnmatch, repeatable, e.g. 'BOTREG_*'; "
         "default: none, so a commit cannot read the daemon's environment)",
     )
     p.set_defaults(handler=run_sync)
@@ -123,6 +123,7 @@ def run_sync(args: argparse.Namespace) -> int:
             Path(args.data_dir),
             args.token_file,
             args.ssh_key_file,
+            allow_env=tuple(args.allow_env),
         ),
         DaemonOptions(
             args.interval,
@@ -133,7 +134,6 @@ def run_sync(args: argparse.Namespace) -> int:
             args.webhook_secret_file,
             args.max_failures,
             args.api_token_file,
-            allow_env=tuple(args.allow_env),
         ),
     )
     return daemon.run_once() if args.once else daemon.run()

@@ -53,7 +53,6 @@ class DaemonOptions:
     webhook_secret_file: Path | None = None
     max_failures: int | None = None
     api_token_file: Path | None = None
-    allow_env: tuple[str, ...] = ()  # fnmatch patterns of variables ${VAR} may read
 
 
 def _parse_listen(listen: str) -> tuple[str, int]:
@@ -278,7 +277,7 @@ class Daemon:
             for r in registrations:
                 item: dict[str, Any] = {"bot_id": r.bot_id, "status": r.status, "commit": r.commit}
                 try:
-                    env = allowed_environ(self.options.allow_env)  # never all of ours
+                    env = allowed_environ(self.sync_options.allow_env)  # never all of ours
                     item["config"] = mask_config(resolve_config(r.config, environment, env))
                 except BotregError as exc:  # e.g. a variable this daemon does not have
                     item["config"] = mask_config(r.config)

@@ -37,6 +37,7 @@ from botreg.knowledge.ingest import KnowledgeIngestionManager
 from botreg.knowledge.ledger import Ledger
 from botreg.registry.content import ContentError, decode_utf8
 from botreg.registry.yamlfast import YamlLoadError, load_fast
+from botreg.resolve import allowed_environ
 from botreg.store.chroma import ChromaStore
 from botreg.store.settings import KnowledgeSettings, StoreSettings
 from botreg.validation.runner import ResultCache, validate_registry
@@ -58,6 +59,7 @@ class SyncOptions:
     token_file: Path | None = None
     ssh_key_file: Path | None = None
     fetch_timeout: float = 300
+    allow_env: tuple[str, ...] = ()  # variables ${VAR} may read (fnmatch); none by default
 
 
 @dataclass
@@ -157,7 +159,8 @@ class Syncer:
             raise _PhaseError("apply", f"{path} does not exist at {source.commit[:12]}") from None
         except (ContentError, YamlLoadError) as exc:
             raise _PhaseError("apply", f"{path}: {exc}") from None
-        return KnowledgeSettings.from_environment(data)
+        # only what the operator allows: a commit must not read the daemon's environment
+        return KnowledgeSettings.from_environment(data, allowed_environ(self.options.allow_env))
 
     # --- the cycle ---------------------------------------------------------------------
 
