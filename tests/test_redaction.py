@@ -57,6 +57,7 @@ QUERY_TOKEN = "Q7vN2xLp9RkT4wZs"
 USERINFO_PASSWORD = "UserinfoPw77"
 ENV_PEM_LINE = "EnvPemBodyOnlyInTheDaemonEnv42"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYAwsSecret"
+ALLOWED_SECRET = "allowedForTheStoreOnly77"  # an allowed variable with a secret-like name
 SECRETS = (
     *PEM_LINES,
     UNTERMINATED,
@@ -66,6 +67,7 @@ SECRETS = (
     USERINFO_PASSWORD,
     ENV_PEM_LINE,
     AWS_SECRET,
+    ALLOWED_SECRET,
 )
 BAD_SOURCE = (
     f"https://deploy:{USERINFO_PASSWORD}@127.0.0.1:9/registry.git?private_token={QUERY_TOKEN}"
@@ -95,7 +97,8 @@ def plant(repo: Path) -> None:
             f"  mirror: https://deploy:{USERINFO_PASSWORD}@git.example.com/r.git"
             "  # botreg: ignore[BR303]\n"
             "  aws: ${AWS_SECRET_ACCESS_KEY:none}\n"
-            "  from_env: ${BOTREG_NOTES}\n",
+            "  from_env: ${BOTREG_NOTES}\n"
+            "  header: Bearer ${BOTREG_AUTH_HEADER}\n",
         )
     )
     guide = repo / "bots/product-guide.yaml"
@@ -200,6 +203,7 @@ def test_no_planted_secret_reaches_events_webhook_outbox_status_or_bots(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)  # the daemon's own secret
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-" + "a1B2" * 8)
     monkeypatch.setenv("BOTREG_NOTES", f"-----BEGIN PRIVATE KEY-----\n{ENV_PEM_LINE}\n")
+    monkeypatch.setenv("BOTREG_AUTH_HEADER", ALLOWED_SECRET)
     plant(git_registry)
     data = tmp_path / "data"
     receiver = Receiver()
@@ -224,6 +228,7 @@ def test_no_planted_secret_reaches_events_webhook_outbox_status_or_bots(
     assert metadata["aws"] == "none" and metadata["from_env"] == MASK
     assert metadata["db_password"] == MASK and metadata["pem_note"] == f"{MASK}\n"
     assert metadata["docs"].endswith(f"private_token={MASK}&ref=main")
+    assert metadata["header"] == f"Bearer {MASK}"  # allowed for the store, not published
     guide = next(b for b in json.loads(bots) if b["bot_id"] == "product-guide")
     assert "AWS_SECRET_ACCESS_KEY" in guide["error"]  # not allowed: unset, never its value
 

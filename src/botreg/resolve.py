@@ -21,8 +21,15 @@ from typing import Any
 
 from botreg.errors import ResolutionError
 from botreg.registry.yamlio import dotted_path
+from botreg.secrets import is_secret_key, mask_config
 
-__all__ = ["allowed_environ", "expand_variables", "resolve_config", "resolve_resources"]
+__all__ = [
+    "allowed_environ",
+    "expand_variables",
+    "resolve_config",
+    "resolve_for_display",
+    "resolve_resources",
+]
 
 _REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 _INT = re.compile(r"^[-+]?[0-9]+$")
@@ -164,3 +171,26 @@ def resolve_config(
     expanded = expand_variables(resolved, env)
     assert isinstance(expanded, dict)
     return expanded
+
+
+def resolve_for_display(
+    config: Mapping[str, Any],
+    environment: Mapping[str, Any],
+    allow: Iterable[str],
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A config resolved with only the allowed variables, masked for showing (GET /bots).
+
+    Values under secret-like keys are masked, and so is the value of every
+    allowed variable with a secret-like name (`CHROMA_AUTH_HEADER`) wherever a
+    committer placed it: allowing a variable for the store does not publish it.
+
+    Raises:
+        ResolutionError: for undefined resources or variables unset (or not allowed)
+            without a default.
+    """
+    env = allowed_environ(allow, environ)
+    resolved = resolve_config(config, environment, env)
+    secret_values = [value for name, value in env.items() if is_secret_key(name)]
+    masked: dict[str, Any] = mask_config(resolved, known=secret_values)
+    return masked

@@ -24,7 +24,7 @@ import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -261,11 +261,17 @@ def _mask_key(key: Any, taken: Mapping[Any, Any]) -> Any:
     return candidate
 
 
-def mask_config(data: Any, *, _key: object = None) -> Any:
+def mask_config(data: Any, *, known: Sequence[str] = (), _key: object = None) -> Any:
     """A copy of `data` with values under secret-like keys and known tokens masked.
 
     Keys whose name is itself a token are masked too. Iterative, so depth is no risk.
+
+    Args:
+        data: JSON-shaped data.
+        known: Secret values to mask wherever they appear (e.g. the values of
+            secret-named variables a config was resolved with).
     """
+    known = sorted({s for s in known if len(s) >= 4}, key=len, reverse=True)
     root: dict[str, Any] = {}
     # (container to fill, slot in it, value, key the value is under)
     stack: list[tuple[Any, Any, Any, object]] = [(root, "v", data, _key)]
@@ -283,7 +289,11 @@ def mask_config(data: Any, *, _key: object = None) -> Any:
             stack.extend((items, i, v, key) for i, v in enumerate(node))
             target[slot] = items
         else:
-            target[slot] = mask_value(node, key)
+            value = mask_value(node, key)
+            if known and isinstance(value, str):
+                for secret in known:
+                    value = value.replace(secret, MASK)
+            target[slot] = value
     return root["v"]
 
 
