@@ -54,7 +54,7 @@ class Running:
     def __init__(self, source: str, data: Path, **options: Any) -> None:
         self.data = data
         self.daemon = Daemon(
-            SyncOptions(source, data_dir=data),
+            SyncOptions(source, data_dir=data, allow_env=options.pop("allow_env", ())),
             DaemonOptions(**{"listen": "127.0.0.1:0", **options}),
         )
         self.code: int | None = None
@@ -552,7 +552,7 @@ def test_read_api_follows_the_seed_contract(
     running: Callable[..., Running], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-should-never-be-shown-0123456789")
-    d = running(interval=3600)
+    d = running(interval=3600, allow_env=("ANTHROPIC_*",))  # the operator allows it
     wait_for(lambda: completed(tmp_path / "data"))
     code, bots = d.get("/bots")
     assert code == 200 and [b["bot_id"] for b in bots] == [

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from botreg.errors import BotregError
+from botreg.secrets import redact_url
 
 __all__ = ["DataDir", "DataDirLockedError"]
 
@@ -52,9 +53,13 @@ class DataDir:
         return self.root / "lock"
 
     def holder(self) -> str:
-        """What the lock file says about its holder ('' if unknown)."""
+        """What the lock file says about its holder ('' if unknown), credentials masked.
+
+        Masked on reading too: a lock file written by an older botreg may hold a
+        `--source` URL with its userinfo.
+        """
         try:
-            return self.lock_file.read_text().strip()
+            return redact_url(self.lock_file.read_text(errors="replace").strip()[:1000])
         except OSError:
             return ""
 
@@ -78,7 +83,8 @@ class DataDir:
                 ) from None
             handle.seek(0)
             handle.truncate()
-            handle.write(f"pid {os.getpid()}: {what}\n")
+            # `what` names the command, often with its --source URL: never its credentials
+            handle.write(f"pid {os.getpid()}: {redact_url(what)}\n")
             handle.flush()
             yield
         finally:

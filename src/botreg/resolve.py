@@ -3,27 +3,61 @@
 Two steps, in this order:
 1. every `{"$resource": <name>, "type": <type>}` is replaced by a copy of
    `resources.<type>.<name>` from the environment file;
-2. every `${VAR}` / `${VAR:default}` is expanded from the process environment
-   (the default applies when VAR is unset or empty; `$${` writes a literal `${`).
+2. every `${VAR}` / `${VAR:default}` is expanded from the variables given (by
+   default the process environment; the daemon passes only the variables the
+   operator allows, see `allowed_environ`). The default applies when VAR is
+   unset or empty; `$${` writes a literal `${`.
 A value that is exactly one reference takes the type the text spells
 (`port: ${PG_PORT:5432}` becomes the integer 5432).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from botreg.errors import ResolutionError
 from botreg.registry.yamlio import dotted_path
+from botreg.secrets import is_secret_key, mask_config
 
-__all__ = ["expand_variables", "resolve_config", "resolve_resources"]
+__all__ = [
+    "allowed_environ",
+    "expand_variables",
+    "resolve_config",
+    "resolve_for_display",
+    "resolve_resources",
+]
 
 _REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 _INT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+
+
+def allowed_environ(
+    patterns: Iterable[str], environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The variables of `environ` whose name matches one of `patterns` (fnmatch).
+
+    Whoever can commit writes the `${VAR}` references; a daemon that expanded
+    them from its whole environment would hand its own secrets
+    (`${AWS_SECRET_ACCESS_KEY}`) to anyone who can read its API. So a daemon
+    expands only what the operator allows (`--allow-env 'BOTREG_*'`); any other
+    variable reads as unset (its default applies, or it is reported missing).
+
+    Args:
+        patterns: Shell-style name patterns, case-sensitive; none allows nothing.
+        environ: The variables to choose from (default: the process environment).
+    """
+    source = os.environ if environ is None else environ
+    wanted = tuple(patterns)
+    return {
+        name: value
+        for name, value in source.items()
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in wanted)
+    }
 
 
 def resolve_resources(config: Any, resources: Mapping[str, Any]) -> Any:
@@ -137,3 +171,26 @@ def resolve_config(
     expanded = expand_variables(resolved, env)
     assert isinstance(expanded, dict)
     return expanded
+
+
+def resolve_for_display(
+    config: Mapping[str, Any],
+    environment: Mapping[str, Any],
+    allow: Iterable[str],
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A config resolved with only the allowed variables, masked for showing (GET /bots).
+
+    Values under secret-like keys are masked, and so is the value of every
+    allowed variable with a secret-like name (`CHROMA_AUTH_HEADER`) wherever a
+    committer placed it: allowing a variable for the store does not publish it.
+
+    Raises:
+        ResolutionError: for undefined resources or variables unset (or not allowed)
+            without a default.
+    """
+    env = allowed_environ(allow, environ)
+    resolved = resolve_config(config, environment, env)
+    secret_values = [value for name, value in env.items() if is_secret_key(name)]
+    masked: dict[str, Any] = mask_config(resolved, known=secret_values)
+    return masked

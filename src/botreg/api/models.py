@@ -22,7 +22,7 @@ class Registration:
     """One registered bot: its portable config and where it comes from."""
 
     bot_id: str
-    config: dict[str, Any]
+    config: dict[str, Any] = field(repr=False)  # may hold secrets: never in a log line
     status: str = RegistrationStatus.ACTIVE
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -39,7 +39,7 @@ class ResolvedConfig:
     """A bot's config resolved for an environment, and its version (the commit)."""
 
     bot_id: str
-    config: dict[str, Any]
+    config: dict[str, Any] = field(repr=False)  # resolved: holds secrets, never in a log line
     version: str
     environment: str = ""
 

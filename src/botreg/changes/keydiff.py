@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from botreg.secrets import MASK, is_secret_key, mask_config, mask_text
+from botreg.secrets import mask_config, mask_text, mask_value
 
 __all__ = ["MISSING", "KeyChange", "diff_values"]
 
@@ -42,18 +42,10 @@ class KeyChange:
 def _mask(value: Any, key: object) -> Any:
     if value is MISSING:
         return None
-    if isinstance(value, str):
-        return (
-            MASK
-            if is_secret_key(key) and value and not value.startswith("${")
-            else mask_text(value)
-        )
     if isinstance(value, Mapping | list):
         masked = mask_config({key: value} if isinstance(key, str) else value)
         return masked[key] if isinstance(key, str) else masked
-    return (
-        MASK if is_secret_key(key) and value is not None and not isinstance(value, bool) else value
-    )
+    return mask_value(value, key)
 
 
 def _join(prefix: str, part: str | int) -> str:
@@ -61,6 +53,7 @@ def _join(prefix: str, part: str | int) -> str:
         return f"{prefix}[{part}]"
     if part.startswith("["):
         return f"{prefix}{part}"
+    part = mask_text(part)  # a key whose name is itself a token is shown masked
     return f"{prefix}.{part}" if prefix else part
 
 

@@ -72,6 +72,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="bearer token the HTTP API requires (needed beyond loopback)",
     )
     confinement.add_arguments(p)
+    p.add_argument(
+        "--allow-env",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="variables ${VAR} in the registry may read (fnmatch, repeatable, e.g. 'BOTREG_*'; "
+        "default: none, so a commit cannot read the daemon's environment)",
+    )
     p.set_defaults(handler=run_sync)
 
     s = sub.add_parser("status", help="show the sync daemon's status")
@@ -99,12 +107,16 @@ def run_sync(args: argparse.Namespace) -> int:
         path = getattr(args, name)
         if path is not None and not path.is_file():
             raise UsageError(f"--{name.replace('_', '-')} {path}: no such file")
+    from botreg.secrets import RedactingFilter
+
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     confinement.set_store_policy(confinement.StorePolicy.from_args(args))  # read by the store
+    for handler in logging.getLogger().handlers:  # no credential in any log line
+        handler.addFilter(RedactingFilter())
     listen = None if args.once or args.listen in ("", "off") else args.listen
     daemon = Daemon(
         SyncOptions(
@@ -114,6 +126,7 @@ def run_sync(args: argparse.Namespace) -> int:
             Path(args.data_dir),
             args.token_file,
             args.ssh_key_file,
+            allow_env=tuple(args.allow_env),
         ),
         DaemonOptions(
             args.interval,

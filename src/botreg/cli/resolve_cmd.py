@@ -27,6 +27,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--repo", default=".", metavar="DIR", help="registry root (default: .)")
     p.add_argument("--format", choices=("yaml", "json"), default="yaml")
     p.add_argument("--show-secrets", action="store_true", help="do not mask secret values")
+    p.add_argument(
+        "--allow-env",
+        action="append",
+        metavar="PATTERN",
+        help="expand ${VAR} only from variables matching PATTERN (fnmatch, repeatable); "
+        "default: your whole environment",
+    )
     p.set_defaults(handler=run)
 
 
@@ -58,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from botreg.registry.source import WorkingTreeSource
     from botreg.registry.view import RegistryView
     from botreg.registry.yamlio import dump_roundtrip
-    from botreg.resolve import resolve_config
+    from botreg.resolve import allowed_environ, resolve_config
     from botreg.secrets import mask_config
 
     for value, what in ((args.bot_id, "BOT_ID"), (args.env, "--env")):
@@ -70,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     bots = sorted(p.stem for p in (repo / "bots").glob("*.yaml"))
     config = _load(repo, f"bots/{args.bot_id}.yaml", "bot", bots)
     environment = view.environment(args.env)  # the daemon's and review's loading
-    resolved = resolve_config(config, environment)
+    # a person in their own shell: their environment, unless they narrow it
+    env = allowed_environ(args.allow_env) if args.allow_env is not None else None
+    resolved = resolve_config(config, environment, env)
     if not args.show_secrets:
         resolved = mask_config(resolved)
     if args.format == "json":

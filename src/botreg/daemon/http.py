@@ -18,7 +18,6 @@ signed /hooks/git needs `Authorization: Bearer <token>`.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import threading
 import time
@@ -29,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from botreg.daemon.hooks import verify_push
+from botreg.secrets import dumps_strict, mask_config, mask_text
 
 __all__ = ["DaemonHTTP"]
 
@@ -70,7 +70,13 @@ class DaemonHTTP:
                 body: str | dict[str, Any] | list[Any],
                 content_type: str = "application/json",
             ) -> None:
-                data = (body if isinstance(body, str) else json.dumps(body, indent=2)).encode()
+                # Every response is masked here, whatever handler built it: values under
+                # secret-like keys, PEM blocks, tokens, URL credentials; and strict JSON.
+                if isinstance(body, str):
+                    text = mask_text(body)
+                else:
+                    text = dumps_strict(mask_config(body), indent=2)
+                data = text.encode()
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
@@ -144,6 +150,7 @@ class DaemonHTTP:
                     except LookupError as exc:
                         self._send(404, {"error": str(exc)})
                     except Exception as exc:  # the store may be busy or unreachable
+                        logger.warning("query failed: %s: %s", type(exc).__name__, exc)
                         self._send(503, {"error": f"{type(exc).__name__}: {exc}"})
                 else:
                     self._send(404, {"error": "not found"})

@@ -263,7 +263,7 @@ class Daemon:
         """Every bot at the applied commit, resolved for the daemon's environment, masked."""
         from botreg.api.git_backend import GitRegistryBackend
         from botreg.errors import BotregError
-        from botreg.resolve import resolve_config
+        from botreg.resolve import resolve_for_display
         from botreg.secrets import mask_config
 
         backend = GitRegistryBackend(data_dir=self.data.root)  # per request: per thread
@@ -277,7 +277,9 @@ class Daemon:
             for r in registrations:
                 item: dict[str, Any] = {"bot_id": r.bot_id, "status": r.status, "commit": r.commit}
                 try:
-                    item["config"] = mask_config(resolve_config(r.config, environment))
+                    # only the variables the operator allows, never all of ours; masked
+                    allow = self.sync_options.allow_env
+                    item["config"] = resolve_for_display(r.config, environment, allow)
                 except BotregError as exc:  # e.g. a variable this daemon does not have
                     item["config"] = mask_config(r.config)
                     item["error"] = str(exc)

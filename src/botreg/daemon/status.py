@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from botreg.secrets import dumps_strict, mask_config, redact_url
+
 __all__ = ["CONDITIONS", "DaemonStatus"]
 
 CONDITIONS = ("Ready", "Reconciling", "Stalled", "FetchFailed", "ValidationFailed", "IngestFailed")
@@ -34,7 +36,7 @@ class DaemonStatus:
         self._lock = threading.Lock()
         previous = self._read(path)
         self.doc: dict[str, Any] = {
-            "source": source,
+            "source": redact_url(source),
             "branch": branch,
             "environment": environment,
             "pid": os.getpid(),
@@ -82,14 +84,20 @@ class DaemonStatus:
             return bool(self.doc["conditions"][name]["status"] == "True")
 
     def snapshot(self) -> dict[str, Any]:
-        """A copy of the document."""
+        """A copy of the document, secrets masked (what status.json and /status show).
+
+        Messages come from git, the store and the repository: any credential in
+        them (a URL's userinfo or token parameter, a key) is masked here, once.
+        """
         with self._lock:
-            copy: dict[str, Any] = json.loads(json.dumps(self.doc))
-        return copy
+            copy: dict[str, Any] = json.loads(dumps_strict(self.doc))
+        masked: dict[str, Any] = mask_config(copy)
+        masked["source"] = redact_url(str(masked.get("source", "")))
+        return masked
 
     def save(self) -> None:
         """Write the document atomically."""
-        data = json.dumps(self.snapshot(), indent=2, sort_keys=True)
+        data = dumps_strict(self.snapshot(), indent=2, sort_keys=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".status-")
         with os.fdopen(fd, "w") as handle:

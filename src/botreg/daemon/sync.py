@@ -36,6 +36,7 @@ from botreg.git.tree import GitTreeSource
 from botreg.knowledge.ingest import KnowledgeIngestionManager
 from botreg.knowledge.ledger import Ledger
 from botreg.registry.view import RegistryView
+from botreg.resolve import allowed_environ
 from botreg.store.chroma import ChromaStore
 from botreg.store.settings import KnowledgeSettings, StoreSettings
 from botreg.validation.runner import ResultCache, validate_registry
@@ -57,6 +58,7 @@ class SyncOptions:
     token_file: Path | None = None
     ssh_key_file: Path | None = None
     fetch_timeout: float = 300
+    allow_env: tuple[str, ...] = ()  # variables ${VAR} may read (fnmatch); none by default
 
 
 @dataclass
@@ -150,7 +152,10 @@ class Syncer:
 
     def _knowledge_settings(self, source: GitTreeSource) -> KnowledgeSettings:
         try:
-            return RegistryView(source).knowledge_settings(self.options.environment)
+            # only what the operator allows: a commit must not read the daemon's environment
+            return RegistryView(source).knowledge_settings(
+                self.options.environment, allowed_environ(self.options.allow_env)
+            )
         except BotregError as exc:  # missing or unusable environment file
             raise _PhaseError("apply", f"{exc} (at {source.commit[:12]})") from None
 

@@ -37,7 +37,7 @@ class EventLog:
                 handle.truncate(content.rfind(b"\n") + 1)
 
     def append(self, event: CloudEvent) -> None:
-        """Append one event durably."""
+        """Append one event durably (its JSON is redacted and strict: see CloudEvent)."""
         line = (event.to_json() + "\n").encode()
         with open(self.path, "ab") as handle:
             handle.write(line)

@@ -8,10 +8,11 @@ again with the same ids, and consumers deduplicate by id.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from botreg.secrets import dumps_strict, mask_config, redact_url
 
 __all__ = ["EVENT_TYPES", "CloudEvent", "event_id"]
 
@@ -52,6 +53,13 @@ class CloudEvent:
     data: dict[str, Any] = field(default_factory=dict)
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
 
+    def __post_init__(self) -> None:
+        # Redacted when created, so every sink (the log, stdout, the webhook and its
+        # outbox, Python subscribers) gets the same secret-free event.
+        object.__setattr__(self, "source", redact_url(self.source))
+        object.__setattr__(self, "subject", redact_url(self.subject))
+        object.__setattr__(self, "data", mask_config(self.data))
+
     def to_dict(self) -> dict[str, Any]:
         """The structured-mode JSON form."""
         doc: dict[str, Any] = {
@@ -68,8 +76,8 @@ class CloudEvent:
         return doc
 
     def to_json(self) -> str:
-        """One line of JSON."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        """One line of strict JSON (never a bare NaN), secrets masked."""
+        return dumps_strict(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> CloudEvent:

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from botreg.events.model import CloudEvent
-from botreg.git.mirror import redact_url
+from botreg.secrets import redact_url
 
 __all__ = ["WebhookSink", "signature"]
 
@@ -72,6 +72,7 @@ class WebhookSink:
         self._thread.start()
 
     def __call__(self, event: CloudEvent) -> None:
+        # to_json is redacted and strict: the outbox and the receiver see no secret
         body = event.to_json().encode()
         with self._lock:
             self._db.execute("INSERT INTO outbox (id, body) VALUES (?, ?)", (event.id, body))
@@ -143,7 +144,7 @@ class WebhookSink:
                     redact_url(self.url),
                     attempts + 1,
                     delay,
-                    exc,
+                    redact_url(str(exc)),
                 )
                 with self._lock:
                     self._db.execute(

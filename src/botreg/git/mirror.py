@@ -22,20 +22,15 @@ from pathlib import Path
 
 from botreg.errors import BotregError
 from botreg.git.diff import tree_diff
+from botreg.secrets import redact_url
 
 __all__ = ["FetchError", "GitMirror", "redact_url"]
 
 APPLIED_REF = "refs/botreg/applied"
-_CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 class FetchError(BotregError):
     """The branch could not be fetched."""
-
-
-def redact_url(text: str) -> str:
-    """Text with any `user:password@` of URLs removed."""
-    return _CREDENTIALS_IN_URL.sub("***@", text)
 
 
 @dataclass(frozen=True, slots=True)

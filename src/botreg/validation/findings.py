@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from botreg.secrets import mask_text
+
 __all__ = ["RULES", "Finding", "Rule", "Severity"]
 
 
@@ -50,6 +52,8 @@ class Finding:
     severity: Severity = field(default=Severity.ERROR)
 
     def __post_init__(self) -> None:
+        # messages quote keys and parser snippets from the repository: mask credentials
+        self.message = mask_text(self.message)
         rule = RULES.get(self.code)
         if rule is not None and self.severity is Severity.ERROR:
             self.severity = rule.severity
