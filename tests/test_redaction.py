@@ -505,3 +505,43 @@ def test_knowledge_settings_read_only_allowed_variables(
         harness.close()
     stores = {p.name for p in (tmp_path / "data").iterdir() if p.name in ("chroma", "from-env")}
     assert stores == {store}
+
+
+def test_source_url_credentials_are_not_stored_in_the_mirror(tmp_path: Path) -> None:
+    """Userinfo of an http(s) --source never lands in mirror.git/config; git still gets it."""
+    import base64
+    import http.server
+    import threading
+
+    from botreg.git.mirror import FetchError, GitMirror
+
+    seen: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        source = f"http://deploy:Sup3r%2FSecretPass@127.0.0.1:{port}/acme/registry.git"
+        mirror = GitMirror(tmp_path / "mirror.git", source, "main", timeout=20)
+        config = (tmp_path / "mirror.git" / "config").read_text()
+        assert "Sup3r" not in config and "deploy" not in config
+        assert f"http://127.0.0.1:{port}/acme/registry.git" in config
+        with pytest.raises(FetchError) as caught:
+            mirror.fetch()
+        assert "Sup3r" not in str(caught.value)
+    finally:
+        server.shutdown()
+        server.server_close()
+    expected = "Basic " + base64.b64encode(b"deploy:Sup3r/SecretPass").decode()
+    assert expected in seen  # the credential still reaches the git host, as a header

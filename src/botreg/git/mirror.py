@@ -5,7 +5,10 @@
   nor a rewritten branch can lose it (the next diff needs it).
 - Credentials come from files that are read again for every fetch (rotated
   tokens just work) and reach git through its environment, never its command
-  line, a URL, a log or an error message.
+  line, a URL, a log or an error message. Credentials written into an http(s)
+  `--source` URL are taken out of it too: the mirror's config holds the bare
+  URL, and the user name and password travel as an Authorization header in
+  git's environment, so nothing in the data dir stores them.
 - Lock files that a killed git left behind are removed before each fetch (the
   daemon holds the data dir lock, so no other git runs in the mirror).
 """
@@ -19,6 +22,7 @@ import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from botreg.errors import BotregError
 from botreg.git.diff import tree_diff
@@ -59,6 +63,7 @@ class GitMirror:
         self.branch = branch
         self.credentials = credentials or Credentials()
         self.timeout = timeout
+        self._userinfo: tuple[str, str] | None = None  # from an http(s) --source URL
         if (path / "HEAD").is_file():
             self.repo = git.Repo(path)
         else:
@@ -72,7 +77,15 @@ class GitMirror:
     def _url(self) -> str:
         source = self.source
         if "://" not in source and not re.match(r"^[\w.-]+@[\w.-]+:", source):
-            source = Path(source).resolve().as_uri()  # a local path
+            return Path(source).resolve().as_uri()  # a local path
+        parts = urlsplit(source)
+        if parts.scheme in ("http", "https") and parts.password is not None:
+            # never at rest in mirror.git/config: sent as a header at each fetch instead
+            self._userinfo = (unquote(parts.username or ""), unquote(parts.password))
+            host = parts.hostname or ""
+            host = f"[{host}]" if ":" in host else host
+            netloc = f"{host}:{parts.port}" if parts.port else host
+            return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
         return source
 
     @property
@@ -87,12 +100,16 @@ class GitMirror:
 
     def _environment(self) -> dict[str, str]:
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true"}
+        basic = ""
         if self.credentials.token_file is not None:
             try:
                 token = self.credentials.token_file.read_text().strip()
             except OSError as exc:
                 raise FetchError(f"cannot read the token file: {exc.strerror}") from None
             basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        elif self._userinfo is not None:
+            basic = base64.b64encode(":".join(self._userinfo).encode()).decode()
+        if basic:
             env.update(
                 {
                     "GIT_CONFIG_COUNT": "1",
