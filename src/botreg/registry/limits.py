@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from botreg.errors import UsageError
 
@@ -38,13 +38,13 @@ class ParseBounds(Protocol):
     """What a parser needs to know: nesting, value count and integer width."""
 
     @property
-    def max_depth(self) -> int: ...  # noqa: D102 - see Ceilings
+    def max_depth(self) -> int: ...
 
     @property
-    def max_values(self) -> int: ...  # noqa: D102 - see Ceilings
+    def max_values(self) -> int: ...
 
     @property
-    def max_int_bits(self) -> int: ...  # noqa: D102 - see Ceilings
+    def max_int_bits(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ class Ceilings:
             CeilingsError: If a variable is set to an invalid value.
         """
         env = os.environ if environ is None else environ
-        values: dict[str, int | float] = {}
+        values: dict[str, Any] = {}
         for spec in _SPECS:
             raw = env.get(spec.env)
             if raw is not None and raw.strip():
@@ -189,7 +189,7 @@ def apply_ceiling_arguments(args: argparse.Namespace) -> Ceilings:
         CeilingsError: If a flag or a variable has an invalid value.
     """
     ceilings = Ceilings.from_env()
-    values: dict[str, int | float] = {}
+    values: dict[str, Any] = {}
     for spec in _SPECS:
         raw = getattr(args, f"ceiling_{spec.name}", None)
         if raw is not None:

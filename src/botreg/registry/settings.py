@@ -94,7 +94,7 @@ class RegistrySettings:
     format_version: int = 1
     name: str = ""
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
-    limits: Limits = field(default_factory=lambda: effective_limits())
+    limits: Limits = field(default_factory=effective_limits)
     extra_folders: frozenset[str] = frozenset()
 
     @classmethod

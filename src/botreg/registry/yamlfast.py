@@ -389,9 +389,7 @@ def _build(parser: Any, bounds: ParseBounds) -> Any:
             if not isinstance(target, dict | list):
                 add(target, mark, 1, 0)
             elif id(target) in open_ids:
-                raise _problem(
-                    mark, "a YAML alias refers to its own anchor (recursive)", "BR104"
-                )
+                raise _problem(mark, "a YAML alias refers to its own anchor (recursive)", "BR104")
             else:
                 _, size, height = shapes[id(target)]
                 add(target, mark, size, height)
