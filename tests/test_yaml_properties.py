@@ -120,8 +120,10 @@ def test_anchors_aliases_and_merges_agree(values: list[str], style: int) -> None
 # Characters that steer the parser into its many states, plus ones that broke it.
 _YAMLISH = st.lists(
     st.sampled_from(
-        list("[]{}:,-&*!<>|'\"#?%@`~^.+ \t\n0123456789abexo")
-        + ["<<", "0o", "0x", ".inf", ".nan", "²", "\x00", "\ud800", "\ufeff", "\u2028", "é"]
+        [
+            *"[]{}:,-&*!<>|'\"#?%@`~^.+ \t\n0123456789abexo",
+            *("<<", "0o", "0x", ".inf", ".nan", "²", "\x00", "\ud800", "\ufeff", "\u2028", "é"),
+        ]
     ),
     max_size=40,
 ).map("".join)
