@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -34,7 +35,8 @@ from ruamel.yaml.events import (
     StreamEndEvent,
 )
 
-from botreg.registry.settings import effective_limits
+from botreg.registry.limits import current_ceilings
+from botreg.registry.settings import Limits
 
 if TYPE_CHECKING:
     from botreg.registry.limits import ParseBounds
@@ -339,7 +341,8 @@ def _build(parser: Any, bounds: ParseBounds) -> Any:
                 frame.container[key] = value
             frame.key = _NO_KEY
         frame.size += size
-        frame.height = max(frame.height, height + 1)
+        if height >= frame.height:  # (not max(): this runs for every value)
+            frame.height = height + 1
 
     while True:
         event = parser.get_event()
@@ -413,6 +416,15 @@ def _syntax_error(exc: MarkedYAMLError) -> YamlLoadError:
     return YamlLoadError([YamlProblem("BR101", f"invalid YAML: {problem}", line, col)])
 
 
+@lru_cache(maxsize=64)
+def _lowered(depth: int, values: int, bits: int, *lower: int) -> Limits:
+    return Limits(
+        max_depth=min(depth, lower[0]),
+        max_values=min(values, lower[1]),
+        max_int_bits=min(bits, lower[2]),
+    )
+
+
 def load_fast(text: str, bounds: ParseBounds | None = None) -> Any:
     """Load one YAML document into plain dicts, lists and scalars (YAML 1.2 core schema).
 
@@ -427,13 +439,15 @@ def load_fast(text: str, bounds: ParseBounds | None = None) -> Any:
             or infinity, nesting beyond `max_depth` or more than `max_values`
             values (aliases and merges expanded), or a recursive alias.
     """
-    limits = effective_limits(None)
+    limits: ParseBounds = current_ceilings()
     if bounds is not None:  # lower than the ceilings only
-        limits = replace(
-            limits,
-            max_depth=min(limits.max_depth, bounds.max_depth),
-            max_values=min(limits.max_values, bounds.max_values),
-            max_int_bits=min(limits.max_int_bits, bounds.max_int_bits),
+        limits = _lowered(
+            limits.max_depth,
+            limits.max_values,
+            limits.max_int_bits,
+            bounds.max_depth,
+            bounds.max_values,
+            bounds.max_int_bits,
         )
     try:
         if CParser is None:
