@@ -433,3 +433,43 @@ def test_registry_yaml_cannot_raise_its_own_limits(
     assert RegistrySettings.from_data(load_fast(settings.read_text())).limits == Limits(
         max_file_bytes=60000, max_decompressed_bytes=65536
     )
+
+
+def raise_limits_in_registry_yaml(registry: Path) -> None:
+    settings = registry / "registry.yaml"
+    settings.write_text(
+        settings.read_text()
+        .replace("max_decompressed_bytes: 52428800", "max_decompressed_bytes: 1073741824")
+        .replace("max_compression_ratio: 100", "max_compression_ratio: 100000")
+    )
+
+
+def test_the_snapshot_every_command_reads_has_clamped_limits(
+    registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # validate, review, ingest and sync all read limits through Snapshot.settings
+    from botreg.registry.snapshot import Snapshot
+
+    monkeypatch.setenv("BOTREG_MAX_DECOMPRESSED_BYTES", "65536")
+    raise_limits_in_registry_yaml(registry)
+    limits = Snapshot(WorkingTreeSource(registry)).settings.limits
+    assert (limits.max_decompressed_bytes, limits.max_compression_ratio) == (65536, 100.0)
+
+
+def test_a_daemon_cycle_keeps_the_ceilings_when_registry_yaml_raises_them(
+    git_registry: Path, tmp_path: Path
+) -> None:
+    raise_limits_in_registry_yaml(git_registry)
+    # inflates 5,000 times (a 2.5 MB stand-in for the observed 1 GiB bomb)
+    write(git_registry, "knowledge/billing/bomb.md.gz", gzip.compress(b"# A\n" + b"a" * 2_500_000))
+    commit(git_registry, "raise the limits and add a bomb")
+    harness = SyncHarness(git_registry.as_uri(), tmp_path / "data")
+    try:
+        result = harness.sync()
+        assert result.result == "rejected"
+        [rejected] = harness.events
+        assert [(f["path"], f["code"]) for f in rejected.data["findings"]] == [
+            ("knowledge/billing/bomb.md.gz", "BR503")
+        ]
+    finally:
+        harness.close()
