@@ -34,7 +34,7 @@ from botreg.registry.yamlfast import YamlLoadError, load_fast
 from botreg.validation.crossfile import iter_resource_refs
 from botreg.validation.portability import find_portability_issues, has_resource_references
 from botreg.validation.runner import Report, validate_registry
-from helpers import write
+from helpers import validate, write
 from sync_helpers import SyncHarness, commit
 
 BOT = "bots/product-guide.yaml"
@@ -473,3 +473,30 @@ def test_a_daemon_cycle_keeps_the_ceilings_when_registry_yaml_raises_them(
         ]
     finally:
         harness.close()
+
+
+def test_a_document_at_the_depth_bound_gets_the_same_findings_in_a_thread(registry: Path) -> None:
+    # Within the bound, every check runs (schema, portability, positions) on the
+    # deepest data the loader lets through: same findings on either thread.
+    leaf = "{api_key: sk-" + "a" * 40 + "}"
+    for _ in range(197):  # root + metadata's mapping + 197 + the leaf: 200 levels
+        leaf = f"{{k: {leaf}}}"
+    write(registry, "bots/deep.yaml", f"name: Deep\nstatus: enabled\nmetadata: {{d: {leaf}}}\n")
+    main_thread = validate_registry(WorkingTreeSource(registry), ["bots/deep.yaml"])
+    result: list[Report] = []
+    worker = threading.Thread(
+        target=lambda: result.append(
+            validate_registry(WorkingTreeSource(registry), ["bots/deep.yaml"])
+        )
+    )
+    worker.start()
+    worker.join()
+    [threaded] = result
+    codes = sorted(f.code for f in main_thread.findings)
+    assert "BR201" in codes and "BR303" in codes
+    assert [(f.code, f.line, f.column) for f in threaded.findings] == [
+        (f.code, f.line, f.column) for f in main_thread.findings
+    ]
+    write(registry, "bots/deep.yaml", f"name: Deep\nmetadata: {{d: {{k: {leaf}}}}}\n")
+    # one level more: refused at the `{` of level 201
+    assert found(validate(registry), "bots/deep.yaml") == [("BR101", 2, 11 + 4 * 199)]
