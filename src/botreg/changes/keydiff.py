@@ -74,8 +74,15 @@ def _match_key(old: list[Any], new: list[Any]) -> str | None:
     return None
 
 
+# A pending comparison (old, new, path, key), or a change to emit in its turn.
+_Task = tuple[Any, Any, str, object] | KeyChange
+
+
 def diff_values(old: Any, new: Any, path: str = "", key: object = None) -> list[KeyChange]:
     """Every changed key path between two values (masked).
+
+    The walk is iterative (an explicit stack of pending comparisons), so the
+    depth of a document cannot exhaust the stack of the daemon's worker thread.
 
     Args:
         old: The old value (`MISSING` if absent).
@@ -83,27 +90,46 @@ def diff_values(old: Any, new: Any, path: str = "", key: object = None) -> list[
         path: The path so far (dotted, `[name]` for matched list items).
         key: The mapping key holding these values (decides masking).
     """
-    if old is MISSING and new is MISSING:
-        return []
-    if old is MISSING:
-        return [KeyChange(path, "added", None, _mask(new, key))]
-    if new is MISSING:
-        return [KeyChange(path, "removed", _mask(old, key), None)]
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
-        changes: list[KeyChange] = []
-        for name in list(old) + [k for k in new if k not in old]:
-            changes += diff_values(
-                old.get(name, MISSING), new.get(name, MISSING), _join(path, str(name)), name
+    changes: list[KeyChange] = []
+    # A task is a pair to compare, or a change to emit once the pairs pushed
+    # after it are done (pushed in reverse: changes come out in document order).
+    todo: list[_Task] = [(old, new, path, key)]
+    while todo:
+        task = todo.pop()
+        if isinstance(task, KeyChange):
+            changes.append(task)
+            continue
+        a, b, where, name = task
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            names = list(a) + [k for k in b if k not in a]
+            todo.extend(
+                (a.get(n, MISSING), b.get(n, MISSING), _join(where, str(n)), n)
+                for n in reversed(names)
             )
-        return changes
-    if isinstance(old, list) and isinstance(new, list):
-        return _diff_lists(old, new, path, key)
+        elif isinstance(a, list) and isinstance(b, list):
+            todo.extend(reversed(_diff_lists(a, b, where, name)))
+        else:
+            change = _compare(a, b, where, name)
+            if change is not None:
+                changes.append(change)
+    return changes
+
+
+def _compare(old: Any, new: Any, path: str, key: object) -> KeyChange | None:
+    """The change between two values that are not both mappings or both lists."""
+    if old is MISSING and new is MISSING:
+        return None
+    if old is MISSING:
+        return KeyChange(path, "added", None, _mask(new, key))
+    if new is MISSING:
+        return KeyChange(path, "removed", _mask(old, key), None)
     if old == new and type(old) is type(new):
-        return []
-    return [KeyChange(path, "changed", _mask(old, key), _mask(new, key))]
+        return None
+    return KeyChange(path, "changed", _mask(old, key), _mask(new, key))
 
 
-def _diff_lists(old: list[Any], new: list[Any], path: str, key: object) -> list[KeyChange]:
+def _diff_lists(old: list[Any], new: list[Any], path: str, key: object) -> list[_Task]:
+    """What comparing two lists takes: changes and pairs still to compare, in order."""
     match = _match_key(old, new) if old and new else None
     if match is None:
         if old == new:
@@ -111,20 +137,19 @@ def _diff_lists(old: list[Any], new: list[Any], path: str, key: object) -> list[
         if sorted(map(repr, old)) == sorted(map(repr, new)):
             return [KeyChange(path, "reordered", _mask(old, key), _mask(new, key))]
         if len(old) == len(new):  # positional, item by item
-            changes: list[KeyChange] = []
-            for index, (a, b) in enumerate(zip(old, new, strict=True)):
-                changes += diff_values(a, b, _join(path, index), key)
-            return changes
+            return [
+                (a, b, _join(path, index), key)
+                for index, (a, b) in enumerate(zip(old, new, strict=True))
+            ]
         return [KeyChange(path, "changed", _mask(old, key), _mask(new, key))]
     old_by = {item[match]: item for item in old}
     new_by = {item[match]: item for item in new}
-    changes = []
-    for name in list(old_by) + [n for n in new_by if n not in old_by]:
-        changes += diff_values(
-            old_by.get(name, MISSING), new_by.get(name, MISSING), _join(path, f"[{name}]"), key
-        )
+    tasks: list[_Task] = [
+        (old_by.get(name, MISSING), new_by.get(name, MISSING), _join(path, f"[{name}]"), key)
+        for name in list(old_by) + [n for n in new_by if n not in old_by]
+    ]
     common_old = [n for n in old_by if n in new_by]
     common_new = [n for n in new_by if n in old_by]
     if common_old != common_new:
-        changes.append(KeyChange(path, "reordered", common_old, common_new))
-    return changes
+        tasks.append(KeyChange(path, "reordered", common_old, common_new))
+    return tasks

@@ -8,13 +8,20 @@ the data is JSON-shaped). Compared with ruamel's composer and constructor this
 is about twice as fast, reports every duplicate key with both positions in one
 pass, and cannot overflow the C stack on deeply nested input (ruamel's C
 composer recurses and crashes the interpreter on `[[[[...` 50,000 levels deep).
+
+Every document is bounded by the operator's ceilings (botreg.registry.limits)
+while it is built: nesting and value count with aliases and `<<` merges
+expanded (counted before anything is copied), integers within 64 bits, no NaN
+or infinity (registry data is JSON-shaped and ends up in JSON events).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import (
@@ -28,8 +35,15 @@ from ruamel.yaml.events import (
     StreamEndEvent,
 )
 
+from botreg.registry.limits import current_ceilings
+from botreg.registry.settings import Limits
+
+if TYPE_CHECKING:
+    from botreg.registry.limits import ParseBounds
+
 __all__ = ["MAX_DEPTH", "MAX_EXPANDED_NODES", "YamlLoadError", "YamlProblem", "load_fast"]
 
+# The default ceilings (see botreg.registry.limits; the operator can change them).
 # Bound of the document size once aliases are expanded: real configs stay far
 # below; a "billion laughs" document (nested aliases) goes far beyond.
 MAX_EXPANDED_NODES = 100_000
@@ -43,7 +57,7 @@ _YAML = "tag:yaml.org,2002:"
 class YamlProblem:
     """Why and where a YAML document cannot be loaded."""
 
-    code: str  # BR101 syntax, BR102 duplicate key, BR104 alias expansion
+    code: str  # BR101 syntax, BR102 duplicate key, BR104 alias expansion, BR107 number, BR108 size
     message: str
     line: int = 1
     column: int = 1
@@ -65,8 +79,12 @@ except ImportError:  # pragma: no cover - other interpreters use the pure parser
     CParser = None
 
 
-def _load_pure(text: str) -> Any:
-    """Without ruamel.yaml.clib: ruamel's pure safe loader (slower, same data shape)."""
+def _load_pure(text: str, bounds: ParseBounds) -> Any:  # pragma: no cover - other interpreters
+    """Without ruamel.yaml.clib: ruamel's pure safe loader (slower, same data shape).
+
+    Bounds are checked on the result, so a hostile document can cost more
+    here than with the C parser; CPython always has the C parser.
+    """
     import datetime
 
     from ruamel.yaml import YAML
@@ -80,12 +98,40 @@ def _load_pure(text: str) -> Any:
             return node.isoformat()
         return node
 
-    return plain(YAML(typ="safe", pure=True).load(text))
+    data = plain(YAML(typ="safe", pure=True).load(text))
+    _check_loaded(data, bounds)
+    return data
+
+
+def _check_loaded(data: Any, bounds: ParseBounds) -> None:  # pragma: no cover - pure loader
+    """Bounds of already-loaded data (iterative; shared containers counted per use)."""
+    half = 1 << (bounds.max_int_bits - 1)
+    todo: list[tuple[Any, int]] = [(data, 0)]
+    total = 0
+    while todo:
+        node, depth = todo.pop()
+        total += 1
+        if total > bounds.max_values:
+            raise YamlLoadError([YamlProblem("BR104", f"more than {bounds.max_values} values")])
+        if isinstance(node, dict | list):
+            if depth + 1 > bounds.max_depth:
+                raise YamlLoadError(
+                    [YamlProblem("BR101", f"nested deeper than {bounds.max_depth} levels")]
+                )
+            children = node.values() if isinstance(node, dict) else node
+            todo.extend((child, depth + 1) for child in children)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise YamlLoadError([YamlProblem("BR107", "NaN and infinity are not allowed")])
+        elif isinstance(node, int) and not isinstance(node, bool) and not -half <= node < half:
+            raise YamlLoadError([YamlProblem("BR107", "an integer is out of range")])
 
 
 _INT = re.compile(r"[-+]?[0-9]+\Z")
+_OCT = re.compile(r"0o[0-7]+\Z")
+_HEX = re.compile(r"0x[0-9a-fA-F]+\Z")
 _FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?\Z")
 _INF = re.compile(r"[-+]?\.(?:inf|Inf|INF)\Z")
+_NAN = frozenset({".nan", ".NaN", ".NAN"})
 _CONSTANTS: dict[str, Any] = {
     "~": None,
     "null": None,
@@ -97,36 +143,69 @@ _CONSTANTS: dict[str, Any] = {
     "false": False,
     "False": False,
     "FALSE": False,
-    ".nan": float("nan"),
-    ".NaN": float("nan"),
-    ".NAN": float("nan"),
 }
 
 
-def _plain(value: str) -> Any:
-    """Resolve a plain scalar by the YAML 1.2 core schema."""
+class _NumberError(Exception):
+    """A number the registry refuses (placed at its scalar by the caller)."""
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:12]}...{text[-6:]} ({len(text)} characters)"
+
+
+def _integer(value: str, digits: str, base: int, bits: int) -> int:
+    """An integer within the signed `bits` range (checked before converting a long string)."""
+    # More significant digits than bits: beyond the range in any base >= 2 (and
+    # int() of thousands of digits is refused by Python itself, or slow).
+    significant = digits.lstrip("0")
+    number = int(digits, base) if len(significant) <= bits else None
+    if number is not None and value.startswith("-"):
+        number = -number
+    half = 1 << (bits - 1)
+    if number is None or not -half <= number < half:
+        raise _NumberError(
+            f"integer {_short(value)} is outside the {bits}-bit range "
+            f"({-half} to {half - 1}): quote it to keep it as text"
+        )
+    return number
+
+
+def _plain(value: str, bits: int = 64) -> Any:
+    """Resolve a plain scalar by the YAML 1.2 core schema (integers within `bits`)."""
     if not value:
         return None
     if value[0] in "0123456789+-.":
         if _INT.match(value):
-            return int(value)
-        if value.startswith("0o") and value[2:].isdigit() and "8" not in value and "9" not in value:
-            return int(value[2:], 8)
-        if value.startswith("0x"):
-            try:
-                return int(value[2:], 16)
-            except ValueError:
-                return value
+            return _integer(value, value.lstrip("+-"), 10, bits)
+        if _OCT.match(value):
+            return _integer(value, value[2:], 8, bits)
+        if _HEX.match(value):
+            return _integer(value, value[2:], 16, bits)
         if _FLOAT.match(value):
-            return float(value)
+            number = float(value)
+            if math.isinf(number):
+                raise _NumberError(
+                    f"number {_short(value)} is too large to be a finite number: "
+                    "write a smaller one, or quote it to keep it as text"
+                )
+            return number
         if _INF.match(value):
-            return float("-inf") if value[0] == "-" else float("inf")
+            raise _NumberError(
+                f"{value} (infinity) is not allowed: registry data is JSON-shaped; "
+                "write a finite number, or quote it to keep it as text"
+            )
+    if value in _NAN:
+        raise _NumberError(
+            f"{value} (not a number) is not allowed: registry data is JSON-shaped; "
+            "write a number, or quote it to keep it as text"
+        )
     if value in _CONSTANTS:
         return _CONSTANTS[value]
     return value
 
 
-def _tagged(tag: str, value: str, mark: Any) -> Any:
+def _tagged(tag: str, value: str, mark: Any, bits: int) -> Any:
     if tag in ("!", f"{_YAML}str", f"{_YAML}timestamp"):
         return value
     kind = tag[len(_YAML) :] if tag.startswith(_YAML) else ""
@@ -137,10 +216,10 @@ def _tagged(tag: str, value: str, mark: Any) -> Any:
         "null": type(None),
     }
     if kind in expected:
-        resolved = _plain(value)
+        resolved = _plain(value, bits)
         if isinstance(resolved, expected[kind]) and (kind == "bool") == isinstance(resolved, bool):
             return float(resolved) if kind == "float" and isinstance(resolved, int) else resolved
-        raise _problem(mark, f"{value!r} is not a valid {kind}")
+        raise _problem(mark, f"{_short(value)!r} is not a valid {kind}")
     raise _problem(mark, f"unsupported tag {tag}: registry files hold plain data; remove it")
 
 
@@ -149,9 +228,13 @@ def _problem(mark: Any, message: str, code: str = "BR101") -> YamlLoadError:
 
 
 class _Frame:
-    """An open mapping or sequence while events are read."""
+    """An open mapping or sequence while events are read.
 
-    __slots__ = ("container", "first_seen", "key", "key_mark", "merges")
+    `size` and `height` describe it once aliases and merges are expanded:
+    values inside (itself included) and levels of nesting (itself included).
+    """
+
+    __slots__ = ("container", "first_seen", "height", "key", "key_mark", "merges", "size")
 
     def __init__(self, container: dict[Any, Any] | list[Any]) -> None:
         self.container = container
@@ -159,46 +242,96 @@ class _Frame:
         self.key_mark: Any = None
         self.first_seen: dict[Any, Any] = {}
         self.merges: list[tuple[Any, Any]] = []
+        self.size = 1
+        self.height = 1
 
 
 _NO_KEY = object()
 _MERGE = object()
 
 
-def _build(parser: Any) -> Any:
-    """Build data from the parser's events with an explicit stack (no recursion)."""
+def _build(parser: Any, bounds: ParseBounds) -> Any:
+    """Build data from the parser's events with an explicit stack (no recursion).
+
+    Every value is counted as it is added, aliases and merges by the size they
+    expand to, so a document beyond `bounds` is refused before it is built.
+    """
+    max_depth, max_values, bits = bounds.max_depth, bounds.max_values, bounds.max_int_bits
     anchors: dict[str, Any] = {}
+    # id of every closed container -> (container, expanded size, expanded height);
+    # the container is kept so its id cannot be reused while the entry exists.
+    shapes: dict[int, tuple[Any, int, int]] = {}
+    open_ids: set[int] = set()
     stack: list[_Frame] = []
     duplicates: list[YamlProblem] = []
     root: Any = None
     documents = 0
+    total = 0  # values in the document, aliases and merges expanded
+    expanded = False  # an alias or merge was used (decides the code of a breach)
 
-    def add(value: Any, mark: Any, *, plain_merge: bool = False) -> None:
+    def count(size: int, height: int, mark: Any) -> None:
+        nonlocal total
+        total += size
+        if total > max_values:
+            if expanded:
+                raise _problem(
+                    mark,
+                    f"aliases expand this document beyond {max_values} values; "
+                    "write the data out or use fewer nested aliases",
+                    "BR104",
+                )
+            raise _problem(
+                mark,
+                f"more than {max_values} values in one document (the operator's "
+                "ceiling max_values): split the file",
+                "BR108",
+            )
+        if len(stack) + height > max_depth:
+            if expanded:
+                raise _problem(
+                    mark,
+                    f"aliases nest this document deeper than {max_depth} levels; "
+                    "write the data out or use fewer nested aliases",
+                    "BR104",
+                )
+            raise _problem(mark, f"nested deeper than {max_depth} levels")
+
+    def add(value: Any, mark: Any, size: int, height: int, *, plain_merge: bool = False) -> None:
         nonlocal root
         if not stack:
+            count(size, height, mark)
             root = value
             return
         frame = stack[-1]
         if isinstance(frame.container, list):
+            count(size, height, mark)
             frame.container.append(value)
-        elif frame.key is _NO_KEY:  # this value is a key
+        elif frame.key is _NO_KEY:  # this value is a key (keys are not counted as values)
             if plain_merge:
                 frame.key = _MERGE
             elif isinstance(value, dict | list):
                 raise _problem(mark, "a mapping key must be a scalar, not a collection")
             else:
                 frame.key, frame.key_mark = value, mark
+            return
         elif frame.key is _MERGE:
+            # `<<: *base`: base's entries will be copied here when the mapping
+            # ends; they are counted now, before anything is copied. They sit
+            # one level (a list of mappings: two) above the merged value.
+            height = max(height - (2 if isinstance(value, list) else 1), 0)
+            count(size, height, mark)
             frame.merges.append((value, mark))
             frame.key = _NO_KEY
         else:
+            count(size, height, mark)
             key, first = frame.key, frame.first_seen.get(frame.key)
             if first is not None:
                 duplicates.append(
                     YamlProblem(
                         "BR102",
-                        f"duplicate key {str(key)!r}, first defined at line {first.line + 1}, "
-                        f"column {first.column + 1}: remove one of them (YAML allows one)",
+                        f"duplicate key {_short(str(key))!r}, first defined at line "
+                        f"{first.line + 1}, column {first.column + 1}: remove one of them "
+                        "(YAML allows one)",
                         frame.key_mark.line + 1,
                         frame.key_mark.column + 1,
                     )
@@ -207,33 +340,38 @@ def _build(parser: Any) -> Any:
                 frame.first_seen[key] = frame.key_mark
                 frame.container[key] = value
             frame.key = _NO_KEY
+        frame.size += size
+        if height >= frame.height:  # (not max(): this runs for every value)
+            frame.height = height + 1
 
     while True:
         event = parser.get_event()
         kind = type(event)
         mark = event.start_mark
         if kind is ScalarEvent:
-            if event.tag is None:
-                plain = event.implicit[0]
-                value = _plain(event.value) if plain else event.value
-            else:
-                plain = False
-                value = _tagged(event.tag, event.value, mark)
+            plain = event.tag is None and event.implicit[0]
+            try:
+                if event.tag is None:
+                    value = _plain(event.value, bits) if plain else event.value
+                else:
+                    value = _tagged(event.tag, event.value, mark, bits)
+            except _NumberError as exc:
+                raise _problem(mark, str(exc), "BR107") from None
             if event.anchor is not None:
                 anchors[event.anchor] = value
-            add(value, mark, plain_merge=plain and event.value == "<<")
+            add(value, mark, 1, 0, plain_merge=plain and event.value == "<<")
         elif kind is MappingStartEvent or kind is SequenceStartEvent:
             container: Any = {} if kind is MappingStartEvent else []
             if event.tag not in (None, "!", f"{_YAML}map", f"{_YAML}seq"):
                 raise _problem(mark, f"unsupported tag {event.tag}: use a plain mapping or list")
-            if len(stack) >= MAX_DEPTH:
-                raise _problem(mark, f"nested deeper than {MAX_DEPTH} levels")
             if event.anchor is not None:
                 anchors[event.anchor] = container
-            add(container, mark)  # before its content, so an alias inside sees it
+            add(container, mark, 1, 1)  # before its content, so an alias inside sees it
             stack.append(_Frame(container))
+            open_ids.add(id(container))
         elif kind is MappingEndEvent or kind is SequenceEndEvent:
             frame = stack.pop()
+            open_ids.discard(id(frame.container))
             for source, source_mark in frame.merges:  # `<<: *base`: keys not set here
                 sources = source if isinstance(source, list) else [source]
                 for item in sources:
@@ -241,10 +379,23 @@ def _build(parser: Any) -> Any:
                         raise _problem(source_mark, "`<<` merges a mapping (or a list of mappings)")
                     for name, value in item.items():
                         frame.container.setdefault(name, value)  # type: ignore[union-attr]
+            shapes[id(frame.container)] = (frame.container, frame.size, frame.height)
+            if stack:  # the parent counted this container as 1 value, 1 level when it opened
+                parent = stack[-1]
+                parent.size += frame.size - 1
+                parent.height = max(parent.height, frame.height + 1)
         elif kind is AliasEvent:
             if event.anchor not in anchors:
                 raise _problem(mark, f"unknown alias *{event.anchor}")
-            add(anchors[event.anchor], mark)
+            expanded = True
+            target = anchors[event.anchor]
+            if not isinstance(target, dict | list):
+                add(target, mark, 1, 0)
+            elif id(target) in open_ids:
+                raise _problem(mark, "a YAML alias refers to its own anchor (recursive)", "BR104")
+            else:
+                _, size, height = shapes[id(target)]
+                add(target, mark, size, height)
         elif kind is DocumentStartEvent:
             documents += 1
             if documents > 1:
@@ -265,64 +416,54 @@ def _syntax_error(exc: MarkedYAMLError) -> YamlLoadError:
     return YamlLoadError([YamlProblem("BR101", f"invalid YAML: {problem}", line, col)])
 
 
-def load_fast(text: str) -> Any:
+@lru_cache(maxsize=64)
+def _lowered(depth: int, values: int, bits: int, *lower: int) -> Limits:
+    return Limits(
+        max_depth=min(depth, lower[0]),
+        max_values=min(values, lower[1]),
+        max_int_bits=min(bits, lower[2]),
+    )
+
+
+def load_fast(text: str, bounds: ParseBounds | None = None) -> Any:
     """Load one YAML document into plain dicts, lists and scalars (YAML 1.2 core schema).
+
+    Args:
+        text: The document.
+        bounds: Nesting, value count and integer width allowed (default: the
+            operator's ceilings in force); never above the ceilings.
 
     Raises:
         YamlLoadError: on a syntax error, duplicate keys (all of them), several
-            documents, unsupported tags, or aliases that expand beyond
-            `MAX_EXPANDED_NODES`.
+            documents, unsupported tags, an integer beyond `max_int_bits`, NaN
+            or infinity, nesting beyond `max_depth` or more than `max_values`
+            values (aliases and merges expanded), or a recursive alias.
     """
+    limits: ParseBounds = current_ceilings()
+    if bounds is not None:  # lower than the ceilings only
+        limits = _lowered(
+            limits.max_depth,
+            limits.max_values,
+            limits.max_int_bits,
+            bounds.max_depth,
+            bounds.max_values,
+            bounds.max_int_bits,
+        )
     try:
         if CParser is None:
-            data = _load_pure(text)
-        else:
-            parser = CParser(text)
-            try:
-                data = _build(parser)
-            finally:
-                parser.dispose()
+            return _load_pure(text, limits)
+        parser = CParser(text)
+        try:
+            return _build(parser, limits)
+        finally:
+            parser.dispose()
     except MarkedYAMLError as exc:
         raise _syntax_error(exc) from None
     except YAMLError as exc:
         raise YamlLoadError([YamlProblem("BR101", f"invalid YAML: {exc}")]) from None
-    except RecursionError:
+    except UnicodeEncodeError as exc:  # a lone surrogate: not text a file can hold
+        raise YamlLoadError(
+            [YamlProblem("BR103", f"not valid Unicode text ({exc.reason}); re-save as UTF-8")]
+        ) from None
+    except RecursionError:  # pragma: no cover - the pure loader only
         raise YamlLoadError([YamlProblem("BR101", "YAML nesting is too deep to load")]) from None
-    if "&" in text:  # aliases need anchors: only then can expansion blow up
-        _check_expansion(data)
-    return data
-
-
-def _check_expansion(data: Any) -> None:
-    sizes: dict[int, int] = {}
-    in_progress: set[int] = set()
-
-    def size(node: Any) -> int:
-        if not isinstance(node, dict | list):
-            return 1
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        if key in in_progress:
-            raise YamlLoadError(
-                [YamlProblem("BR104", "a YAML alias refers to its own anchor (recursive)")]
-            )
-        in_progress.add(key)
-        total = 1
-        for child in node.values() if isinstance(node, dict) else node:
-            total += size(child)
-            if total > MAX_EXPANDED_NODES:
-                raise YamlLoadError(
-                    [
-                        YamlProblem(
-                            "BR104",
-                            f"aliases expand this document beyond {MAX_EXPANDED_NODES} values; "
-                            "write the data out or use fewer nested aliases",
-                        )
-                    ]
-                )
-        in_progress.discard(key)
-        sizes[key] = total
-        return total
-
-    size(data)

@@ -34,17 +34,24 @@ class BotReferences:
 
 
 def iter_resource_refs(data: Any, path: Pointer = ()) -> Iterator[tuple[Pointer, str, str]]:
-    """Every `{$resource: name, type: type}` in a document: (pointer, type, name)."""
-    if isinstance(data, Mapping):
-        name, rtype = data.get("$resource"), data.get("type")
-        if isinstance(name, str) and isinstance(rtype, str):
-            yield path, rtype, name
-            return
-        for key, value in data.items():
-            yield from iter_resource_refs(value, (*path, str(key)))
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            yield from iter_resource_refs(value, (*path, index))
+    """Every `{$resource: name, type: type}` in a document: (pointer, type, name).
+
+    Iterative (an explicit stack), in document order: depth cannot exhaust the
+    stack of the thread that calls it.
+    """
+    todo: list[tuple[Any, Pointer]] = [(data, path)]
+    while todo:
+        node, where = todo.pop()
+        if isinstance(node, Mapping):
+            name, rtype = node.get("$resource"), node.get("type")
+            if isinstance(name, str) and isinstance(rtype, str):
+                yield where, rtype, name
+                continue
+            todo.extend((value, (*where, str(key))) for key, value in reversed(list(node.items())))
+        elif isinstance(node, list):
+            todo.extend(
+                (value, (*where, index)) for index, value in reversed(list(enumerate(node)))
+            )
 
 
 def _domains_named(data: Mapping[str, Any]) -> Iterator[tuple[Pointer, str]]:

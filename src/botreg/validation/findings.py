@@ -81,6 +81,8 @@ RULES: dict[str, Rule] = _rules(
     Rule("BR104", "yaml-alias-bomb", _E, "YAML aliases expand beyond a safe bound."),
     Rule("BR105", "json-syntax", _E, "The file is not valid JSON."),
     Rule("BR106", "csv-syntax", _E, "The file is not a well-formed CSV table."),
+    Rule("BR107", "number-out-of-range", _E, "An integer beyond 64 bits, or NaN or infinity."),
+    Rule("BR108", "too-many-values", _E, "A YAML/JSON document beyond the ceiling max_values."),
     # schema
     Rule("BR201", "schema-violation", _E, "A value does not match the JSON Schema of its file."),
     Rule("BR202", "unknown-key", _E, "A key that the JSON Schema does not allow."),

@@ -115,21 +115,30 @@ def _check_value(path: tuple[str | int, ...], value: str) -> list[PortabilityIss
 
 
 def find_portability_issues(config: Any) -> list[PortabilityIssue]:
-    """Every non-portable value in a config (any JSON-shaped data)."""
-    issues: list[PortabilityIssue] = []
+    """Every non-portable value in a config (any JSON-shaped data).
 
-    def walk(node: Any, path: tuple[str | int, ...], secret_key: bool) -> None:
+    The walk is iterative (an explicit stack): any depth gives the same verdict,
+    on the main thread or a worker's smaller stack.
+    """
+    issues: list[PortabilityIssue] = []
+    # (node, path, under a secret-like key); children pushed in reverse, so
+    # issues come out in document order
+    todo: list[tuple[Any, tuple[str | int, ...], bool]] = [(config, (), False)]
+    while todo:
+        node, path, secret_key = todo.pop()
         if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, (*path, str(key)), is_secret_key(key))
+            todo.extend(
+                (value, (*path, str(key)), is_secret_key(key))
+                for key, value in reversed(node.items())
+            )
         elif isinstance(node, list):
-            for index, value in enumerate(node):
-                walk(value, (*path, index), secret_key)
+            todo.extend(
+                (value, (*path, index), secret_key)
+                for index, value in reversed(list(enumerate(node)))
+            )
         elif isinstance(node, str) and node and (secret_key or _SUSPECT.search(node)):
             # the pre-check is one regex pass; most values are plain text and stop here
             issues.extend(_check_value(path, node))
-
-    walk(config, (), False)
     return issues
 
 
@@ -155,10 +164,18 @@ def is_portable(config: Any) -> bool:
 
 def has_resource_references(config: Any) -> bool:
     """True if the config contains at least one `{"$resource": ..., "type": ...}`."""
-    if isinstance(config, Mapping):
-        if "$resource" in config:
-            return True
-        return any(has_resource_references(v) for v in config.values())
-    if isinstance(config, list):
-        return any(has_resource_references(v) for v in config)
+    todo = [config]
+    seen: set[int] = set()  # a shared (aliased) container is looked at once
+    while todo:
+        node = todo.pop()
+        if isinstance(node, Mapping | list):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if isinstance(node, Mapping):
+                if "$resource" in node:
+                    return True
+                todo.extend(node.values())
+            else:
+                todo.extend(node)
     return False

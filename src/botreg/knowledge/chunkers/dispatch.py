@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import PurePosixPath
 
 from botreg.knowledge.chunkers.base import Chunk
@@ -14,7 +13,13 @@ from botreg.knowledge.chunkers.markdown import (
 from botreg.knowledge.chunkers.structured import render_markdown
 from botreg.knowledge.chunkers.tables import chunk_rows
 from botreg.knowledge.chunkers.text import chunk_text
-from botreg.registry.content import ContentError, decode_utf8, decompress_bounded, parse_csv
+from botreg.registry.content import (
+    ContentError,
+    decode_utf8,
+    decompress_bounded,
+    load_json_bounded,
+    parse_csv,
+)
 from botreg.registry.layout import knowledge_type
 from botreg.registry.settings import ChunkingSettings, Limits
 from botreg.registry.yamlfast import YamlLoadError, load_fast
@@ -41,9 +46,9 @@ def chunk_file(path: str, raw: bytes, chunking: ChunkingSettings, limits: Limits
         pairs = chunk_markdown(body, chunking)
     elif ktype.kind in ("json", "yaml"):
         try:
-            data = json.loads(text) if ktype.kind == "json" else load_fast(text)
-        except json.JSONDecodeError as exc:
-            raise ContentError("BR105", f"invalid JSON: {exc.msg}", exc.lineno, exc.colno) from None
+            data = (
+                load_json_bounded(text, limits) if ktype.kind == "json" else load_fast(text, limits)
+            )
         except YamlLoadError as exc:
             p = exc.problems[0]
             raise ContentError(p.code, p.message, p.line, p.column) from None
