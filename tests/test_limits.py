@@ -303,7 +303,7 @@ def test_walkers_are_iterative() -> None:
     assert has_resource_references(deep)
     [(pointer, rtype, name)] = list(iter_resource_refs(deep))
     assert (len(pointer), rtype, name) == (6_000, "databases", "db")
-    token_deep: object = "sk-" + "a" * 40
+    token_deep: object = "sk-" + "Zq3Xv9Lm2Np8Rt4Ws6Yb1Kd7Hf5Jg0Tc" * 2
     for _ in range(6_000):
         token_deep = {"api_key": token_deep}
     assert [i.code for i in find_portability_issues(token_deep)] == ["BR303"]
@@ -478,7 +478,7 @@ def test_a_daemon_cycle_keeps_the_ceilings_when_registry_yaml_raises_them(
 def test_a_document_at_the_depth_bound_gets_the_same_findings_in_a_thread(registry: Path) -> None:
     # Within the bound, every check runs (schema, portability, positions) on the
     # deepest data the loader lets through: same findings on either thread.
-    leaf = "{api_key: sk-" + "a" * 40 + "}"
+    leaf = "{api_key: sk-" + "Zq3Xv9Lm2Np8Rt4Ws6Yb1Kd7Hf5Jg0Tc" * 2 + "}"
     for _ in range(197):  # root + metadata's mapping + 197 + the leaf: 200 levels
         leaf = f"{{k: {leaf}}}"
     write(registry, "bots/deep.yaml", f"name: Deep\nstatus: enabled\nmetadata: {{d: {leaf}}}\n")
