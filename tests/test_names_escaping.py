@@ -118,5 +118,7 @@ def test_daemon_rejects_unsafe_names_without_applying_them(
 
 def test_a_bot_naming_a_domain_with_a_newline_is_still_br402(registry: Path) -> None:
     bot = registry / "bots/product-guide.yaml"
-    bot.write_text(bot.read_text().replace("domains: [product, billing]", 'domains: ["billing\\n"]'))
+    bot.write_text(
+        bot.read_text().replace("domains: [product, billing]", 'domains: ["billing\\n"]')
+    )
     assert "BR402" in codes(validate(registry), "bots/product-guide.yaml")

@@ -24,6 +24,7 @@ __all__ = [
     "KNOWLEDGE_DIR",
     "KNOWLEDGE_TYPES",
     "REGISTRY_FILE",
+    "UNSAFE_CHARACTERS",
     "FileKind",
     "KnowledgeType",
     "PathInfo",
@@ -48,7 +49,7 @@ IDENTIFIER_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z")
 # line and paragraph separators, and the bidi marks that make a name display
 # differently from what it is. Such a name can forge output lines or look like
 # another file, so the path is a finding and never reaches a consumer.
-_UNSAFE_RE = re.compile(
+UNSAFE_CHARACTERS = re.compile(
     "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
 )
 
@@ -101,7 +102,7 @@ def is_identifier(name: str) -> bool:
 
 def unsafe_character(path: str) -> str | None:
     """The first control, line-separator or bidi character of `path` as `U+XXXX`, or None."""
-    match = _UNSAFE_RE.search(path)
+    match = UNSAFE_CHARACTERS.search(path)
     return f"U+{ord(match.group()):04X}" if match else None
 
 
