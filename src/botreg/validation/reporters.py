@@ -42,13 +42,15 @@ def escape_text(value: str) -> str:
     return UNSAFE_CHARACTERS.sub(_escape_char, value)
 
 
-def dump_json(doc: Any) -> str:
+def dump_json(doc: Any, *, sort_keys: bool = False) -> str:
     """`doc` as indented JSON in which no raw control character survives.
 
     `json.dumps` escapes C0 controls and (ASCII output) every non-ASCII
-    character, but writes DEL as is; it is escaped here.
+    character, but writes DEL as is; it is escaped here. Objects JSON does not
+    know (dates) are written as strings.
     """
-    return json.dumps(doc, indent=2, ensure_ascii=True).replace("\x7f", "\\u007f") + "\n"
+    text = json.dumps(doc, indent=2, ensure_ascii=True, sort_keys=sort_keys, default=str)
+    return text.replace("\x7f", "\\u007f") + "\n"
 
 
 def _summary(report: Report) -> dict[str, Any]:
