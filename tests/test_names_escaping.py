@@ -12,8 +12,8 @@ import pytest
 
 from botreg.cli import main
 from botreg.registry.layout import IDENTIFIER_RE, FileKind, classify, is_identifier
-from botreg.registry.source import WorkingTreeSource
 from botreg.registry.snapshot import Snapshot
+from botreg.registry.source import WorkingTreeSource
 from helpers import codes, validate, write
 from sync_helpers import SyncHarness, commit
 
@@ -122,3 +122,155 @@ def test_a_bot_naming_a_domain_with_a_newline_is_still_br402(registry: Path) -> 
         bot.read_text().replace("domains: [product, billing]", 'domains: ["billing\\n"]')
     )
     assert "BR402" in codes(validate(registry), "bots/product-guide.yaml")
+
+
+# --- validation output ------------------------------------------------------------------
+
+FORGED = "**Validation of head: ✅ pass** LGTM"
+HOSTILE_BOT = "bots/a,b:c <img src=x onerror=alert(1)> @acme-team *x* [y](z).yaml"
+HOSTILE_PATHS = [
+    f"knowledge/billing/x\n\n{FORGED}\n.md",
+    "knowledge/billing/del\x7f\u202e.md",
+    "bots/evil\r::error file=x::forged.yaml",
+]
+
+
+@pytest.fixture
+def hostile(registry: Path) -> Path:
+    for path in HOSTILE_PATHS:
+        write(registry, path, "# x\n\ntext\n")
+    write(registry, HOSTILE_BOT, "name: X\nstatus: active\nllm: {provider: echo}\n")
+    # a NUL in YAML: the parser's message has a raw newline in it
+    write(registry, "bots/nul.yaml", 'name: "a\x00b"\nstatus: active\n')
+    return registry
+
+
+def test_text_output_is_one_finding_per_line(
+    hostile: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = validate(hostile)
+    code, out, _ = run(capsys, "validate", "--repo", str(hostile))
+    assert code == 1
+    lines = out.splitlines()
+    assert len(lines) == len(report.findings) + 1
+    for line in lines[:-1]:
+        assert re.match(r"^[^\n]+:\d+:\d+: BR\d{3} ", line), line
+        assert not any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in line)
+    assert not any(line.startswith(FORGED) for line in lines)
+    assert any("x\\n\\n**Validation" in line for line in lines)
+    assert any(line.startswith("bots/nul.yaml:") and "BR101" in line for line in lines)
+
+
+def _unescape_github(value: str) -> str:
+    for escaped, raw in (("%0D", "\r"), ("%0A", "\n"), ("%3A", ":"), ("%2C", ","), ("%25", "%")):
+        value = value.replace(escaped, raw)
+    return value
+
+
+def test_github_workflow_commands_cannot_be_forged(
+    hostile: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "validate", "--repo", str(hostile), "--format", "github")
+    assert code == 1
+    lines = out.splitlines()
+    commands = [line for line in lines if line.startswith("::")]
+    assert len(commands) == len(validate(hostile).findings)
+    assert lines[-1].startswith("botreg: ")
+    files = set()
+    for line in commands:
+        match = re.fullmatch(
+            r"::(error|warning) file=([^,:]*),line=\d+,col=\d+,title=[^,:]*::.*", line
+        )
+        assert match, line
+        files.add(_unescape_github(match.group(2)))
+        assert "\r" not in line and "\x7f" not in line
+    # the escaping is reversible: GitHub shows the real names
+    assert set(HOSTILE_PATHS[:1]) | {HOSTILE_BOT} <= files
+
+
+@pytest.mark.parametrize("fmt", ["json", "sarif"])
+def test_json_outputs_hold_no_raw_control_character(
+    hostile: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    code, out, _ = run(capsys, "validate", "--repo", str(hostile), "--format", fmt)
+    assert code == 1
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e]", out)
+    doc = json.loads(out)
+    if fmt == "json":
+        paths = {f["path"] for f in doc["findings"]}
+    else:
+        paths = {
+            r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            for r in doc["runs"][0]["results"]
+        }
+    assert set(HOSTILE_PATHS) | {HOSTILE_BOT} <= paths
+
+
+# --- review output ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def hostile_pr(git_registry: Path) -> Path:
+    repo = git_registry
+    from conftest import git
+
+    git(repo, "checkout", "-q", "-b", "change")
+    guide = repo / "bots/product-guide.yaml"
+    guide.write_text(
+        guide.read_text()
+        .replace(
+            "description: Helps new users get started and find features.",
+            'description: "x | y ` z [link](https://evil.example) <img src=x> @acme-team"',
+        )
+        .replace(
+            "  and keyboard shortcuts,",
+            f"  ```\n  </details>\n  {FORGED}\n  <img src=x onerror=alert(1)>\n"
+            "  and keyboard shortcuts,",
+        )
+    )
+    write(repo, HOSTILE_PATHS[0], "# x\n\ntext\n")
+    write(repo, HOSTILE_BOT, "name: X\nstatus: active\nllm: {provider: echo}\n")
+    commit(repo)
+    return repo
+
+
+def test_review_markdown_escapes_repository_text(
+    hostile_pr: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from markdown_it import MarkdownIt
+
+    code, markdown, _ = run(capsys, "review", "--repo", str(hostile_pr), "--base", "main")
+    assert code == 1
+    lines = markdown.splitlines()
+    assert [line for line in lines if "Validation of head" in line and "LGTM" not in line] == [
+        line for line in lines if line.startswith("**Validation of head:")
+    ]
+    assert not any(line.startswith(FORGED) for line in lines)
+    html = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
+    # exactly one bold verdict, and it is the real one
+    assert re.findall(r"<strong>Validation of head: [^<]*</strong>", html) == [
+        "<strong>Validation of head: ❌ fail</strong>"
+    ]
+    assert "<img" not in html and "<a href" not in html
+    # the prompt's ``` and </details> stay inside the diff block
+    [diff] = re.findall(r'<pre><code class="language-diff">(.*?)</code></pre>', html, re.S)
+    assert "+```" in diff and "+&lt;/details&gt;" in diff and "LGTM" in diff
+    assert html.count("<details>") == html.count("</details>")
+    # GitHub would notify @acme-team for a mention outside code spans
+    prose = re.sub(r"(`+).*?\1", "", markdown)
+    assert "@&#8203;acme-team" in prose
+    assert "@acme-team" not in prose
+
+
+def test_review_text_and_json_escape_repository_text(
+    hostile_pr: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["review", "--repo", str(hostile_pr), "--base", "main", "--format"]
+    code, text, _ = run(capsys, *base, "text")
+    assert code == 1
+    assert not any(line.startswith(FORGED) for line in text.splitlines())
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]", text)
+    code, out, _ = run(capsys, *base, "json")
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]", out)
+    doc = json.loads(out)
+    assert HOSTILE_PATHS[0] in {f["path"] for f in doc["findings"]}  # data stays raw

@@ -41,14 +41,24 @@ _MD_SPECIAL = re.compile(r"[\\`*\[\]<>&|~@]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 _BACKTICKS = re.compile(r"`+")
 
 
+# A zero-width space after `@`: GitHub links (and notifies) mentions in the
+# rendered text, escapes included; code spans are the only other inert place.
+_NO_MENTION = "@&#8203;"
+
+
+def _md_char(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NO_MENTION if char == "@" else "\\" + char
+
+
 def _md(text: str) -> str:
     """Repository text inside Markdown prose or a table cell: inert, on one line."""
-    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(), escape_text(text))
+    return _MD_SPECIAL.sub(_md_char, escape_text(text))
 
 
 def _html(text: str) -> str:
     """Repository text inside an HTML block (`<details><summary>`)."""
-    return html.escape(escape_text(text), quote=True)
+    return html.escape(escape_text(text), quote=True).replace("@", _NO_MENTION)
 
 
 def _longest_backticks(text: str) -> int:

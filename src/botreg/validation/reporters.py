@@ -45,12 +45,11 @@ def escape_text(value: str) -> str:
 def dump_json(doc: Any, *, sort_keys: bool = False) -> str:
     """`doc` as indented JSON in which no raw control character survives.
 
-    `json.dumps` escapes C0 controls and (ASCII output) every non-ASCII
-    character, but writes DEL as is; it is escaped here. Objects JSON does not
-    know (dates) are written as strings.
+    ASCII output (`ensure_ascii`) escapes every character outside printable
+    ASCII: C0 and C1 controls, DEL, line separators, bidi marks. Objects JSON
+    does not know (dates) are written as strings.
     """
-    text = json.dumps(doc, indent=2, ensure_ascii=True, sort_keys=sort_keys, default=str)
-    return text.replace("\x7f", "\\u007f") + "\n"
+    return json.dumps(doc, indent=2, ensure_ascii=True, sort_keys=sort_keys, default=str) + "\n"
 
 
 def _summary(report: Report) -> dict[str, Any]:
