@@ -83,18 +83,21 @@ def test_lookalike_bot_and_newline_domain_are_br403(registry: Path) -> None:
     assert codes(validate(registry, [LOOKALIKE_BOT]), LOOKALIKE_BOT) == ["BR403"]
 
 
-def test_ingest_skips_a_domain_folder_with_a_newline(
+def test_ingest_skips_unsafe_names(
     registry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    ingest = ["ingest", "--repo", str(registry), "--data-dir", str(tmp_path / "data")]
+    assert run(capsys, *ingest)[0] == 0
+    # a domain folder and a file whose names hold a newline: main crashed on the first
     write(registry, NEWLINE_DOMAIN_FILE, "# FAQ\n\nHow to pay.\n")
-    code, out, err = run(
-        capsys, "ingest", "--repo", str(registry), "--data-dir", str(tmp_path / "data")
-    )
+    write(registry, "knowledge/billing/evil\n.md", "# Evil\n\nInjected text.\n")
+    code, out, err = run(capsys, *ingest, "--format", "json")
     assert code == 0, err
-    assert "Traceback" not in err
-    assert "billing\n" not in out and "billing\\n" not in out
-    domains = Snapshot(WorkingTreeSource(registry)).domains
-    assert domains == {"billing", "product"}
+    results = {r["domain_id"]: r for r in json.loads(out)["results"]}
+    assert set(results) == {"billing", "product"}
+    # nothing new reached the store
+    assert results["billing"]["files_processed"] == 0
+    assert results["billing"]["chunks_created"] == 0
 
 
 def test_daemon_rejects_unsafe_names_without_applying_them(
