@@ -32,24 +32,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--max-chars",
         type=int,
-        default=60000,
+        default=None,
         metavar="N",
-        help="Markdown length limit (default 60000; GitHub allows 65536)",
+        help="output length limit (default: markdown 60000, GitHub allows 65536; "
+        "text 200000; json 1000000); detail sections past it are left out with a note",
     )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Build and print the review."""
-    from botreg.review import build_review, render_json, render_markdown, render_text
+    from botreg.review import build_review
+    from botreg.review.render import MAX_CHARS, RENDERERS
 
-    if args.max_chars < 2000:
+    max_chars = MAX_CHARS[args.format] if args.max_chars is None else args.max_chars
+    if max_chars < 2000:
         raise UsageError("--max-chars must be at least 2000")
     review = build_review(args.repo, args.base, args.head, args.env)
-    if args.format == "json":
-        sys.stdout.write(render_json(review))
-    elif args.format == "text":
-        sys.stdout.write(render_text(review))
-    else:
-        sys.stdout.write(render_markdown(review, args.max_chars))
+    sys.stdout.write(RENDERERS[args.format](review, max_chars))
     return 0 if review.valid else 1

@@ -24,11 +24,14 @@ __all__ = [
     "KNOWLEDGE_DIR",
     "KNOWLEDGE_TYPES",
     "REGISTRY_FILE",
+    "UNSAFE_CHARACTERS",
     "FileKind",
     "KnowledgeType",
     "PathInfo",
     "classify",
+    "is_identifier",
     "knowledge_type",
+    "unsafe_character",
 ]
 
 REGISTRY_FILE = "registry.yaml"
@@ -38,8 +41,17 @@ ENVIRONMENTS_DIR = "environments"
 DOMAIN_FILE = "_domain.yaml"
 STANDARD_FOLDERS = frozenset({BOTS_DIR, KNOWLEDGE_DIR, ENVIRONMENTS_DIR})
 
-# Bot ids, domain names and environment names share one rule.
-IDENTIFIER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# Bot ids, domain names and environment names share one rule. `\Z`, not `$`:
+# `$` also matches before a final newline, so "product-guide\n" passed.
+IDENTIFIER_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z")
+
+# Characters no registry path may contain: C0 and C1 controls, DEL, the Unicode
+# line and paragraph separators, and the bidi marks that make a name display
+# differently from what it is. Such a name can forge output lines or look like
+# another file, so the path is a finding and never reaches a consumer.
+UNSAFE_CHARACTERS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
 
 # Knowledge file types by extension; any of them may also be gzip-compressed.
 KNOWLEDGE_TYPES: dict[str, str] = {
@@ -80,6 +92,18 @@ class PathInfo:
     kind: FileKind
     ident: str | None = None  # bot id, environment name or knowledge domain
     reason: str = ""  # for MISPLACED: what is wrong and where it should go
+    code: str = "BR406"  # for MISPLACED: the check code of the finding (BR403: unsafe name)
+
+
+def is_identifier(name: str) -> bool:
+    """True if `name` is a valid bot id, domain name or environment name (whole string)."""
+    return IDENTIFIER_RE.fullmatch(name) is not None
+
+
+def unsafe_character(path: str) -> str | None:
+    """The first control, line-separator or bidi character of `path` as `U+XXXX`, or None."""
+    match = UNSAFE_CHARACTERS.search(path)
+    return f"U+{ord(match.group()):04X}" if match else None
 
 
 def knowledge_type(path: str) -> KnowledgeType | None:
@@ -96,7 +120,20 @@ def knowledge_type(path: str) -> KnowledgeType | None:
 
 
 def classify(path: str) -> PathInfo:
-    """Classify a repository-relative POSIX path."""
+    """Classify a repository-relative POSIX path.
+
+    A path with a control character is MISPLACED (code BR403) whatever its
+    folder, so no consumer (validator, diff engine, ingester) treats it as a
+    bot, domain or knowledge file.
+    """
+    bad = unsafe_character(path)
+    if bad is not None:
+        return PathInfo(
+            FileKind.MISPLACED,
+            reason=f"the path contains the control or invisible character {bad}; "
+            "rename the file or folder using printable characters only",
+            code="BR403",
+        )
     parts = PurePosixPath(path).parts
     if any(part.startswith(".") for part in parts):
         # Tool files (.github/, .gitkeep, .DS_Store): never registry content.

@@ -4,8 +4,9 @@ the ingester's chunker. What a review shows is what the daemon will do."""
 from __future__ import annotations
 
 import difflib
+import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,7 +16,8 @@ from botreg.git.diff import tree_diff
 from botreg.git.tree import GitTreeSource
 from botreg.knowledge.chunkers import chunk_file
 from botreg.registry.content import ContentError
-from botreg.registry.layout import FileKind, classify
+from botreg.registry.layout import REGISTRY_FILE, FileKind, classify
+from botreg.registry.snapshot import Snapshot
 from botreg.registry.view import RegistryView
 from botreg.secrets import mask_config
 from botreg.store.settings import EmbeddingSettings
@@ -26,6 +28,21 @@ __all__ = ["BotReview", "DomainReview", "EnvironmentReview", "Review", "build_re
 
 _LONG_TEXT = 80
 _MODEL_PATHS = ("llm.provider", "llm.model", "llm.deployment")
+
+# A review shows what changes, never a file's content: every value and diff is
+# an excerpt. One file (a bot, an environment) gets at most _FILE_BUDGET
+# characters of values and diffs; one value at most _MAX_STRING characters of
+# any one string; one diff at most _MAX_DIFF_LINES lines and _MAX_DIFF_CHARS.
+_FILE_BUDGET = 4000
+_MAX_STRING = 500
+_MAX_KEY = 200
+_MAX_DEPTH = 16
+_MAX_DIFF_LINES = 40
+_MAX_DIFF_CHARS = 2000
+_MAX_DIFF_LINE = 300
+_MAX_DIFF_INPUT = 200_000  # characters per side; beyond, difflib gets slow
+_MAX_MESSAGE = 1000
+_MAX_RESOURCES = 100
 
 
 @dataclass
@@ -120,6 +137,98 @@ class Review:
         return doc
 
 
+class _Budget:
+    """Characters of excerpt one file may still show."""
+
+    def __init__(self, chars: int = _FILE_BUDGET) -> None:
+        self.left = chars
+
+
+def clip_text(value: str, limit: int) -> str:
+    """`value`, or its first `limit` characters and a marker saying how long it was."""
+    if len(value) <= limit:
+        return value
+    return value[: max(limit, 0)] + f"... [truncated: {len(value)} characters in all]"
+
+
+def _clip_str(value: str, budget: _Budget, limit: int = _MAX_STRING) -> str:
+    room = max(min(limit, budget.left), 0)
+    budget.left -= min(len(value), room)
+    return clip_text(value, room)
+
+
+def _clip(value: Any, budget: _Budget, depth: int = 0) -> Any:
+    """A copy of `value` bounded by `budget`: long strings, big and deep containers cut.
+
+    Depth-bounded (at most `_MAX_DEPTH` levels), so no input can exhaust the stack.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _clip_str(value, budget)
+    if isinstance(value, int):
+        budget.left -= 8
+        # a huge integer cannot even be printed (Python's 4,300-digit limit)
+        return value if value.bit_length() <= 64 else f"[integer of {value.bit_length()} bits]"
+    if isinstance(value, float):
+        budget.left -= 8
+        return value if math.isfinite(value) else str(value)  # JSON has no NaN
+    if not isinstance(value, Mapping | list | tuple):
+        return _clip_str(str(value), budget)
+    if depth >= _MAX_DEPTH:
+        return f"[nested deeper than {_MAX_DEPTH} levels]"
+    size = len(value)
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for index, (key, item) in enumerate(value.items()):
+            if budget.left <= 0:
+                out["..."] = f"[truncated: {size - index} more keys]"
+                break
+            out[_clip_str(str(key), budget, _MAX_KEY)] = _clip(item, budget, depth + 1)
+        return out
+    items: list[Any] = []
+    for index, item in enumerate(value):
+        if budget.left <= 0:
+            items.append(f"[truncated: {size - index} more items]")
+            break
+        items.append(_clip(item, budget, depth + 1))
+    return items
+
+
+def _clip_change(change: Mapping[str, Any], budget: _Budget) -> dict[str, Any]:
+    return {
+        **change,
+        "path": clip_text(str(change["path"]), _MAX_KEY),
+        "old": _clip(change.get("old"), budget),
+        "new": _clip(change.get("new"), budget),
+    }
+
+
+def _text_diff(path: str, old: str, new: str, budget: _Budget) -> str:
+    """A unified diff of two texts, at most `_MAX_DIFF_LINES` lines of the file's budget."""
+    if max(len(old), len(new)) > _MAX_DIFF_INPUT:
+        return (
+            f"[not diffed: the texts have {len(old)} and {len(new)} characters, "
+            f"over {_MAX_DIFF_INPUT}]"
+        )
+    limit = max(min(_MAX_DIFF_CHARS, budget.left), 0)
+    label = clip_text(path, _MAX_KEY)
+    lines: list[str] = []
+    used = 0
+    diff: Iterable[str] = difflib.unified_diff(
+        old.splitlines(), new.splitlines(), f"a/{label}", f"b/{label}", lineterm=""
+    )
+    for count, raw in enumerate(diff):
+        line = clip_text(raw, _MAX_DIFF_LINE)
+        if count >= _MAX_DIFF_LINES or used + len(line) + 1 > limit:
+            lines.append(f"[diff truncated after {count} lines]")
+            break
+        lines.append(line)
+        used += len(line) + 1
+    budget.left -= used
+    return "\n".join(lines)
+
+
 def _resolve(repo: Any, rev: str) -> str:
     import git
 
@@ -127,6 +236,59 @@ def _resolve(repo: Any, rev: str) -> str:
         return str(repo.git.rev_parse("--verify", "-q", f"{rev}^{{commit}}"))
     except git.GitCommandError:
         raise UsageError(f"unknown revision {rev!r}") from None
+
+
+def _size_limit(snapshot: Snapshot, path: str) -> int:
+    # the same bounds as Snapshot.document: registry.yaml has its own 1 MiB
+    return 1 << 20 if path == REGISTRY_FILE else snapshot.settings.limits.max_file_bytes
+
+
+def _over_limit(snapshot: Snapshot, path: str) -> str:
+    """Why `path` is not loaded ('' if it may be): a file over the size limit."""
+    entry = snapshot.entries.get(path)
+    limit = _size_limit(snapshot, path)
+    if entry is None or entry.size <= limit:
+        return ""
+    return f"{entry.size} bytes, over the limit of {limit} bytes; not loaded"
+
+
+def _loadable(
+    files: list[FileChange], old: Snapshot, new: Snapshot
+) -> tuple[list[FileChange], list[str]]:
+    """The changes whose files may be loaded, and a note for each one that may not.
+
+    Knowledge files pass (the chunker step bounds them); an oversize bot,
+    environment or settings file is never parsed, as in the validator.
+    """
+    kept: list[FileChange] = []
+    notes: list[str] = []
+    for file in files:
+        kinds = {classify(p).kind for p in (file.path, file.old_path) if p}
+        if FileKind.KNOWLEDGE in kinds:
+            kept.append(file)
+            continue
+        sides = []
+        if file.status != "A":
+            sides.append((old, file.old_path or file.path))
+        if file.status != "D":
+            sides.append((new, file.path))
+        why = next(
+            (f"{path}: {reason}" for snap, path in sides if (reason := _over_limit(snap, path))),
+            "",
+        )
+        if why:
+            notes.append(f"{why}; its changes are not shown (split the file)")
+        else:
+            kept.append(file)
+    return kept, notes
+
+
+def _data(snapshot: Snapshot, path: str) -> Any:
+    """The loaded YAML at `path` (None if missing, oversize or broken)."""
+    if path not in snapshot.entries:
+        return None
+    doc = snapshot.document(path)
+    return doc.data if doc.ok else None
 
 
 def _finding_key(finding: Any) -> tuple[str, str, str]:
@@ -158,6 +320,7 @@ def _flags(kind: str, changes: list[KeyChange]) -> list[str]:
 def _bot_review(bot: Any) -> BotReview:
     changes: list[dict[str, Any]] = []
     diffs: dict[str, str] = {}
+    budget = _Budget()
     for change in bot.changes:
         old, new = change.old, change.new
         long_text = (
@@ -166,26 +329,28 @@ def _bot_review(bot: Any) -> BotReview:
             and ("\n" in old or "\n" in new or max(len(old), len(new)) > _LONG_TEXT)
         )
         if change.kind == "changed" and long_text:
-            diffs[change.path] = "\n".join(
-                difflib.unified_diff(
-                    old.splitlines(),
-                    new.splitlines(),
-                    f"a/{change.path}",
-                    f"b/{change.path}",
-                    lineterm="",
-                )
-            )
+            key = clip_text(change.path, _MAX_KEY)
+            diffs[key] = _text_diff(change.path, old, new, budget)
             changes.append(
-                {**change.to_dict(), "old": "(text, see diff)", "new": "(text, see diff)"}
+                {
+                    **change.to_dict(),
+                    "path": key,
+                    "old": "(text, see diff)",
+                    "new": "(text, see diff)",
+                }
             )
         else:
-            changes.append(change.to_dict())
+            changes.append(_clip_change(change.to_dict(), budget))
     return BotReview(
         bot.bot_id, bot.path, bot.kind, changes, diffs, _flags(bot.kind, list(bot.changes))
     )
 
 
 def _chunk_hashes(view: RegistryView, path: str) -> Counter[str]:
+    # the validator's bounds: an oversize file is reported, never read
+    # (a gzip bomb is stopped by the bounded decompression in chunk_file)
+    if reason := _over_limit(view.snapshot, path):
+        raise ContentError("BR504", reason)
     raw = view.source.read(path)
     chunks = chunk_file(path, raw, view.settings.chunking, view.settings.limits)
     return Counter(c.content_hash for c in chunks)
@@ -233,7 +398,7 @@ def _domains(
                 after = _chunk_hashes(new, file.path)
         except (ContentError, OSError) as exc:
             message = exc.message if isinstance(exc, ContentError) else str(exc)
-            review.errors.append({"path": file.path, "message": message})
+            review.errors.append({"path": file.path, "message": clip_text(message, _MAX_MESSAGE)})
             continue
         review.chunks_added += sum((after - before).values())
         review.chunks_removed += sum((before - after).values())
@@ -265,17 +430,19 @@ def _environments(
                 old = change.old if isinstance(change.old, Mapping) else {}
                 new_group = change.new if isinstance(change.new, Mapping) else {}
                 touched |= {(parts[1], str(n)) for n in {*old, *new_group}}
+        budget = _Budget()
+        env_changes = [_clip_change(c.to_dict(), budget) for c in env.changes]
         data = _environment(new, env.name) if env.kind != "deleted" else {}
         resources = data.get("resources", {})
         values = []
-        for rtype, name in sorted(touched):
+        for rtype, name in sorted(touched)[:_MAX_RESOURCES]:
             group = resources.get(rtype) if isinstance(resources, Mapping) else None
             value = group.get(name) if isinstance(group, Mapping) else None
             values.append(
                 {
                     "type": rtype,
                     "name": name,
-                    "value": mask_config(value) if value is not None else None,
+                    "value": _clip(mask_config(value), budget) if value is not None else None,
                 }
             )
         if bot_refs is None:  # load every bot once, only when an environment changed
@@ -289,9 +456,7 @@ def _environments(
             if refs & touched and bot not in changed_bots
         ]
         reviews.append(
-            EnvironmentReview(
-                env.name, env.path, env.kind, [c.to_dict() for c in env.changes], values, affected
-            )
+            EnvironmentReview(env.name, env.path, env.kind, env_changes, values, affected)
         )
     return reviews
 
@@ -313,8 +478,12 @@ def build_review(
     base_sha, head_sha = _resolve(repo, base), _resolve(repo, head)
     old = GitTreeSource(repo, base_sha, label=f"{base}@{base_sha[:12]}")
     new = GitTreeSource(repo, head_sha, label=f"{head}@{head_sha[:12]}")
-    files = [FileChange(*c) for c in tree_diff(repo, base_sha, head_sha)]
     old_view, new_view = RegistryView(old), RegistryView(new)
+    files, size_notes = _loadable(
+        [FileChange(*c) for c in tree_diff(repo, base_sha, head_sha)],
+        old_view.snapshot,
+        new_view.snapshot,
+    )
     changes = compute_changes(old_view, new_view, files)
 
     head_report: Report = validate_registry(new)  # its own snapshot: the hook's exact check
@@ -326,7 +495,7 @@ def build_review(
             "column": f.column,
             "code": f.code,
             "severity": str(f.severity),
-            "message": f.message,
+            "message": clip_text(f.message, _MAX_MESSAGE),
             "new": _finding_key(f) not in base_keys,
         }
         for f in head_report.findings
@@ -334,10 +503,16 @@ def build_review(
     bots = [_bot_review(bot) for bot in changes.bots]
     domains, notes = _domains(changes, old_view, new_view, environment)
     environments = _environments(changes, new_view, {b.bot_id for b in bots})
-    registry = [
-        {"path": r.path, "kind": r.kind, "changes": [c.to_dict() for c in r.changes]}
-        for r in changes.registry + changes.domains
-    ]
+    registry = []
+    for r in changes.registry + changes.domains:
+        budget = _Budget()
+        registry.append(
+            {
+                "path": r.path,
+                "kind": r.kind,
+                "changes": [_clip_change(c.to_dict(), budget) for c in r.changes],
+            }
+        )
     return Review(
         base_sha,
         head_sha,
@@ -352,5 +527,5 @@ def build_review(
         domains,
         environments,
         registry,
-        notes,
+        size_notes + notes,
     )

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from botreg.registry.layout import IDENTIFIER_RE
+from botreg.registry.layout import is_identifier, unsafe_character
 from botreg.validation.findings import Finding
 
 __all__ = [
@@ -121,7 +121,7 @@ def check_references(
                 )
     if check_domains:
         for pointer, domain in refs.domains:
-            if IDENTIFIER_RE.match(domain) and domain not in domains:
+            if (is_identifier(domain) or unsafe_character(domain)) and domain not in domains:
                 known = ", ".join(sorted(domains)) or "none yet"
                 findings.append(
                     Finding(

@@ -4,14 +4,52 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 from botreg import __version__
+from botreg.registry.layout import UNSAFE_CHARACTERS
 from botreg.validation.findings import RULES, Finding, Severity
 from botreg.validation.runner import Report
 
-__all__ = ["FORMATS", "render"]
+__all__ = [
+    "FORMATS",
+    "dump_json",
+    "escape_github_data",
+    "escape_github_property",
+    "escape_text",
+    "render",
+]
+
+# Output escaping: findings keep the raw path and message (data); each format
+# escapes them when rendering, so a file name or a YAML value can neither split
+# one finding over several lines nor forge a workflow command.
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def escape_text(value: str) -> str:
+    """`value` on one printable line: control, separator and bidi characters as escapes.
+
+    A newline becomes the two characters `\\n`, a NUL `\\x00`, U+202E `\\u202e`.
+    """
+    return UNSAFE_CHARACTERS.sub(_escape_char, value)
+
+
+def dump_json(doc: Any, *, sort_keys: bool = False) -> str:
+    """`doc` as indented JSON in which no raw control character survives.
+
+    ASCII output (`ensure_ascii`) escapes every character outside printable
+    ASCII: C0 and C1 controls, DEL, line separators, bidi marks. Objects JSON
+    does not know (dates) are written as strings.
+    """
+    return json.dumps(doc, indent=2, ensure_ascii=True, sort_keys=sort_keys, default=str) + "\n"
 
 
 def _summary(report: Report) -> dict[str, Any]:
@@ -34,7 +72,8 @@ def _message(finding: Finding) -> str:
 def render_text(report: Report, prefix: str = "") -> str:
     """`path:line:col: CODE message` per finding, then a summary line."""
     lines = [
-        f"{prefix}{f.path}:{f.line}:{f.column}: {f.code} {_message(f)}" for f in report.findings
+        f"{escape_text(prefix + f.path)}:{f.line}:{f.column}: {f.code} {escape_text(_message(f))}"
+        for f in report.findings
     ]
     s = _summary(report)
     lines.append(
@@ -58,15 +97,25 @@ def render_json(report: Report, prefix: str = "") -> str:
         }
         for f in report.findings
     ]
-    return json.dumps({"findings": findings, "summary": _summary(report)}, indent=2) + "\n"
+    return dump_json({"findings": findings, "summary": _summary(report)})
 
 
-def _escape_data(value: str) -> str:
-    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+def escape_github_data(value: str) -> str:
+    """The message of a workflow command: `%`, CR and LF percent-encoded, other
+    control characters as text escapes (a raw one could end the command)."""
+    return (
+        UNSAFE_CHARACTERS.sub(
+            lambda m: m.group() if m.group() in "\r\n" else _escape_char(m), value
+        )
+        .replace("%", "%25")
+        .replace("\r", "%0D")
+        .replace("\n", "%0A")
+    )
 
 
-def _escape_property(value: str) -> str:
-    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
+def escape_github_property(value: str) -> str:
+    """A property value of a workflow command (`file=`, `title=`): also `:` and `,`."""
+    return escape_github_data(value).replace(":", "%3A").replace(",", "%2C")
 
 
 def render_github(report: Report, prefix: str = "") -> str:
@@ -76,13 +125,13 @@ def render_github(report: Report, prefix: str = "") -> str:
         level = "error" if f.severity is Severity.ERROR else "warning"
         props = ",".join(
             [
-                f"file={_escape_property(prefix + f.path)}",
+                f"file={escape_github_property(prefix + f.path)}",
                 f"line={f.line}",
                 f"col={f.column}",
-                f"title={_escape_property(f.code + ' ' + RULES[f.code].name)}",
+                f"title={escape_github_property(f.code + ' ' + RULES[f.code].name)}",
             ]
         )
-        out.append(f"::{level} {props}::{_escape_data(f.message)}")
+        out.append(f"::{level} {props}::{escape_github_data(f.message)}")
     s = _summary(report)
     out.append(
         f"botreg: {s['files']} files: {s['valid']} valid, {s['invalid']} invalid, "
@@ -149,7 +198,7 @@ def render_sarif(report: Report, prefix: str = "") -> str:
             }
         ],
     }
-    return json.dumps(doc, indent=2) + "\n"
+    return dump_json(doc)
 
 
 FORMATS: dict[str, Callable[[Report, str], str]] = {

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from botreg.registry.layout import (
-    IDENTIFIER_RE,
     REGISTRY_FILE,
     STANDARD_FOLDERS,
     FileKind,
+    is_identifier,
 )
 from botreg.registry.snapshot import Snapshot
 from botreg.registry.source import RegistrySource
@@ -241,6 +241,8 @@ def _layout_findings(snap: Snapshot, full: bool) -> list[Finding]:
     allowed = STANDARD_FOLDERS | snap.settings.extra_folders
     unknown: dict[str, str] = {}
     for path in snap.entries:
+        if snap.info[path].code == "BR403":
+            continue  # an unsafe name is reported as such, on the file itself
         parts = PurePosixPath(path).parts
         if len(parts) > 1 and parts[0] not in allowed and not parts[0].startswith("."):
             unknown.setdefault(parts[0], path)
@@ -260,7 +262,7 @@ def _layout_findings(snap: Snapshot, full: bool) -> list[Finding]:
         if info.kind in (FileKind.KNOWLEDGE, FileKind.DOMAIN) and info.ident:
             domains.setdefault(info.ident, path)
     for domain, first in sorted(domains.items()):
-        if not IDENTIFIER_RE.match(domain):
+        if not is_identifier(domain):
             findings.append(
                 Finding(
                     first,
@@ -310,7 +312,9 @@ def _file_findings(snap: Snapshot, path: str) -> list[Finding]:
             )
         ]
     if info.kind is FileKind.MISPLACED:
-        return [Finding(path, "BR406", f"not read here: {info.reason}", 1, 1)]
+        if info.code == "BR403":  # an unsafe name: the reason says what and how to fix
+            return [Finding(path, info.code, info.reason, 1, 1)]
+        return [Finding(path, info.code, f"not read here: {info.reason}", 1, 1)]
     if entry.size > limits.max_file_bytes:
         return [
             Finding(
@@ -351,7 +355,7 @@ def _identity_findings(path: str, kind: FileKind, ident: str, data: object) -> l
     if kind not in (FileKind.BOT, FileKind.ENVIRONMENT):
         return []
     what = "bot id" if kind is FileKind.BOT else "environment name"
-    if not IDENTIFIER_RE.match(ident):
+    if not is_identifier(ident):
         return [
             Finding(
                 path,
