@@ -289,3 +289,44 @@ def test_the_crash_log_falls_back_to_the_temp_dir(
     assert main(["validate", "--repo", str(registry)]) == 3
     [crash_log] = (tmp_path / "tmp" / "botreg").glob("crash-*.log")
     assert str(crash_log) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        '{"conditions": "x", "domains": [1], "findings": 3, "rejected_commit": "abc"}',
+        '{"conditions": {"Ready": "yes"}, "domains": {"billing": null}}',
+        "[1, 2]",
+        "{not json",
+    ],
+)
+def test_status_of_a_damaged_status_file_is_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], status: str
+) -> None:
+    write(tmp_path / "data", "status.json", status)
+    code = main(["status", "--data-dir", str(tmp_path / "data")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "conditions:" in out
+
+
+@pytest.mark.parametrize(
+    "log", [b"[1]\n", b'{"id": "a"}\n\xff\xfe\n', b'"text"\n{"id": "b"}\n'], ids=str
+)
+def test_events_of_a_damaged_log_is_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], log: bytes
+) -> None:
+    write(tmp_path / "data", "events.jsonl", log)
+    for args in ([], ["--since", "a"]):
+        code = main(["events", "--data-dir", str(tmp_path / "data"), *args])
+        err = capsys.readouterr().err
+        assert code in (0, 1), err
+        assert "unexpected error" not in err
+
+
+def test_events_of_an_unreadable_log_is_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "data" / "events.jsonl").mkdir(parents=True)
+    assert main(["events", "--data-dir", str(tmp_path / "data")]) == 1
+    assert "cannot read the event log" in capsys.readouterr().err
