@@ -330,3 +330,27 @@ def test_events_of_an_unreadable_log_is_exit_1(
     (tmp_path / "data" / "events.jsonl").mkdir(parents=True)
     assert main(["events", "--data-dir", str(tmp_path / "data")]) == 1
     assert "cannot read the event log" in capsys.readouterr().err
+
+
+def test_the_same_failure_again_writes_no_new_crash_log(
+    h: SyncHarness, git_registry: Path, monkeypatch: pytest.MonkeyPatch, _state_home: Path
+) -> None:
+    """A daemon retrying one broken commit for months must not fill the disk."""
+    assert h.sync().result == "synced"
+    commit(git_registry, "empty")
+    monkeypatch.setattr("botreg.daemon.sync.compute_changes", _raiser(ValueError("bad")))
+    for _ in range(3):
+        assert h.sync().result == "failed"
+    assert len(list((_state_home / "botreg").glob("crash-*.log"))) == 1
+    monkeypatch.setattr("botreg.daemon.sync.compute_changes", _raiser(ValueError("other")))
+    h.sync()
+    assert len(list((_state_home / "botreg").glob("crash-*.log"))) == 2
+
+
+def test_crash_logs_are_pruned(_state_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from botreg import errors
+
+    monkeypatch.setattr(errors, "MAX_CRASH_LOGS", 3)
+    paths = [errors.write_crash_log(RuntimeError(str(i)), ["botreg"]) for i in range(5)]
+    kept = sorted((_state_home / "botreg").glob("crash-*.log"))
+    assert kept == sorted(p for p in paths[-3:] if p is not None) and len(kept) == 3

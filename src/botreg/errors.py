@@ -63,6 +63,9 @@ def redact_arg(text: str) -> str:
     return _QUERY_SECRET_RE.sub(r"\1***", _USERINFO_RE.sub(r"\1***@", text))
 
 
+MAX_CRASH_LOGS = 100
+
+
 def crash_dir() -> Path:
     """Where crash logs go: $XDG_STATE_HOME/botreg, else ~/.local/state/botreg."""
     state = os.environ.get("XDG_STATE_HOME")
@@ -106,7 +109,18 @@ def write_crash_log(exc: BaseException, argv: Sequence[str], context: str = "") 
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
                 handle.write(body)
+            _prune(folder)
             return path
         except (OSError, ValueError):
             continue
     return None
+
+
+def _prune(folder: Path) -> None:
+    """Keep the newest MAX_CRASH_LOGS crash logs: a daemon retrying for months stays bounded."""
+    try:
+        logs = sorted(folder.glob("crash-*.log"))  # names start with a UTC timestamp
+        for old in logs[:-MAX_CRASH_LOGS]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass

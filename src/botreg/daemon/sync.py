@@ -139,6 +139,7 @@ class Syncer:
         self._store_settings: StoreSettings | None = None
         self._phase = ""  # the phase the current cycle is in: a failure names it
         self._head = ""  # the head the current cycle fetched ("" before the fetch)
+        self._last_crash: tuple[str, str, Path | None] | None = None  # phase, message, log
         applied = self.ledger.get(APPLIED_KEY)
         self.status.update(applied_commit=applied, source=self.event_source)
 
@@ -224,10 +225,15 @@ class Syncer:
     def _crashed(self, exc: Exception, applied: str) -> CycleResult:
         """A cycle that raised something unexpected: log it, keep a crash log, report it."""
         phase, message = self._phase, _short(exc)
-        try:
-            crash_log = write_crash_log(exc, sys.argv, context=f"sync cycle, phase {phase}")
-        except Exception:  # a crash log must never become a second crash
-            crash_log = None
+        previous = self._last_crash
+        if previous is not None and previous[:2] == (phase, message):
+            crash_log = previous[2]  # the same failure again: one log, not one per retry
+        else:
+            try:
+                crash_log = write_crash_log(exc, sys.argv, context=f"sync cycle, phase {phase}")
+            except Exception:  # a crash log must never become a second crash
+                crash_log = None
+            self._last_crash = (phase, message, crash_log)
         logger.error(
             "sync cycle failed in phase %s: %s%s",
             phase,
