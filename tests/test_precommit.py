@@ -105,3 +105,32 @@ def test_hook_blocks_a_bad_commit_and_passes_a_good_one(
     assert good.returncode == 0, good.stdout + good.stderr
     assert "botreg validate" in good.stdout + good.stderr
     assert git(git_registry, "log", "--format=%s", "-1").strip() == "pause the billing bot"
+
+    # A commit that only deletes files: pre-commit passes no file names, the hook
+    # still runs (always_run) and sees that three bots use the deleted domain.
+    git(git_registry, "rm", "-r", "-q", "knowledge/billing")
+    deleting = subprocess.run(
+        ["git", "commit", "-m", "drop billing knowledge"],
+        cwd=git_registry,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = deleting.stdout + deleting.stderr
+    assert deleting.returncode != 0, output
+    assert output.count("BR402 knowledge domain 'billing' does not exist") == 3, output
+    assert git(git_registry, "log", "--format=%s", "-1").strip() == "pause the billing bot"
+
+    # A commit that touches nothing registry-related passes, old findings unreported.
+    git(git_registry, "reset", "-q", "--hard")
+    (git_registry / "README.md").write_text("notes\n")
+    git(git_registry, "add", "README.md")
+    readme = subprocess.run(
+        ["git", "commit", "-m", "notes"],
+        cwd=git_registry,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert readme.returncode == 0, readme.stdout + readme.stderr
+    assert "botreg validate" in readme.stdout + readme.stderr

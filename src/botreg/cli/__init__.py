@@ -2,14 +2,14 @@
 
 Exit codes: 0 success, 1 errors found (or a failed operation), 2 usage error or
 unreadable repository, 3 unexpected error (a bug), 130 interrupted (Ctrl-C).
+No input may lead to 3: a 3 is a bug, and it leaves a crash log (traceback,
+version, redacted argv) whose path is printed, so the report needs no rerun.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import traceback
 from collections.abc import Sequence
 
 from botreg import __version__
@@ -21,7 +21,7 @@ from botreg.cli import (
     review_cmd,
     validate_cmd,
 )
-from botreg.errors import BotregError, UsageError
+from botreg.errors import BotregError, UsageError, write_crash_log
 
 __all__ = ["console_main", "main"]
 
@@ -68,16 +68,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 1
-    except Exception as exc:
-        print(f"botreg: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if os.environ.get("BOTREG_DEBUG"):
-            traceback.print_exc()
-        else:
-            print(
-                "botreg: this is a bug; rerun with BOTREG_DEBUG=1 for details and report it",
-                file=sys.stderr,
-            )
-        return EXIT_UNEXPECTED
+    except Exception as exc:  # MemoryError and RecursionError included: a bug, not a crash
+        return _unexpected(exc, sys.argv[:1] + list(sys.argv[1:] if argv is None else argv))
+
+
+def _unexpected(exc: Exception, argv: list[str]) -> int:
+    """Report a bug: one line on stderr, the traceback in a crash log."""
+    message = " ".join(str(exc).split())[:300]  # one line, bounded: it may quote input
+    print(f"botreg: unexpected error: {type(exc).__name__}: {message}", file=sys.stderr)
+    try:
+        path = write_crash_log(exc, argv)
+    except Exception:  # the log is best effort; the exit code is not
+        path = None
+    if path is not None:
+        print(f"botreg: this is a bug; details are in {path}: please report it", file=sys.stderr)
+    else:
+        print(
+            "botreg: this is a bug (no crash log could be written): please report it",
+            file=sys.stderr,
+        )
+    return EXIT_UNEXPECTED
 
 
 def console_main() -> None:

@@ -190,7 +190,7 @@ def run_status(args: argparse.Namespace) -> int:
             f"{data_dir}: no sync status here (has `botreg sync` run with this --data-dir?)"
         )
     doc = ask_daemon(data_dir, "/status") if _running(data_dir) else None
-    if doc is None:
+    if not isinstance(doc, dict):
         doc = DaemonStatus.load(data_dir / "status.json")
         doc["running"] = _running(data_dir)
     if args.format == "json":
@@ -206,25 +206,35 @@ def run_status(args: argparse.Namespace) -> int:
         f"last success:{' ' + (doc.get('last_success') or '-')}",
     ]
     if doc.get("rejected_commit"):
+        findings = doc.get("findings")
         lines.append(
-            f"rejected:    {doc['rejected_commit']} ({len(doc.get('findings', []))} "
-            "findings; see --format json)"
+            f"rejected:    {doc['rejected_commit']} "
+            f"({len(findings) if isinstance(findings, list) else 0} findings; see --format json)"
         )
     if doc.get("last_error"):
         lines.append(f"last error:  {doc['last_error']}")
     lines.append("conditions:")
-    for name, cond in doc.get("conditions", {}).items():
+    # a damaged status.json (edited, truncated by a full disk) prints what it can
+    for name, raw_cond in _mapping(doc.get("conditions")).items():
+        cond = _mapping(raw_cond)
+        message = cond.get("message")
         lines.append(
-            f"  {name:<17} {cond.get('status', ''):<6} {cond.get('reason', '')}"
-            f"{': ' + cond['message'] if cond.get('message') else ''}"
+            f"  {name!s:<17} {cond.get('status', '')!s:<6} {cond.get('reason', '')}"
+            f"{': ' + str(message) if message else ''}"
         )
-    if doc.get("domains"):
+    domains = _mapping(doc.get("domains"))
+    if domains:
         lines.append("domains:")
-        for name, state in sorted(doc["domains"].items()):
+        for name, raw_state in sorted(domains.items(), key=lambda item: str(item[0])):
+            state = _mapping(raw_state)
             error = f" ({state['error']})" if state.get("error") else ""
-            lines.append(f"  {name:<17} {state.get('status', '')}{error}")
+            lines.append(f"  {name!s:<17} {state.get('status', '')}{error}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def run_events(args: argparse.Namespace) -> int:
@@ -233,14 +243,20 @@ def run_events(args: argparse.Namespace) -> int:
     from botreg.events.log import read_events
 
     log = DataDir(args.data_dir).events
-    if args.since and not args.follow:
-        ids = [e.get("id") for e in read_events(log)]
-        if args.since not in ids:
-            raise BotregError(f"no event with id {args.since} in {log}")
     try:
+        if args.since and not args.follow:
+            ids = [e.get("id") for e in read_events(log)]
+            if args.since not in ids:
+                raise BotregError(f"no event with id {args.since} in {log}")
         for event in read_events(log, since=args.since, follow=args.follow):
             sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
             sys.stdout.flush()
     except KeyboardInterrupt:
         return 0
+    except OSError as exc:
+        raise BotregError(f"{log}: cannot read the event log ({exc.strerror or exc})") from None
+    except (ValueError, AttributeError):
+        # a damaged line (not UTF-8, not an object): the log is written by the daemon
+        # only, so this is damage, not input to trust
+        raise BotregError(f"{log}: damaged event log (a line is not a JSON object)") from None
     return 0

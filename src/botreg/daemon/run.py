@@ -4,7 +4,9 @@
 after `--interval` seconds (with jitter), at once when a trigger fires (a
 `--watch`ed local commit, a verified push webhook, SIGHUP), or after an
 exponential backoff with jitter when the cycle failed. It never crash-loops:
-failures are retried forever unless `--max-failures` opts into exiting.
+failures are retried forever unless `--max-failures` opts into exiting, and
+nothing a commit holds can end the loop (`_cycle` turns even a bug that
+escapes `sync_once` into a failed cycle).
 SIGTERM and SIGINT finish the current step and exit 0.
 """
 
@@ -126,8 +128,7 @@ class Daemon:
         """One cycle (`--once`): 0 synced or nothing to do, 1 rejected or failed."""
         with self._running():
             assert self.syncer is not None
-            result = self.syncer.sync_once()
-            self._report(result)
+            result = self._cycle(self.syncer)
             return result.exit_code
 
     def run(self) -> int:
@@ -137,8 +138,7 @@ class Daemon:
             failures = 0
             while not self._stop.is_set():
                 self._wake.clear()
-                result = self.syncer.sync_once()
-                self._report(result)
+                result = self._cycle(self.syncer)
                 if result.result == "failed":
                     failures += 1
                     budget = self.options.max_failures
@@ -152,6 +152,21 @@ class Daemon:
                 self.metrics.set("botreg_consecutive_failures", failures)
                 self._wake.wait(timeout=delay)
             return 0
+
+    def _cycle(self, syncer: Syncer) -> CycleResult:
+        """One cycle and its log line; a failed cycle whatever escapes (the loop survives)."""
+        try:
+            result = syncer.sync_once()
+        except Exception as exc:  # sync_once is the boundary; this is the belt and braces
+            logger.error("sync cycle raised %s: %s", type(exc).__name__, exc)
+            logger.debug("traceback of the failed cycle", exc_info=exc)
+            result = CycleResult("failed", error=type(exc).__name__, phase="cycle")
+        try:
+            self._report(result)
+        except Exception as exc:  # a log handler that fails must not end the daemon
+            with suppress(Exception):
+                print(f"botreg: could not log a cycle: {exc!r}", file=sys.stderr)
+        return result
 
     def _report(self, result: CycleResult) -> None:
         level = logging.INFO if result.result in ("synced", "noop") else logging.WARNING

@@ -15,10 +15,17 @@
 
 Event ids derive from (type, from, to, subject): a cycle re-run after a crash
 re-sends the same ids, and consumers deduplicate.
+
+`sync_once()` is the failure boundary of a cycle: whatever a commit makes any
+phase raise (a RecursionError in a parser, a MemoryError, a store error), the
+cycle ends with `botreg.sync.failed` naming the phase, a status condition and a
+crash log with the traceback; the daemon backs off and runs the next cycle.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +36,7 @@ from botreg.changes import ChangeSet, FileChange, compute_changes
 from botreg.daemon.metrics import Metrics
 from botreg.daemon.status import DaemonStatus
 from botreg.datadir import DataDir
-from botreg.errors import BotregError
+from botreg.errors import BotregError, write_crash_log
 from botreg.events import CloudEvent, EventBus, event_id
 from botreg.git.mirror import Credentials, FetchError, GitMirror, redact_url
 from botreg.git.tree import GitTreeSource
@@ -42,6 +49,8 @@ from botreg.store.settings import KnowledgeSettings, StoreSettings
 from botreg.validation.runner import ResultCache, validate_registry
 
 __all__ = ["CycleResult", "SyncOptions", "Syncer"]
+
+logger = logging.getLogger("botreg.daemon")
 
 APPLIED_KEY = "sync.applied_commit"
 REJECTED_KEY = "sync.rejected_commit"
@@ -79,6 +88,22 @@ class CycleResult:
         return 0 if self.result in ("synced", "noop") else 1
 
 
+# The condition that says which part is broken when a phase raises unexpectedly.
+_PHASE_CONDITIONS = {
+    "fetch": "FetchFailed",
+    "validate": "ValidationFailed",
+    "apply": "IngestFailed",
+}
+
+
+def _short(exc: BaseException) -> str:
+    """`Type: message` on one line, bounded: events and status carry no traceback."""
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class _PhaseError(Exception):
     def __init__(self, phase: str, message: str) -> None:
         super().__init__(message)
@@ -113,6 +138,9 @@ class Syncer:
         self.cycle_started: float | None = None
         self._validation_cache: ResultCache = {}  # per file and blob: one changed file, one check
         self._store_settings: StoreSettings | None = None
+        self._phase = ""  # the phase the current cycle is in: a failure names it
+        self._head = ""  # the head the current cycle fetched ("" before the fetch)
+        self._last_crash: tuple[str, str, Path | None] | None = None  # phase, message, log
         applied = self.ledger.get(APPLIED_KEY)
         self.status.update(applied_commit=applied, source=self.event_source)
 
@@ -162,33 +190,66 @@ class Syncer:
     # --- the cycle ---------------------------------------------------------------------
 
     def sync_once(self) -> CycleResult:
-        """Run one cycle (see the module docstring). Never raises for expected failures."""
+        """Run one cycle (see the module docstring).
+
+        Never raises but for KeyboardInterrupt and SystemExit: any exception of
+        any phase ends the cycle as `failed`, with the phase it failed in.
+        """
         started = time.monotonic()
         self.cycle_started = started  # read by the HTTP thread (Stalled)
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        self.status.update(last_attempt=now)
-        applied = self.ledger.get(APPLIED_KEY)
+        self._phase, self._head = "start", ""
+        applied = ""
         durations: dict[str, float] = {}
         try:
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            self.status.update(last_attempt=now)
+            applied = self.ledger.get(APPLIED_KEY)
             result = self._cycle(applied, durations)
         except _PhaseError as exc:
-            result = CycleResult(
-                "failed",
-                applied,
-                self.status.snapshot().get("head_commit", ""),
-                error=str(exc),
-                phase=exc.phase,
-            )
+            result = CycleResult("failed", applied, self._head, error=str(exc), phase=exc.phase)
         except BotregError as exc:
-            result = CycleResult("failed", applied, error=str(exc), phase="apply")
+            result = CycleResult("failed", applied, self._head, error=str(exc), phase=self._phase)
+        except Exception as exc:  # the boundary: whatever a commit makes a phase raise
+            result = self._crashed(exc, applied)
         durations["cycle"] = time.monotonic() - started
         result.durations = durations
-        self._record(result)
-        self.cycle_started = None
+        try:
+            self._record(result)
+        except Exception as exc:  # e.g. the event log's disk is full: still not fatal
+            logger.error("could not record the cycle's result: %s", _short(exc))
+            logger.debug("recording the cycle failed", exc_info=exc)
+        finally:
+            self.cycle_started = None
         return result
+
+    def _crashed(self, exc: Exception, applied: str) -> CycleResult:
+        """A cycle that raised something unexpected: log it, keep a crash log, report it."""
+        phase, message = self._phase, _short(exc)
+        previous = self._last_crash
+        if previous is not None and previous[:2] == (phase, message):
+            crash_log = previous[2]  # the same failure again: one log, not one per retry
+        else:
+            try:
+                crash_log = write_crash_log(exc, sys.argv, context=f"sync cycle, phase {phase}")
+            except Exception:  # a crash log must never become a second crash
+                crash_log = None
+            self._last_crash = (phase, message, crash_log)
+        logger.error(
+            "sync cycle failed in phase %s: %s%s",
+            phase,
+            message,
+            f" (traceback in {crash_log})" if crash_log else "",
+        )
+        logger.debug("traceback of the failed cycle", exc_info=exc)
+        condition = _PHASE_CONDITIONS.get(phase)
+        if condition is not None:
+            self.status.set_condition(condition, True, "UnexpectedError", message)
+        self.status.update(last_crash_log=str(crash_log or ""))
+        return CycleResult("failed", applied, self._head, error=message, phase=phase)
 
     def _cycle(self, applied: str, durations: dict[str, float]) -> CycleResult:
         # 1. fetch
+        self._phase = "fetch"
         t = time.monotonic()
         try:
             head = self.mirror.fetch()
@@ -199,6 +260,7 @@ class Syncer:
         durations["fetch"] = time.monotonic() - t
         self.status.set_condition("FetchFailed", False, "Fetched")
         self.status.update(head_commit=head)
+        self._head = head
         if not head:
             raise _PhaseError("fetch", f"branch {self.options.branch} not found")
 
@@ -212,6 +274,7 @@ class Syncer:
         source = GitTreeSource(self.mirror.repo, head, label=f"{self.options.branch}@{head[:12]}")
 
         # 3. validate
+        self._phase = "validate"
         t = time.monotonic()
         report = validate_registry(source, cache=self._validation_cache)
         durations["validate"] = time.monotonic() - t
@@ -250,6 +313,7 @@ class Syncer:
         self.status.update(rejected_commit="", findings=[])
 
         # 4. diff
+        self._phase = "diff"
         t = time.monotonic()
         old_source: GitTreeSource | None = None
         if applied and self.mirror.has_commit(applied):
@@ -278,13 +342,16 @@ class Syncer:
         durations["diff"] = time.monotonic() - t
 
         # 5. events, then apply
+        self._phase = "emit"
         self._emit_changes(changes, applied, head)
+        self._phase = "apply"
         t = time.monotonic()
         counts = self._apply(source, head, applied)
         durations["ingest"] = time.monotonic() - t
         counts.update(changes.counts())
 
         # 6. advance
+        self._phase = "advance"
         self.mirror.keep_applied(head)
         self.ledger.put(APPLIED_KEY, head)
         self.ledger.put(REJECTED_KEY, "")
@@ -454,6 +521,10 @@ class Syncer:
             self.status.set_condition("Reconciling", False, "Rejected")
         else:
             self.status.set_condition("Reconciling", False, "Failed", result.error)
+        # the status first: if the event log cannot be written, the status still tells
+        self.status.update(**update)
+        self.status.save()
+        if result.result == "failed":
             self._emit(
                 "botreg.sync.failed",
                 "",
@@ -468,5 +539,3 @@ class Syncer:
                 result.phase,
                 now,
             )  # each failure is news
-        self.status.update(**update)
-        self.status.save()

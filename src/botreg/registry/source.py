@@ -61,14 +61,20 @@ class WorkingTreeSource:
     untracked ones that are not ignored), so a local `.venv/` or data dir is not
     mistaken for registry content. Elsewhere every file below the folder counts,
     hidden folders excepted.
+
+    With `staged=True` the file list is git's index only (what the next commit
+    holds: untracked files left out, staged deletions gone). Contents are read
+    from disk: under pre-commit, which stashes unstaged changes, they are the
+    staged contents.
     """
 
     fork_safe = True  # reads files by path: worker processes can share it
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, staged: bool = False) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise RepositoryError(f"{self.root}: not a directory; pass --repo DIR of a registry")
+        self.staged = staged
         self._entries: list[SourceEntry] | None = None
 
     @property
@@ -98,18 +104,24 @@ class WorkingTreeSource:
         return git_blob_id(self.read(path))
 
     def _git_paths(self) -> list[str] | None:
-        if not (self.root / ".git").exists():
+        # staged: the registry may be a sub-folder of the work tree; git finds its top
+        if not self.staged and not (self.root / ".git").exists():
             return None
+        command = ["git", "ls-files", "-z", "--cached"]
+        if not self.staged:
+            command += ["--others", "--exclude-standard"]
         # A plain subprocess: importing GitPython would cost the hook ~60 ms of start-up.
         try:
             out = subprocess.run(
-                ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                command,
                 cwd=self.root,
                 capture_output=True,
                 check=True,
                 timeout=60,
             ).stdout
         except (OSError, subprocess.SubprocessError):
+            if self.staged:
+                raise RepositoryError(f"{self.root}: cannot list git's index here") from None
             return None
         return sorted({p for p in out.decode("utf-8", "surrogateescape").split("\0") if p})
 
