@@ -539,8 +539,11 @@ def test_a_cycle_that_runs_too_long_is_stalled(
     d = running(interval=3600)
     wait_for(lambda: completed(tmp_path / "data"))
     assert d.get("/status")[1]["conditions"]["Stalled"]["status"] == "False"
-    assert d.daemon.syncer is not None
-    d.daemon.syncer.cycle_started = time.monotonic() - 100_000  # as if a cycle hung
+    syncer = d.daemon.syncer
+    assert syncer is not None
+    # the event is emitted before the cycle ends: wait until the daemon clears it
+    wait_for(lambda: syncer.cycle_started is None)
+    syncer.cycle_started = time.monotonic() - 100_000  # as if a cycle hung
     code, doc = d.get("/status")
     assert code == 200 and doc["conditions"]["Stalled"]["status"] == "True"
     code, ready = d.get("/readyz")

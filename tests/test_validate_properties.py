@@ -6,10 +6,9 @@ environment, registry.yaml or a knowledge file of the template registry and
 runs `botreg.cli.main(["validate", ...])`. The example counts are bounded so the
 whole module stays well under 20 s.
 
-The observed crashes of issue #9 are pinned below as regression cases. Those
-that other branches fix are `xfail(strict=False)` here; the random strategies
-keep clear of exactly those shapes (see `_INT_DIGITS` and `_LIMIT_VALUES`)
-until the fixes are merged, then the restrictions can go.
+The observed crashes of issue #9 are pinned below as regression cases, and the
+random strategies include their shapes (integers past Python's digit limit,
+`0o` with non-ASCII digits, infinite and 64-bit-overflowing limits).
 """
 
 from __future__ import annotations
@@ -17,14 +16,13 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from botreg.cli import main
@@ -37,10 +35,8 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-# Known crash until the loader fix is merged: integers over 4,300 digits (Python's
-# int-from-string limit). The random integers stay below it; the 5,000-digit case
-# is a regression case below.
-_INT_DIGITS = 4000
+# Past Python's int-from-string limit (4,300 digits): must be a finding, not a crash.
+_INT_DIGITS = 6000
 
 _TOKENS = [
     "0o17", "0o", "0x1F", "0x", "0b101", "1_000", "1e400", "-1e400", ".inf", "-.Inf", ".NaN",
@@ -157,12 +153,11 @@ file_bytes = st.one_of(
     yaml_documents().map(lambda s: s.encode("utf-8", "surrogatepass")),
 )
 
-# Known crashes until the operator-ceiling fix is merged: .inf, or an integer past
-# 64 bits once multiplied (OverflowError in the bounded gzip check), as a limit in
-# registry.yaml. Random limit values are 32-bit integers, strings, null and booleans;
-# both shapes are regression cases below.
+# Limits in registry.yaml: any integer (past 64 bits too), infinities and NaN,
+# strings, null and booleans.
 _LIMIT_VALUES = st.one_of(
-    st.integers(min_value=-(2**31), max_value=2**31),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=10),
     st.none(),
     st.booleans(),
@@ -217,16 +212,6 @@ def _validate_with(root: Path, rel: str, data: bytes) -> int:
             target.write_bytes(original)
 
 
-# Known crash until the loader fix is merged: `0o` then a non-ASCII digit (`0o\u00b2`)
-# makes int(..., 8) raise. Examples holding that shape are skipped; the regression
-# case below keeps it pinned.
-_OCTAL_CRASH = re.compile(rb"0o[0-7_]*[\x80-\xff]")
-
-
-def _skip_known_crashes(data: bytes) -> None:
-    assume(not _OCTAL_CRASH.search(data))
-
-
 def _assert_no_bug(code: int, capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert code in (0, 1, 2), err
@@ -238,7 +223,6 @@ def _assert_no_bug(code: int, capsys: pytest.CaptureFixture[str]) -> None:
 def test_validate_never_exits_3_on_a_hostile_bot_or_environment(
     registry_copy: Path, capsys: pytest.CaptureFixture[str], rel: str, data: bytes
 ) -> None:
-    _skip_known_crashes(data)
     _assert_no_bug(_validate_with(registry_copy, rel, data), capsys)
 
 
@@ -247,7 +231,6 @@ def test_validate_never_exits_3_on_a_hostile_bot_or_environment(
 def test_validate_never_exits_3_on_a_hostile_registry_yaml(
     registry_copy: Path, capsys: pytest.CaptureFixture[str], data: bytes
 ) -> None:
-    _skip_known_crashes(data)
     _assert_no_bug(_validate_with(registry_copy, "registry.yaml", data), capsys)
 
 
@@ -266,7 +249,6 @@ def test_validate_never_exits_3_on_a_hostile_knowledge_file(
     data: bytes,
     compress: bool,
 ) -> None:
-    _skip_known_crashes(data)
     if name.endswith(".gz") and compress:
         data = gzip.compress(data, mtime=0)
     code = _validate_with(registry_copy, f"knowledge/product/{name}", data)
@@ -275,35 +257,27 @@ def test_validate_never_exits_3_on_a_hostile_knowledge_file(
 
 # --- the observed crashes of issue #9, as regression cases -----------------------------------
 
-_KNOWN_LOADER_CRASH = pytest.mark.xfail(
-    strict=False, reason="issue #9: fixed by the loader/settings branches, not merged here"
-)
-
 REGRESSIONS = [
     pytest.param(
         "bots/product-guide.yaml",
         "name: Product Guide\ndescription: 0o\u00b2\nstatus: active\n",
         id="octal-with-superscript-digit",
-        marks=_KNOWN_LOADER_CRASH,
     ),
     pytest.param(
         "bots/product-guide.yaml",
         "name: Product Guide\nllm:\n  max_tokens: " + "9" * 5000 + "\n",
         id="5000-digit-integer",
-        marks=_KNOWN_LOADER_CRASH,
     ),
     pytest.param(
         "registry.yaml",
         "format_version: 1\nlimits:\n  max_compression_ratio: .inf\n",
         id="infinite-compression-ratio",
-        marks=_KNOWN_LOADER_CRASH,
     ),
     pytest.param(
         "registry.yaml",
         "format_version: 1\nlimits:\n  max_decompressed_bytes: 9223372036854775807\n"
         "  max_compression_ratio: 0100000000000000000\n",
         id="limits-past-64-bits",
-        marks=_KNOWN_LOADER_CRASH,
     ),
     pytest.param(
         "knowledge/product/deep.json",
