@@ -545,3 +545,15 @@ def test_source_url_credentials_are_not_stored_in_the_mirror(tmp_path: Path) -> 
         server.server_close()
     expected = "Basic " + base64.b64encode(b"deploy:Sup3r/SecretPass").decode()
     assert expected in seen  # the credential still reaches the git host, as a header
+
+
+@pytest.mark.timeout(60)  # linear work finishes in about a second; quadratic would take hours
+@pytest.mark.parametrize("prefix", ["a://", "http://", "sk-", "eyJ", "x:y@", "?token="])
+def test_masking_a_long_hostile_value_is_linear(prefix: str) -> None:
+    """A committer's 1 MB run of letters must not stall review or the daemon (issue #9)."""
+    from botreg.secrets import find_token, mask_config, mask_text
+
+    value = prefix + "d" * 1_000_000
+    assert mask_text(value).endswith("d" * 1000) or prefix == "?token="
+    assert find_token(value) is None or prefix in ("sk-",)
+    assert mask_config({"password": value, value: 1})["password"] == "***"

@@ -76,8 +76,11 @@ _PEM_RE = re.compile(
     re.DOTALL,
 )
 # scheme://user:password@host, unless the password is a ${VAR} reference.
+# The scheme is bounded: an unbounded `[a-z0-9+.-]*` before `://` rescans the rest
+# of the text from every position, quadratic on a long run of letters.
 _URL_PASSWORD_RE = re.compile(
-    r"([a-z][a-z0-9+.\-]*://[^/\s:@?#]*:)(?!\$\{[A-Za-z_][A-Za-z0-9_]*\}@)([^/\s@?#]+)@", re.I
+    r"([a-z][a-z0-9+.\-]{0,31}://[^/\s:@?#]*:)(?!\$\{[A-Za-z_][A-Za-z0-9_]*\}@)([^/\s@?#]+)@",
+    re.I,
 )
 # scheme://userinfo@host: everything before the @ (for URLs the operator gave).
 _URL_USERINFO_RE = re.compile(r"(?<=://)[^/@\s?#]+@")
