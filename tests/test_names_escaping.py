@@ -277,3 +277,19 @@ def test_review_text_and_json_escape_repository_text(
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]", out)
     doc = json.loads(out)
     assert HOSTILE_PATHS[0] in {f["path"] for f in doc["findings"]}  # data stays raw
+
+
+def test_schema_patterns_end_at_the_end_of_the_string() -> None:
+    """JSON Schema's `$` is ECMA-262's: a name with a trailing newline does not match.
+
+    fastjsonschema and jsonschema disagreed here, and the file passed with no finding.
+    """
+    from botreg.registry.layout import FileKind
+    from botreg.validation.schema import check_schema
+
+    env = {"resources": {"databases": {"main\n": {"host": "db"}}}}
+    [(code, message, pointer, _)] = check_schema(FileKind.ENVIRONMENT, env)
+    assert (code, pointer) == ("BR201", ("resources", "databases", "main\n"))
+    assert "invalid name" in message
+    bot = {"id": "product-guide\n", "name": "x", "status": "active"}
+    assert ("id",) in [issue[2] for issue in check_schema(FileKind.BOT, bot)]

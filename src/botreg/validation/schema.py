@@ -17,9 +17,10 @@ import hashlib
 import json
 import marshal
 import os
+import re
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,11 +108,34 @@ def _write_atomically(path: Path, data: bytes) -> None:
         pass  # a read-only home: validate without the cache
 
 
+# A `$` that ends a pattern, not escaped: in ECMA-262 (JSON Schema's regex dialect)
+# it matches only at the very end; Python's `$` also matches before a final "\n".
+_FINAL_DOLLAR = re.compile(r"(?<!\\)\$$")
+
+
+def _ecma_pattern(pattern: str) -> str:
+    """A schema pattern for Python's re with ECMA-262's end anchor.
+
+    fastjsonschema rewrites `$` to `\\Z` itself; jsonschema does not, so without
+    this a name with a trailing newline (`main\\n`) would fail the fast check and
+    yet get no explanation.
+    """
+    return _FINAL_DOLLAR.sub(r"\\Z", pattern)
+
+
 @cache
 def _validator(kind: FileKind) -> Draft202012Validator:
-    from jsonschema import Draft202012Validator  # only needed to explain invalid files
+    from jsonschema import Draft202012Validator, validators  # only to explain invalid files
+    from jsonschema.exceptions import ValidationError
 
-    return Draft202012Validator(_compiled(kind))
+    def pattern(
+        validator: Any, regex: str, instance: Any, schema: Mapping[str, Any]
+    ) -> Iterator[ValidationError]:
+        if validator.is_type(instance, "string") and not re.search(_ecma_pattern(regex), instance):
+            yield ValidationError(f"{instance!r} does not match {regex!r}")
+
+    cls = validators.extend(Draft202012Validator, {"pattern": pattern})  # type: ignore[no-untyped-call]
+    return cls(_compiled(kind))  # type: ignore[no-any-return]
 
 
 def warm_up(kind: FileKind) -> None:
@@ -138,6 +162,10 @@ def check_schema(kind: FileKind, data: Any) -> list[SchemaIssue]:
     issues: list[SchemaIssue] = []
     for error in validator.iter_errors(data):
         issues.extend(_explain(error))
+    if not issues:  # the two validators disagree: never let the file pass silently
+        issues.append(
+            ("BR201", "top level: does not match the schema; run check-jsonschema on it", (), False)
+        )
     # the same node can fail through two routes (e.g. required + oneOf): report it once
     seen: set[tuple[str, tuple[str | int, ...], bool]] = set()
     unique = []
