@@ -500,3 +500,54 @@ def test_a_document_at_the_depth_bound_gets_the_same_findings_in_a_thread(regist
     write(registry, "bots/deep.yaml", f"name: Deep\nmetadata: {{d: {{k: {leaf}}}}}\n")
     # one level more: refused at the `{` of level 201
     assert found(validate(registry), "bots/deep.yaml") == [("BR101", 2, 11 + 4 * 199)]
+
+
+# --- the ceilings as flags of every command that reads the registry -----------------------
+
+
+def test_every_registry_command_takes_the_ceiling_flags() -> None:
+    from botreg.cli import build_parser
+
+    parser = build_parser()
+    for command in (
+        ["validate"],
+        ["review", "--base", "main"],
+        ["resolve", "b", "--env", "e"],
+        ["sync", "--source", "x"],
+    ):
+        args = parser.parse_args([*command, "--max-file-bytes", "100"])
+        assert args.ceiling_max_file_bytes == "100", command
+    for command in (["ingest"], ["query", "--domain", "d", "text"]):
+        args = parser.parse_args([*command, "--max-depth", "7"])
+        assert args.ceiling_max_depth == "7", command
+
+
+def test_a_ceiling_flag_lowers_the_limit_for_validate(
+    registry: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(registry, "registry.yaml", "format_version: 1\nlimits:\n  max_file_bytes: 5000000\n")
+    code = main(
+        ["validate", "--repo", str(registry), "--max-file-bytes", "300", "--format", "json"]
+    )
+    out = capsys.readouterr().out
+    assert code == 1 and '"BR504"' in out  # registry.yaml's 5 MB cannot raise the flag's 300
+    # the flag held for that command only
+    assert main(["validate", "--repo", str(registry)]) == 0
+
+
+def test_an_invalid_ceiling_flag_is_a_usage_error(
+    registry: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", "--repo", str(registry), "--max-depth", "deep"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-depth" in err and "Traceback" not in err
+
+
+def test_a_ceiling_flag_bounds_ingest(
+    registry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    args = ["--repo", str(registry), "--data-dir", str(data), "--env", "development"]
+    assert main(["ingest", *args, "--max-file-bytes", "300"]) == 1
+    out = capsys.readouterr()
+    assert "300" in out.out + out.err

@@ -58,7 +58,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # --help and --version
             return int(exc.code or 0)
-        code: int = args.handler(args)
+        if not hasattr(args, "ceiling_max_file_bytes"):
+            code: int = args.handler(args)
+            return code
+        # the operator's ceilings, checked before any work (a bad value: exit 2),
+        # in force for this command only (main() also runs inside tests and apps)
+        from botreg.registry.limits import apply_ceiling_arguments, set_ceilings
+
+        apply_ceiling_arguments(args)
+        try:
+            code = args.handler(args)
+        finally:
+            set_ceilings(None)
         return code
     except BotregError as exc:
         print(f"botreg: error: {exc}", file=sys.stderr)

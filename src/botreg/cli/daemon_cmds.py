@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from botreg.errors import BotregError, UsageError
+from botreg.registry.limits import add_ceiling_arguments
 from botreg.validation import confinement
 
 __all__ = ["ask_daemon", "register"]
@@ -80,6 +81,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="variables ${VAR} in the registry may read (fnmatch, repeatable, e.g. 'BOTREG_*'; "
         "default: none, so a commit cannot read the daemon's environment)",
     )
+    add_ceiling_arguments(p)
     p.set_defaults(handler=run_sync)
 
     s = sub.add_parser("status", help="show the sync daemon's status")

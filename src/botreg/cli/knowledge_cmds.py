@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botreg.errors import UsageError
+from botreg.registry.limits import add_ceiling_arguments
 from botreg.validation import confinement
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="D",
         help="only this domain (repeatable; default: every domain)",
     )
+    add_ceiling_arguments(p)
     p.set_defaults(handler=run_ingest)
 
     q = sub.add_parser(
@@ -66,6 +68,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--domain", required=True, metavar="D")
     q.add_argument("-k", type=int, default=5, help="number of results (default: 5)")
     q.add_argument("text", metavar="TEXT")
+    add_ceiling_arguments(q)
     q.set_defaults(handler=run_query)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from botreg.errors import BotregError, UsageError
+from botreg.registry.limits import add_ceiling_arguments
 
 __all__ = ["register"]
 
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="expand ${VAR} only from variables matching PATTERN (fnmatch, repeatable); "
         "default: your whole environment",
     )
+    add_ceiling_arguments(p)
     p.set_defaults(handler=run)
 
 

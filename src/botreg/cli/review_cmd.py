@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from botreg.errors import UsageError
+from botreg.registry.limits import add_ceiling_arguments
 
 __all__ = ["register"]
 
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="output length limit (default: markdown 60000, GitHub allows 65536; "
         "text 200000; json 1000000); detail sections past it are left out with a note",
     )
+    add_ceiling_arguments(p)
     p.set_defaults(handler=run)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from botreg.errors import RepositoryError, UsageError
+from botreg.registry.limits import add_ceiling_arguments
 
 if TYPE_CHECKING:
     from botreg.registry.source import WorkingTreeSource
@@ -55,6 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="output format (default: github when GITHUB_ACTIONS is set, else text)",
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to report on")
+    add_ceiling_arguments(p)
     p.set_defaults(handler=run)
 
 
