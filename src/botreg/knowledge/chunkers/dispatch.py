@@ -1,11 +1,22 @@
-"""`chunk_file`: the chunker for a file's type, after bounded decompression."""
+"""`chunk_file`: the chunker for a file's type, after bounded decompression.
+
+Whatever the chunker, the result is bounded: the file by the registry's limits
+(size, decompressed size, ratio), each chunk by `ChunkBounds` (tokens and bytes,
+enforced by a final guard), and the file's chunk count by `MAX_CHUNKS_PER_FILE`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import PurePosixPath
 
-from botreg.knowledge.chunkers.base import Chunk
+from botreg.knowledge.chunkers.base import (
+    MAX_CHUNKS_PER_FILE,
+    Chunk,
+    ChunkBounds,
+    enforce_bounds,
+)
 from botreg.knowledge.chunkers.markdown import (
     chunk_markdown,
     front_matter_metadata,
@@ -22,18 +33,43 @@ from botreg.registry.yamlfast import YamlLoadError, load_fast
 __all__ = ["chunk_file"]
 
 
-def chunk_file(path: str, raw: bytes, chunking: ChunkingSettings, limits: Limits) -> list[Chunk]:
+def chunk_file(
+    path: str,
+    raw: bytes,
+    chunking: ChunkingSettings,
+    limits: Limits,
+    *,
+    max_chunks: int = MAX_CHUNKS_PER_FILE,
+) -> list[Chunk]:
     """The chunks of one knowledge file (a pure function of its path, bytes and settings).
 
+    Every chunk's text is within `ChunkBounds.of(chunking.max_tokens)`.
+
+    Args:
+        path: The file's path (its extension picks the chunker).
+        raw: The file's bytes.
+        chunking: The chunking settings (max_tokens is clamped to the hard ceiling).
+        limits: Size limits: the same as validation applies.
+        max_chunks: The most chunks the file may produce.
+
     Raises:
-        ContentError: if the file cannot be decoded or parsed as its type.
+        ContentError: if the file cannot be decoded or parsed as its type, is over
+            a limit (BR504, BR503) or needs more than `max_chunks` chunks (BR504).
     """
     ktype = knowledge_type(path)
     if ktype is None:
         raise ContentError("BR506", f"unsupported file type: {PurePosixPath(path).suffix}")
+    if len(raw) > limits.max_file_bytes:
+        raise ContentError(
+            "BR504",
+            f"{len(raw)} bytes, over the limit of {limits.max_file_bytes} "
+            "(limits.max_file_bytes); split the file",
+        )
     if ktype.compressed:
         raw = decompress_bounded(raw, limits)
     text = decode_utf8(raw).replace("\r\n", "\n").replace("\r", "\n")
+    bounds = ChunkBounds.of(chunking.max_tokens)
+    chunking = dataclasses.replace(chunking, max_tokens=bounds.tokens)
     metadata: dict[str, str | int | float | bool] = {}
     if ktype.kind == "markdown":
         front, body = split_front_matter(text)
@@ -52,6 +88,12 @@ def chunk_file(path: str, raw: bytes, chunking: ChunkingSettings, limits: Limits
         pairs = chunk_rows(parse_csv(text), chunking)
     else:
         pairs = chunk_text(text, chunking)
+    pairs = enforce_bounds(pairs, bounds)
+    if len(pairs) > max_chunks:
+        raise ContentError(
+            "BR504",
+            f"makes {len(pairs)} chunks, over the ceiling of {max_chunks} per file; split the file",
+        )
     return [
         Chunk(text=body, heading=heading, index=index, metadata=dict(metadata))
         for index, (heading, body) in enumerate(pairs)

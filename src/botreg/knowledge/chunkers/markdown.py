@@ -17,7 +17,9 @@ from markdown_it.token import Token
 
 from botreg.knowledge.chunkers.base import (
     HEADING_SEPARATOR,
+    ChunkBounds,
     count_tokens,
+    fit_heading,
     pack,
     split_lines,
     split_prose,
@@ -26,10 +28,22 @@ from botreg.knowledge.chunkers.base import (
 from botreg.registry.settings import ChunkingSettings
 from botreg.registry.yamlfast import YamlLoadError, load_fast
 
-__all__ = ["chunk_markdown", "front_matter_metadata", "split_front_matter"]
+__all__ = [
+    "MAX_FRONT_MATTER_BYTES",
+    "MAX_TITLE_CHARS",
+    "chunk_markdown",
+    "front_matter_metadata",
+    "split_front_matter",
+]
+
+MAX_FRONT_MATTER_BYTES = 8 * 1024
+MAX_TITLE_CHARS = 512
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*(?:\n|\Z)", re.S)
 _PARSER = MarkdownIt("commonmark").enable("table")
+# Only the block structure is needed (and heading text): inline parsing of every
+# paragraph and table cell was half the time on wide tables.
+_BLOCKS = MarkdownIt("commonmark").enable("table").disable("inline")
 
 Section = tuple[tuple[str, ...], list[str]]
 
@@ -49,13 +63,13 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
 
 
 def _inline_text(token: Token) -> str:
-    children = token.children or []
+    children = [c for t in _PARSER.parseInline(token.content) for c in t.children or []]
     text = "".join(c.content for c in children if c.type in ("text", "code_inline", "softbreak"))
     return " ".join(text.split()) or token.content.strip()
 
 
 def _sections(body: str) -> list[Section]:
-    tokens = _PARSER.parse(body)
+    tokens = _BLOCKS.parse(body)
     lines = body.split("\n")
     stack: list[tuple[int, str]] = []
     sections: list[Section] = [((), [])]
@@ -112,11 +126,10 @@ def chunk_markdown(
     chunks: list[tuple[str, str]] = []
     for path, blocks in _sections(text):
         heading = HEADING_SEPARATOR.join((*base, *path))
+        if count_tokens(heading) > settings.max_tokens // 2:  # absurdly long: keep the end
+            heading = fit_heading(heading, ChunkBounds.of(settings.max_tokens))
         heading_cost = count_tokens(heading)
-        if heading_cost > settings.max_tokens // 2:  # absurdly long headings: keep the end
-            heading = heading[-settings.max_tokens :]
-            heading_cost = count_tokens(heading)
-        budget = settings.max_tokens - heading_cost - (2 if heading else 0)
+        budget = max(settings.max_tokens - heading_cost - (2 if heading else 0), 1)
         pieces: list[str] = []
         for block in blocks:
             if count_tokens(block) > budget:
@@ -131,10 +144,17 @@ def front_matter_metadata(front: dict[str, Any]) -> dict[str, str]:
     """Front matter as chunk metadata: one JSON field and the `title`.
 
     Both keys are always present ("" when absent): Chroma merges metadata on
-    update, so a fixed key set is what makes an update replace it whole.
+    update, so a fixed key set is what makes an update replace it whole. Every
+    chunk of the file carries them, so they are bounded: front matter whose JSON
+    is over `MAX_FRONT_MATTER_BYTES` (or too deep to encode) is left out, and
+    the title is cut to `MAX_TITLE_CHARS`.
     """
     title = front.get("title")
+    try:
+        encoded = json.dumps(front, sort_keys=True, default=str) if front else ""
+    except (RecursionError, ValueError, TypeError):  # too deep, huge ints, mixed key types
+        encoded = ""
     return {
-        "front_matter": json.dumps(front, sort_keys=True, default=str) if front else "",
-        "title": title if isinstance(title, str) else "",
+        "front_matter": encoded if len(encoded) <= MAX_FRONT_MATTER_BYTES else "",
+        "title": title[:MAX_TITLE_CHARS] if isinstance(title, str) else "",
     }
