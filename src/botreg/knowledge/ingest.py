@@ -11,6 +11,12 @@ Embedding is the expensive step, so nothing is embedded twice:
 
 Chunk ids are derived from the domain, the file path and the chunk text (plus
 its occurrence, for a text repeated within one file), so they are stable.
+
+Ingestion applies the same bounds as validation (`snapshot.settings.limits`:
+file size, decompressed size, ratio) plus the chunkers' bounds; a file over one
+fails alone, with the limit named, and the rest of the domain is ingested. A
+domain or file whose name breaks the rules (a control character, a domain that
+is not an identifier) never reaches the store: it is reported as failed.
 See `botreg.knowledge.ledger` for how a crash at any point converges.
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +34,13 @@ from typing import Any
 from botreg.knowledge.chunkers import Chunk, chunk_file
 from botreg.knowledge.ledger import IngestionStatus, Ledger, StoredChunk
 from botreg.registry.content import ContentError
-from botreg.registry.layout import DOMAIN_FILE, KNOWLEDGE_DIR, FileKind, knowledge_type
+from botreg.registry.layout import (
+    DOMAIN_FILE,
+    IDENTIFIER_RE,
+    KNOWLEDGE_DIR,
+    FileKind,
+    knowledge_type,
+)
 from botreg.registry.snapshot import Snapshot
 from botreg.registry.source import RegistrySource
 from botreg.store.chroma import ChromaStore, collection_name
@@ -38,11 +51,34 @@ __all__ = [
     "IngestionStatus",
     "KnowledgeIngestionManager",
     "QueryHit",
+    "escape_controls",
+    "has_control",
     "query_domain",
+    "valid_domain",
 ]
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 _EMBED_BATCH = 256
+
+
+def has_control(text: str) -> bool:
+    """True if text holds a control character (C0, DEL, C1, line or paragraph separator)."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
+
+
+def escape_controls(text: str) -> str:
+    """Text with its control characters escaped (`billing\\n`), for one-line messages."""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(c) in ("Cc", "Zl", "Zp")
+        else c
+        for c in text
+    )
+
+
+def valid_domain(name: str) -> bool:
+    """True if `name` is a valid domain identifier (the whole name, no trailing newline)."""
+    return IDENTIFIER_RE.fullmatch(name) is not None
 
 
 @dataclass
@@ -56,6 +92,7 @@ class IngestionResult:
     chunks_deleted: int = 0
     chunks_unchanged: int = 0
     chunks_embedded: int = 0  # texts sent to the embedding function: the bill
+    # One per failed file: path (control characters escaped) and message.
     errors: list[dict[str, str]] = field(default_factory=list)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     completed_at: datetime | None = None
@@ -228,6 +265,8 @@ class KnowledgeIngestionManager:
             domain_id: The domain (a folder under knowledge/).
             clear_existing: Drop the domain's collection first (everything is embedded again).
         """
+        if not valid_domain(domain_id):
+            return self._refuse_domain(domain_id)
         result = IngestionResult(domain_id)
         collection_id = collection_name(domain_id, self.embedding.fingerprint)
         state = self.ledger.domain(domain_id)
@@ -280,6 +319,23 @@ class KnowledgeIngestionManager:
             self.ledger.forget_collection(previous)
         return result
 
+    def _refuse_domain(self, domain_id: str) -> IngestionResult:
+        """A domain whose folder name is not an identifier: every file fails, nothing is stored.
+
+        No collection name or ledger row can hold such a name (`billing\\n`), and a
+        look-alike of a real domain must not be served in its place.
+        """
+        shown = escape_controls(domain_id)
+        result = IngestionResult(shown)
+        message = (
+            f"invalid domain name '{shown}': not ingested; rename knowledge/{shown}/ using "
+            "lowercase letters, digits, '_' and '-' (at most 63 characters)"
+        )
+        for path in self.domain_files(domain_id) or [f"{KNOWLEDGE_DIR}/{domain_id}/"]:
+            result.errors.append({"path": escape_controls(path), "message": message})
+        result.completed_at = datetime.now(UTC)
+        return result
+
     def remove_domain(self, domain_id: str) -> int:
         """Drop a domain that no longer exists (collection and records); returns chunks dropped."""
         state = self.ledger.domain(domain_id)
@@ -310,6 +366,14 @@ class KnowledgeIngestionManager:
         }
 
     def _plan_file(self, domain: str, path: str, blob: str) -> list[_Planned]:
+        limits = self.snapshot.settings.limits
+        size = self.snapshot.entries[path].size
+        if size > limits.max_file_bytes:  # refused before it is read
+            raise ContentError(
+                "BR504",
+                f"{size} bytes, over the limit of {limits.max_file_bytes} "
+                "(limits.max_file_bytes); split the file",
+            )
         raw = self.snapshot.source.read(path)
         ktype = knowledge_type(path)
         ftype = ktype.kind if ktype else "unknown"
@@ -331,7 +395,18 @@ class KnowledgeIngestionManager:
         return planned
 
     def _apply(self, domain: str, collection_id: str, result: IngestionResult) -> None:
-        files = self.domain_files(domain)
+        files = []
+        for path in self.domain_files(domain):
+            if has_control(path):  # never stored: validation reports it as BR403
+                result.errors.append(
+                    {
+                        "path": escape_controls(path),
+                        "message": "file name with a control character: not ingested; "
+                        "rename the file",
+                    }
+                )
+            else:
+                files.append(path)
         # A file's record is its blob and the chunking settings: new settings re-chunk
         # every file (unchanged chunk texts keep their ids and vectors).
         settings_key = hashlib.sha256(
