@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from botreg.knowledge.chunkers import Chunk, chunk_file
+from botreg.knowledge.chunkers.base import MAX_CHUNKS_PER_FILE
 from botreg.knowledge.ledger import IngestionStatus, Ledger, StoredChunk
 from botreg.registry.content import ContentError
 from botreg.registry.layout import (
@@ -190,6 +191,7 @@ class KnowledgeIngestionManager:
             settings (tests wrap one to count calls); built lazily otherwise.
         commit: The commit being ingested, recorded in chunk metadata.
         progress: Called with (phase, done, total) during long runs.
+        max_chunks_per_file: A file that needs more chunks fails (an operator ceiling).
     """
 
     def __init__(
@@ -202,8 +204,10 @@ class KnowledgeIngestionManager:
         embedding_function: Any = None,
         commit: str = "",
         progress: Progress | None = None,
+        max_chunks_per_file: int = MAX_CHUNKS_PER_FILE,
     ) -> None:
         self.snapshot = Snapshot(source)
+        self.max_chunks_per_file = max_chunks_per_file
         self.store = store
         self.ledger = ledger
         self.embedding = embedding
@@ -378,7 +382,11 @@ class KnowledgeIngestionManager:
         ktype = knowledge_type(path)
         ftype = ktype.kind if ktype else "unknown"
         chunks = chunk_file(
-            path, raw, self.snapshot.settings.chunking, self.snapshot.settings.limits
+            path,
+            raw,
+            self.snapshot.settings.chunking,
+            limits,
+            max_chunks=self.max_chunks_per_file,
         )
         seen: dict[str, int] = {}
         planned = []
