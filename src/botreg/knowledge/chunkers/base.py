@@ -155,9 +155,9 @@ def enforce_bounds(pairs: list[tuple[str, str]], bounds: ChunkBounds) -> list[tu
         body = text[len(heading) + 2 :] if heading and text.startswith(heading + "\n\n") else text
         short = fit_heading(heading, bounds)
         frame = with_heading(short, "") if short else ""
-        room = ChunkBounds(
-            max(bounds.tokens - count_tokens(frame), 1), max(bounds.bytes - _utf8_len(frame), 4)
-        )
+        room = ChunkBounds(bounds.tokens - count_tokens(frame), bounds.bytes - _utf8_len(frame))
+        if room.tokens < 1 or room.bytes < 4:  # budgets too small for a heading: body only
+            short, room = "", bounds
         out.extend((short, with_heading(short, piece)) for piece in _hard_split(body, room))
     return out
 

@@ -83,6 +83,9 @@ def chunk_file(
         except YamlLoadError as exc:
             p = exc.problems[0]
             raise ContentError(p.code, p.message, p.line, p.column) from None
+        except (ValueError, RecursionError):  # an integer of 5,000 digits, 10,000 levels deep
+            code = "BR105" if ktype.kind == "json" else "BR101"
+            raise ContentError(code, "a value too large or nested too deeply to load") from None
         pairs = chunk_markdown(render_markdown(data), chunking)
     elif ktype.kind == "csv":
         pairs = chunk_rows(parse_csv(text), chunking)
