@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_block import StateBlock
 from markdown_it.token import Token
 
 from botreg.knowledge.chunkers.base import (
@@ -41,11 +42,42 @@ MAX_TITLE_CHARS = 512
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*(?:\n|\Z)", re.S)
 _PARSER = MarkdownIt("commonmark").enable("table")
-# Only the block structure is needed (and heading text): inline parsing of every
-# paragraph and table cell was half the time on wide tables.
-_BLOCKS = MarkdownIt("commonmark").enable("table").disable("inline")
 
 Section = tuple[tuple[str, ...], list[str]]
+
+
+class _TopLevelState(StateBlock):
+    """A block parser state that keeps only the tokens chunking reads.
+
+    Chunking needs the top-level blocks' line ranges and the headings' text. A
+    full token stream costs a few hundred bytes per table cell, list item and
+    paragraph: a 2 MB table of 8,000 columns was 1.5 million tokens and 500 MB.
+    Tokens are still built and filled by the rules, then dropped.
+    """
+
+    def push(self, ttype: str, tag: str, nesting: Literal[-1, 0, 1]) -> Token:
+        """Build the token as StateBlock does; keep it only at the top level."""
+        token = Token(ttype, tag, nesting)
+        token.block = True
+        if nesting < 0:
+            self.level -= 1
+        token.level = self.level
+        if nesting > 0:
+            self.level += 1
+        after_heading = bool(self.tokens) and self.tokens[-1].type == "heading_open"
+        if token.level == 0 or (after_heading and ttype == "inline"):
+            self.tokens.append(token)
+        return token
+
+
+def _top_level_tokens(body: str, env: dict[str, Any]) -> list[Token]:
+    """The top-level block tokens of a document (and each heading's inline token)."""
+    src = body.replace("\0", "\ufffd")  # as markdown-it's normalize rule does
+    if not src:
+        return []
+    state = _TopLevelState(src, _PARSER, env, [])
+    _PARSER.block.tokenize(state, state.line, state.lineMax)
+    return state.tokens
 
 
 def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
@@ -62,14 +94,16 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
     return data, text[match.end() :]
 
 
-def _inline_text(token: Token) -> str:
-    children = [c for t in _PARSER.parseInline(token.content) for c in t.children or []]
+def _inline_text(token: Token, env: dict[str, Any]) -> str:
+    # `env` holds the document's link reference definitions, as in a full parse.
+    children = [c for t in _PARSER.parseInline(token.content, env) for c in t.children or []]
     text = "".join(c.content for c in children if c.type in ("text", "code_inline", "softbreak"))
     return " ".join(text.split()) or token.content.strip()
 
 
 def _sections(body: str) -> list[Section]:
-    tokens = _BLOCKS.parse(body)
+    env: dict[str, Any] = {}
+    tokens = _top_level_tokens(body, env)
     lines = body.split("\n")
     stack: list[tuple[int, str]] = []
     sections: list[Section] = [((), [])]
@@ -80,7 +114,7 @@ def _sections(body: str) -> list[Section]:
             level = int(token.tag[1])
             while stack and stack[-1][0] >= level:
                 stack.pop()
-            stack.append((level, _inline_text(tokens[i + 1])))
+            stack.append((level, _inline_text(tokens[i + 1], env)))
             sections.append((tuple(title for _, title in stack), []))
             i += 3  # heading_open, inline, heading_close
             continue
