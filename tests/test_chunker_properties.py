@@ -260,3 +260,29 @@ def test_huge_integers_render_without_raising() -> None:
     with pytest.raises(ContentError) as info:  # refused, not a ValueError from int()
         chunk_file("t.yaml", b"n: " + b"9" * 5000 + b"\n", ChunkingSettings(), LIMITS)
     assert info.value.code == "BR101"
+
+
+def test_the_markdown_parser_keeps_only_top_level_tokens() -> None:
+    # The token stream, not the text, was what exhausted memory: 3 tokens a cell.
+    from botreg.knowledge.chunkers.markdown import _top_level_tokens
+
+    tokens = _top_level_tokens(wide_table(1000, 50), {})
+    assert [t.type for t in tokens] == [
+        "heading_open",
+        "inline",
+        "heading_close",
+        "table_open",
+        "table_close",
+    ]
+
+
+@PROPERTY
+@given(doc=markdownish)
+def test_top_level_blocks_are_those_of_a_full_parse(doc: str) -> None:
+    from markdown_it import MarkdownIt
+
+    from botreg.knowledge.chunkers.markdown import _top_level_tokens
+
+    full = MarkdownIt("commonmark").enable("table").parse(doc)
+    expected = [(t.type, t.map) for t in full if t.level == 0]
+    assert [(t.type, t.map) for t in _top_level_tokens(doc, {}) if t.level == 0] == expected
