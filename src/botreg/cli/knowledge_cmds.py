@@ -140,7 +140,7 @@ def _manager(
 
 
 def _table(results: list[IngestionResult]) -> str:
-    from botreg.knowledge.ingest import escape_controls
+    from botreg.knowledge.names import escape_controls
 
     head = (
         "domain",
@@ -186,7 +186,7 @@ def _table(results: list[IngestionResult]) -> str:
 
 def _check_domain_names(names: list[str]) -> None:
     """Refuse a `--domain` that is not an identifier before anything is opened (exit 2)."""
-    from botreg.knowledge.ingest import escape_controls, valid_domain
+    from botreg.knowledge.names import escape_controls, valid_domain
 
     bad = ["'" + escape_controls(n) + "'" for n in names if not valid_domain(n)]
     if bad:
@@ -197,7 +197,7 @@ def _check_domain_names(names: list[str]) -> None:
 
 
 def _unknown_domains(names: list[str], known: list[str]) -> UsageError:
-    from botreg.knowledge.ingest import valid_domain
+    from botreg.knowledge.names import valid_domain
 
     available = ", ".join(d for d in known if valid_domain(d)) or "none"
     return UsageError(f"unknown domain(s): {', '.join(names)} (available: {available})")

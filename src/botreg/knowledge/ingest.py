@@ -25,23 +25,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from botreg.errors import BotregError
 from botreg.knowledge.chunkers import Chunk, chunk_file
 from botreg.knowledge.chunkers.base import MAX_CHUNKS_PER_FILE
 from botreg.knowledge.ledger import IngestionStatus, Ledger, StoredChunk
+from botreg.knowledge.names import escape_controls, has_control, valid_domain
 from botreg.registry.content import ContentError
-from botreg.registry.layout import (
-    DOMAIN_FILE,
-    IDENTIFIER_RE,
-    KNOWLEDGE_DIR,
-    FileKind,
-    knowledge_type,
-)
+from botreg.registry.layout import DOMAIN_FILE, KNOWLEDGE_DIR, FileKind, knowledge_type
 from botreg.registry.snapshot import Snapshot
 from botreg.registry.source import RegistrySource
 from botreg.store.chroma import ChromaStore, collection_name
@@ -52,34 +47,11 @@ __all__ = [
     "IngestionStatus",
     "KnowledgeIngestionManager",
     "QueryHit",
-    "escape_controls",
-    "has_control",
     "query_domain",
-    "valid_domain",
 ]
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 _EMBED_BATCH = 256
-
-
-def has_control(text: str) -> bool:
-    """True if text holds a control character (C0, DEL, C1, line or paragraph separator)."""
-    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
-
-
-def escape_controls(text: str) -> str:
-    """Text with its control characters escaped (`billing\\n`), for one-line messages."""
-    return "".join(
-        c.encode("unicode_escape").decode("ascii")
-        if unicodedata.category(c) in ("Cc", "Zl", "Zp")
-        else c
-        for c in text
-    )
-
-
-def valid_domain(name: str) -> bool:
-    """True if `name` is a valid domain identifier (the whole name, no trailing newline)."""
-    return IDENTIFIER_RE.fullmatch(name) is not None
 
 
 @dataclass
@@ -207,7 +179,6 @@ class KnowledgeIngestionManager:
         max_chunks_per_file: int = MAX_CHUNKS_PER_FILE,
     ) -> None:
         self.snapshot = Snapshot(source)
-        self.max_chunks_per_file = max_chunks_per_file
         self.store = store
         self.ledger = ledger
         self.embedding = embedding
@@ -215,6 +186,7 @@ class KnowledgeIngestionManager:
         self._function = embedding_function
         self._proven = embedding_function is not None  # a given function is the caller's
         self._progress = progress or (lambda _phase, _done, _total: None)
+        self.max_chunks_per_file = max_chunks_per_file
 
     # --- what is there -----------------------------------------------------------------
 
@@ -335,7 +307,11 @@ class KnowledgeIngestionManager:
             f"invalid domain name '{shown}': not ingested; rename knowledge/{shown}/ using "
             "lowercase letters, digits, '_' and '-' (at most 63 characters)"
         )
-        for path in self.domain_files(domain_id) or [f"{KNOWLEDGE_DIR}/{domain_id}/"]:
+        try:
+            paths = self.domain_files(domain_id)
+        except BotregError:  # its _domain.yaml is unreadable too: report the folder
+            paths = []
+        for path in paths or [f"knowledge/{domain_id}/"]:
             result.errors.append({"path": escape_controls(path), "message": message})
         result.completed_at = datetime.now(UTC)
         return result
