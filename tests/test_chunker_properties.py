@@ -259,7 +259,7 @@ def test_huge_integers_render_without_raising() -> None:
     assert "- **n**: 0x" in render_markdown({"n": 10**5000})
     with pytest.raises(ContentError) as info:  # refused, not a ValueError from int()
         chunk_file("t.yaml", b"n: " + b"9" * 5000 + b"\n", ChunkingSettings(), LIMITS)
-    assert info.value.code == "BR101"
+    assert info.value.code in ("BR101", "BR107")  # BR107 where the loader bounds integers
 
 
 def test_the_markdown_parser_keeps_only_top_level_tokens() -> None:

@@ -17,10 +17,13 @@ whatever still exceeds a bound.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import re
 from dataclasses import dataclass, field
+
+from botreg.registry.settings import ChunkingSettings
 
 __all__ = [
     "MAX_CHUNKS_PER_FILE",
@@ -28,6 +31,7 @@ __all__ = [
     "MAX_CHUNK_TOKENS",
     "Chunk",
     "ChunkBounds",
+    "clamped",
     "count_tokens",
     "cut",
     "enforce_bounds",
@@ -98,6 +102,11 @@ class ChunkBounds:
             and _utf8_len(text) <= self.bytes
             and (count_tokens(text) <= self.tokens)
         )
+
+
+def clamped(chunking: ChunkingSettings, bounds: ChunkBounds) -> ChunkingSettings:
+    """The chunking settings with `max_tokens` within the hard ceiling of `bounds`."""
+    return dataclasses.replace(chunking, max_tokens=bounds.tokens)
 
 
 def _utf8_len(text: str) -> int:

@@ -7,7 +7,6 @@ enforced by a final guard), and the file's chunk count by `MAX_CHUNKS_PER_FILE`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import PurePosixPath
 
@@ -15,6 +14,7 @@ from botreg.knowledge.chunkers.base import (
     MAX_CHUNKS_PER_FILE,
     Chunk,
     ChunkBounds,
+    clamped,
     enforce_bounds,
 )
 from botreg.knowledge.chunkers.markdown import (
@@ -69,7 +69,7 @@ def chunk_file(
         raw = decompress_bounded(raw, limits)
     text = decode_utf8(raw).replace("\r\n", "\n").replace("\r", "\n")
     bounds = ChunkBounds.of(chunking.max_tokens)
-    chunking = dataclasses.replace(chunking, max_tokens=bounds.tokens)
+    chunking = clamped(chunking, bounds)
     metadata: dict[str, str | int | float | bool] = {}
     if ktype.kind == "markdown":
         front, body = split_front_matter(text)
