@@ -213,8 +213,10 @@ def run_ingest(args: argparse.Namespace) -> int:
         unknown = sorted(set(args.domain) - set(domains))
         if unknown:
             raise _unknown_domains(unknown, domains)
+        # Folders whose names are not domains are reported as failed, never ingested.
+        invalid = [d for d in manager.invalid_domains() if d not in domains]
         results = []
-        for domain in args.domain or domains:
+        for domain in args.domain or [*domains, *invalid]:
             current[0] = domain
             results.append(manager.ingest(domain))
         removed = []

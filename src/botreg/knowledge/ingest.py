@@ -30,11 +30,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from botreg.errors import BotregError
 from botreg.knowledge.chunkers import Chunk, chunk_file
 from botreg.knowledge.chunkers.base import MAX_CHUNKS_PER_FILE
 from botreg.knowledge.ledger import IngestionStatus, Ledger, StoredChunk
-from botreg.knowledge.names import escape_controls, has_control, valid_domain
+from botreg.knowledge.names import (
+    domain_folder,
+    escape_controls,
+    folder_files,
+    has_control,
+    valid_domain,
+)
 from botreg.registry.content import ContentError
 from botreg.registry.layout import DOMAIN_FILE, KNOWLEDGE_DIR, FileKind, knowledge_type
 from botreg.registry.snapshot import Snapshot
@@ -295,6 +300,11 @@ class KnowledgeIngestionManager:
             self.ledger.forget_collection(previous)
         return result
 
+    def invalid_domains(self) -> list[str]:
+        """Folders under knowledge/ whose names are not identifiers: never ingested, reported."""
+        folders = {domain_folder(path) for path in self.snapshot.entries}
+        return sorted(f for f in folders if f is not None and not valid_domain(f))
+
     def _refuse_domain(self, domain_id: str) -> IngestionResult:
         """A domain whose folder name is not an identifier: every file fails, nothing is stored.
 
@@ -307,10 +317,7 @@ class KnowledgeIngestionManager:
             f"invalid domain name '{shown}': not ingested; rename knowledge/{shown}/ using "
             "lowercase letters, digits, '_' and '-' (at most 63 characters)"
         )
-        try:
-            paths = self.domain_files(domain_id)
-        except BotregError:  # its _domain.yaml is unreadable too: report the folder
-            paths = []
+        paths = folder_files(self.snapshot.entries, domain_id)
         for path in paths or [f"knowledge/{domain_id}/"]:
             result.errors.append({"path": escape_controls(path), "message": message})
         result.completed_at = datetime.now(UTC)
@@ -379,9 +386,9 @@ class KnowledgeIngestionManager:
         return planned
 
     def _apply(self, domain: str, collection_id: str, result: IngestionResult) -> None:
-        files = []
-        for path in self.domain_files(domain):
-            if has_control(path):  # never stored: validation reports it as BR403
+        files = [path for path in self.domain_files(domain) if not has_control(path)]
+        for path in folder_files(self.snapshot.entries, domain):
+            if has_control(path):  # never stored (validation reports it as BR403): say so
                 result.errors.append(
                     {
                         "path": escape_controls(path),
@@ -389,8 +396,6 @@ class KnowledgeIngestionManager:
                         "rename the file",
                     }
                 )
-            else:
-                files.append(path)
         # A file's record is its blob and the chunking settings: new settings re-chunk
         # every file (unchanged chunk texts keep their ids and vectors).
         settings_key = hashlib.sha256(

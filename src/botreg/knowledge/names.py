@@ -8,9 +8,12 @@ names (BR403); the ingester and the CLI refuse them with these helpers.
 
 from __future__ import annotations
 
-from botreg.registry.layout import IDENTIFIER_RE
+from collections.abc import Iterable
+from pathlib import PurePosixPath
 
-__all__ = ["escape_controls", "has_control", "valid_domain"]
+from botreg.registry.layout import DOMAIN_FILE, IDENTIFIER_RE, KNOWLEDGE_DIR, knowledge_type
+
+__all__ = ["domain_folder", "escape_controls", "folder_files", "has_control", "valid_domain"]
 
 # C0 controls, DEL, C1 controls, and the Unicode line and paragraph separators
 # (which `str.splitlines` also breaks on).
@@ -34,3 +37,24 @@ def escape_controls(text: str) -> str:
 def valid_domain(name: str) -> bool:
     """True if `name` is a valid domain identifier (the whole name: no trailing newline)."""
     return IDENTIFIER_RE.fullmatch(name) is not None
+
+
+def domain_folder(path: str) -> str | None:
+    """The folder under knowledge/ that holds `path`, whatever its name (None: not knowledge)."""
+    parts = path.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == KNOWLEDGE_DIR else None
+
+
+def folder_files(paths: Iterable[str], folder: str) -> list[str]:
+    """The files of a supported type under knowledge/<folder>/ (no `_domain.yaml`), sorted.
+
+    Unlike the domain's file selection this keeps every name, so the names that
+    selection refuses can be reported.
+    """
+    return sorted(
+        p
+        for p in paths
+        if domain_folder(p) == folder
+        and PurePosixPath(p).name != DOMAIN_FILE
+        and knowledge_type(p) is not None
+    )
