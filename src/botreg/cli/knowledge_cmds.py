@@ -45,8 +45,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "ingest",
         help="ingest the registry's knowledge into the store (incrementally)",
         description="Chunk and embed the knowledge files of the registry (its working tree) "
-        "into the store of an environment. Only changed chunks are embedded. Exit 0: every "
-        "file ingested; 1: some files failed (the others are ingested).",
+        "into the store of an environment. Only changed chunks are embedded. Files over the "
+        "registry's limits, or whose name has a control character, fail alone. Exit 0: every "
+        "file ingested; 1: some files failed (the others are ingested); 2: unknown or invalid "
+        "--domain.",
     )
     _common(p)
     p.add_argument(
@@ -62,7 +64,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = sub.add_parser(
         "query",
         help="search a knowledge domain",
-        description="Print the chunks of a domain nearest to TEXT.",
+        description="Print the chunks of a domain nearest to TEXT. Exit 2: unknown or invalid "
+        "--domain; 1: the domain has not been ingested yet.",
     )
     _common(q)
     q.add_argument("--domain", required=True, metavar="D")
@@ -135,6 +138,8 @@ def _manager(
 
 
 def _table(results: list[IngestionResult]) -> str:
+    from botreg.knowledge.names import escape_controls
+
     head = (
         "domain",
         "files",
@@ -169,24 +174,47 @@ def _table(results: list[IngestionResult]) -> str:
         for row in rows
     ]
     for result in results:
-        lines += [f"{result.domain_id}: {e['path']}: {e['message']}" for e in result.errors]
+        # One line per failed file, whatever the names and messages hold.
+        lines += [
+            escape_controls(f"{result.domain_id}: {e['path']}: {e['message']}")
+            for e in result.errors
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _check_domain_names(names: list[str]) -> None:
+    """Refuse a `--domain` that is not an identifier before anything is opened (exit 2)."""
+    from botreg.knowledge.names import escape_controls, valid_domain
+
+    bad = ["'" + escape_controls(n) + "'" for n in names if not valid_domain(n)]
+    if bad:
+        raise UsageError(
+            f"invalid domain name(s): {', '.join(bad)} (a domain is a folder "
+            "under knowledge/ named with lowercase letters, digits, '_' and '-')"
+        )
+
+
+def _unknown_domains(names: list[str], known: list[str]) -> UsageError:
+    from botreg.knowledge.names import valid_domain
+
+    available = ", ".join(d for d in known if valid_domain(d)) or "none"
+    return UsageError(f"unknown domain(s): {', '.join(names)} (available: {available})")
 
 
 def run_ingest(args: argparse.Namespace) -> int:
     """Ingest every (or the named) domain; remove domains that are gone."""
+    _check_domain_names(args.domain)
     current = [""]
     printer = _progress_printer(current)
     with _manager(args, progress=printer) as manager:
         domains = manager.domains()
         unknown = sorted(set(args.domain) - set(domains))
         if unknown:
-            raise UsageError(
-                f"unknown domain(s): {', '.join(unknown)} "
-                f"(available: {', '.join(domains) or 'none'})"
-            )
+            raise _unknown_domains(unknown, domains)
+        # Folders whose names are not domains are reported as failed, never ingested.
+        invalid = [d for d in manager.invalid_domains() if d not in domains]
         results = []
-        for domain in args.domain or domains:
+        for domain in args.domain or [*domains, *invalid]:
             current[0] = domain
             results.append(manager.ingest(domain))
         removed = []
@@ -224,8 +252,12 @@ def run_query(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise UsageError("-k must be at least 1")
+    _check_domain_names([args.domain])
     try:
         with _manager(args) as manager:
+            known = manager.domains()
+            if args.domain not in known and manager.ledger.domain(args.domain) is None:
+                raise _unknown_domains([args.domain], known)
             results = [
                 {
                     "id": h.id,

@@ -11,6 +11,12 @@ Embedding is the expensive step, so nothing is embedded twice:
 
 Chunk ids are derived from the domain, the file path and the chunk text (plus
 its occurrence, for a text repeated within one file), so they are stable.
+
+Ingestion applies the same bounds as validation (`snapshot.settings.limits`:
+file size, decompressed size, ratio) plus the chunkers' bounds; a file over one
+fails alone, with the limit named, and the rest of the domain is ingested. A
+domain or file whose name breaks the rules (a control character, a domain that
+is not an identifier) never reaches the store: it is reported as failed.
 See `botreg.knowledge.ledger` for how a crash at any point converges.
 """
 
@@ -24,7 +30,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from botreg.knowledge.chunkers import Chunk, chunk_file
+from botreg.knowledge.chunkers.base import MAX_CHUNKS_PER_FILE
 from botreg.knowledge.ledger import IngestionStatus, Ledger, StoredChunk
+from botreg.knowledge.names import (
+    domain_folder,
+    escape_controls,
+    folder_files,
+    has_control,
+    valid_domain,
+)
 from botreg.registry.content import ContentError
 from botreg.registry.layout import knowledge_type
 from botreg.registry.snapshot import Snapshot
@@ -56,6 +70,7 @@ class IngestionResult:
     chunks_deleted: int = 0
     chunks_unchanged: int = 0
     chunks_embedded: int = 0  # texts sent to the embedding function: the bill
+    # One per failed file: path (control characters escaped) and message.
     errors: list[dict[str, str]] = field(default_factory=list)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     completed_at: datetime | None = None
@@ -136,6 +151,7 @@ class KnowledgeIngestionManager:
             settings (tests wrap one to count calls); built lazily otherwise.
         commit: The commit being ingested, recorded in chunk metadata.
         progress: Called with (phase, done, total) during long runs.
+        max_chunks_per_file: A file that needs more chunks fails (an operator ceiling).
     """
 
     def __init__(
@@ -148,6 +164,7 @@ class KnowledgeIngestionManager:
         embedding_function: Any = None,
         commit: str = "",
         progress: Progress | None = None,
+        max_chunks_per_file: int = MAX_CHUNKS_PER_FILE,
     ) -> None:
         self.snapshot = Snapshot(source)
         self.view = RegistryView(self.snapshot)  # file selection: the daemon's and review's
@@ -158,6 +175,7 @@ class KnowledgeIngestionManager:
         self._function = embedding_function
         self._proven = embedding_function is not None  # a given function is the caller's
         self._progress = progress or (lambda _phase, _done, _total: None)
+        self.max_chunks_per_file = max_chunks_per_file
 
     # --- what is there -----------------------------------------------------------------
 
@@ -195,6 +213,8 @@ class KnowledgeIngestionManager:
             domain_id: The domain (a folder under knowledge/).
             clear_existing: Drop the domain's collection first (everything is embedded again).
         """
+        if not valid_domain(domain_id):
+            return self._refuse_domain(domain_id)
         result = IngestionResult(domain_id)
         collection_id = collection_name(domain_id, self.embedding.fingerprint)
         state = self.ledger.domain(domain_id)
@@ -247,6 +267,29 @@ class KnowledgeIngestionManager:
             self.ledger.forget_collection(previous)
         return result
 
+    def invalid_domains(self) -> list[str]:
+        """Folders under knowledge/ whose names are not identifiers: never ingested, reported."""
+        folders = {domain_folder(path) for path in self.snapshot.entries}
+        return sorted(f for f in folders if f is not None and not valid_domain(f))
+
+    def _refuse_domain(self, domain_id: str) -> IngestionResult:
+        """A domain whose folder name is not an identifier: every file fails, nothing is stored.
+
+        No collection name or ledger row can hold such a name (`billing\\n`), and a
+        look-alike of a real domain must not be served in its place.
+        """
+        shown = escape_controls(domain_id)
+        result = IngestionResult(shown)
+        message = (
+            f"invalid domain name '{shown}': not ingested; rename knowledge/{shown}/ using "
+            "lowercase letters, digits, '_' and '-' (at most 63 characters)"
+        )
+        paths = folder_files(self.snapshot.entries, domain_id)
+        for path in paths or [f"knowledge/{domain_id}/"]:
+            result.errors.append({"path": escape_controls(path), "message": message})
+        result.completed_at = datetime.now(UTC)
+        return result
+
     def remove_domain(self, domain_id: str) -> int:
         """Drop a domain that no longer exists (collection and records); returns chunks dropped."""
         state = self.ledger.domain(domain_id)
@@ -277,11 +320,23 @@ class KnowledgeIngestionManager:
         }
 
     def _plan_file(self, domain: str, path: str, blob: str) -> list[_Planned]:
+        limits = self.snapshot.settings.limits
+        size = self.snapshot.entries[path].size
+        if size > limits.max_file_bytes:  # refused before it is read
+            raise ContentError(
+                "BR504",
+                f"{size} bytes, over the limit of {limits.max_file_bytes} "
+                "(limits.max_file_bytes); split the file",
+            )
         raw = self.snapshot.source.read(path)
         ktype = knowledge_type(path)
         ftype = ktype.kind if ktype else "unknown"
         chunks = chunk_file(
-            path, raw, self.snapshot.settings.chunking, self.snapshot.settings.limits
+            path,
+            raw,
+            self.snapshot.settings.chunking,
+            limits,
+            max_chunks=self.max_chunks_per_file,
         )
         seen: dict[str, int] = {}
         planned = []
@@ -298,7 +353,16 @@ class KnowledgeIngestionManager:
         return planned
 
     def _apply(self, domain: str, collection_id: str, result: IngestionResult) -> None:
-        files = self.domain_files(domain)
+        files = [path for path in self.domain_files(domain) if not has_control(path)]
+        for path in folder_files(self.snapshot.entries, domain):
+            if has_control(path):  # never stored (validation reports it as BR403): say so
+                result.errors.append(
+                    {
+                        "path": escape_controls(path),
+                        "message": "file name with a control character: not ingested; "
+                        "rename the file",
+                    }
+                )
         # A file's record is its blob and the chunking settings: new settings re-chunk
         # every file (unchanged chunk texts keep their ids and vectors).
         settings_key = hashlib.sha256(

@@ -1,10 +1,21 @@
-"""`chunk_file`: the chunker for a file's type, after bounded decompression."""
+"""`chunk_file`: the chunker for a file's type, after bounded decompression.
+
+Whatever the chunker, the result is bounded: the file by the registry's limits
+(size, decompressed size, ratio), each chunk by `ChunkBounds` (tokens and bytes,
+enforced by a final guard), and the file's chunk count by `MAX_CHUNKS_PER_FILE`.
+"""
 
 from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from botreg.knowledge.chunkers.base import Chunk
+from botreg.knowledge.chunkers.base import (
+    MAX_CHUNKS_PER_FILE,
+    Chunk,
+    ChunkBounds,
+    clamped,
+    enforce_bounds,
+)
 from botreg.knowledge.chunkers.markdown import (
     chunk_markdown,
     front_matter_metadata,
@@ -27,18 +38,43 @@ from botreg.registry.yamlfast import YamlLoadError, load_fast
 __all__ = ["chunk_file"]
 
 
-def chunk_file(path: str, raw: bytes, chunking: ChunkingSettings, limits: Limits) -> list[Chunk]:
+def chunk_file(
+    path: str,
+    raw: bytes,
+    chunking: ChunkingSettings,
+    limits: Limits,
+    *,
+    max_chunks: int = MAX_CHUNKS_PER_FILE,
+) -> list[Chunk]:
     """The chunks of one knowledge file (a pure function of its path, bytes and settings).
 
+    Every chunk's text is within `ChunkBounds.of(chunking.max_tokens)`.
+
+    Args:
+        path: The file's path (its extension picks the chunker).
+        raw: The file's bytes.
+        chunking: The chunking settings (max_tokens is clamped to the hard ceiling).
+        limits: Size limits: the same as validation applies.
+        max_chunks: The most chunks the file may produce.
+
     Raises:
-        ContentError: if the file cannot be decoded or parsed as its type.
+        ContentError: if the file cannot be decoded or parsed as its type, is over
+            a limit (BR504, BR503) or needs more than `max_chunks` chunks (BR504).
     """
     ktype = knowledge_type(path)
     if ktype is None:
         raise ContentError("BR506", f"unsupported file type: {PurePosixPath(path).suffix}")
+    if len(raw) > limits.max_file_bytes:
+        raise ContentError(
+            "BR504",
+            f"{len(raw)} bytes, over the limit of {limits.max_file_bytes} "
+            "(limits.max_file_bytes); split the file",
+        )
     if ktype.compressed:
         raw = decompress_bounded(raw, limits)
     text = decode_utf8(raw).replace("\r\n", "\n").replace("\r", "\n")
+    bounds = ChunkBounds.of(chunking.max_tokens)
+    chunking = clamped(chunking, bounds)
     metadata: dict[str, str | int | float | bool] = {}
     if ktype.kind == "markdown":
         front, body = split_front_matter(text)
@@ -52,11 +88,20 @@ def chunk_file(path: str, raw: bytes, chunking: ChunkingSettings, limits: Limits
         except YamlLoadError as exc:
             p = exc.problems[0]
             raise ContentError(p.code, p.message, p.line, p.column) from None
+        except (ValueError, RecursionError):  # an integer of 5,000 digits, 10,000 levels deep
+            code = "BR105" if ktype.kind == "json" else "BR101"
+            raise ContentError(code, "a value too large or nested too deeply to load") from None
         pairs = chunk_markdown(render_markdown(data), chunking)
     elif ktype.kind == "csv":
         pairs = chunk_rows(parse_csv(text), chunking)
     else:
         pairs = chunk_text(text, chunking)
+    pairs = enforce_bounds(pairs, bounds)
+    if len(pairs) > max_chunks:
+        raise ContentError(
+            "BR504",
+            f"makes {len(pairs)} chunks, over the ceiling of {max_chunks} per file; split the file",
+        )
     return [
         Chunk(text=body, heading=heading, index=index, metadata=dict(metadata))
         for index, (heading, body) in enumerate(pairs)

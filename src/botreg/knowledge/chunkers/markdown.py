@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_block import StateBlock
 from markdown_it.token import Token
 
 from botreg.knowledge.chunkers.base import (
     HEADING_SEPARATOR,
+    ChunkBounds,
     count_tokens,
+    fit_heading,
     pack,
     split_lines,
     split_prose,
@@ -26,12 +29,55 @@ from botreg.knowledge.chunkers.base import (
 from botreg.registry.settings import ChunkingSettings
 from botreg.registry.yamlfast import YamlLoadError, load_fast
 
-__all__ = ["chunk_markdown", "front_matter_metadata", "split_front_matter"]
+__all__ = [
+    "MAX_FRONT_MATTER_BYTES",
+    "MAX_TITLE_CHARS",
+    "chunk_markdown",
+    "front_matter_metadata",
+    "split_front_matter",
+]
+
+MAX_FRONT_MATTER_BYTES = 8 * 1024
+MAX_TITLE_CHARS = 512
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*(?:\n|\Z)", re.S)
 _PARSER = MarkdownIt("commonmark").enable("table")
 
 Section = tuple[tuple[str, ...], list[str]]
+
+
+class _TopLevelState(StateBlock):
+    """A block parser state that keeps only the tokens chunking reads.
+
+    Chunking needs the top-level blocks' line ranges and the headings' text. A
+    full token stream costs a few hundred bytes per table cell, list item and
+    paragraph: a 2 MB table of 8,000 columns was 1.5 million tokens and 500 MB.
+    Tokens are still built and filled by the rules, then dropped.
+    """
+
+    def push(self, ttype: str, tag: str, nesting: Literal[-1, 0, 1]) -> Token:
+        """Build the token as StateBlock does; keep it only at the top level."""
+        token = Token(ttype, tag, nesting)
+        token.block = True
+        if nesting < 0:
+            self.level -= 1
+        token.level = self.level
+        if nesting > 0:
+            self.level += 1
+        after_heading = bool(self.tokens) and self.tokens[-1].type == "heading_open"
+        if token.level == 0 or (after_heading and ttype == "inline"):
+            self.tokens.append(token)
+        return token
+
+
+def _top_level_tokens(body: str, env: dict[str, Any]) -> list[Token]:
+    """The top-level block tokens of a document (and each heading's inline token)."""
+    src = body.replace("\0", "\ufffd")  # as markdown-it's normalize rule does
+    if not src:
+        return []
+    state = _TopLevelState(src, _PARSER, env, [])
+    _PARSER.block.tokenize(state, state.line, state.lineMax)
+    return state.tokens
 
 
 def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
@@ -48,14 +94,16 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
     return data, text[match.end() :]
 
 
-def _inline_text(token: Token) -> str:
-    children = token.children or []
+def _inline_text(token: Token, env: dict[str, Any]) -> str:
+    # `env` holds the document's link reference definitions, as in a full parse.
+    children = [c for t in _PARSER.parseInline(token.content, env) for c in t.children or []]
     text = "".join(c.content for c in children if c.type in ("text", "code_inline", "softbreak"))
     return " ".join(text.split()) or token.content.strip()
 
 
 def _sections(body: str) -> list[Section]:
-    tokens = _PARSER.parse(body)
+    env: dict[str, Any] = {}
+    tokens = _top_level_tokens(body, env)
     lines = body.split("\n")
     stack: list[tuple[int, str]] = []
     sections: list[Section] = [((), [])]
@@ -66,7 +114,7 @@ def _sections(body: str) -> list[Section]:
             level = int(token.tag[1])
             while stack and stack[-1][0] >= level:
                 stack.pop()
-            stack.append((level, _inline_text(tokens[i + 1])))
+            stack.append((level, _inline_text(tokens[i + 1], env)))
             sections.append((tuple(title for _, title in stack), []))
             i += 3  # heading_open, inline, heading_close
             continue
@@ -112,11 +160,10 @@ def chunk_markdown(
     chunks: list[tuple[str, str]] = []
     for path, blocks in _sections(text):
         heading = HEADING_SEPARATOR.join((*base, *path))
+        if count_tokens(heading) > settings.max_tokens // 2:  # absurdly long: keep the end
+            heading = fit_heading(heading, ChunkBounds.of(settings.max_tokens))
         heading_cost = count_tokens(heading)
-        if heading_cost > settings.max_tokens // 2:  # absurdly long headings: keep the end
-            heading = heading[-settings.max_tokens :]
-            heading_cost = count_tokens(heading)
-        budget = settings.max_tokens - heading_cost - (2 if heading else 0)
+        budget = max(settings.max_tokens - heading_cost - (2 if heading else 0), 1)
         pieces: list[str] = []
         for block in blocks:
             if count_tokens(block) > budget:
@@ -131,10 +178,17 @@ def front_matter_metadata(front: dict[str, Any]) -> dict[str, str]:
     """Front matter as chunk metadata: one JSON field and the `title`.
 
     Both keys are always present ("" when absent): Chroma merges metadata on
-    update, so a fixed key set is what makes an update replace it whole.
+    update, so a fixed key set is what makes an update replace it whole. Every
+    chunk of the file carries them, so they are bounded: front matter whose JSON
+    is over `MAX_FRONT_MATTER_BYTES` (or too deep to encode) is left out, and
+    the title is cut to `MAX_TITLE_CHARS`.
     """
     title = front.get("title")
+    try:
+        encoded = json.dumps(front, sort_keys=True, default=str) if front else ""
+    except (RecursionError, ValueError, TypeError):  # too deep, huge ints, mixed key types
+        encoded = ""
     return {
-        "front_matter": json.dumps(front, sort_keys=True, default=str) if front else "",
-        "title": title if isinstance(title, str) else "",
+        "front_matter": encoded if len(encoded) <= MAX_FRONT_MATTER_BYTES else "",
+        "title": title[:MAX_TITLE_CHARS] if isinstance(title, str) else "",
     }

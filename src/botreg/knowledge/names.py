@@ -1,0 +1,60 @@
+"""Names from the repository that must be checked before they reach the store or a terminal.
+
+A domain is a folder name and a file a path, both chosen by whoever commits:
+`knowledge/billing\\n/` looks like `billing` in a listing, breaks Chroma's
+collection naming and splits a one-line message in two. Validation reports such
+names (BR403); the ingester and the CLI refuse them with these helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import PurePosixPath
+
+from botreg.registry.layout import DOMAIN_FILE, IDENTIFIER_RE, KNOWLEDGE_DIR, knowledge_type
+
+__all__ = ["domain_folder", "escape_controls", "folder_files", "has_control", "valid_domain"]
+
+# C0 controls, DEL, C1 controls, and the Unicode line and paragraph separators
+# (which `str.splitlines` also breaks on).
+_CONTROLS = frozenset(map(chr, [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]))
+
+
+def has_control(text: str) -> bool:
+    """True if text holds a control character (C0, DEL, C1, line or paragraph separator)."""
+    return not _CONTROLS.isdisjoint(text)
+
+
+def escape_controls(text: str) -> str:
+    """Text with its control characters escaped (`billing\\n`), for one-line messages."""
+    if not has_control(text):
+        return text
+    return "".join(
+        c.encode("unicode_escape").decode("ascii") if c in _CONTROLS else c for c in text
+    )
+
+
+def valid_domain(name: str) -> bool:
+    """True if `name` is a valid domain identifier (the whole name: no trailing newline)."""
+    return IDENTIFIER_RE.fullmatch(name) is not None
+
+
+def domain_folder(path: str) -> str | None:
+    """The folder under knowledge/ that holds `path`, whatever its name (None: not knowledge)."""
+    parts = path.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == KNOWLEDGE_DIR else None
+
+
+def folder_files(paths: Iterable[str], folder: str) -> list[str]:
+    """The files of a supported type under knowledge/<folder>/ (no `_domain.yaml`), sorted.
+
+    Unlike the domain's file selection this keeps every name, so the names that
+    selection refuses can be reported.
+    """
+    return sorted(
+        p
+        for p in paths
+        if domain_folder(p) == folder
+        and PurePosixPath(p).name != DOMAIN_FILE
+        and knowledge_type(p) is not None
+    )
