@@ -83,7 +83,7 @@ def test_lookalike_bot_and_newline_domain_are_br403(registry: Path) -> None:
     assert codes(validate(registry, [LOOKALIKE_BOT]), LOOKALIKE_BOT) == ["BR403"]
 
 
-def test_ingest_skips_unsafe_names(
+def test_ingest_reports_unsafe_names_and_stores_nothing_of_them(
     registry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ingest = ["ingest", "--repo", str(registry), "--data-dir", str(tmp_path / "data")]
@@ -92,12 +92,14 @@ def test_ingest_skips_unsafe_names(
     write(registry, NEWLINE_DOMAIN_FILE, "# FAQ\n\nHow to pay.\n")
     write(registry, "knowledge/billing/evil\n.md", "# Evil\n\nInjected text.\n")
     code, out, err = run(capsys, *ingest, "--format", "json")
-    assert code == 0, err
+    assert code == 1, err  # a clear per-file error, not a silent skip
+    reported = [e["path"] for r in json.loads(out)["results"] for e in r.get("errors", [])]
+    assert "knowledge/billing/evil\\n.md" in reported  # named, its control character escaped
     results = {r["domain_id"]: r for r in json.loads(out)["results"]}
-    assert set(results) == {"billing", "product"}
     # nothing new reached the store
     assert results["billing"]["files_processed"] == 0
     assert results["billing"]["chunks_created"] == 0
+    assert "billing\n" not in results
 
 
 def test_daemon_rejects_unsafe_names_without_applying_them(
