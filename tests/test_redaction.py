@@ -557,3 +557,36 @@ def test_masking_a_long_hostile_value_is_linear(prefix: str) -> None:
     assert mask_text(value).endswith("d" * 1000) or prefix == "?token="
     assert find_token(value) is None or prefix in ("sk-",)
     assert mask_config({"password": value, value: 1})["password"] == "***"
+
+
+def test_a_token_named_key_is_masked_in_finding_pointers(tmp_path: Path) -> None:
+    """validate --format json/sarif print the pointer: a key that is a token is masked."""
+    from botreg.validation.findings import Finding
+
+    token = "ghp_" + "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv1Wx2Yz3"
+    finding = Finding("bots/x.yaml", "BR202", "unknown key", pointer=("metadata", token))
+    assert token not in finding.json_pointer and finding.json_pointer == "/metadata/***"
+    assert token not in finding.message
+
+
+def test_cli_error_messages_are_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whatever a library error quotes, the CLI prints no credential (exit codes kept)."""
+    from botreg import cli
+    from botreg.errors import BotregError
+
+    token = "sk-ant-api03-" + "Zq3Xv9Lm2Np8Rt4Ws6Yb1Kd7Hf5Jg0Tc"
+
+    def fail(_args: object) -> int:
+        raise BotregError(f"cannot use {token}")
+
+    def crash(_args: object) -> int:
+        raise RuntimeError(f"bug near https://u:{token}@git.example.com/r.git")
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the crash log
+    for handler, expected in ((fail, 1), (crash, 3)):
+        monkeypatch.setattr(cli.init_cmd, "run", handler)  # read when the parser is built
+        assert cli.main(["init", str(tmp_path / "x")]) == expected
+        err = capsys.readouterr().err
+        assert "Zq3Xv9Lm2" not in err and "***" in err

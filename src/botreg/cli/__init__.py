@@ -72,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             set_ceilings(None)
         return code
     except BotregError as exc:
-        print(f"botreg: error: {exc}", file=sys.stderr)
+        from botreg.secrets import mask_text  # a safety net: messages may quote input
+
+        print(f"botreg: error: {mask_text(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("botreg: interrupted", file=sys.stderr)
@@ -85,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _unexpected(exc: Exception, argv: list[str]) -> int:
     """Report a bug: one line on stderr, the traceback in a crash log."""
-    message = " ".join(str(exc).split())[:300]  # one line, bounded: it may quote input
+    from botreg.secrets import mask_text
+
+    message = mask_text(" ".join(str(exc).split())[:300])  # one line, bounded: may quote input
     print(f"botreg: unexpected error: {type(exc).__name__}: {message}", file=sys.stderr)
     try:
         path = write_crash_log(exc, argv)

@@ -63,7 +63,10 @@ class Finding:
         """The RFC 6901 pointer of the node at fault ('' for the whole document)."""
         if not self.pointer:
             return ""
-        return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in self.pointer)
+        # a key can itself be a token (`sk-ant-...: x`): the pointer is masked like the message
+        return "/" + "/".join(
+            mask_text(str(p)).replace("~", "~0").replace("/", "~1") for p in self.pointer
+        )
 
 
 def _rules(*rules: Rule) -> dict[str, Rule]:
