@@ -430,3 +430,16 @@ def test_validate_still_reports_a_committed_symlink(git_registry: Path, tmp_path
     git(git_registry, "add", "-A")
     commit(git_registry)
     assert "BR505" in codes(validate(git_registry), "bots/evil.yaml")
+
+
+def test_the_working_tree_source_never_reads_through_a_symlink(tmp_path: Path) -> None:
+    """Even a path listed as a regular file is not followed if it became a link."""
+    from botreg.registry.source import WorkingTreeSource
+
+    outside = tmp_path / "secret.txt"
+    outside.write_text("outside the registry")
+    root = tmp_path / "reg"
+    (root / "bots").mkdir(parents=True)
+    (root / "bots" / "a.yaml").symlink_to(outside)
+    with pytest.raises(OSError):
+        WorkingTreeSource(root).read("bots/a.yaml")

@@ -354,3 +354,13 @@ def test_crash_logs_are_pruned(_state_home: Path, monkeypatch: pytest.MonkeyPatc
     paths = [errors.write_crash_log(RuntimeError(str(i)), ["botreg"]) for i in range(5)]
     kept = sorted((_state_home / "botreg").glob("crash-*.log"))
     assert kept == sorted(p for p in paths[-3:] if p is not None) and len(kept) == 3
+
+
+def test_read_events_skips_damaged_lines(tmp_path: Path) -> None:
+    """A damaged event log (a non-object line, invalid UTF-8) never stops a reader."""
+    from botreg.events.log import read_events
+
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b'{"id": "a"}\n[1, 2]\n"text"\n\xff\xfe{\n{"id": "b"}\n')
+    assert [e["id"] for e in read_events(log)] == ["a", "b"]
+    assert [e["id"] for e in read_events(log, since="a")] == ["b"]

@@ -70,7 +70,9 @@ def read_events(
                     position += len(raw)
                     try:
                         event = json.loads(raw)
-                    except json.JSONDecodeError:
+                    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+                        continue  # a damaged line: the others still count
+                    if not isinstance(event, dict):
                         continue
                     if not started:
                         if event.get("id") == pending_since:

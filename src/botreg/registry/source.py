@@ -98,7 +98,11 @@ class WorkingTreeSource:
         return self._entries
 
     def read(self, path: str) -> bytes:
-        return (self.root / path).read_bytes()
+        # O_NOFOLLOW: a file swapped for a symlink after it was listed is refused
+        # (ELOOP), never followed out of the registry
+        fd = os.open(self.root / path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read()
 
     def blob_id(self, path: str) -> str:
         return git_blob_id(self.read(path))
