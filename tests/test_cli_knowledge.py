@@ -138,3 +138,16 @@ def test_a_second_writer_is_refused_at_once(repo: Path, capsys: pytest.CaptureFi
     with DataDir(".botreg").locked("another process"):
         code, _, err = run(capsys, "ingest", "--repo", "registry")
     assert code == 1 and "in use by another botreg process" in err
+
+
+def test_query_text_escapes_terminal_controls(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A committed ESC or NUL never reaches the terminal as is (issue #9)."""
+    write(repo, "knowledge/product/evil.txt", "Escape \x1b[31mred\x1b[0m and hello\x00world\n")
+    assert run(capsys, "ingest", "--repo", "registry")[0] == 0
+    code, out, _ = run(
+        capsys, "query", "--repo", "registry", "--domain", "product", "-k", "20", "red hello"
+    )
+    assert code == 0 and "\\x1b[31mred" in out and "hello\\x00world" in out
+    assert "\x1b" not in out and "\x00" not in out

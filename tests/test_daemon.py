@@ -498,7 +498,9 @@ def test_status_command_after_the_daemon_stopped(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--interval", "0"], "--interval must be positive"),
+        (["--interval", "0"], "--interval must be a positive number"),
+        (["--interval", "nan"], "--interval must be a positive number"),  # nan spun the loop
+        (["--events-file", "/no/such/dir/e.jsonl"], "--events-file /no/such/dir/e.jsonl"),
         (["--listen", "nonsense"], "expected HOST:PORT"),
         (["--token-file", "/no/such/file"], "--token-file /no/such/file: no such file"),
         (["--watch", "--source2"], ""),
@@ -613,3 +615,48 @@ def test_listening_beyond_loopback_needs_a_token(
         == 2
     )
     assert "--api-token-file" in capsys.readouterr().err
+
+
+def test_a_data_dir_that_cannot_be_created_is_a_usage_error(
+    git_registry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = ["sync", "--source", str(git_registry), "--data-dir", str(blocker), "--once"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "cannot use" in err and "--data-dir" in err and "Traceback" not in err
+
+
+def test_webhook_userinfo_becomes_an_authorization_header(tmp_path: Path) -> None:
+    """`--webhook http://user:pw@host/` delivers, with the credentials as a header."""
+    import base64
+    import http.server
+
+    from botreg.events import CloudEvent
+    from botreg.events.webhook import WebhookSink
+
+    seen: list[tuple[str, str]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.path, self.headers.get("Authorization", "")))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    sink = WebhookSink(f"http://hook:pw%40x@127.0.0.1:{port}/in", tmp_path / "outbox.sqlite")
+    try:
+        sink(CloudEvent(type="botreg.sync.completed", source="s", id="1", subject="", data={}))
+        wait_for(lambda: bool(seen))
+    finally:
+        sink.close(drain=2)
+        server.shutdown()
+        server.server_close()
+    assert seen == [("/in", "Basic " + base64.b64encode(b"hook:pw@x").decode())]

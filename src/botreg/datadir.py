@@ -16,14 +16,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from botreg.errors import BotregError
+from botreg.errors import BotregError, UsageError
 from botreg.secrets import redact_url
 
-__all__ = ["DataDir", "DataDirLockedError"]
+__all__ = ["DataDir", "DataDirError", "DataDirLockedError"]
 
 
 class DataDirLockedError(BotregError):
     """Another process holds the data dir."""
+
+
+class DataDirError(UsageError):
+    """The data dir cannot be created or written (exit code 2)."""
 
 
 class DataDir:
@@ -70,8 +74,14 @@ class DataDir:
         Chroma's embedded store is not safe for two writers, and a second opener
         can hang for minutes: refusing quickly is the kind answer.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle = open(self.lock_file, "a+")  # noqa: SIM115 - held for the context
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = open(self.lock_file, "a+")  # noqa: SIM115 - held for the context
+        except OSError as exc:  # a file in the way, no permission, a read-only disk
+            raise DataDirError(
+                f"cannot use {self.root} as the data dir: {exc.strerror or exc}; "
+                "pass --data-dir DIR of a writable folder"
+            ) from None
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

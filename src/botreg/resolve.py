@@ -144,7 +144,8 @@ def expand_variables(config: Any, env: Mapping[str, str] | None = None) -> Any:
         raise ResolutionError(
             "environment variables not set and without default: "
             + ", ".join(missing)
-            + "; export them or write ${VAR:default}"
+            + "; export them or write ${VAR:default} (the sync daemon reads only the "
+            "variables it is started with --allow-env for)"
         )
     return result
 

@@ -40,6 +40,7 @@ __all__ = [
     "mask_value",
     "redact_url",
     "safe_repr",
+    "split_url_credentials",
 ]
 
 MASK = "***"
@@ -356,3 +357,26 @@ def safe_repr(value: Any, key: object = None, limit: int = 40) -> str:
     if value is None:
         return "null"
     return repr(value)
+
+
+def split_url_credentials(url: str) -> tuple[str, str | None]:
+    """An http(s) URL without its userinfo, and that userinfo as a Basic auth header.
+
+    For URLs the operator gives (`--source`, `--webhook`): the credentials then
+    travel in a header, never in a stored URL, a log line or a request line.
+
+    Returns:
+        (url, None) when the URL carries no user name or password.
+    """
+    import base64
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or (parts.username is None and not parts.password):
+        return url, None
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return bare, "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

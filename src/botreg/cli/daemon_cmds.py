@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,8 @@ def run_sync(args: argparse.Namespace) -> int:
     from botreg.daemon.run import Daemon, DaemonOptions
     from botreg.daemon.sync import SyncOptions
 
-    if args.interval <= 0:
-        raise UsageError("--interval must be positive")
+    if not math.isfinite(args.interval) or args.interval <= 0:  # nan would spin
+        raise UsageError("--interval must be a positive number of seconds")
     if args.max_failures is not None and args.max_failures < 1:
         raise UsageError("--max-failures must be at least 1")
     for name in ("webhook_secret_file", "token_file", "ssh_key_file", "api_token_file"):

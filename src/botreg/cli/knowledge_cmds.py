@@ -277,10 +277,15 @@ def run_query(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps({"results": results}, indent=2) + "\n")
         return 0
+    from botreg.knowledge.names import escape_controls
+
+    # the text came from the repository: no escape sequence reaches the terminal
     for rank, hit in enumerate(results, 1):
-        heading = f"  [{hit['heading']}]" if hit["heading"] else ""
-        sys.stdout.write(f"{rank}. {hit['distance']:.4f}  {hit['path']}{heading}\n")
+        heading = f"  [{escape_controls(str(hit['heading']))}]" if hit["heading"] else ""
+        path = escape_controls(str(hit["path"]))
+        sys.stdout.write(f"{rank}. {hit['distance']:.4f}  {path}{heading}\n")
         text = str(hit["text"])
         body = text if len(text) <= 400 else text[:400] + "..."
-        sys.stdout.write("".join(f"   {line}\n" for line in body.splitlines()) + "\n")
+        lines = (escape_controls(line) for line in body.splitlines())
+        sys.stdout.write("".join(f"   {line}\n" for line in lines) + "\n")
     return 0

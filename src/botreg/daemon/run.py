@@ -194,7 +194,12 @@ class Daemon:
             if self.options.events_file == "-":
                 self.bus.subscribe(stdout_sink(self.stdout))
             elif self.options.events_file:
-                file_handle = open(self.options.events_file, "a")  # noqa: SIM115 - closed below
+                try:
+                    file_handle = open(self.options.events_file, "a")  # noqa: SIM115 - closed below
+                except OSError as exc:
+                    raise UsageError(
+                        f"--events-file {self.options.events_file}: {exc.strerror or exc}"
+                    ) from None
                 self.bus.subscribe(stdout_sink(file_handle))
             if self.options.webhook:
                 self.webhook = WebhookSink(
@@ -219,7 +224,8 @@ class Daemon:
                 status.save()
                 self.syncer.close()
                 if file_handle is not None:
-                    file_handle.close()
+                    with suppress(OSError):  # a full disk: the events were reported per cycle
+                        file_handle.close()
 
     def _count(self, event: CloudEvent) -> None:
         self.metrics.inc("botreg_events_total", type=event.type)

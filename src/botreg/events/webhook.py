@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from botreg.events.model import CloudEvent
-from botreg.secrets import redact_url
+from botreg.secrets import redact_url, split_url_credentials
 
 __all__ = ["WebhookSink", "signature"]
 
@@ -47,7 +47,9 @@ class WebhookSink:
         base_delay: float = 1,
         max_delay: float = 300,
     ) -> None:
-        self.url = url
+        # userinfo in the URL becomes an Authorization header (urllib would try to
+        # resolve `user:pw@host` as a host name and never deliver)
+        self.url, self._authorization = split_url_credentials(url)
         self.secret_file = secret_file
         self.timeout = timeout
         self.base_delay = base_delay
@@ -117,6 +119,8 @@ class WebhookSink:
             "Content-Type": "application/cloudevents+json; charset=utf-8",
             "User-Agent": "botreg",
         }
+        if self._authorization is not None:
+            headers["Authorization"] = self._authorization
         secret = self._secret()
         if secret:
             headers["X-Botreg-Signature"] = signature(secret, body)

@@ -22,11 +22,10 @@ import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 from botreg.errors import BotregError
 from botreg.git.diff import tree_diff
-from botreg.secrets import redact_url
+from botreg.secrets import redact_url, split_url_credentials
 
 __all__ = ["FetchError", "GitMirror", "redact_url"]
 
@@ -63,7 +62,7 @@ class GitMirror:
         self.branch = branch
         self.credentials = credentials or Credentials()
         self.timeout = timeout
-        self._userinfo: tuple[str, str] | None = None  # from an http(s) --source URL
+        self._authorization: str | None = None  # from userinfo in an http(s) --source
         if (path / "HEAD").is_file():
             self.repo = git.Repo(path)
         else:
@@ -78,15 +77,9 @@ class GitMirror:
         source = self.source
         if "://" not in source and not re.match(r"^[\w.-]+@[\w.-]+:", source):
             return Path(source).resolve().as_uri()  # a local path
-        parts = urlsplit(source)
-        if parts.scheme in ("http", "https") and parts.password is not None:
-            # never at rest in mirror.git/config: sent as a header at each fetch instead
-            self._userinfo = (unquote(parts.username or ""), unquote(parts.password))
-            host = parts.hostname or ""
-            host = f"[{host}]" if ":" in host else host
-            netloc = f"{host}:{parts.port}" if parts.port else host
-            return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-        return source
+        # never at rest in mirror.git/config: sent as a header at each fetch instead
+        bare, self._authorization = split_url_credentials(source)
+        return bare
 
     @property
     def url(self) -> str:
@@ -100,21 +93,20 @@ class GitMirror:
 
     def _environment(self) -> dict[str, str]:
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true"}
-        basic = ""
+        authorization = self._authorization  # from the --source URL's userinfo, if any
         if self.credentials.token_file is not None:
             try:
                 token = self.credentials.token_file.read_text().strip()
             except OSError as exc:
                 raise FetchError(f"cannot read the token file: {exc.strerror}") from None
             basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-        elif self._userinfo is not None:
-            basic = base64.b64encode(":".join(self._userinfo).encode()).decode()
-        if basic:
+            authorization = f"Basic {basic}"
+        if authorization is not None:
             env.update(
                 {
                     "GIT_CONFIG_COUNT": "1",
                     "GIT_CONFIG_KEY_0": "http.extraHeader",
-                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+                    "GIT_CONFIG_VALUE_0": f"Authorization: {authorization}",
                 }
             )
         if self.credentials.ssh_key_file is not None:

@@ -113,7 +113,7 @@ class _Spec:
         # NaN fails both comparisons; infinity fails the upper bound.
         if not (self.low <= value <= self.high) or not math.isfinite(value):
             raise CeilingsError(
-                f"{where}: {raw!r} is out of range; use a value from {self.low:g} to {self.high:g}"
+                f"{where}: {raw!r} is out of range; use a value from {self.low:,} to {self.high:,}"
             )
         return value
 
@@ -178,7 +178,7 @@ def add_ceiling_arguments(parser: argparse.ArgumentParser) -> None:
             dest=f"ceiling_{spec.name}",
             metavar="N",
             default=None,
-            help=f"default {default:g}, or ${spec.env}",
+            help=f"default {default:,}, or ${spec.env}",
         )
 
 

@@ -320,9 +320,9 @@ def _file_findings(snap: Snapshot, path: str) -> list[Finding]:
             Finding(
                 path,
                 "BR504",
-                f"{entry.size} bytes, over the limit of "
-                f"{limits.max_file_bytes} (registry.yaml limits.max_file_bytes); "
-                "split the file",
+                f"{entry.size} bytes, over the limit of {limits.max_file_bytes} "
+                "(the lower of registry.yaml limits.max_file_bytes and the operator's "
+                "--max-file-bytes); split the file",
                 1,
                 1,
             )
