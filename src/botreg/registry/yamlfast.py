@@ -338,13 +338,14 @@ def _build(parser: Any, bounds: ParseBounds) -> Any:
             key = frame.key
             typed = (type(key), key)
             first = frame.first_seen.get(typed)
-            slot = key
+            slot, as_json = key, False
             if first is None and key in frame.container:
                 # Python-equal to a key of another type: one dict cannot hold both,
                 # so this one is stored under its JSON text (what every output
                 # shows anyway); if that is taken too, the two keys are duplicates.
                 slot = _json_text(key)
                 if slot in frame.container:  # rare: find the key stored there
+                    as_json = True
                     first = next(
                         (
                             m
@@ -359,7 +360,7 @@ def _build(parser: Any, bounds: ParseBounds) -> Any:
                         "BR102",
                         f"duplicate key {_short(str(key))!r}, first defined at line "
                         f"{first.line + 1}, column {first.column + 1}"
-                        f"{' (the same key once written as JSON)' if slot is not key else ''}"
+                        f"{' (the same key once written as JSON)' if as_json else ''}"
                         ": remove one of them (YAML allows one)",
                         frame.key_mark.line + 1,
                         frame.key_mark.column + 1,
