@@ -301,28 +301,64 @@ def mask_config(data: Any, *, known: Sequence[str] = (), _key: object = None) ->
     return root["v"]
 
 
-def _finite(data: Any) -> Any:
-    """A copy of JSON-shaped data with NaN and Infinity replaced by None."""
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    if isinstance(data, Mapping):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [_finite(v) for v in data]
-    return data
+def _json_key(key: Any) -> str:
+    """A mapping key as JSON writes it: numbers, booleans and null as JSON text, else str()."""
+    if isinstance(key, bool | int | float) or key is None:
+        return json.dumps(key)  # 1 -> "1", True -> "true", None -> "null" (as json.dumps does)
+    return str(key)
+
+
+def _json_ready(data: Any) -> Any:
+    """A copy of YAML-loaded data JSON can write whatever the options.
+
+    Non-finite floats become None; every mapping key becomes a string (JSON object
+    keys are strings, and `sort_keys` cannot order `1` against `"a"`). A key whose
+    string form is already taken in its mapping is numbered (`1#2`), so no value
+    is lost and the result is the same for the same document. Iterative: depth is
+    no risk.
+    """
+    root: dict[str, Any] = {}
+    stack: list[tuple[Any, Any, Any]] = [(root, "v", data)]  # (container, slot, value)
+    while stack:
+        target, slot, node = stack.pop()
+        if isinstance(node, Mapping):
+            out: dict[str, Any] = {}
+            taken = {k for k in node if isinstance(k, str)}  # string keys keep their name
+            for k, v in node.items():
+                name = k if isinstance(k, str) else _json_key(k)
+                if not isinstance(k, str):
+                    candidate, n = name, 2
+                    while candidate in taken:
+                        candidate, n = f"{name}#{n}", n + 1
+                    name = candidate
+                    taken.add(name)
+                out[name] = None
+                stack.append((out, name, v))
+            target[slot] = out
+        elif isinstance(node, list | tuple):
+            items: list[Any] = [None] * len(node)
+            stack.extend((items, i, v) for i, v in enumerate(node))
+            target[slot] = items
+        elif isinstance(node, float) and not math.isfinite(node):
+            target[slot] = None
+        else:
+            target[slot] = node
+    return root["v"]
 
 
 def dumps_strict(data: Any, **kwargs: Any) -> str:
-    """`json.dumps` that never writes bare NaN/Infinity (they become null).
+    """`json.dumps` of any YAML-loaded data: never bare NaN/Infinity, never a key error.
 
     Output must be JSON every consumer can parse; a non-finite number that got
-    this far is replaced rather than crashing the writer.
+    this far becomes null, and non-string mapping keys (`1: one` in a bot's
+    metadata) become strings, rather than crashing the writer (see `_json_ready`).
     """
     kwargs.setdefault("default", str)
     try:
-        return json.dumps(data, allow_nan=False, **kwargs)
-    except ValueError:
-        return json.dumps(_finite(data), allow_nan=False, **kwargs)
+        try:
+            return json.dumps(data, allow_nan=False, **kwargs)
+        except (ValueError, TypeError):  # NaN, or keys sort_keys cannot order / JSON cannot hold
+            return json.dumps(_json_ready(data), allow_nan=False, **kwargs)
     except RecursionError:  # hostile depth: say so instead of crashing the writer
         return json.dumps({"error": "value too deeply nested to serialise"}, **kwargs)
 

@@ -154,11 +154,11 @@ def _expand(source: WorkingTreeSource, repo: Path, rels: list[str], args: list[s
     known_set = set(known)
     paths: list[str] = []
     for rel, raw in zip(rels, args, strict=True):
-        if (repo / rel).is_dir() and not (repo / rel).is_symlink():
+        if rel in known_set:  # a file, or a submodule (a folder in the work tree)
+            paths.append(rel)
+        elif (repo / rel).is_dir() and not (repo / rel).is_symlink():
             prefix = "" if rel == "." else rel + "/"
             paths += [p for p in known if p.startswith(prefix)]
-        elif rel in known_set:
-            paths.append(rel)
         else:
             raise UsageError(
                 f"{raw}: not a file of the registry {repo} (ignored by git, or not staged)"
@@ -219,6 +219,10 @@ def _validate(source: WorkingTreeSource, paths: list[str] | None, staged: bool) 
 
     if not staged or paths is None:
         return validate_registry(source, paths)
+    # A link or submodule never reaches the hook by name (pre-commit drops names
+    # that are not files), yet the daemon rejects it (BR505): always report it.
+    named = set(paths)
+    paths = paths + [e.path for e in source.entries() if e.is_symlink and e.path not in named]
     deleted = _staged_deletions(source.root)
     extra, vanished, registry_level = _check_deletions(source, paths, deleted)
     if not paths and not extra and not registry_level:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from botreg.registry.source import SourceEntry
+from botreg.registry.source import SUBMODULE_MODE, SYMLINK_MODE, SourceEntry
 
 if TYPE_CHECKING:
     import git
 
 __all__ = ["GitTreeSource"]
-
-_SYMLINK_MODE = "120000"
-_SUBMODULE_MODE = "160000"
 
 
 class GitTreeSource:
@@ -43,13 +40,13 @@ class GitTreeSource:
                     continue
                 meta, path = record.split("\t", 1)
                 mode, _kind, sha, size = meta.split()
-                if mode == _SUBMODULE_MODE:
-                    # a submodule is a link to another repository: report it like a symlink
-                    entries.append(SourceEntry(path, 0, True))
+                if mode == SUBMODULE_MODE:
+                    # a submodule is a link to another repository: never read, like a symlink
+                    entries.append(SourceEntry(path, 0, True, True))
                     continue
                 self._blobs[path] = sha
                 entries.append(
-                    SourceEntry(path, int(size) if size != "-" else 0, mode == _SYMLINK_MODE)
+                    SourceEntry(path, int(size) if size != "-" else 0, mode == SYMLINK_MODE)
                 )
             self._entries = sorted(entries, key=lambda e: e.path)
         return self._entries

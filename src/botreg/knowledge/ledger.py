@@ -16,6 +16,7 @@ deletes of known ids).
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -94,6 +95,29 @@ class StoredChunk:
     stored: bool = True
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(value: str) -> str:
+    """`value` as text SQLite can store: never raises on a lone surrogate.
+
+    A path git gave with a byte that is not UTF-8 (surrogateescape) or a lone
+    surrogate from a file is refused upstream (BR403, BR105); should one get
+    here, sqlite3's strict UTF-8 encoding would crash the ingest, so it is
+    stored escaped instead (`\\xe9` for such a byte, `\\ud800` otherwise).
+    """
+    if _SURROGATE.search(value) is None:
+        return value
+    return _SURROGATE.sub(
+        lambda m: (
+            f"\\x{ord(m[0]) - 0xDC00:02x}"
+            if 0xDC80 <= ord(m[0]) <= 0xDCFF
+            else f"\\u{ord(m[0]):04x}"
+        ),
+        value,
+    )
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -131,7 +155,7 @@ class Ledger:
         row = self._db.execute(
             "SELECT domain, collection, embedding, status, error, version, commit_sha,"
             " updated_at FROM domains WHERE domain = ?",
-            (domain,),
+            (_text(domain),),
         ).fetchone()
         if row is None:
             return None
@@ -170,11 +194,11 @@ class Ledger:
                 "status=excluded.status, error=excluded.error, version=excluded.version, "
                 "commit_sha=excluded.commit_sha, updated_at=excluded.updated_at",
                 (
-                    domain,
+                    _text(domain),
                     collection,
                     json.dumps(embedding, sort_keys=True),
                     str(status),
-                    error,
+                    _text(error),
                     version,
                     commit,
                     _now(),
@@ -186,13 +210,13 @@ class Ledger:
         with self.transaction() as db:
             db.execute(
                 "UPDATE domains SET status = ?, error = ?, updated_at = ? WHERE domain = ?",
-                (str(status), error, _now(), domain),
+                (str(status), _text(error), _now(), _text(domain)),
             )
 
     def forget_domain(self, domain: str) -> None:
         """Drop a domain's row (its collections' rows are dropped with `forget_collection`)."""
         with self.transaction() as db:
-            db.execute("DELETE FROM domains WHERE domain = ?", (domain,))
+            db.execute("DELETE FROM domains WHERE domain = ?", (_text(domain),))
 
     # --- files and chunks ------------------------------------------------------------
 
@@ -209,7 +233,7 @@ class Ledger:
             rows = self._db.execute(
                 "SELECT id, path, content_hash, meta_hash, stored FROM chunks "
                 "WHERE collection = ? AND path = ?",
-                (collection, path),
+                (collection, _text(path)),
             )
             result[path] = [StoredChunk(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
         return result
@@ -247,7 +271,7 @@ class Ledger:
             db.executemany(
                 "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT(collection, id) DO "
                 "UPDATE SET stored = 0",
-                [(collection, c.id, c.path, c.content_hash, c.meta_hash) for c in adding],
+                [(collection, c.id, _text(c.path), c.content_hash, c.meta_hash) for c in adding],
             )
             db.executemany(
                 "UPDATE chunks SET stored = 0 WHERE collection = ? AND id = ?",
@@ -269,7 +293,7 @@ class Ledger:
             db.executemany(
                 "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT(collection, id) DO "
                 "UPDATE SET path=excluded.path, meta_hash=excluded.meta_hash, stored = 1",
-                [(collection, c.id, c.path, c.content_hash, c.meta_hash) for c in written],
+                [(collection, c.id, _text(c.path), c.content_hash, c.meta_hash) for c in written],
             )
             db.executemany(
                 "DELETE FROM chunks WHERE collection = ? AND id = ?",
@@ -278,11 +302,11 @@ class Ledger:
             db.executemany(
                 "INSERT INTO files VALUES (?, ?, ?, ?) ON CONFLICT(collection, path) DO "
                 "UPDATE SET blob=excluded.blob, chunks=excluded.chunks",
-                [(collection, p, blob, n) for p, (blob, n) in files.items()],
+                [(collection, _text(p), blob, n) for p, (blob, n) in files.items()],
             )
             db.executemany(
                 "DELETE FROM files WHERE collection = ? AND path = ?",
-                [(collection, p) for p in removed_files],
+                [(collection, _text(p)) for p in removed_files],
             )
 
     def forget_collection(self, collection: str) -> None:
@@ -295,7 +319,7 @@ class Ledger:
 
     def get(self, key: str, default: str = "") -> str:
         """A stored value."""
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_text(key),)).fetchone()
         return str(row[0]) if row else default
 
     def put(self, key: str, value: str) -> None:
@@ -304,5 +328,5 @@ class Ledger:
             db.execute(
                 "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
                 "value=excluded.value",
-                (key, value),
+                (_text(key), _text(value)),
             )

@@ -183,6 +183,40 @@ def _scan_json(text: str, bounds: ParseBounds) -> None:
         )
 
 
+# A \u escape of a surrogate (D800-DFFF), the only way JSON text yields one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _check_surrogates(text: str) -> None:
+    """Refuse a `\\uD8xx` escape that is not half of a pair (a lone surrogate).
+
+    json.loads accepts it and yields a string no UTF-8 encoder takes: the chunker,
+    the store and the event log would crash on it later. Only string tokens
+    holding such an escape are decoded again, so ordinary files cost one search.
+    """
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token[0] != '"' or _SURROGATE_ESCAPE.search(token) is None:
+            continue
+        value = json.loads(token)  # a pair becomes one character; a lone half stays
+        lone = next((c for c in value if "\ud800" <= c <= "\udfff"), None)
+        if lone is not None:
+            hexcode = f"{ord(lone):04x}"
+            escapes = _SURROGATE_ESCAPE.finditer(token)
+            where = next((e.start() for e in escapes if e[0][2:].lower() == hexcode), 0)
+            offset = match.start() + where
+            line, column = _position(text, offset)
+            raise ContentError(
+                "BR105",
+                f"invalid JSON: \\u{ord(lone):04x} is half of a UTF-16 surrogate pair without "
+                "its other half (not a character); remove it or write the whole pair",
+                line,
+                column,
+            )
+
+
 def load_json_bounded(text: str, limits: ParseBounds | None = None) -> Any:
     """Parse JSON within bounds: the same verdict on any thread, any stack.
 
@@ -197,7 +231,8 @@ def load_json_bounded(text: str, limits: ParseBounds | None = None) -> Any:
 
     Raises:
         ContentError: BR105 invalid JSON or nested too deeply, BR102 duplicate
-            key, BR107 a number out of range, BR108 too many values.
+            key, BR107 a number out of range, BR108 too many values; BR105 also
+            for a lone surrogate escape (`"\\ud800"`: no UTF-8 text can hold it).
     """
     ceilings = effective_limits(None)
     bounds = (
@@ -248,7 +283,7 @@ def load_json_bounded(text: str, limits: ParseBounds | None = None) -> Any:
         )
 
     try:
-        return json.loads(
+        data = json.loads(
             text,
             object_pairs_hook=no_duplicates,
             parse_int=integer,
@@ -262,6 +297,8 @@ def load_json_bounded(text: str, limits: ParseBounds | None = None) -> Any:
         raise ContentError(exc.code, exc.message, line, column) from None
     except RecursionError:  # not expected after the scan; kept as a last line of defence
         raise ContentError("BR105", "invalid JSON: nested too deeply") from None
+    _check_surrogates(text)  # after parsing: the document is valid JSON, tokens are sound
+    return data
 
 
 def _short(text: str) -> str:

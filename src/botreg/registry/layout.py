@@ -49,8 +49,11 @@ IDENTIFIER_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z")
 # line and paragraph separators, and the bidi marks that make a name display
 # differently from what it is. Such a name can forge output lines or look like
 # another file, so the path is a finding and never reaches a consumer.
+# Surrogates too: git hands paths over as bytes, decoded with surrogateescape,
+# so a byte that is not UTF-8 becomes U+DC80..U+DCFF; such a name cannot be
+# encoded as text (a store, a JSON event, a terminal) and is refused like a control.
 UNSAFE_CHARACTERS = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 )
 
 # Knowledge file types by extension; any of them may also be gzip-compressed.
@@ -101,9 +104,18 @@ def is_identifier(name: str) -> bool:
 
 
 def unsafe_character(path: str) -> str | None:
-    """The first control, line-separator or bidi character of `path` as `U+XXXX`, or None."""
+    """The first unsafe character of `path`, described, or None.
+
+    A control, line-separator or bidi character is `U+XXXX`; a byte that is not
+    UTF-8 (decoded by surrogateescape) is `the byte 0xE9 (not UTF-8)`.
+    """
     match = UNSAFE_CHARACTERS.search(path)
-    return f"U+{ord(match.group()):04X}" if match else None
+    if match is None:
+        return None
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the undecodable byte itself
+        return f"the byte 0x{code - 0xDC00:02X} (not UTF-8)"
+    return f"U+{code:04X}"
 
 
 def knowledge_type(path: str) -> KnowledgeType | None:
@@ -130,8 +142,8 @@ def classify(path: str) -> PathInfo:
     if bad is not None:
         return PathInfo(
             FileKind.MISPLACED,
-            reason=f"the path contains the control or invisible character {bad}; "
-            "rename the file or folder using printable characters only",
+            reason=f"the path contains {_describe(bad)}; rename the file or folder "
+            "using printable UTF-8 characters only",
             code="BR403",
         )
     parts = PurePosixPath(path).parts
@@ -156,6 +168,10 @@ def classify(path: str) -> PathInfo:
             return PathInfo(FileKind.DOMAIN, domain)
         return PathInfo(FileKind.KNOWLEDGE, domain)
     return PathInfo(FileKind.OTHER)
+
+
+def _describe(bad: str) -> str:
+    return bad if bad.startswith("the byte") else f"the control or invisible character {bad}"
 
 
 def _in_flat_folder(parts: tuple[str, ...], kind: FileKind, pattern: str) -> PathInfo:

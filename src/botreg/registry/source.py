@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,14 @@ from typing import Protocol
 
 from botreg.errors import RepositoryError
 
-__all__ = ["RegistrySource", "SourceEntry", "WorkingTreeSource", "git_blob_id"]
+__all__ = [
+    "SUBMODULE_MODE",
+    "SYMLINK_MODE",
+    "RegistrySource",
+    "SourceEntry",
+    "WorkingTreeSource",
+    "git_blob_id",
+]
 
 
 def git_blob_id(data: bytes) -> str:
@@ -24,13 +32,25 @@ def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
+SYMLINK_MODE = "120000"
+SUBMODULE_MODE = "160000"  # a gitlink: a commit of another repository
+
+# A tracked entry of `git ls-files --stage`: mode, object id, stage, then the path.
+_STAGED = re.compile(r"([0-7]{6}) [0-9a-f]{40,64} [0-3]\t")
+
+
 @dataclass(frozen=True, slots=True)
 class SourceEntry:
-    """One file of a registry: repository-relative POSIX path and its size in bytes."""
+    """One file of a registry: repository-relative POSIX path and its size in bytes.
+
+    A symbolic link or a submodule (gitlink) is never read or followed: both
+    have `is_symlink`, a submodule also `is_submodule` (for the message).
+    """
 
     path: str
     size: int
     is_symlink: bool = False
+    is_submodule: bool = False
 
 
 class RegistrySource(Protocol):
@@ -83,16 +103,23 @@ class WorkingTreeSource:
 
     def entries(self) -> list[SourceEntry]:
         if self._entries is None:
-            paths = self._git_paths()
-            if paths is None:
-                paths = self._walk_paths()
+            modes = self._git_paths()
+            if modes is None:
+                modes = dict.fromkeys(self._walk_paths(), "")
             result = []
-            for rel in paths:
+            for rel, mode in modes.items():
+                if mode == SUBMODULE_MODE:
+                    # whatever the work tree holds there (nothing, an empty folder, a
+                    # checkout): the same entry as GitTreeSource gives the daemon
+                    result.append(SourceEntry(rel, 0, True, True))
+                    continue
                 try:
                     st = os.lstat(self.root / rel)
                 except FileNotFoundError:
                     continue  # tracked but deleted in the work tree
-                is_link = os.path.islink(self.root / rel)
+                is_link = os.path.islink(self.root / rel) or (
+                    self.staged and mode == SYMLINK_MODE  # what the commit will hold
+                )
                 result.append(SourceEntry(rel, st.st_size, is_link))
             self._entries = sorted(result, key=lambda e: e.path)
         return self._entries
@@ -107,11 +134,17 @@ class WorkingTreeSource:
     def blob_id(self, path: str) -> str:
         return git_blob_id(self.read(path))
 
-    def _git_paths(self) -> list[str] | None:
+    def _git_paths(self) -> dict[str, str] | None:
+        """path -> git mode of every listed file ("" if untracked), or None outside git.
+
+        One git call: `--stage` gives tracked entries with their mode (a
+        submodule is a gitlink, 160000, whatever the work tree has there);
+        untracked files (`--others`) come without one.
+        """
         # staged: the registry may be a sub-folder of the work tree; git finds its top
         if not self.staged and not (self.root / ".git").exists():
             return None
-        command = ["git", "ls-files", "-z", "--cached"]
+        command = ["git", "ls-files", "-z", "--stage"]
         if not self.staged:
             command += ["--others", "--exclude-standard"]
         # A plain subprocess: importing GitPython would cost the hook ~60 ms of start-up.
@@ -127,7 +160,14 @@ class WorkingTreeSource:
             if self.staged:
                 raise RepositoryError(f"{self.root}: cannot list git's index here") from None
             return None
-        return sorted({p for p in out.decode("utf-8", "surrogateescape").split("\0") if p})
+        modes: dict[str, str] = {}
+        for record in out.decode("utf-8", "surrogateescape").split("\0"):
+            staged = _STAGED.match(record)
+            if staged is not None:
+                modes[record[staged.end() :]] = staged.group(1)  # a conflict lists it 3 times
+            elif record:
+                modes.setdefault(record, "")
+        return modes
 
     def _walk_paths(self) -> list[str]:
         paths: list[str] = []

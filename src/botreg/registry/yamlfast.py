@@ -223,6 +223,15 @@ def _tagged(tag: str, value: str, mark: Any, bits: int) -> Any:
     raise _problem(mark, f"unsupported tag {tag}: registry files hold plain data; remove it")
 
 
+def _json_text(key: Any) -> str:
+    """A scalar key as JSON text: `true`, `1.0`, `null`, `7` (a string stays itself)."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool):
+        return "null" if key is None else ("true" if key else "false")
+    return repr(key)  # int or float (finite: the loader refuses NaN and infinity)
+
+
 def _problem(mark: Any, message: str, code: str = "BR101") -> YamlLoadError:
     return YamlLoadError([YamlProblem(code, message, mark.line + 1, mark.column + 1)])
 
@@ -324,21 +333,42 @@ def _build(parser: Any, bounds: ParseBounds) -> Any:
             frame.key = _NO_KEY
         else:
             count(size, height, mark)
-            key, first = frame.key, frame.first_seen.get(frame.key)
+            # Keys compare with their type: YAML's `1`, `true` and `1.0` are three
+            # keys, though Python finds them equal (1 == True == 1.0).
+            key = frame.key
+            typed = (type(key), key)
+            first = frame.first_seen.get(typed)
+            slot, as_json = key, False
+            if first is None and key in frame.container:
+                # Python-equal to a key of another type: one dict cannot hold both,
+                # so this one is stored under its JSON text (what every output
+                # shows anyway); if that is taken too, the two keys are duplicates.
+                slot = _json_text(key)
+                if slot in frame.container:  # rare: find the key stored there
+                    as_json = True
+                    first = next(
+                        (
+                            m
+                            for (_t, k), m in frame.first_seen.items()
+                            if _json_text(k) == slot or (isinstance(k, str) and k == slot)
+                        ),
+                        frame.key_mark,
+                    )
             if first is not None:
                 duplicates.append(
                     YamlProblem(
                         "BR102",
                         f"duplicate key {_short(str(key))!r}, first defined at line "
-                        f"{first.line + 1}, column {first.column + 1}: remove one of them "
-                        "(YAML allows one)",
+                        f"{first.line + 1}, column {first.column + 1}"
+                        f"{' (the same key once written as JSON)' if as_json else ''}"
+                        ": remove one of them (YAML allows one)",
                         frame.key_mark.line + 1,
                         frame.key_mark.column + 1,
                     )
                 )
             else:
-                frame.first_seen[key] = frame.key_mark
-                frame.container[key] = value
+                frame.first_seen[typed] = frame.key_mark
+                frame.container[slot] = value
             frame.key = _NO_KEY
         frame.size += size
         if height >= frame.height:  # (not max(): this runs for every value)

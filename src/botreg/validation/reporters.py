@@ -31,13 +31,16 @@ _SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 def _escape_char(match: re.Match[str]) -> str:
     char = match.group()
     code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape): the byte
+        return f"\\x{code - 0xDC00:02x}"
     return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def escape_text(value: str) -> str:
     """`value` on one printable line: control, separator and bidi characters as escapes.
 
-    A newline becomes the two characters `\\n`, a NUL `\\x00`, U+202E `\\u202e`.
+    A newline becomes the two characters `\\n`, a NUL `\\x00`, U+202E `\\u202e`,
+    a byte that is not UTF-8 in a file name (surrogateescape) `\\xe9`.
     """
     return UNSAFE_CHARACTERS.sub(_escape_char, value)
 
@@ -143,7 +146,9 @@ def render_github(report: Report, prefix: str = "") -> str:
 def _fingerprint(f: Finding) -> str:
     # Stable across edits that only move lines: the node's pointer, not its line.
     anchor = f.json_pointer if f.pointer is not None else f.message
-    return hashlib.sha256(f"{f.path}\0{f.code}\0{anchor}".encode()).hexdigest()
+    # surrogatepass: a path with a byte that is not UTF-8 (surrogateescape) still hashes
+    text = f"{f.path}\0{f.code}\0{anchor}"
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def render_sarif(report: Report, prefix: str = "") -> str:

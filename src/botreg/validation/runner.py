@@ -300,6 +300,17 @@ def _layout_findings(snap: Snapshot, full: bool) -> list[Finding]:
 def _file_findings(snap: Snapshot, path: str) -> list[Finding]:
     entry, info = snap.entries[path], snap.info[path]
     limits = snap.settings.limits
+    if entry.is_submodule:  # the same finding from the hook (work tree) and the daemon (commit)
+        return [
+            Finding(
+                path,
+                "BR505",
+                "submodule: a link to another repository, whose files are never read; "
+                "remove it (git rm --cached) and commit the files themselves",
+                1,
+                1,
+            )
+        ]
     if entry.is_symlink:
         return [
             Finding(

@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]|\w{1,6}|[^\w\s]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 HEADING_SEPARATOR = " > "
 
@@ -78,7 +79,9 @@ class Chunk:
     @property
     def content_hash(self) -> str:
         """sha256 of the text: equal texts share stored vectors."""
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+        # surrogatepass: a lone surrogate (refused by the loaders, see
+        # enforce_bounds) must never turn hashing into a crash
+        return hashlib.sha256(self.text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +157,15 @@ def enforce_bounds(pairs: list[tuple[str, str]], bounds: ChunkBounds) -> list[tu
 
     A pair that fits is returned unchanged (so its chunk id is too); one that
     does not is split between lines, then words, then characters, and each piece
-    carries the (possibly shortened) heading again.
+    carries the (possibly shortened) heading again. A lone surrogate (not a
+    character: no UTF-8 store or event can hold it) becomes U+FFFD; the loaders
+    refuse such text, this is the backstop.
     """
     out: list[tuple[str, str]] = []
-    for heading, text in pairs:
+    for raw_heading, raw_text in pairs:
+        heading, text = raw_heading, raw_text
+        if _SURROGATE.search(text) or _SURROGATE.search(heading):
+            heading, text = _SURROGATE.sub("\ufffd", heading), _SURROGATE.sub("\ufffd", text)
         if bounds.fits(text):
             out.append((heading, text))
             continue
