@@ -221,8 +221,9 @@ def test_undecodable_file_names_never_reach_review_ingest_or_daemon(
     assert code == 1, err
     assert "caf\\xe9.md" in out and "\udce9" not in out
     monkeypatch.chdir(git_registry)
-    code, _, err = _run(capsys, "ingest", "--repo", str(git_registry))
-    assert code == 0, err  # the file is not a knowledge file: nothing of it is stored
+    code, out, err = _run(capsys, "ingest", "--repo", str(git_registry))
+    # like a control character: a failed file, named escaped, nothing of it stored
+    assert code == 1 and "caf\\xe9.md" in out + err and "\udce9" not in out + err
     result = h.sync()
     assert result.result == "rejected", (result.phase, result.error)
     assert all("caf" not in path for path, _ in h.stored("product"))

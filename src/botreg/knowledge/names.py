@@ -11,27 +11,26 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import PurePosixPath
 
-from botreg.registry.layout import DOMAIN_FILE, IDENTIFIER_RE, KNOWLEDGE_DIR, knowledge_type
+from botreg.registry.layout import (
+    DOMAIN_FILE,
+    IDENTIFIER_RE,
+    KNOWLEDGE_DIR,
+    UNSAFE_CHARACTERS,
+    escape_unsafe,
+    knowledge_type,
+)
 
 __all__ = ["domain_folder", "escape_controls", "folder_files", "has_control", "valid_domain"]
 
-# C0 controls, DEL, C1 controls, and the Unicode line and paragraph separators
-# (which `str.splitlines` also breaks on).
-_CONTROLS = frozenset(map(chr, [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]))
-
 
 def has_control(text: str) -> bool:
-    """True if text holds a control character (C0, DEL, C1, line or paragraph separator)."""
-    return not _CONTROLS.isdisjoint(text)
+    """True if text holds an unsafe character (control, separator, bidi, undecodable byte)."""
+    return UNSAFE_CHARACTERS.search(text) is not None
 
 
 def escape_controls(text: str) -> str:
-    """Text with its control characters escaped (`billing\\n`), for one-line messages."""
-    if not has_control(text):
-        return text
-    return "".join(
-        c.encode("unicode_escape").decode("ascii") if c in _CONTROLS else c for c in text
-    )
+    """Text with its unsafe characters escaped (`billing\\n`), for one-line messages."""
+    return escape_unsafe(text)
 
 
 def valid_domain(name: str) -> bool:

@@ -29,6 +29,7 @@ __all__ = [
     "KnowledgeType",
     "PathInfo",
     "classify",
+    "escape_unsafe",
     "is_identifier",
     "knowledge_type",
     "unsafe_character",
@@ -101,6 +102,27 @@ class PathInfo:
 def is_identifier(name: str) -> bool:
     """True if `name` is a valid bot id, domain name or environment name (whole string)."""
     return IDENTIFIER_RE.fullmatch(name) is not None
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape): the byte
+        return f"\\x{code - 0xDC00:02x}"
+    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def escape_unsafe(value: str) -> str:
+    """`value` on one printable line: control, separator and bidi characters as escapes.
+
+    The one escaper for text from the repository on a terminal or in a text
+    report: a newline becomes the two characters `\\n`, a NUL `\\x00`, U+202E
+    `\\u202e`, a byte that is not UTF-8 in a file name (surrogateescape) `\\xe9`.
+    """
+    return UNSAFE_CHARACTERS.sub(_escape_char, value)
 
 
 def unsafe_character(path: str) -> str | None:

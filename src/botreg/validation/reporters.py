@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
 from botreg import __version__
-from botreg.registry.layout import UNSAFE_CHARACTERS
+from botreg.registry.layout import UNSAFE_CHARACTERS, escape_unsafe
 from botreg.validation.findings import RULES, Finding, Severity
 from botreg.validation.runner import Report
 
@@ -22,27 +21,13 @@ __all__ = [
     "render",
 ]
 
+
 # Output escaping: findings keep the raw path and message (data); each format
 # escapes them when rendering, so a file name or a YAML value can neither split
 # one finding over several lines nor forge a workflow command.
-_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    char = match.group()
-    code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape): the byte
-        return f"\\x{code - 0xDC00:02x}"
-    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-
-
 def escape_text(value: str) -> str:
-    """`value` on one printable line: control, separator and bidi characters as escapes.
-
-    A newline becomes the two characters `\\n`, a NUL `\\x00`, U+202E `\\u202e`,
-    a byte that is not UTF-8 in a file name (surrogateescape) `\\xe9`.
-    """
-    return UNSAFE_CHARACTERS.sub(_escape_char, value)
+    """`value` on one printable line (see `botreg.registry.layout.escape_unsafe`)."""
+    return escape_unsafe(value)
 
 
 def dump_json(doc: Any, *, sort_keys: bool = False) -> str:
@@ -108,7 +93,7 @@ def escape_github_data(value: str) -> str:
     control characters as text escapes (a raw one could end the command)."""
     return (
         UNSAFE_CHARACTERS.sub(
-            lambda m: m.group() if m.group() in "\r\n" else _escape_char(m), value
+            lambda m: m.group() if m.group() in "\r\n" else escape_unsafe(m.group()), value
         )
         .replace("%", "%25")
         .replace("\r", "%0D")
