@@ -11,6 +11,8 @@ from botreg.registry.limits import Ceilings, current_ceilings
 
 __all__ = ["ChunkingSettings", "Limits", "RegistrySettings", "effective_limits"]
 
+_DEFAULT_CEILINGS = Ceilings()
+
 
 @dataclass(frozen=True, slots=True)
 class ChunkingSettings:
@@ -29,12 +31,13 @@ class Limits:
     operator's alone (see `botreg.registry.limits`).
     """
 
-    max_file_bytes: int = 5 * 1024 * 1024
-    max_decompressed_bytes: int = 50 * 1024 * 1024
-    max_compression_ratio: float = 100.0
-    max_depth: int = 200
-    max_int_bits: int = 64
-    max_values: int = 100_000
+    # one source for the defaults: the default ceilings
+    max_file_bytes: int = _DEFAULT_CEILINGS.max_file_bytes
+    max_decompressed_bytes: int = _DEFAULT_CEILINGS.max_decompressed_bytes
+    max_compression_ratio: float = _DEFAULT_CEILINGS.max_compression_ratio
+    max_depth: int = _DEFAULT_CEILINGS.max_depth
+    max_int_bits: int = _DEFAULT_CEILINGS.max_int_bits
+    max_values: int = _DEFAULT_CEILINGS.max_values
 
     def clamped(self, ceilings: Ceilings) -> Limits:
         """These limits, none above the operator's ceilings."""
