@@ -27,12 +27,14 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from botreg.changes import ChangeSet, FileChange, compute_changes
+from botreg.changes import ChangeSet, FileChange, KeyChange, compute_changes
+from botreg.changes.clip import clip_changes
 from botreg.daemon.metrics import Metrics
 from botreg.daemon.status import DaemonStatus
 from botreg.datadir import DataDir
@@ -84,8 +86,11 @@ class CycleResult:
 
     @property
     def exit_code(self) -> int:
-        """0 for synced or nothing to do; 1 for a rejected commit or a failure."""
-        return 0 if self.result in ("synced", "noop") else 1
+        """0 for synced or nothing to do; 1 for a rejected commit, a failure, or a
+        commit applied without some knowledge files (see `counts["files_failed"]`)."""
+        if self.result in ("synced", "noop") and not self.counts.get("files_failed"):
+            return 0
+        return 1
 
 
 # The condition that says which part is broken when a phase raises unexpectedly.
@@ -102,6 +107,12 @@ def _short(exc: BaseException) -> str:
     if len(text) > 300:
         text = text[:297] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _bounded_changes(changes: Sequence[KeyChange]) -> dict[str, Any]:
+    """The `changes` of an event, bounded: a commit can change 100,000 values at once."""
+    kept, left_out = clip_changes([c.to_dict() for c in changes])
+    return {"changes": kept, **({"changes_truncated": left_out} if left_out else {})}
 
 
 class _PhaseError(Exception):
@@ -379,7 +390,7 @@ class Syncer:
                     "bot_id": bot.bot_id,
                     "path": bot.path,
                     "commit": head,
-                    "changes": [c.to_dict() for c in bot.changes],
+                    **_bounded_changes(bot.changes),
                 },
                 applied,
                 head,
@@ -406,7 +417,7 @@ class Syncer:
                     "commit": head,
                     "path": env.path,
                     "kind": env.kind,
-                    "changes": [c.to_dict() for c in env.changes],
+                    **_bounded_changes(env.changes),
                 },
                 applied,
                 head,
@@ -419,7 +430,7 @@ class Syncer:
                     "commit": head,
                     "path": reg.path,
                     "kind": reg.kind,
-                    "changes": [c.to_dict() for c in reg.changes],
+                    **_bounded_changes(reg.changes),
                 },
                 applied,
                 head,
@@ -443,7 +454,9 @@ class Syncer:
             "files_skipped": 0,
             "files_processed": 0,
         }
-        failed: list[str] = []
+        failed: list[str] = []  # whole domains that could not be ingested: retried
+        file_errors: list[str] = []  # files refused for their content: deterministic
+        files_failed = 0
         statuses: dict[str, dict[str, str]] = {}
         for domain in domains:
             try:
@@ -462,7 +475,11 @@ class Syncer:
                 totals[key] += int(getattr(result, key))
             changed = result.files_processed or result.chunks_deleted or result.errors
             if result.errors:
-                failed.append(f"{domain}: {len(result.errors)} file(s) failed")
+                # A file refused for its content (over the chunk ceiling, say) fails the
+                # same way on every retry: the commit is applied without it (its last
+                # good chunks keep serving), so one file cannot hold back later commits.
+                file_errors.append(f"{domain}: {len(result.errors)} file(s) failed")
+                files_failed += len(result.errors)
                 self._emit(
                     "botreg.knowledge.ingest_failed",
                     f"knowledge/{domain}",
@@ -492,10 +509,15 @@ class Syncer:
             }
         self.status.update(domains=statuses)
         if failed:
-            message = "; ".join(failed)
+            message = "; ".join(failed + file_errors)
             self.status.set_condition("IngestFailed", True, "IngestFailed", message)
             raise _PhaseError("apply", message)
-        self.status.set_condition("IngestFailed", False, "Ingested")
+        if file_errors:
+            message = "; ".join(file_errors)
+            self.status.set_condition("IngestFailed", True, "FileErrors", message)
+        else:
+            self.status.set_condition("IngestFailed", False, "Ingested")
+        totals["files_failed"] = files_failed
         return totals
 
     def _record(self, result: CycleResult) -> None:

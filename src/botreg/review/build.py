@@ -4,13 +4,13 @@ the ingester's chunker. What a review shows is what the daemon will do."""
 from __future__ import annotations
 
 import difflib
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from botreg.changes import ChangeSet, FileChange, KeyChange, compute_changes
+from botreg.changes.clip import MAX_KEY, Budget, clip_change, clip_text, clip_value
 from botreg.errors import BotregError, UsageError
 from botreg.git.diff import tree_diff
 from botreg.git.tree import GitTreeSource
@@ -30,13 +30,8 @@ _LONG_TEXT = 80
 _MODEL_PATHS = ("llm.provider", "llm.model", "llm.deployment")
 
 # A review shows what changes, never a file's content: every value and diff is
-# an excerpt. One file (a bot, an environment) gets at most _FILE_BUDGET
-# characters of values and diffs; one value at most _MAX_STRING characters of
-# any one string; one diff at most _MAX_DIFF_LINES lines and _MAX_DIFF_CHARS.
-_FILE_BUDGET = 4000
-_MAX_STRING = 500
-_MAX_KEY = 200
-_MAX_DEPTH = 16
+# an excerpt (see botreg.changes.clip: one file's values and diffs share one
+# Budget); one diff at most _MAX_DIFF_LINES lines and _MAX_DIFF_CHARS.
 _MAX_DIFF_LINES = 40
 _MAX_DIFF_CHARS = 2000
 _MAX_DIFF_LINE = 300
@@ -137,74 +132,7 @@ class Review:
         return doc
 
 
-class _Budget:
-    """Characters of excerpt one file may still show."""
-
-    def __init__(self, chars: int = _FILE_BUDGET) -> None:
-        self.left = chars
-
-
-def clip_text(value: str, limit: int) -> str:
-    """`value`, or its first `limit` characters and a marker saying how long it was."""
-    if len(value) <= limit:
-        return value
-    return value[: max(limit, 0)] + f"... [truncated: {len(value)} characters in all]"
-
-
-def _clip_str(value: str, budget: _Budget, limit: int = _MAX_STRING) -> str:
-    room = max(min(limit, budget.left), 0)
-    budget.left -= min(len(value), room)
-    return clip_text(value, room)
-
-
-def _clip(value: Any, budget: _Budget, depth: int = 0) -> Any:
-    """A copy of `value` bounded by `budget`: long strings, big and deep containers cut.
-
-    Depth-bounded (at most `_MAX_DEPTH` levels), so no input can exhaust the stack.
-    """
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return _clip_str(value, budget)
-    if isinstance(value, int):
-        budget.left -= 8
-        # a huge integer cannot even be printed (Python's 4,300-digit limit)
-        return value if value.bit_length() <= 64 else f"[integer of {value.bit_length()} bits]"
-    if isinstance(value, float):
-        budget.left -= 8
-        return value if math.isfinite(value) else str(value)  # JSON has no NaN
-    if not isinstance(value, Mapping | list | tuple):
-        return _clip_str(str(value), budget)
-    if depth >= _MAX_DEPTH:
-        return f"[nested deeper than {_MAX_DEPTH} levels]"
-    size = len(value)
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for index, (key, item) in enumerate(value.items()):
-            if budget.left <= 0:
-                out["..."] = f"[truncated: {size - index} more keys]"
-                break
-            out[_clip_str(str(key), budget, _MAX_KEY)] = _clip(item, budget, depth + 1)
-        return out
-    items: list[Any] = []
-    for index, item in enumerate(value):
-        if budget.left <= 0:
-            items.append(f"[truncated: {size - index} more items]")
-            break
-        items.append(_clip(item, budget, depth + 1))
-    return items
-
-
-def _clip_change(change: Mapping[str, Any], budget: _Budget) -> dict[str, Any]:
-    return {
-        **change,
-        "path": clip_text(str(change["path"]), _MAX_KEY),
-        "old": _clip(change.get("old"), budget),
-        "new": _clip(change.get("new"), budget),
-    }
-
-
-def _text_diff(path: str, old: str, new: str, budget: _Budget) -> str:
+def _text_diff(path: str, old: str, new: str, budget: Budget) -> str:
     """A unified diff of two texts, at most `_MAX_DIFF_LINES` lines of the file's budget."""
     if max(len(old), len(new)) > _MAX_DIFF_INPUT:
         return (
@@ -212,7 +140,7 @@ def _text_diff(path: str, old: str, new: str, budget: _Budget) -> str:
             f"over {_MAX_DIFF_INPUT}]"
         )
     limit = max(min(_MAX_DIFF_CHARS, budget.left), 0)
-    label = clip_text(path, _MAX_KEY)
+    label = clip_text(path, MAX_KEY)
     lines: list[str] = []
     used = 0
     diff: Iterable[str] = difflib.unified_diff(
@@ -320,7 +248,7 @@ def _flags(kind: str, changes: list[KeyChange]) -> list[str]:
 def _bot_review(bot: Any) -> BotReview:
     changes: list[dict[str, Any]] = []
     diffs: dict[str, str] = {}
-    budget = _Budget()
+    budget = Budget()
     for change in bot.changes:
         old, new = change.old, change.new
         long_text = (
@@ -329,7 +257,7 @@ def _bot_review(bot: Any) -> BotReview:
             and ("\n" in old or "\n" in new or max(len(old), len(new)) > _LONG_TEXT)
         )
         if change.kind == "changed" and long_text:
-            key = clip_text(change.path, _MAX_KEY)
+            key = clip_text(change.path, MAX_KEY)
             diffs[key] = _text_diff(change.path, old, new, budget)
             changes.append(
                 {
@@ -340,7 +268,7 @@ def _bot_review(bot: Any) -> BotReview:
                 }
             )
         else:
-            changes.append(_clip_change(change.to_dict(), budget))
+            changes.append(clip_change(change.to_dict(), budget))
     return BotReview(
         bot.bot_id, bot.path, bot.kind, changes, diffs, _flags(bot.kind, list(bot.changes))
     )
@@ -430,8 +358,8 @@ def _environments(
                 old = change.old if isinstance(change.old, Mapping) else {}
                 new_group = change.new if isinstance(change.new, Mapping) else {}
                 touched |= {(parts[1], str(n)) for n in {*old, *new_group}}
-        budget = _Budget()
-        env_changes = [_clip_change(c.to_dict(), budget) for c in env.changes]
+        budget = Budget()
+        env_changes = [clip_change(c.to_dict(), budget) for c in env.changes]
         data = _environment(new, env.name) if env.kind != "deleted" else {}
         resources = data.get("resources", {})
         values = []
@@ -442,7 +370,7 @@ def _environments(
                 {
                     "type": rtype,
                     "name": name,
-                    "value": _clip(mask_config(value), budget) if value is not None else None,
+                    "value": clip_value(mask_config(value), budget) if value is not None else None,
                 }
             )
         if bot_refs is None:  # load every bot once, only when an environment changed
@@ -505,12 +433,12 @@ def build_review(
     environments = _environments(changes, new_view, {b.bot_id for b in bots})
     registry = []
     for r in changes.registry + changes.domains:
-        budget = _Budget()
+        budget = Budget()
         registry.append(
             {
                 "path": r.path,
                 "kind": r.kind,
-                "changes": [_clip_change(c.to_dict(), budget) for c in r.changes],
+                "changes": [clip_change(c.to_dict(), budget) for c in r.changes],
             }
         )
     return Review(
