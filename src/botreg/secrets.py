@@ -43,6 +43,7 @@ __all__ = [
     "dumps_strict",
     "find_token",
     "is_secret_key",
+    "locate_token",
     "looks_high_entropy",
     "mask_config",
     "mask_text",
@@ -97,7 +98,9 @@ _URL_RE = re.compile(r"^[a-z][a-z0-9+.\-]*://", re.IGNORECASE)
 # The BEGIN/END line of a PEM private key, as written by OpenSSL (5 dashes), by
 # SSH2/RFC 4716 tools (`---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----`) or by hand
 # (extra spaces). The word count is bounded: no backtracking on long runs.
-_PEM_LINE = r"-{{4,5}} ?{0}[ \t]+(?:[A-Z0-9]+[ \t]+){{0,6}}PRIVATE[ \t]+KEY(?:[ \t]+BLOCK)?[ \t]*-{{4,5}}"
+_PEM_LINE = (
+    r"-{{4,5}} ?{0}[ \t]+(?:[A-Z0-9]+[ \t]+){{0,6}}PRIVATE[ \t]+KEY(?:[ \t]+BLOCK)?[ \t]*-{{4,5}}"
+)
 _PEM_BEGIN, _PEM_END = _PEM_LINE.format("BEGIN"), _PEM_LINE.format("END")
 # A PEM private key block; without its END line it runs to the end of the text.
 _PEM_RE = re.compile(f"{_PEM_BEGIN}(?:.*?{_PEM_END}|.*\\Z)", re.DOTALL)
@@ -185,7 +188,7 @@ def _basic_ok(match: re.Match[str]) -> bool:
         decoded = base64.b64decode(body + "=" * (-len(body) % 4), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return False
-    user, colon, password = decoded.partition(":")
+    _user, colon, password = decoded.partition(":")
     return bool(colon and password and decoded.isprintable())
 
 
@@ -288,16 +291,27 @@ def find_token(value: str, *, generic: bool = True) -> str | None:
             URL's user name), not only by a provider's shape. Knowledge files
             pass False: their prose shows such examples.
     """
+    found = locate_token(value, generic=generic)
+    return found[0] if found else None
+
+
+def locate_token(value: str, *, generic: bool = True) -> tuple[str, int] | None:
+    """The kind and offset of the first known credential found in `value`, or None.
+
+    Like `find_token`, with where it starts (to name a line in a finding).
+    """
     if len(value) < 8:
         return None
     if len(value) >= 16 and _ANY_TOKEN.search(value):
         for label, pattern, accept in _TOKEN_PATTERNS:
-            if any(accept(m) for m in pattern.finditer(value)):
-                return label
+            for m in pattern.finditer(value):
+                if accept(m):
+                    return label, m.start()
     if generic and _ANY_GENERIC.search(value):
         for label, pattern, accept in _GENERIC_PATTERNS:
-            if any(accept(m) for m in pattern.finditer(value)):
-                return label
+            for m in pattern.finditer(value):
+                if accept(m):
+                    return label, m.start()
     return None
 
 
@@ -366,7 +380,7 @@ def _mask_generic(value: str) -> str:
 # `${CHROMA_AUTH_HEADER}` ends up in an error message).
 _KNOWN_LOCK = threading.Lock()
 _known_secrets: set[str] = set()
-_known_re: re.Pattern[str] | None = None
+_known_re: list[re.Pattern[str]] = []  # one alternation of them all, longest first
 _MIN_KNOWN = 6  # shorter values would mask ordinary words
 
 
@@ -379,7 +393,6 @@ def remember_secret(value: object) -> None:
     Args:
         value: The secret (a string, or anything whose text is the secret).
     """
-    global _known_re
     text = str(value).strip() if value is not None else ""
     candidates = {text, *text.split(None, 1)[1:]}
     new = {c.strip() for c in candidates if len(c.strip()) >= _MIN_KNOWN}
@@ -388,7 +401,7 @@ def remember_secret(value: object) -> None:
             return
         _known_secrets.update(new)
         ordered = sorted(_known_secrets, key=len, reverse=True)  # longest first
-        _known_re = re.compile("|".join(map(re.escape, ordered)))
+        _known_re[:] = [re.compile("|".join(map(re.escape, ordered)))]
 
 
 def remember_secret_file(path: Path | str) -> None:
@@ -405,8 +418,8 @@ def remember_secret_file(path: Path | str) -> None:
 
 
 def _mask_known(value: str) -> str:
-    pattern = _known_re
-    return pattern.sub(MASK, value) if pattern is not None else value
+    patterns = _known_re[:]  # a snapshot: another thread may be registering
+    return patterns[0].sub(MASK, value) if patterns else value
 
 
 def mask_text(value: str) -> str:
