@@ -156,6 +156,17 @@ def test_a_reference_below_a_secret_container_is_fine(registry: Path) -> None:
     assert codes(validate(registry)) == []
 
 
+def test_review_and_events_mask_a_changed_value_below_a_secret_container() -> None:
+    """Key diffs (review, bot events) judged `auth.basic` by its own key."""
+    from botreg.changes.keydiff import diff_values
+
+    old = {"auth": {"basic": "bob:oldpass1"}, "credentials": {"username": "svc-bot"}}
+    new = {"auth": {"basic": "bob:hunter2"}, "credentials": {"username": "svc-bot2"}}
+    changes = [c.to_dict() for c in diff_values(old, new)]
+    assert [c["path"] for c in changes] == ["auth.basic", "credentials.username"]
+    assert all(c["old"] == MASK and c["new"] == MASK for c in changes)
+
+
 # --- 2. a private key split by the chunker ---------------------------------------------
 
 
