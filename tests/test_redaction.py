@@ -91,7 +91,7 @@ def plant(repo: Path) -> None:
             "metadata:\n  owner: billing-team\n"
             f"  pem_note: {pem}  # botreg: ignore[BR303]\n"
             f"  unterminated: {unterminated}  # botreg: ignore[BR303]\n"
-            f"  {TOKEN_KEY}: true\n"
+            f"  {TOKEN_KEY}: true  # botreg: ignore[BR303]\n"
             f"  db_password: ${{DB_PW:{DEFAULT_SECRET}}}\n"
             f"  docs: https://gitlab.example.com/api/v4?private_token={QUERY_TOKEN}&ref=main\n"
             f"  mirror: https://deploy:{USERINFO_PASSWORD}@git.example.com/r.git"
@@ -480,8 +480,9 @@ def test_finding_messages_never_quote_a_token(registry: Path) -> None:
     bot = registry / "bots/billing-assistant.yaml"
     bot.write_text(f"{TOKEN_KEY}: 1\n" + bot.read_text())  # an unknown top-level key
     report = validate(registry)
-    assert codes(report) == ["BR202"]
-    assert MASK in report.findings[0].message and leaks(report.findings[0].message) == []
+    assert codes(report) == ["BR202", "BR303"]  # unknown, and a credential (issue #9)
+    for finding in report.findings:
+        assert MASK in finding.message and leaks(finding.message) == []
 
 
 @pytest.mark.parametrize(("allow", "store"), [((), "chroma"), (("STORE_*",), "from-env")])

@@ -21,7 +21,7 @@ from typing import Any
 
 from botreg.errors import ResolutionError
 from botreg.registry.yamlio import dotted_path
-from botreg.secrets import is_secret_key, mask_config
+from botreg.secrets import is_secret_key, mask_config, remember_secret
 
 __all__ = [
     "allowed_environ",
@@ -47,17 +47,27 @@ def allowed_environ(
     expands only what the operator allows (`--allow-env 'BOTREG_*'`); any other
     variable reads as unset (its default applies, or it is reported missing).
 
+    The value of every allowed variable whose name is secret-like
+    (`CHROMA_AUTH_HEADER`, `CHROMA_API_KEY`) is registered with
+    `botreg.secrets.remember_secret`: a committer can place it anywhere (a store
+    host `${CHROMA_AUTH_HEADER}` ends up in an error message), and every output
+    masks it.
+
     Args:
         patterns: Shell-style name patterns, case-sensitive; none allows nothing.
         environ: The variables to choose from (default: the process environment).
     """
     source = os.environ if environ is None else environ
     wanted = tuple(patterns)
-    return {
+    allowed = {
         name: value
         for name, value in source.items()
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in wanted)
     }
+    for name, value in allowed.items():
+        if is_secret_key(name):
+            remember_secret(value)
+    return allowed
 
 
 def resolve_resources(config: Any, resources: Mapping[str, Any]) -> Any:
@@ -182,9 +192,11 @@ def resolve_for_display(
 ) -> dict[str, Any]:
     """A config resolved with only the allowed variables, masked for showing (GET /bots).
 
-    Values under secret-like keys are masked, and so is the value of every
-    allowed variable with a secret-like name (`CHROMA_AUTH_HEADER`) wherever a
-    committer placed it: allowing a variable for the store does not publish it.
+    Values under secret-like keys (and every scalar below them) are masked, and
+    so is the value of every allowed variable with a secret-like name
+    (`CHROMA_AUTH_HEADER`) wherever a committer placed it, a number included
+    (`region_hint: ${CHROMA_API_KEY}` resolves to an integer): allowing a
+    variable for the store does not publish it.
 
     Raises:
         ResolutionError: for undefined resources or variables unset (or not allowed)

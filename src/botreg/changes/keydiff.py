@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from botreg.secrets import mask_config, mask_text, mask_value
+from botreg.secrets import mask_config, mask_text, mask_value, secret_scope
 
 __all__ = ["MISSING", "KeyChange", "diff_values"]
 
@@ -103,7 +103,7 @@ def diff_values(old: Any, new: Any, path: str = "", key: object = None) -> list[
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             names = list(a) + [k for k in b if k not in a]
             todo.extend(
-                (a.get(n, MISSING), b.get(n, MISSING), _join(where, str(n)), n)
+                (a.get(n, MISSING), b.get(n, MISSING), _join(where, str(n)), secret_scope(name, n))
                 for n in reversed(names)
             )
         elif isinstance(a, list) and isinstance(b, list):

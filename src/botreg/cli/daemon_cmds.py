@@ -12,6 +12,7 @@ from typing import Any
 
 from botreg.errors import BotregError, UsageError
 from botreg.registry.limits import add_ceiling_arguments
+from botreg.secrets import remember_secret_file
 from botreg.validation import confinement
 
 __all__ = ["ask_daemon", "register"]
@@ -110,6 +111,8 @@ def run_sync(args: argparse.Namespace) -> int:
         path = getattr(args, name)
         if path is not None and not path.is_file():
             raise UsageError(f"--{name.replace('_', '-')} {path}: no such file")
+        if path is not None:  # masked in every output from now on (issue #9)
+            remember_secret_file(path)
     from botreg.secrets import RedactingFilter
 
     logging.basicConfig(

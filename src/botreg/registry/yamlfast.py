@@ -165,7 +165,7 @@ def _integer(value: str, digits: str, base: int, bits: int) -> int:
     half = 1 << (bits - 1)
     if number is None or not -half <= number < half:
         raise _NumberError(
-            f"integer {_short(value)} is outside the {bits}-bit range "
+            f"an integer of {len(digits)} digits is outside the {bits}-bit range "
             f"({-half} to {half - 1}): quote it to keep it as text"
         )
     return number

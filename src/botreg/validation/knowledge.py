@@ -1,6 +1,8 @@
-"""Checks of knowledge files: each must parse as its type, within bounds."""
+"""Checks of knowledge files: each must parse as its type, within bounds, and hold no credential."""
 
 from __future__ import annotations
+
+import re
 
 from botreg.registry.content import (
     ContentError,
@@ -12,11 +14,45 @@ from botreg.registry.content import (
 from botreg.registry.layout import KNOWLEDGE_TYPES, knowledge_type
 from botreg.registry.settings import Limits
 from botreg.registry.yamlio import YamlLoadError, load_fast
+from botreg.secrets import locate_token
 from botreg.validation.findings import Finding
 
 __all__ = ["check_knowledge_file"]
 
 _SUPPORTED = ", ".join(sorted(KNOWLEDGE_TYPES)) + " (and any of them + .gz)"
+# One pass over a file says whether a credential may be in it (most stop here).
+# Only provider shapes and private keys: prose legitimately shows
+# `Authorization: Bearer ...` or `postgres://user:pass@host` as examples.
+_CREDENTIAL_HINT = re.compile(
+    r"PRIVATE|sk-|sk_|rk_|AKIA|ASIA|AGPA|AIDA|AROA|gh[pousr]_|github_pat_|glpat-|xox|xapp-"
+    r"|hf_|AIza|eyJ"
+)
+
+
+def _credential_findings(path: str, text: str) -> list[Finding]:
+    """BR303 for a private key or a known token shape in a knowledge file.
+
+    Knowledge is chunked and served to whoever can query the store, so a key
+    committed there is published, piece by piece.
+    """
+    if not _CREDENTIAL_HINT.search(text):
+        return []
+    found = locate_token(text, generic=False)
+    if found is None or found[0] == "password in URL":  # documentation examples
+        return []
+    label, offset = found
+    line = text.count("\n", 0, offset) + 1
+    return [
+        Finding(
+            path,
+            "BR303",
+            f"an inline credential ({label}) in a knowledge file: knowledge is served to "
+            "whoever can query it; remove it from the file (and from git history), "
+            "then rotate the exposed credential",
+            line,
+            1,
+        )
+    ]
 
 
 def check_knowledge_file(path: str, raw: bytes, limits: Limits) -> list[Finding]:
@@ -55,4 +91,4 @@ def check_knowledge_file(path: str, raw: bytes, limits: Limits) -> list[Finding]
             ]
     except ContentError as exc:
         return [Finding(path, exc.code, exc.message + where, exc.line, exc.column)]
-    return []
+    return _credential_findings(path, text)

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from botreg.registry.yamlio import dotted_path
-from botreg.secrets import find_token, is_secret_key, looks_high_entropy
+from botreg.secrets import (
+    find_token,
+    is_secret_key,
+    looks_high_entropy,
+    mask_text,
+    secret_scope,
+)
 
 __all__ = [
     "PortabilityError",
@@ -33,7 +39,8 @@ _ABSOLUTE_PATH = re.compile(
 # Anything that might interest one of the checks below (a superset, checked fast).
 _SUSPECT = re.compile(
     r"^[/~\\]|^[A-Za-z]:|file:|localhost|127\.|::1|0\.0\.0\.0|://[^/\s]*@"
-    r"|sk-|sk_|rk_|AKIA|ASIA|AGPA|AIDA|AROA|gh[pousr]_|github_pat_|glpat-|xox|AIza|eyJ|BEGIN",
+    r"|sk-|sk_|rk_|AKIA|ASIA|AGPA|AIDA|AROA|gh[pousr]_|github_pat_|glpat-|xox|xapp-|hf_|AIza|eyJ"
+    r"|PRIVATE|://|uthori|earer|basic|=",
     re.IGNORECASE,
 )
 _LOOPBACK = re.compile(
@@ -66,8 +73,28 @@ def _suggest_var(path: tuple[str | int, ...]) -> str:
     return re.sub(r"[^A-Z0-9]+", "_", "_".join(words).upper()).strip("_") or "VALUE"
 
 
-def _check_value(path: tuple[str | int, ...], value: str) -> list[PortabilityIssue]:
-    key = next((p for p in reversed(path) if isinstance(p, str)), None)
+def _check_key(path: tuple[str | int, ...], key: str) -> list[PortabilityIssue]:
+    """A mapping key whose name is itself a credential (`ghp_...: {nested: x}`)."""
+    token = find_token(key)
+    if not token:
+        return []
+    # the pointer names the key: Finding masks it, and the message never quotes it
+    return [
+        PortabilityIssue(
+            "BR303",
+            path,
+            f"{mask_text(dotted_path(path, root='value'))}: a key that is an inline credential "
+            f"({token}); rename the key, and rotate the exposed credential",
+        )
+    ]
+
+
+def _check_value(
+    path: tuple[str | int, ...], value: str, scope: object = None
+) -> list[PortabilityIssue]:
+    if scope is None:  # called without a scope: the nearest key decides
+        scope = next((p for p in reversed(path) if isinstance(p, str)), None)
+    key = scope
     found: list[tuple[str, str]] = []  # (code, message template); formatted below
     # Credentials are looked for everywhere, ${VAR:default} defaults included.
     token = find_token(value)
@@ -121,24 +148,28 @@ def find_portability_issues(config: Any) -> list[PortabilityIssue]:
     on the main thread or a worker's smaller stack.
     """
     issues: list[PortabilityIssue] = []
-    # (node, path, under a secret-like key); children pushed in reverse, so
-    # issues come out in document order
-    todo: list[tuple[Any, tuple[str | int, ...], bool]] = [(config, (), False)]
+    # (node, path, the key deciding whether it is a secret: a secret-like key's
+    # meaning passes down, so `credentials: {pass: ...}` and `api_keys: [...]`
+    # are checked like `password: ...`); children pushed in reverse, so issues
+    # come out in document order
+    todo: list[tuple[Any, tuple[str | int, ...], object]] = [(config, (), None)]
     while todo:
-        node, path, secret_key = todo.pop()
+        node, path, scope = todo.pop()
         if isinstance(node, dict):
+            for key in node:
+                if isinstance(key, str) and len(key) >= 16 and _SUSPECT.search(key):
+                    issues.extend(_check_key((*path, key), key))
             todo.extend(
-                (value, (*path, str(key)), is_secret_key(key))
+                (value, (*path, str(key)), secret_scope(scope, key))
                 for key, value in reversed(node.items())
             )
         elif isinstance(node, list):
             todo.extend(
-                (value, (*path, index), secret_key)
-                for index, value in reversed(list(enumerate(node)))
+                (value, (*path, index), scope) for index, value in reversed(list(enumerate(node)))
             )
-        elif isinstance(node, str) and node and (secret_key or _SUSPECT.search(node)):
+        elif isinstance(node, str) and node and (is_secret_key(scope) or _SUSPECT.search(node)):
             # the pre-check is one regex pass; most values are plain text and stop here
-            issues.extend(_check_value(path, node))
+            issues.extend(_check_value(path, node, scope))
     return issues
 
 
