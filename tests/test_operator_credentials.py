@@ -179,7 +179,7 @@ def test_credentialed_embedding_endpoints_need_a_named_host_and_tls() -> None:
     with pytest.raises(ConfinementError, match="plain HTTP"):
         build_embedding_function(_hf("http://emb.invalid/emb", **key), policy)
     # a userinfo trick does not make another host a named one
-    with pytest.raises(ConfinementError, match="attacker.invalid"):
+    with pytest.raises(ConfinementError, match=r"attacker\.invalid"):
         build_embedding_function(_hf("https://emb.invalid@attacker.invalid/", **key), policy)
     # a value of the operator's environment is a credential as well
     from_operator = EmbeddingSettings(
