@@ -113,6 +113,8 @@ def run_sync(args: argparse.Namespace) -> int:
             raise UsageError(f"--{name.replace('_', '-')} {path}: no such file")
         if path is not None:  # masked in every output from now on (issue #9)
             remember_secret_file(path)
+    if args.api_token_file is not None:
+        _check_api_token_file(args.api_token_file)
     from botreg.secrets import RedactingFilter
 
     logging.basicConfig(
@@ -120,32 +122,50 @@ def run_sync(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    confinement.set_store_policy(confinement.StorePolicy.from_args(args))  # read by the store
+    policy = confinement.StorePolicy.from_args(args)  # read by the store and the embedding
     for handler in logging.getLogger().handlers:  # no credential in any log line
         handler.addFilter(RedactingFilter())
     listen = None if args.once or args.listen in ("", "off") else args.listen
-    daemon = Daemon(
-        SyncOptions(
-            args.source,
-            args.branch,
-            args.env,
-            Path(args.data_dir),
-            args.token_file,
-            args.ssh_key_file,
-            allow_env=tuple(args.allow_env),
-        ),
-        DaemonOptions(
-            args.interval,
-            args.watch,
-            listen,
-            args.events_file,
-            args.webhook,
-            args.webhook_secret_file,
-            args.max_failures,
-            args.api_token_file,
-        ),
-    )
-    return daemon.run_once() if args.once else daemon.run()
+    with confinement.use_store_policy(policy):
+        daemon = Daemon(
+            SyncOptions(
+                args.source,
+                args.branch,
+                args.env,
+                Path(args.data_dir),
+                args.token_file,
+                args.ssh_key_file,
+                allow_env=tuple(args.allow_env),
+            ),
+            DaemonOptions(
+                args.interval,
+                args.watch,
+                listen,
+                args.events_file,
+                args.webhook,
+                args.webhook_secret_file,
+                args.max_failures,
+                args.api_token_file,
+            ),
+        )
+        return daemon.run_once() if args.once else daemon.run()
+
+
+def _check_api_token_file(path: Path) -> None:
+    """An API token file must hold a token: an empty one would leave the API open.
+
+    Raises:
+        UsageError: if it cannot be read or holds only whitespace.
+    """
+    try:
+        token = path.read_bytes().strip()
+    except OSError as exc:
+        raise UsageError(f"--api-token-file {path}: cannot read it ({exc.strerror})") from None
+    if not token:
+        raise UsageError(
+            f"--api-token-file {path} is empty: put the token the HTTP API requires in it "
+            "(e.g. `openssl rand -hex 32 > FILE`)"
+        )
 
 
 def ask_daemon(data_dir: Path, path: str, timeout: float = 30) -> Any:

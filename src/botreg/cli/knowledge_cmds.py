@@ -120,7 +120,8 @@ def _manager(
     settings = view.knowledge_settings(args.env)  # the daemon's loading: same errors
     data_dir = DataDir(args.data_dir)
     policy = confinement.StorePolicy.from_args(args)
-    with data_dir.locked(f"botreg {args.command}"):
+    # the policy in force: the embedding function is built from it, deep in ingestion
+    with confinement.use_store_policy(policy), data_dir.locked(f"botreg {args.command}"):
         store = ChromaStore(settings.store, data_dir.root, policy)
         ledger = Ledger(data_dir.ledger)
         try:

@@ -12,7 +12,8 @@ GET  /bots, /bots/{bot_id}            the seed's HTTP registry contract:
 GET  /knowledge/{domain}              a domain's ingestion status
 
 With an API token (--api-token-file) every endpoint but /healthz, /readyz and the
-signed /hooks/git needs `Authorization: Bearer <token>`.
+signed /hooks/git needs `Authorization: Bearer <token>` (the scheme in any case); a
+token file that becomes empty or unreadable closes them (503), never opens them.
 """
 
 from __future__ import annotations
@@ -84,12 +85,23 @@ class DaemonHTTP:
                 self.wfile.write(data)
 
             def _authorized(self, path: str) -> bool:
-                """Endpoints other than health (and signed hooks) need the bearer token."""
-                token = owner.api_token() if owner.api_token else None
-                if token is None or path in ("/healthz", "/readyz", "/hooks/git"):
+                """Endpoints other than health (and signed hooks) need the bearer token.
+
+                No token callable: no authentication (loopback only, checked at
+                start-up). A callable that gives no token (the file became empty
+                or unreadable) fails closed: 503 until it holds one again.
+                """
+                if owner.api_token is None or path in ("/healthz", "/readyz", "/hooks/git"):
                     return True
-                given = self.headers.get("Authorization", "")
-                if hmac.compare_digest(given.encode(), b"Bearer " + token):
+                token = owner.api_token()
+                if not token:
+                    self._send(503, {"error": "the API token file is empty or unreadable"})
+                    return False
+                # `Bearer <token>`, the scheme in any case (RFC 7235)
+                scheme, _, given = self.headers.get("Authorization", "").strip().partition(" ")
+                if scheme.lower() == "bearer" and hmac.compare_digest(
+                    given.strip().encode("utf-8", "replace"), token
+                ):
                     return True
                 self.send_response(401)
                 self.send_header("WWW-Authenticate", "Bearer")

@@ -249,7 +249,7 @@ class Daemon:
             stale_after=max(3 * self.options.interval, 300),
             bots=self._bots,
             domain_status=self._domain_status,
-            api_token=self._api_token,
+            api_token=self._api_token if self.options.api_token_file else None,
         )
         self.http.start()
         info: dict[str, Any] = {"url": f"http://{self.http.address}", "pid": os.getpid()}
@@ -276,9 +276,9 @@ class Daemon:
         if self.options.api_token_file is None:
             return None
         try:  # read at each request: a rotated token applies at once
-            return self.options.api_token_file.read_bytes().strip() or None
+            return self.options.api_token_file.read_bytes().strip()
         except OSError:
-            return b"\0unreadable"  # fail closed: no request matches
+            return b""  # fail closed: the API answers 503
 
     def _bots(self) -> list[dict[str, Any]]:
         """Every bot at the applied commit, resolved for the daemon's environment, masked."""

@@ -19,7 +19,7 @@ from botreg.store.settings import StoreSettings
 from botreg.validation.confinement import (
     StoreLock,
     StorePolicy,
-    check_store_host,
+    check_http_store,
     resolve_store_path,
     store_policy,
 )
@@ -46,8 +46,10 @@ class ChromaStore:
 
     The operator's policy confines it (see `botreg.validation.confinement`): an
     embedded store opens only inside the store root and is locked for as long
-    as it is open; an http store with headers opens only on a host the operator
-    named. These checks hold even if validation was bypassed.
+    as it is open; an http store that carries headers or any value of the
+    operator's environment opens only on a host the operator named, and sends
+    credentials over plain HTTP only to loopback (`check_http_store`). These
+    checks hold even if validation was bypassed.
     """
 
     def __init__(
@@ -61,8 +63,9 @@ class ChromaStore:
             policy: The operator's policy; default: `store_policy()`.
 
         Raises:
-            ConfinementError: for a store path outside the store root, or
-                credentials for a host the operator did not name.
+            ConfinementError: for a store path outside the store root, the
+                operator's values for a host the operator did not name, or
+                credentials over plain HTTP beyond loopback.
             StoreLockedError: if another process holds the embedded store.
             StoreUnavailableError: if the store cannot be opened or reached.
         """
@@ -82,7 +85,14 @@ class ChromaStore:
         self.settings = settings
         self._lock: StoreLock | None = None
         if settings.type == "http":
-            check_store_host(settings.host, settings.port, bool(settings.headers), policy)
+            check_http_store(
+                settings.host,
+                settings.port,
+                ssl=settings.ssl,
+                has_headers=bool(settings.headers),
+                operator_vars=settings.operator_vars,
+                policy=policy,
+            )
         try:
             if settings.type == "http":
                 kwargs: dict[str, Any] = {}

@@ -8,6 +8,15 @@
   demos. Registered with Chroma as `botreg_hash`, so collections record it.
 - any other name: a Chroma embedding function from its registry, built from
   the remaining settings (`build_from_config`).
+
+Chroma's functions read their API key from the variable a setting names
+(`api_key_env_var`), from the process environment, bypassing `--allow-env`. So
+before a function is built and again on the built object (some read a fixed
+variable such as HUGGINGFACE_API_KEY whatever the settings say): every
+variable a setting names must be one the operator allows (`--allow-env`), and
+a provider that gets a credential (such a variable, or a value of the
+operator's environment) may only be pointed (`url`, `api_base`, ...) at a host
+the operator named with `--store-host`, over TLS unless it is loopback.
 """
 
 from __future__ import annotations
@@ -26,6 +35,12 @@ from chromadb.utils.embedding_functions import (
 
 from botreg.errors import BotregError
 from botreg.store.settings import EmbeddingSettings
+from botreg.validation.confinement import (
+    ConfinementError,
+    StorePolicy,
+    check_credential_url,
+    store_policy,
+)
 
 __all__ = [
     "EmbeddingUnavailableError",
@@ -123,12 +138,89 @@ def _default_function(params: dict[str, Any]) -> EmbeddingFunction[Documents]:
     return function
 
 
-def build_embedding_function(settings: EmbeddingSettings) -> EmbeddingFunction[Documents]:
+# Settings that name an environment variable, and settings that say where requests go.
+_URL_KEYS = frozenset(
+    {"url", "uri", "api_base", "base_url", "endpoint", "host", "hostname", "api_url", "server"}
+)
+_URL_SUFFIXES = ("_url", "_uri", "_endpoint", "_host", "_base")
+
+
+def _names_variable(key: str) -> bool:
+    lowered = key.lower().lstrip("_")
+    return lowered.endswith(("env_var", "_env")) or lowered in ("env", "env_var")
+
+
+def _names_destination(key: str) -> bool:
+    lowered = key.lower().lstrip("_")
+    return lowered in _URL_KEYS or lowered.endswith(_URL_SUFFIXES)
+
+
+def _check_variable(setting: str, value: Any, policy: StorePolicy) -> None:
+    if not isinstance(value, str) or not policy.allows_env(value):
+        shown = value if isinstance(value, str) and len(value) <= 100 else "this variable"
+        raise ConfinementError(
+            f"{setting} names the environment variable {shown!r}, which the operator did not "
+            f"allow, so botreg does not let the embedding provider read it: the operator "
+            f"allows a variable with --allow-env (e.g. --allow-env {shown!r}), or fix the "
+            "environment file"
+        )
+
+
+def _check_settings(settings: EmbeddingSettings, policy: StorePolicy) -> bool:
+    """Check the settings before building; True if they give the provider a credential."""
+    credential = bool(settings.operator_vars)
+    for key, value in settings.params.items():
+        if isinstance(key, str) and _names_variable(key) and value is not None:
+            _check_variable(f"knowledge.embedding.{key}", value, policy)
+            credential = True
+    if credential:
+        for key, value in settings.params.items():
+            if isinstance(key, str) and _names_destination(key) and isinstance(value, str):
+                check_credential_url(f"knowledge.embedding.{key}", value, policy)
+    return credential
+
+
+def _check_function(
+    function: Any, settings: EmbeddingSettings, credential: bool, policy: StorePolicy
+) -> None:
+    """Check the built function: the variables it really reads, where it really sends them."""
+    import os
+
+    attributes = {
+        str(k): v for k, v in getattr(function, "__dict__", {}).items() if isinstance(k, str)
+    }
+    for key, value in attributes.items():
+        if _names_variable(key) and isinstance(value, str) and os.environ.get(value):
+            # read whatever the settings said (e.g. HUGGINGFACE_API_KEY, if set, wins)
+            _check_variable(f"knowledge.embedding ({settings.provider}: {key})", value, policy)
+            credential = True
+    if attributes.get("api_key"):
+        credential = True
+    if credential:
+        for key, value in attributes.items():
+            if _names_destination(key) and isinstance(value, str) and value:
+                check_credential_url(
+                    f"knowledge.embedding ({settings.provider}: {key.lstrip('_')})", value, policy
+                )
+
+
+def build_embedding_function(
+    settings: EmbeddingSettings, policy: StorePolicy | None = None
+) -> EmbeddingFunction[Documents]:
     """Build the embedding function (cheap: models load on first use).
 
+    Args:
+        settings: The environment's (or the ledger's) embedding settings.
+        policy: The operator's policy (default: `store_policy()`).
+
     Raises:
+        ConfinementError: for a variable the operator did not allow, or a
+            credential bound for a host the operator did not name (see the
+            module docstring).
         EmbeddingUnavailableError: for an unknown provider or invalid parameters.
     """
+    policy = policy or store_policy()
+    credential = _check_settings(settings, policy)
     params = dict(settings.params)
     provider = settings.provider
     if provider == "hash":
@@ -143,9 +235,11 @@ def build_embedding_function(settings: EmbeddingSettings) -> EmbeddingFunction[D
         known = ", ".join(sorted(["default", "hash", *known_embedding_functions]))
         raise EmbeddingUnavailableError(f"unknown embedding provider {provider!r}; known: {known}")
     try:
-        return factory.build_from_config(params)
+        function = factory.build_from_config(params)
     except Exception as exc:  # third-party constructors raise anything
         raise EmbeddingUnavailableError(f"embedding provider {provider!r}: {exc}") from None
+    _check_function(function, settings, credential, policy)  # before its first request
+    return function
 
 
 def preflight(function: EmbeddingFunction[Documents], settings: EmbeddingSettings) -> None:
@@ -167,8 +261,10 @@ def preflight(function: EmbeddingFunction[Documents], settings: EmbeddingSetting
         ) from None
 
 
-def create_embedding_function(settings: EmbeddingSettings) -> EmbeddingFunction[Documents]:
+def create_embedding_function(
+    settings: EmbeddingSettings, policy: StorePolicy | None = None
+) -> EmbeddingFunction[Documents]:
     """Build the embedding function and prove it works (see `preflight`)."""
-    function = build_embedding_function(settings)
+    function = build_embedding_function(settings, policy)
     preflight(function, settings)
     return function

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +23,30 @@ __all__ = ["EmbeddingSettings", "KnowledgeSettings", "StoreSettings"]
 # Settings that say where a model lives, not which model it is: they do not
 # change the vectors, so they do not force a re-embedding.
 _LOCATION_KEYS = frozenset({"model_dir", "api_key_env_var", "timeout", "preferred_providers"})
+
+_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")  # as botreg.resolve
+
+
+def _operator_vars(section: Any, env: Mapping[str, str]) -> tuple[str, ...]:
+    """The variables of `env` whose value a `${VAR}` of `section` expands to (sorted).
+
+    A reference whose variable is unset or empty takes its committed default:
+    only the others carry the operator's values (see `botreg.resolve`).
+    """
+    found: set[str] = set()
+    stack = [section]
+    while stack:  # iterative: a committed section is any depth
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str) and "${" in node:
+            for match in _REF.finditer(node):
+                escaped, name, _default = match.groups()
+                if not escaped and env.get(name):
+                    found.add(name)
+    return tuple(sorted(found))
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +61,8 @@ class StoreSettings:
     headers: dict[str, str] = field(default_factory=dict)
     tenant: str = ""
     database: str = ""
+    # variables of the operator's environment expanded into the section (names, not values)
+    operator_vars: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +71,9 @@ class EmbeddingSettings:
 
     provider: str = "default"
     params: dict[str, Any] = field(default_factory=dict)
+    # variables of the operator's environment expanded into the params: where the
+    # values go, not which vectors come out (not compared, not recorded)
+    operator_vars: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def fingerprint(self) -> str:
@@ -79,8 +110,12 @@ class KnowledgeSettings:
             BotregError: if a value has the wrong type after `${VAR}` expansion.
             ResolutionError: if a variable is unset and has no default.
         """
-        section = environment.get("knowledge") if isinstance(environment, Mapping) else None
-        section = expand_variables(section or {}, env)
+        raw = environment.get("knowledge") if isinstance(environment, Mapping) else None
+        raw = raw if isinstance(raw, Mapping) else {}
+        variables = os.environ if env is None else env
+        store_vars = _operator_vars(raw.get("store"), variables)
+        embedding_vars = _operator_vars(raw.get("embedding"), variables)
+        section = expand_variables(raw, env)
         store = dict(section.get("store") or {})
         embedding = dict(section.get("embedding") or {})
         try:
@@ -93,8 +128,9 @@ class KnowledgeSettings:
                 headers={str(k): str(v) for k, v in (store.pop("headers", None) or {}).items()},
                 tenant=str(store.pop("tenant", "")),
                 database=str(store.pop("database", "")),
+                operator_vars=store_vars,
             )
         except (TypeError, ValueError) as exc:
             raise BotregError(f"knowledge.store: {exc}; run `botreg validate`") from None
         provider = str(embedding.pop("provider", "default"))
-        return cls(store_settings, EmbeddingSettings(provider, embedding))
+        return cls(store_settings, EmbeddingSettings(provider, embedding, embedding_vars))

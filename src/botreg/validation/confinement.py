@@ -8,9 +8,14 @@ writes, what it reads, or to whom it sends the operator's credentials:
   `BOTREG_STORE_ROOT`); `..`, absolute paths and symlinks leading out are
   refused, both by `botreg validate` (BR305, on the text) and when the store
   is opened (on the real path);
-- an http store gets request headers (the operator's credentials, from
-  `${VAR}`) only if its host is one the operator named (`--store-host` /
-  `BOTREG_STORE_HOSTS`); otherwise it is refused;
+- the operator's values go only to hosts the operator named (`--store-host` /
+  `BOTREG_STORE_HOSTS`): an http store that carries `headers` or any value
+  expanded from the operator's environment, and an embedding provider that
+  gets a credential (a variable named by an `*_env_var` setting, or a value
+  from the operator's environment), are refused elsewhere; credentials never
+  travel over plain HTTP except to a loopback address;
+- an embedding setting that names an environment variable (`api_key_env_var`)
+  must name one the operator allows (`--allow-env`), like `${VAR}` does;
 - registry files are read without following symbolic links;
 - an embedded store is held by one process at a time (a lock file inside it).
 """
@@ -20,18 +25,23 @@ from __future__ import annotations
 import argparse
 import errno
 import fcntl
+import fnmatch
+import ipaddress
 import os
 import posixpath
 import re
 import stat
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from botreg.errors import BotregError
 from botreg.registry.layout import FileKind
+from botreg.secrets import is_secret_key
 from botreg.validation.findings import Finding
 
 __all__ = [
@@ -43,13 +53,17 @@ __all__ = [
     "StoreLockedError",
     "StorePolicy",
     "add_arguments",
+    "check_credential_url",
+    "check_http_store",
     "check_store_host",
+    "is_loopback_host",
     "read_registry_file",
     "resolve_store_path",
     "set_store_policy",
     "store_path_findings",
     "store_path_problem",
     "store_policy",
+    "use_store_policy",
 ]
 
 STORE_ROOT_ENV = "BOTREG_STORE_ROOT"
@@ -104,14 +118,24 @@ class StorePolicy:
     Attributes:
         store_root: Folder that relative store paths are relative to, and that
             every store path must resolve into; None means the data dir.
-        store_hosts: (host, port or None) pairs an http store with headers may use.
+        store_hosts: (host, port or None) pairs that may receive the operator's
+            credentials and values (Chroma servers, embedding endpoints).
+        allow_env: Name patterns (fnmatch) of the variables an embedding setting
+            may name (`api_key_env_var`); None: any (a person's own shell).
     """
 
     store_root: Path | None = None
     store_hosts: frozenset[tuple[str, int | None]] = field(default_factory=frozenset)
+    # nothing by default: a daemon built without the CLI reads no variable either
+    allow_env: tuple[str, ...] | None = ()
 
     @classmethod
-    def build(cls, store_root: str | None, store_hosts: list[str]) -> StorePolicy:
+    def build(
+        cls,
+        store_root: str | None,
+        store_hosts: list[str],
+        allow_env: tuple[str, ...] | None = (),
+    ) -> StorePolicy:
         """A policy from flag values (`--store-root DIR`, `--store-host HOST[:PORT]` ...).
 
         Raises:
@@ -126,7 +150,7 @@ class StorePolicy:
                     except ValueError as exc:
                         raise ConfinementError(f"--store-host: {exc}") from None
         root = Path(store_root).expanduser() if store_root else None
-        return cls(root, frozenset(hosts))
+        return cls(root, frozenset(hosts), allow_env)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StorePolicy:
@@ -139,13 +163,18 @@ class StorePolicy:
     def from_args(cls, args: argparse.Namespace) -> StorePolicy:
         """The policy of the flags of `add_arguments`, added to the environment's.
 
+        `args.allow_env` (the `--allow-env` patterns) is the variables an
+        embedding setting may name; a command without that flag (`botreg
+        ingest`, run in a person's own shell) allows any, as its `${VAR}` do.
+
         Raises:
             ConfinementError: for a host that is not `HOST[:PORT]`.
         """
         base = cls.from_env()
         hosts = cls.build(None, list(args.store_host or [])).store_hosts
         root = Path(args.store_root).expanduser() if args.store_root else base.store_root
-        return cls(root, base.store_hosts | hosts)
+        allow = getattr(args, "allow_env", None)
+        return cls(root, base.store_hosts | hosts, None if allow is None else tuple(allow))
 
     def root_for(self, data_dir: Path) -> Path:
         """The store root for a data dir."""
@@ -155,6 +184,23 @@ class StorePolicy:
         """True if the operator named this host (with this port, or any port)."""
         name = _normal_host(host)
         return (name, None) in self.store_hosts or (name, port) in self.store_hosts
+
+    def allows_env(self, name: str) -> bool:
+        """True if a setting may name this environment variable (see `allow_env`)."""
+        if self.allow_env is None:
+            return True
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.allow_env)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and loopback addresses (judged on the text: no DNS lookup)."""
+    name = _normal_host(host)
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -170,8 +216,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="HOST[:PORT]",
-        help=f"a Chroma server that may receive the store's headers (repeatable; also "
-        f"${STORE_HOSTS_ENV}, comma-separated); an http store with headers elsewhere is refused",
+        help=f"a host that may receive operator credentials and values: the Chroma server, "
+        f"embedding endpoints (repeatable; also ${STORE_HOSTS_ENV}, comma-separated); "
+        "anything of the operator's bound elsewhere is refused",
     )
 
 
@@ -187,6 +234,17 @@ def set_store_policy(policy: StorePolicy | None) -> None:
 def store_policy() -> StorePolicy:
     """The policy in force: the one the CLI set, else the environment's."""
     return _policy if _policy is not None else StorePolicy.from_env()
+
+
+@contextmanager
+def use_store_policy(policy: StorePolicy) -> Iterator[StorePolicy]:
+    """The policy in force for the duration of one command, then the previous one again."""
+    global _policy  # noqa: PLW0603 - one operator per process
+    previous, _policy = _policy, policy
+    try:
+        yield policy
+    finally:
+        _policy = previous
 
 
 # --- the store path -------------------------------------------------------------------
@@ -300,6 +358,100 @@ def check_store_host(host: str, port: int, has_credentials: bool, policy: StoreP
             f"knowledge.store.host {host!r} (port {port}) is not a store host the operator "
             f"named, so botreg does not send it credentials: name it with --store-host "
             f"HOST[:PORT] (or {STORE_HOSTS_ENV}), or fix the environment file"
+        )
+
+
+def check_http_store(
+    host: str,
+    port: int,
+    *,
+    ssl: bool,
+    has_headers: bool,
+    operator_vars: tuple[str, ...],
+    policy: StorePolicy,
+) -> None:
+    """Refuse an http store that would send the operator's values where they must not go.
+
+    The rule: anything of the operator's (request headers, or any value
+    expanded from the operator's environment, wherever the committer placed it:
+    host, tenant, database...) goes only to a host the operator named; and
+    credentials (headers, or a value of a secret-like variable) never go over
+    plain HTTP except to a loopback address.
+
+    Args:
+        host: The store's host, as expanded.
+        port: Its port.
+        ssl: Whether the client uses TLS.
+        has_headers: Whether the store sends request headers.
+        operator_vars: Variables of the operator's environment expanded into the store.
+        policy: The operator's policy.
+
+    Raises:
+        ConfinementError: naming the setting and the flag that allows it.
+    """
+    if has_headers:
+        check_store_host(host, port, True, policy)
+    if operator_vars and not policy.allows_host(host, port):
+        names = ", ".join(f"${{{name}}}" for name in operator_vars)
+        raise ConfinementError(
+            f"knowledge.store carries values of the operator's environment ({names}) and its "
+            f"host {host!r} (port {port}) is not one the operator named, so botreg does not "
+            f"connect: name it with --store-host HOST[:PORT] (or {STORE_HOSTS_ENV}), or fix "
+            "the environment file"
+        )
+    secret = has_headers or any(is_secret_key(name) for name in operator_vars)
+    if secret and not ssl and not is_loopback_host(host):
+        raise ConfinementError(
+            f"knowledge.store sends credentials to {host!r} (port {port}) over plain HTTP "
+            "(ssl: false): set `ssl: true` and terminate TLS in front of Chroma, or run "
+            "Chroma on a loopback address"
+        )
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443, "grpc": 80, "grpcs": 443}
+
+
+def check_credential_url(setting: str, value: str, policy: StorePolicy) -> None:
+    """Refuse a URL or host that would get the operator's credentials unless the operator named it.
+
+    Args:
+        setting: The setting's dotted name, for the message.
+        value: A URL (`https://emb.example/v1`) or a host (`emb.example:8080`).
+        policy: The operator's policy.
+
+    Raises:
+        ConfinementError: if the host is not one the operator named, cannot be
+            read, or is reached over plain HTTP beyond loopback.
+    """
+    text = value.strip()
+    scheme, host, port = "", "", 0
+    try:
+        if "://" in text:
+            parts = urlsplit(text)
+            scheme = parts.scheme.lower()
+            host = parts.hostname or ""
+            port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+        elif text:
+            host, bare_port = _parse_host(text.split("/", 1)[0])
+            port = bare_port or 0
+    except ValueError:
+        host = ""
+    if not host or _CONTROL_RE.search(host):
+        raise ConfinementError(
+            f"{setting} is not a URL or host botreg can check, and the provider would send it "
+            "the operator's credentials: write `https://HOST[:PORT]/...`"
+        )
+    # the text, not a lookup: what the client will connect to
+    if not policy.allows_host(host, port):
+        raise ConfinementError(
+            f"{setting} points at {host!r} (port {port or 'default'}), not a host the operator "
+            f"named, and the provider would send it the operator's credentials: name it with "
+            f"--store-host HOST[:PORT] (or {STORE_HOSTS_ENV}), or fix the environment file"
+        )
+    if scheme in ("http", "ws", "grpc") and not is_loopback_host(host):
+        raise ConfinementError(
+            f"{setting} sends the operator's credentials to {host!r} over plain {scheme.upper()}: "
+            "use https (terminate TLS in front of the service), or a loopback address"
         )
 
 
