@@ -443,3 +443,24 @@ def test_the_working_tree_source_never_reads_through_a_symlink(tmp_path: Path) -
     (root / "bots" / "a.yaml").symlink_to(outside)
     with pytest.raises(OSError):
         WorkingTreeSource(root).read("bots/a.yaml")
+
+
+@pytest.mark.parametrize(
+    "value", ["mirror.git/refs/heads", "mirror.git", "events.jsonl", "ledger.sqlite-wal", "lock"]
+)
+def test_a_store_path_on_the_data_dirs_own_files_is_br305(value: str) -> None:
+    """A store inside mirror.git/refs broke every later fetch, even after a revert (issue #9)."""
+    from botreg.validation.confinement import store_path_problem
+
+    problem = store_path_problem(value)
+    assert problem is not None and "data dir's own" in problem
+
+
+def test_the_store_refuses_the_data_dirs_own_folders_at_runtime(tmp_path: Path) -> None:
+    from botreg.validation.confinement import ConfinementError, resolve_store_path
+
+    (tmp_path / "mirror.git" / "refs").mkdir(parents=True)
+    with pytest.raises(ConfinementError, match=r"mirror\.git"):
+        resolve_store_path("mirror.git/refs/heads", tmp_path)
+    assert resolve_store_path("chroma", tmp_path) == tmp_path.resolve() / "chroma"
+    assert not (tmp_path / "mirror.git" / "refs" / "heads").exists()

@@ -591,3 +591,23 @@ def test_cli_error_messages_are_masked(
         assert cli.main(["init", str(tmp_path / "x")]) == expected
         err = capsys.readouterr().err
         assert "Zq3Xv9Lm2" not in err and "***" in err
+
+
+@pytest.mark.timeout(60)  # linear work takes well under a second; quadratic took hours
+def test_nested_var_defaults_are_read_in_linear_time() -> None:
+    """`${A:${A:...}}` nested 200,000 deep (1 MB) in review, events, GET /bots (issue #9)."""
+    from botreg.resolve import resolve_config
+    from botreg.secrets import mask_config, mask_text
+    from botreg.validation.portability import find_portability_issues
+
+    value = "${A:" * 200_000 + "x" + "}" * 200_000
+    assert mask_text(value).startswith("${A:")
+    assert mask_config({"password": value, "note": value})["password"] == "***"
+    find_portability_issues({"api_key": value, "note": value})
+    resolved = resolve_config({"note": value}, {}, {})
+    assert isinstance(resolved["note"], str)
+    # one level of default is resolved; nested defaults are not a feature
+    assert resolve_config({"a": "${X:${Y:z}}", "b": "${P:$5}"}, {}, {}) == {
+        "a": "${X:z}",
+        "b": "$5",
+    }

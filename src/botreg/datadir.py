@@ -19,7 +19,28 @@ from pathlib import Path
 from botreg.errors import BotregError, UsageError
 from botreg.secrets import redact_url
 
-__all__ = ["DataDir", "DataDirError", "DataDirLockedError"]
+__all__ = ["RESERVED_NAMES", "DataDir", "DataDirError", "DataDirLockedError", "is_reserved"]
+
+
+# What botreg itself keeps at the top of a data dir: an embedded store folder
+# named after one of these would overwrite it (a store in mirror.git/refs broke
+# every later fetch). SQLite's -wal/-shm/-journal companions are covered by prefix.
+RESERVED_NAMES = frozenset(
+    {
+        "lock",
+        "ledger.sqlite",
+        "mirror.git",
+        "events.jsonl",
+        "status.json",
+        "daemon.json",
+        "outbox.sqlite",
+    }
+)
+
+
+def is_reserved(name: str) -> bool:
+    """True if a top-level name in the data dir is one of botreg's own files or folders."""
+    return any(name == r or name.startswith(f"{r}-") for r in RESERVED_NAMES)
 
 
 class DataDirLockedError(BotregError):

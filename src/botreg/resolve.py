@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from botreg.envref import REF
 from botreg.errors import ResolutionError
 from botreg.registry.yamlio import dotted_path
 from botreg.secrets import is_secret_key, mask_config, remember_secret
@@ -31,7 +32,7 @@ __all__ = [
     "resolve_resources",
 ]
 
-_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+_REF = REF
 _INT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 

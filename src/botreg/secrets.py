@@ -37,6 +37,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from botreg.envref import PLAIN_REF
+
 __all__ = [
     "MASK",
     "RedactingFilter",
@@ -87,7 +89,7 @@ _REFERENCE_KEY_RE = re.compile(
 )
 
 # The default of a ${VAR:default} (group 2), and the variable's name (group 1).
-_ENV_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+_ENV_REF_RE = PLAIN_REF
 # A hyphenated (or dotted/underscored) slug of lowercase words: not a random token.
 _SLUG_RE = re.compile(r"^(?:[a-z]{2,}[0-9]*|v[0-9]+|[0-9]+)(?:[-_.](?:[a-z]+[0-9]*|[0-9]+))+$")
 _UUID_RE = re.compile(

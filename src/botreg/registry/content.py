@@ -263,7 +263,8 @@ def load_json_bounded(text: str, limits: ParseBounds | None = None) -> Any:
         if number is None or not -half <= number < half:
             raise _JsonRefusedError(
                 "BR107",
-                f"integer {_short(token)} is outside the {bounds.max_int_bits}-bit range "
+                f"an integer of {len(token.lstrip('-'))} digits is outside the "
+                f"{bounds.max_int_bits}-bit range "
                 f"({-half} to {half - 1}): write it as a string",
                 token,
             )

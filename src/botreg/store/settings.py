@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from botreg.envref import REF
 from botreg.errors import BotregError
 from botreg.resolve import expand_variables
 
@@ -24,7 +24,7 @@ __all__ = ["EmbeddingSettings", "KnowledgeSettings", "StoreSettings"]
 # change the vectors, so they do not force a re-embedding.
 _LOCATION_KEYS = frozenset({"model_dir", "api_key_env_var", "timeout", "preferred_providers"})
 
-_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")  # as botreg.resolve
+_REF = REF  # as botreg.resolve
 
 
 def _operator_vars(section: Any, env: Mapping[str, str]) -> tuple[str, ...]:

@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from botreg.datadir import is_reserved
+from botreg.envref import REF
 from botreg.errors import BotregError
 from botreg.registry.layout import FileKind
 from botreg.secrets import is_secret_key
@@ -70,7 +72,7 @@ STORE_ROOT_ENV = "BOTREG_STORE_ROOT"
 STORE_HOSTS_ENV = "BOTREG_STORE_HOSTS"
 STORE_LOCK_FILE = "botreg-store.lock"
 
-_VAR_RE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+_VAR_RE = REF
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _WINDOWS_ABSOLUTE_RE = re.compile(r"^(?:[A-Za-z]:[\\/]|[\\/]{2})")
 
@@ -278,8 +280,11 @@ def store_path_problem(path: str) -> str | None:
     parts = text.replace("\\", "/").split("/")
     if ".." in parts:
         return "has a '..' segment"
-    if text and posixpath.normpath(text.replace("\\", "/")) == ".":
+    normal = posixpath.normpath(text.replace("\\", "/")) if text else ""
+    if normal == ".":
         return "is the store root itself"
+    if normal and is_reserved(normal.split("/")[0]):
+        return f"is inside {normal.split('/')[0]}, one of the data dir's own files or folders"
     return None
 
 
@@ -337,6 +342,13 @@ def resolve_store_path(path: str, data_dir: Path, policy: StorePolicy | None = N
     real_root = Path(os.path.realpath(root))
     # realpath resolves `..` and every symlink of the part that exists
     target = Path(os.path.realpath(real_root / Path(path).expanduser()))
+    real_data = Path(os.path.realpath(data_dir))
+    if _inside(target, real_data) and is_reserved(target.relative_to(real_data).parts[0]):
+        raise ConfinementError(
+            f"knowledge.store.path {path!r} is inside "
+            f"{target.relative_to(real_data).parts[0]}, one of botreg's own files or folders "
+            "in the data dir: write another folder name such as `chroma`"
+        )
     if not _inside(target, real_root):
         raise ConfinementError(
             f"knowledge.store.path {path!r} resolves to {target}, outside the store root "

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from botreg.envref import PLAIN_REF
 from botreg.registry.yamlio import dotted_path
 from botreg.secrets import (
     find_token,
@@ -31,7 +32,7 @@ __all__ = [
     "validate_portability",
 ]
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+_ENV_REF = PLAIN_REF
 _ABSOLUTE_PATH = re.compile(
     r"^(?:~[/\\]|/(?:home|Users|root|tmp|var|opt|etc|srv|mnt|media|data|usr|private|Volumes)"
     r"(?:/|$)|[A-Za-z]:[\\/]|\\\\[^\\]+\\|file://)"
