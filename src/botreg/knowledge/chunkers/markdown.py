@@ -86,6 +86,8 @@ _BLANK_LINES = re.compile(r"\n\s*\n")
 # A line that may start a link reference definition (`[label]: /url`).
 _REFERENCE = re.compile(r"^ {0,3}\[", re.M)
 _PARSER = MarkdownIt("commonmark").enable("table")
+# What markdown-it's normalize rule rewrites before inline parsing.
+_NORMALIZED = re.compile("[\r\0]")
 
 BlockSink = Callable[["_TopLevelState", list[Token]], None]
 
@@ -251,7 +253,8 @@ class _Outline:
     def _heading_text(self, heading: _Heading) -> str:
         if heading.text is None:
             source = heading.source
-            if _PARSER.inline.terminator_re.search(source) is None:
+            markup = _PARSER.inline.terminator_re.search(source) or _NORMALIZED.search(source)
+            if markup is None:
                 heading.text = " ".join(source.split())  # no markup: what inline parsing gives
             elif len(source) <= self.inline_left:
                 self.inline_left -= len(source)
