@@ -79,7 +79,7 @@ def chunk_file(
     if ktype.kind == "markdown":
         front, body = split_front_matter(text)
         metadata.update(front_matter_metadata(front))
-        pairs = chunk_markdown(body, chunking)
+        pairs = chunk_markdown(body, chunking, max_chunks=max_chunks)
     elif ktype.kind in ("json", "yaml"):
         try:
             data = (
@@ -91,7 +91,7 @@ def chunk_file(
         except (ValueError, RecursionError):  # an integer of 5,000 digits, 10,000 levels deep
             code = "BR105" if ktype.kind == "json" else "BR101"
             raise ContentError(code, "a value too large or nested too deeply to load") from None
-        pairs = chunk_markdown(render_markdown(data), chunking)
+        pairs = chunk_markdown(render_markdown(data), chunking, max_chunks=max_chunks)
     elif ktype.kind == "csv":
         pairs = chunk_rows(parse_csv(text), chunking)
     else:
@@ -100,7 +100,8 @@ def chunk_file(
     if len(pairs) > max_chunks:
         raise ContentError(
             "BR504",
-            f"makes {len(pairs)} chunks, over the ceiling of {max_chunks} per file; split the file",
+            f"makes more than {max_chunks} chunks, over the ceiling of {max_chunks} per file; "
+            "split the file",
         )
     return [
         Chunk(text=body, heading=heading, index=index, metadata=dict(metadata))

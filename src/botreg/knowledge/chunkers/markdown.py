@@ -4,12 +4,28 @@ Each top-level block (paragraph, list, table, code fence, quote) stays whole
 unless it alone exceeds the budget; blocks are packed into chunks within their
 section; every chunk carries its heading path ("Billing > Refunds > Timelines").
 A `#` inside a code fence is code, not a heading: the parser knows.
+
+Memory and time stay linear and small whatever the shape (issue #9: 5 MB of
+headings, or one heading of 2.5 million emphasis markers, took 1.8 GB and 30 s):
+
+- the text is parsed one window (`WINDOW_CHARS`) at a time and each top-level
+  block is handed on as soon as the next one starts, so neither the parser's
+  per-line tables nor its tokens grow with the file;
+- a heading's text is worked out (inline-parsed) only when a block under it
+  makes a chunk, from at most `MAX_HEADING_CHARS` of it, and within a per-file
+  budget of `MAX_INLINE_HEADING_CHARS` (beyond it a heading is taken as written);
+- chunks are packed as blocks arrive and the parse stops once the file has
+  more chunks than the caller allows;
+- one block larger than `MAX_BLOCK_CHARS` ends Markdown parsing: the rest of
+  the file is chunked as plain text under the current heading path.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from markdown_it import MarkdownIt
@@ -21,7 +37,6 @@ from botreg.knowledge.chunkers.base import (
     ChunkBounds,
     count_tokens,
     fit_heading,
-    pack,
     split_lines,
     split_prose,
     with_heading,
@@ -30,8 +45,15 @@ from botreg.registry.settings import ChunkingSettings
 from botreg.registry.yamlfast import YamlLoadError, load_fast
 
 __all__ = [
+    "MAX_BLOCKS",
+    "MAX_BLOCK_CHARS",
+    "MAX_BLOCK_LINES",
     "MAX_FRONT_MATTER_BYTES",
+    "MAX_HEADING_CHARS",
+    "MAX_INLINE_HEADING_CHARS",
     "MAX_TITLE_CHARS",
+    "WINDOW_CHARS",
+    "WINDOW_LINES",
     "chunk_markdown",
     "front_matter_metadata",
     "split_front_matter",
@@ -39,11 +61,35 @@ __all__ = [
 
 MAX_FRONT_MATTER_BYTES = 8 * 1024
 MAX_TITLE_CHARS = 512
+# Text parsed at once: the parser keeps five lists of per-line numbers (about
+# 100 bytes a line), so a window bounds them (a 50 MiB file of `# a` lines
+# would otherwise need 1.3 GB for them alone).
+WINDOW_CHARS = 1 << 20
+# A window (at most WINDOW_CHARS and WINDOW_LINES) grows, doubling, until it
+# holds one whole block; a block larger than these is not parsed as Markdown.
+MAX_BLOCK_CHARS = 4 << 20
+WINDOW_LINES = 1 << 15
+MAX_BLOCK_LINES = 1 << 18
+# Each top-level block (a heading, a paragraph, a `# a` line) costs the parser
+# about 12 us: beyond this many (1.25 million headings in 5 MB took 14 s) the
+# rest of the file is chunked as plain text.
+MAX_BLOCKS = 100_000
+# A heading path keeps at most a quarter of a chunk (`fit_heading`): no real
+# heading is longer than this, and inline parsing costs ~100 objects a marker.
+MAX_HEADING_CHARS = 1024
+# Inline parsing costs up to ~15 us a character (`*a*a*a...`); this bounds it
+# per file to a few seconds.
+MAX_INLINE_HEADING_CHARS = 256 * 1024
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*(?:\n|\Z)", re.S)
+_BLANK_LINES = re.compile(r"\n\s*\n")
+# A line that may start a link reference definition (`[label]: /url`).
+_REFERENCE = re.compile(r"^ {0,3}\[", re.M)
 _PARSER = MarkdownIt("commonmark").enable("table")
+# What markdown-it's normalize rule rewrites before inline parsing.
+_NORMALIZED = re.compile("[\r\0]")
 
-Section = tuple[tuple[str, ...], list[str]]
+BlockSink = Callable[["_TopLevelState", list[Token]], None]
 
 
 class _TopLevelState(StateBlock):
@@ -53,7 +99,16 @@ class _TopLevelState(StateBlock):
     full token stream costs a few hundred bytes per table cell, list item and
     paragraph: a 2 MB table of 8,000 columns was 1.5 million tokens and 500 MB.
     Tokens are still built and filled by the rules, then dropped.
+
+    With a `sink`, each top-level block's tokens are handed to it (and
+    dropped) when the next top-level block starts: its rule has returned, so
+    they are complete. The last block stays in `tokens`: at the end of a window
+    it may be cut short.
     """
+
+    def __init__(self, src: str, env: dict[str, Any], sink: BlockSink | None = None) -> None:
+        super().__init__(src, _PARSER, env, [])
+        self.sink = sink
 
     def push(self, ttype: str, tag: str, nesting: Literal[-1, 0, 1]) -> Token:
         """Build the token as StateBlock does; keep it only at the top level."""
@@ -64,6 +119,10 @@ class _TopLevelState(StateBlock):
         token.level = self.level
         if nesting > 0:
             self.level += 1
+        if self.sink is not None and token.level == 0 and nesting >= 0 and self.tokens:
+            done = self.tokens[:]
+            self.tokens.clear()
+            self.sink(self, done)
         after_heading = bool(self.tokens) and self.tokens[-1].type == "heading_open"
         if token.level == 0 or (after_heading and ttype == "inline"):
             self.tokens.append(token)
@@ -75,7 +134,7 @@ def _top_level_tokens(body: str, env: dict[str, Any]) -> list[Token]:
     src = body.replace("\0", "\ufffd")  # as markdown-it's normalize rule does
     if not src:
         return []
-    state = _TopLevelState(src, _PARSER, env, [])
+    state = _TopLevelState(src, env)
     _PARSER.block.tokenize(state, state.line, state.lineMax)
     return state.tokens
 
@@ -94,42 +153,11 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
     return data, text[match.end() :]
 
 
-def _inline_text(token: Token, env: dict[str, Any]) -> str:
+def _inline_text(content: str, env: dict[str, Any]) -> str:
     # `env` holds the document's link reference definitions, as in a full parse.
-    children = [c for t in _PARSER.parseInline(token.content, env) for c in t.children or []]
+    children = [c for t in _PARSER.parseInline(content, env) for c in t.children or []]
     text = "".join(c.content for c in children if c.type in ("text", "code_inline", "softbreak"))
-    return " ".join(text.split()) or token.content.strip()
-
-
-def _sections(body: str) -> list[Section]:
-    env: dict[str, Any] = {}
-    tokens = _top_level_tokens(body, env)
-    lines = body.split("\n")
-    stack: list[tuple[int, str]] = []
-    sections: list[Section] = [((), [])]
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if token.type == "heading_open" and token.level == 0:
-            level = int(token.tag[1])
-            while stack and stack[-1][0] >= level:
-                stack.pop()
-            stack.append((level, _inline_text(tokens[i + 1], env)))
-            sections.append((tuple(title for _, title in stack), []))
-            i += 3  # heading_open, inline, heading_close
-            continue
-        if token.level == 0 and token.map is not None and token.nesting >= 0:
-            start, end = token.map
-            block = "\n".join(lines[start:end]).strip("\n")
-            if block.strip():
-                sections[-1][1].append(block)
-            if token.nesting == 1:  # skip to the matching close token
-                depth = 1
-                while depth and i + 1 < len(tokens):
-                    i += 1
-                    depth += tokens[i].nesting if tokens[i].level == 0 else 0
-        i += 1
-    return [s for s in sections if s[1]]
+    return " ".join(text.split()) or content.strip()
 
 
 def _split_block(block: str, budget: int, overlap: int) -> list[str]:
@@ -147,8 +175,203 @@ def _split_block(block: str, budget: int, overlap: int) -> list[str]:
     return split_prose(block, budget, overlap)
 
 
+class _ChunkCeilingError(Exception):
+    """The file already has more chunks than allowed: stop parsing."""
+
+
+@dataclass(slots=True)
+class _Heading:
+    level: int
+    source: str  # the heading's inline source, at most MAX_HEADING_CHARS
+    text: str | None = None  # worked out when a chunk first needs it
+
+
+class _Outline:
+    """Receives headings and blocks in document order and packs them into chunks.
+
+    Holds the open headings and the chunk being packed, never a list of
+    sections: a heading with nothing under it costs nothing beyond its entry
+    on the stack (at most six: one per level).
+    """
+
+    def __init__(
+        self,
+        settings: ChunkingSettings,
+        base: tuple[str, ...],
+        env: dict[str, Any],
+        max_chunks: int | None,
+        *,
+        dry: bool = False,
+    ) -> None:
+        self.dry = dry  # only collect link reference definitions into `env`
+        self.settings = settings
+        self.base = base
+        self.env = env
+        self.max_chunks = max_chunks
+        self.chunks: list[tuple[str, str]] = []
+        self.stack: list[_Heading] = []
+        self.heading: str | None = None  # the current section's path, once it has a block
+        self.budget = 1
+        self.group: list[str] = []
+        self.used = 0
+        self.inline_left = MAX_INLINE_HEADING_CHARS
+        self.blocks = 0  # top-level blocks seen, headings included
+
+    def add_heading(self, level: int, source: str) -> None:
+        """A heading of `level` (1-6) starts a section."""
+        if self.dry:
+            return
+        self._close_group()
+        while self.stack and self.stack[-1].level >= level:
+            self.stack.pop()
+        self.stack.append(_Heading(level, source[:MAX_HEADING_CHARS]))
+        self.heading = None
+
+    def add_block(self, block: str, *, prose: bool = False) -> None:
+        """A top-level block (or, with `prose`, a paragraph of plain text) of the section."""
+        if self.dry or not block.strip():
+            return
+        if self.heading is None:
+            self._open_section()
+        if count_tokens(block) <= self.budget:
+            self._add_piece(block)
+            return
+        overlap = self.settings.overlap_tokens
+        pieces = (
+            split_prose(block, self.budget, overlap)
+            if prose
+            else _split_block(block, self.budget, overlap)
+        )
+        for piece in pieces:
+            self._add_piece(piece)
+
+    def finish(self) -> list[tuple[str, str]]:
+        """The (heading path, embedded text) pairs."""
+        self._close_group()
+        return self.chunks
+
+    def _heading_text(self, heading: _Heading) -> str:
+        if heading.text is None:
+            source = heading.source
+            markup = _PARSER.inline.terminator_re.search(source) or _NORMALIZED.search(source)
+            if markup is None:
+                heading.text = " ".join(source.split())  # no markup: what inline parsing gives
+            elif len(source) <= self.inline_left:
+                self.inline_left -= len(source)
+                heading.text = _inline_text(source, self.env)
+            else:  # the file's inline budget is spent: the heading as written
+                heading.text = " ".join(source.split())
+        return heading.text
+
+    def _open_section(self) -> None:
+        path = tuple(self._heading_text(h) for h in self.stack)
+        heading = HEADING_SEPARATOR.join((*self.base, *path))
+        max_tokens = self.settings.max_tokens
+        if count_tokens(heading) > max_tokens // 2:  # absurdly long: keep the end
+            heading = fit_heading(heading, ChunkBounds.of(max_tokens))
+        self.heading = heading
+        self.budget = max(max_tokens - count_tokens(heading) - (2 if heading else 0), 1)
+
+    def _add_piece(self, piece: str) -> None:
+        # Greedy packing, as base.pack does, one piece at a time.
+        cost = count_tokens(piece)
+        if self.group and self.used + cost > self.budget:
+            self._close_group()
+        self.group.append(piece)
+        self.used += cost
+
+    def _close_group(self) -> None:
+        if not self.group:
+            return
+        heading = self.heading or ""
+        self.chunks.append((heading, with_heading(heading, "\n\n".join(self.group))))
+        self.group, self.used = [], 0
+        if self.max_chunks is not None and len(self.chunks) > self.max_chunks:
+            raise _ChunkCeilingError
+
+
+def _hand_on(body: str, offset: int, outline: _Outline) -> BlockSink:
+    """A sink that gives a window's complete blocks to `outline` (`offset`: the window's start)."""
+
+    def sink(state: _TopLevelState, tokens: list[Token]) -> None:
+        first = tokens[0]
+        outline.blocks += 1
+        if outline.blocks > MAX_BLOCKS and first.map is not None:
+            raise _TooManyBlocksError(offset + state.bMarks[first.map[0]])
+        if first.type == "heading_open" and len(tokens) > 1:
+            outline.add_heading(int(first.tag[1]), tokens[1].content)
+        elif first.map is not None and first.map[1] > first.map[0]:
+            start, end = first.map
+            text = body[offset + state.bMarks[start] : offset + state.eMarks[end - 1]]
+            outline.add_block(text.strip("\n"))
+
+    return sink
+
+
+class _TooManyBlocksError(Exception):
+    """Over MAX_BLOCKS top-level blocks: the rest, from `args[0]`, is plain text."""
+
+
+def _window_end(src: str, start: int, chars: int, lines: int) -> int:
+    """The end of a window from `start`: after at most `lines` lines or the line at `chars`."""
+    end = start
+    for _ in range(lines):
+        end = src.find("\n", end) + 1
+        if end <= 0 or end - start >= chars:
+            break
+    return end if end > 0 else len(src)
+
+
+def _parse(body: str, outline: _Outline) -> None:
+    """Hand every top-level block of `body` to `outline`, one window at a time.
+
+    A block that ends before the next one starts was decided by lines inside
+    the window, so it is the same as in a parse of the whole text; the window's
+    last block may be cut short, so the next window starts with it. Reference
+    definitions (no tokens) go to the shared `env`; parsing one twice is
+    harmless (the first definition of a label wins).
+    """
+    src = body.replace("\0", "\ufffd")  # as markdown-it's normalize rule does
+    start, scale = 0, 1
+    try:
+        while start < len(src):
+            end = _window_end(src, start, WINDOW_CHARS * scale, WINDOW_LINES * scale)
+            state = _TopLevelState(src[start:end], outline.env, _hand_on(body, start, outline))
+            _PARSER.block.tokenize(state, state.line, state.lineMax)
+            pending = state.tokens
+            if end >= len(src):
+                if pending:
+                    _hand_on(body, start, outline)(state, pending)
+                return
+            restart = pending[0].map[0] if pending and pending[0].map is not None else 0
+            if restart > 0:
+                start += state.bMarks[restart]
+                scale = 1
+            elif end - start < MAX_BLOCK_CHARS and state.lineMax < MAX_BLOCK_LINES:
+                scale *= 2  # one block fills the window: widen it
+            else:  # one block too large to parse: the rest is plain text
+                _plain(body[start:], outline)
+                return
+    except _TooManyBlocksError as too_many:
+        _plain(body[too_many.args[0] :], outline)
+
+
+def _plain(text: str, outline: _Outline) -> None:
+    """Chunk text as paragraphs, a window at a time (the fallback for pathological input)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + WINDOW_CHARS) + 1 or len(text)
+        for paragraph in _BLANK_LINES.split(text[start:end]):
+            outline.add_block(paragraph.strip(), prose=True)
+        start = end
+
+
 def chunk_markdown(
-    text: str, settings: ChunkingSettings, *, base: tuple[str, ...] = ()
+    text: str,
+    settings: ChunkingSettings,
+    *,
+    base: tuple[str, ...] = (),
+    max_chunks: int | None = None,
 ) -> list[tuple[str, str]]:
     """(heading path, embedded text) pairs of a Markdown document without front matter.
 
@@ -156,22 +379,20 @@ def chunk_markdown(
         text: Markdown (newlines already normalised).
         settings: Chunk budget and overlap.
         base: Heading path above the document's own headings.
+        max_chunks: Stop once there are more pairs than this: the result then
+            has `max_chunks + 1` pairs (the caller refuses the file).
     """
-    chunks: list[tuple[str, str]] = []
-    for path, blocks in _sections(text):
-        heading = HEADING_SEPARATOR.join((*base, *path))
-        if count_tokens(heading) > settings.max_tokens // 2:  # absurdly long: keep the end
-            heading = fit_heading(heading, ChunkBounds.of(settings.max_tokens))
-        heading_cost = count_tokens(heading)
-        budget = max(settings.max_tokens - heading_cost - (2 if heading else 0), 1)
-        pieces: list[str] = []
-        for block in blocks:
-            if count_tokens(block) > budget:
-                pieces.extend(_split_block(block, budget, settings.overlap_tokens))
-            else:
-                pieces.append(block)
-        chunks.extend((heading, with_heading(heading, body)) for body in pack(pieces, budget))
-    return chunks
+    env: dict[str, Any] = {}
+    if _REFERENCE.search(text):
+        # A heading can use a reference defined below it; headings' text is
+        # worked out as the parse goes, so the definitions are collected first.
+        _parse(text, _Outline(settings, base, env, None, dry=True))
+    outline = _Outline(settings, base, env, max_chunks)
+    try:
+        _parse(text, outline)
+        return outline.finish()
+    except _ChunkCeilingError:
+        return outline.chunks
 
 
 def front_matter_metadata(front: dict[str, Any]) -> dict[str, str]:
