@@ -10,7 +10,9 @@ above the linear cost, so a regression hangs the test instead of passing.
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,12 +20,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from botreg.cli import main
+from botreg.registry.limits import set_ceilings
 from botreg.registry.view import MAX_GLOB_CHARS, MAX_GLOBS, DomainConfigError, DomainRules
 from botreg.registry.view import compile_glob as glob
+from botreg.registry.yamlfast import YamlLoadError, load_fast
 from botreg.resources import schema_dir
 from botreg.review import build_review
 from helpers import codes, validate, write
 from sync_helpers import SyncHarness, commit
+
+
+@pytest.fixture(autouse=True)
+def _no_ceilings_from_outside(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.startswith("BOTREG_MAX_"):
+            monkeypatch.delenv(name)
+    yield
+    set_ceilings(None)  # `--max-...` flags put their ceilings in force for the process
+
 
 # The attacker's pattern: 22 `*a` then `*Z`, against a 200-character name of `a`s.
 EVIL = "*a" * 22 + "*Z"
@@ -157,3 +171,109 @@ def test_a_commit_that_skipped_the_hook_cannot_use_absurd_patterns(data: object)
     with pytest.raises(DomainConfigError, match=f"at most {MAX_GLOBS} patterns"):
         DomainRules.from_data(data)
     DomainRules.from_data({"include": ["*" * MAX_GLOB_CHARS], "exclude": ["p"] * MAX_GLOBS})
+
+
+# --- aliases of long strings ---------------------------------------------------------------
+
+LOREM = "lorem ipsum " * 10_000  # 120,000 bytes
+
+
+def alias_bomb(copies: int, text: str = LOREM) -> str:
+    """The attacker's block: one long string and a list of `copies` aliases of it."""
+    return f'x:\n  s: &s "{text}"\n  l: [' + ", ".join(["*s"] * copies) + "]\n"
+
+
+def test_aliases_of_a_long_string_are_bounded_in_bytes() -> None:
+    # 1,000 aliases of 120 KB: 120 MB of text from a 125 KB document, 1,003 values.
+    with pytest.raises(YamlLoadError) as info:
+        load_fast(alias_bomb(1000))
+    [problem] = info.value.problems
+    assert problem.code == "BR104" and "max_expanded_bytes" in problem.message
+    assert "10,485,760 bytes" in problem.message
+    # at the alias that crosses 10 MiB: the 87th (the string once, then 86 copies fit)
+    copies_that_fit = 10 * 1024 * 1024 // len(LOREM) - 1
+    assert (problem.line, problem.column) == (3, 7 + 4 * copies_that_fit)
+    loaded = load_fast(alias_bomb(copies_that_fit))  # within the bound: loads
+    assert len(loaded["x"]["l"]) == copies_that_fit
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'a: &a "0123456789"\nl: [*a, *a, *a, *a, *a, *a, *a, *a]\n',  # scalar aliases
+        "a: &a {k: 0123456789}\nl: [*a, *a, *a, *a, *a, *a, *a, *a]\n",  # a mapping's text
+        "a: &a {k0123456789: 1}\nl: [*a, *a, *a, *a, *a, *a, *a, *a]\n",  # keys count too
+        "a: &a {k: 0123456789}\n" + "".join(f"m{i}: {{<<: *a}}\n" for i in range(8)),  # merges
+        "a: &a [[[0123456789]]]\nl: [*a, *a, *a, *a, *a, *a, *a, *a]\n",  # nested containers
+    ],
+)
+def test_every_kind_of_alias_counts_its_text(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOTREG_MAX_EXPANDED_BYTES", "80")
+    with pytest.raises(YamlLoadError) as info:
+        load_fast(text)
+    assert [p.code for p in info.value.problems] == ["BR104"]
+    monkeypatch.setenv("BOTREG_MAX_EXPANDED_BYTES", "200")
+    assert load_fast(text)["a"] is not None
+
+
+def test_text_beyond_the_ceiling_without_aliases_is_br108(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOTREG_MAX_EXPANDED_BYTES", "1000")
+    with pytest.raises(YamlLoadError) as info:
+        load_fast("a: " + "é" * 501 + "\n")  # 1,002 bytes of UTF-8 in 501 characters
+    [problem] = info.value.problems
+    assert problem.code == "BR108" and "split the file" in problem.message
+    assert load_fast("a: " + "é" * 499 + "\n")["a"] == "é" * 499
+
+
+def _bomb_bot(repo: Path, copies: int = 1000, text: str = LOREM) -> None:
+    """The block under the bot's `metadata` (the template's last mapping)."""
+    bot = repo / "bots/billing-assistant.yaml"
+    body = bot.read_text()
+    assert body.endswith("tier: customer-facing\n")  # metadata is the last block
+    bot.write_text(body + alias_bomb(copies, text).removeprefix("x:\n"))
+
+
+@pytest.mark.timeout(60)
+def test_validate_and_resolve_refuse_the_alias_bomb(
+    registry: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _bomb_bot(registry)
+    assert main(["validate", "--repo", str(registry)]) == 1
+    out = capsys.readouterr().out
+    assert "bots/billing-assistant.yaml:" in out and "BR104" in out
+    code = main(["resolve", "billing-assistant", "--env", "production", "--repo", str(registry)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert len(out) + len(err) < 10_000  # was 129 MB of output
+    assert "BR104" not in err and "max_expanded_bytes" in err
+
+
+@pytest.mark.timeout(60)
+def test_the_operator_can_set_the_ceiling_with_a_flag(
+    registry: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _bomb_bot(registry, 8, "x" * 1000)  # the bot's own text is 2-3 KB
+    assert main(["validate", "--repo", str(registry), "bots/billing-assistant.yaml"]) == 0
+    capsys.readouterr()
+    args = ["validate", "--repo", str(registry), "--max-expanded-bytes", "8000"]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "BR104 aliases expand this document beyond 8,000 bytes" in out
+
+
+@pytest.mark.timeout(60)
+def test_one_sync_cycle_rejects_the_alias_bomb(git_registry: Path, tmp_path: Path) -> None:
+    _bomb_bot(git_registry)
+    bad = commit(git_registry, "alias bomb")
+    harness = SyncHarness(git_registry.as_uri(), tmp_path / "data")
+    try:
+        result = harness.sync()
+        assert (result.result, result.exit_code) == ("rejected", 1)
+        [rejected] = harness.events
+        assert rejected.data["to"] == bad
+        assert [f["code"] for f in rejected.data["findings"]] == ["BR104"]
+    finally:
+        harness.close()
+    assert (tmp_path / "data" / "events.jsonl").stat().st_size < 100_000  # was a 120 MB line
