@@ -59,6 +59,10 @@ class Ceilings:
         max_int_bits: Width of an integer, sign included (64: the signed 64-bit range).
         max_values: Values in one YAML or JSON document (once aliases and merges
             are expanded).
+        max_expanded_bytes: Text in one YAML document once aliases and merges are
+            expanded: the UTF-8 bytes of every scalar and key. Without aliases a
+            document holds at most its file's size; a few aliases of a long
+            string must not multiply what validate, resolve and events handle.
     """
 
     max_file_bytes: int = 5 * 1024 * 1024
@@ -67,6 +71,7 @@ class Ceilings:
     max_depth: int = 200
     max_int_bits: int = 64
     max_values: int = 100_000
+    max_expanded_bytes: int = 10 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Ceilings:
@@ -140,6 +145,7 @@ _SPECS = (
     _Spec("max_depth", "BOTREG_MAX_DEPTH", "--max-depth", 1, 10_000),
     _Spec("max_int_bits", "BOTREG_MAX_INT_BITS", "--max-int-bits", 8, 1024),
     _Spec("max_values", "BOTREG_MAX_VALUES", "--max-values", 1, 1 << 32),
+    _Spec("max_expanded_bytes", "BOTREG_MAX_EXPANDED_BYTES", "--max-expanded-bytes", 1, 1 << 40),
 )
 assert [s.name for s in _SPECS] == [f.name for f in fields(Ceilings)]
 

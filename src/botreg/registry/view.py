@@ -11,7 +11,7 @@ questions about a registry tree; they answer them here, so they cannot disagree:
   with one clear error when it is missing or unreadable;
 - the registry settings of `registry.yaml`.
 
-Glob semantics of `include` / `exclude` (`glob_regex`), patterns relative to the
+Glob semantics of `include` / `exclude` (`compile_glob`), patterns relative to the
 domain folder, matched against the whole relative path, case-sensitive:
 
 - `*` matches any run of characters except `/` (never crosses a folder);
@@ -50,11 +50,15 @@ if TYPE_CHECKING:
     from botreg.store.settings import KnowledgeSettings
 
 __all__ = [
+    "MAX_GLOBS",
+    "MAX_GLOB_CHARS",
     "DomainConfigError",
     "DomainRules",
     "EnvironmentInvalidError",
     "EnvironmentNotFoundError",
+    "Glob",
     "RegistryView",
+    "compile_glob",
     "glob_regex",
 ]
 
@@ -76,17 +80,24 @@ class DomainConfigError(BotregError):
 
 # --- globs -------------------------------------------------------------------------------
 
+# Bounds of `include` / `exclude` (each list), also in schemas/domain.schema.json.
+MAX_GLOBS = 100
+MAX_GLOB_CHARS = 256
 
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a domain glob (see the module docstring) to a regex over relative paths.
+
+def compile_glob(pattern: str) -> Glob:
+    """Compile a domain glob (see the module docstring) to a matcher of relative paths.
 
     Never raises: a malformed class is read literally, an empty range matches nothing.
+    Matching costs at most about len(pattern) x len(path) steps whatever the pattern:
+    patterns come from the repository, and a backtracking regex (`*a*a*a...*Z`)
+    would hold the daemon's GIL for ever.
 
     Args:
         pattern: The glob, relative to the domain folder.
 
     Returns:
-        A regex whose `match` is a whole-path match of a domain-relative POSIX path.
+        A `Glob` whose `match` is a whole-path match of a domain-relative POSIX path.
     """
     text = pattern
     while text.startswith(("/", "./")):
@@ -94,45 +105,104 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     if text.endswith("/"):
         text += "**"
     segments = [s for s in text.split("/") if s]  # `a//b` is `a/b`
-    out: list[str] = []
-    for number, segment in enumerate(segments):
-        last = number == len(segments) - 1
-        if segment == "**":
-            out.append(".*" if last else "(?:[^/]+/)*")
-            continue
-        out.append(_segment_regex(segment))
-        if not last:
-            out.append("/")
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
+    return Glob(tuple(None if s == "**" else _segment_regex(s) for s in segments))
 
 
-def _segment_regex(segment: str) -> str:
-    out: list[str] = []
+# The table-driven tests and older callers know the matcher by this name.
+glob_regex = compile_glob
+
+
+@dataclass(frozen=True, slots=True)
+class Glob:
+    """A compiled domain glob: one matcher per pattern segment (None for `**`).
+
+    Each segment regex matches one path segment and cannot backtrack
+    catastrophically (see `_segment_regex`); `match` combines them with a
+    dynamic program over path segments, so `**/**/...` cannot explode either.
+    """
+
+    segments: tuple[re.Pattern[str] | None, ...]
+
+    def match(self, path: str) -> bool:
+        """True if the glob matches the whole of `path` (domain-relative, POSIX).
+
+        Args:
+            path: The relative path.
+        """
+        segments = self.segments
+        if not segments:
+            return path == ""
+        if segments == (None,):
+            return True  # `**` alone: every path
+        parts = path.split("/")
+        n = len(parts)
+        # reach[j]: the segments so far match `parts[0]/.../parts[j-1]/` (slash
+        # included, so only j <= n - 1 is meaningful).
+        reach = [False] * n
+        reach[0] = True
+        for number, segment in enumerate(segments):
+            last = number == len(segments) - 1
+            if segment is None:
+                if last:  # a trailing `/**`: anything after the slash
+                    return any(reach)
+                # zero or more non-empty folders (`(?:[^/]+/)*`)
+                for j in range(1, n):
+                    if not reach[j] and reach[j - 1] and parts[j - 1]:
+                        reach[j] = True
+                continue
+            if last:
+                return reach[n - 1] and segment.fullmatch(parts[n - 1]) is not None
+            step = [False] * n
+            for j in range(n - 1):
+                if reach[j] and segment.fullmatch(parts[j]) is not None:
+                    step[j + 1] = True
+            if not any(step):
+                return False
+            reach = step
+        raise AssertionError("unreachable: the last segment returns")  # pragma: no cover
+
+
+def _segment_regex(segment: str) -> re.Pattern[str]:
+    """One pattern segment -> a regex for `fullmatch` on one path segment.
+
+    A segment is `F0 * F1 * ... * Fm` where each `Fi` is a fixed-length run of
+    one-character matchers. As in CPython's `fnmatch.translate`, every inner
+    `* Fi` is an atomic lazy group `(?>.*?Fi)`: taking the earliest `Fi` is
+    always right (the next `*` absorbs the rest), and the atomic group forbids
+    the regex engine to retry other splits, which is what made `*a*a*a...`
+    exponential.
+    """
+    chunks: list[list[str]] = [[]]  # fixed runs, split at each run of `*`
     i = 0
     while i < len(segment):
         char = segment[i]
         if char == "\\" and i + 1 < len(segment):
-            out.append(re.escape(segment[i + 1]))
+            chunks[-1].append(re.escape(segment[i + 1]))
             i += 2
         elif char == "*":
             while i < len(segment) and segment[i] == "*":  # `a**b` is `a*b`
                 i += 1
-            out.append("[^/]*")
+            chunks.append([])
         elif char == "?":
-            out.append("[^/]")
+            chunks[-1].append("[^/]")
             i += 1
         elif char == "[":
             parsed = _class_regex(segment, i)
             if parsed is None:
-                out.append(re.escape("["))
+                chunks[-1].append(re.escape("["))
                 i += 1
             else:
                 regex, i = parsed
-                out.append(regex)
+                chunks[-1].append(regex)
         else:
-            out.append(re.escape(char))
+            chunks[-1].append(re.escape(char))
             i += 1
-    return "".join(out)
+    out = ["".join(chunks[0])]
+    inner, final = chunks[1:-1], chunks[-1]
+    out.extend(f"(?>[^/]*?{''.join(chunk)})" for chunk in inner)
+    if len(chunks) > 1:
+        out.append("[^/]*" + "".join(final))
+    return re.compile("".join(out), re.DOTALL)
 
 
 def _class_regex(segment: str, start: int) -> tuple[str, int] | None:
@@ -208,6 +278,13 @@ class DomainRules:
                 raise DomainConfigError(
                     f"{where}: `{key}` must be a list of glob strings; run `botreg validate`"
                 )
+            # The schema reports these; checked here too so a commit that skipped
+            # the hook cannot make every file cost an absurd pattern's work.
+            if len(value) > MAX_GLOBS or any(len(v) > MAX_GLOB_CHARS for v in value):
+                raise DomainConfigError(
+                    f"{where}: `{key}` allows at most {MAX_GLOBS} patterns of at most "
+                    f"{MAX_GLOB_CHARS} characters; run `botreg validate`"
+                )
             lists.append(tuple(value))
         return cls(lists[0], lists[1])
 
@@ -222,15 +299,15 @@ class DomainRules:
         return not any(_compiled(p).match(relative) for p in self.exclude)
 
 
-_GLOB_CACHE: dict[str, re.Pattern[str]] = {}
+_GLOB_CACHE: dict[str, Glob] = {}
 
 
-def _compiled(pattern: str) -> re.Pattern[str]:
+def _compiled(pattern: str) -> Glob:
     regex = _GLOB_CACHE.get(pattern)
     if regex is None:
         if len(_GLOB_CACHE) > 4096:  # patterns come from repositories: keep the cache bounded
             _GLOB_CACHE.clear()
-        regex = _GLOB_CACHE[pattern] = glob_regex(pattern)
+        regex = _GLOB_CACHE[pattern] = compile_glob(pattern)
     return regex
 
 

@@ -10,8 +10,8 @@ pass, and cannot overflow the C stack on deeply nested input (ruamel's C
 composer recurses and crashes the interpreter on `[[[[...` 50,000 levels deep).
 
 Every document is bounded by the operator's ceilings (botreg.registry.limits)
-while it is built: nesting and value count with aliases and `<<` merges
-expanded (counted before anything is copied), integers within 64 bits, no NaN
+while it is built: nesting, value count and bytes of text with aliases and
+`<<` merges expanded (counted before anything is copied), integers within 64 bits, no NaN
 or infinity (registry data is JSON-shaped and ends up in JSON events).
 """
 
@@ -99,20 +99,25 @@ def _load_pure(text: str, bounds: ParseBounds) -> Any:  # pragma: no cover - oth
         return node
 
     data = plain(YAML(typ="safe", pure=True).load(text))
-    _check_loaded(data, bounds)
+    _check_loaded(data, bounds, current_ceilings().max_expanded_bytes)
     return data
 
 
-def _check_loaded(data: Any, bounds: ParseBounds) -> None:  # pragma: no cover - pure loader
+def _check_loaded(data: Any, bounds: ParseBounds, max_text: int) -> None:  # pragma: no cover
     """Bounds of already-loaded data (iterative; shared containers counted per use)."""
     half = 1 << (bounds.max_int_bits - 1)
     todo: list[tuple[Any, int]] = [(data, 0)]
-    total = 0
+    total = text = 0
     while todo:
         node, depth = todo.pop()
         total += 1
         if total > bounds.max_values:
             raise YamlLoadError([YamlProblem("BR104", f"more than {bounds.max_values} values")])
+        if isinstance(node, str | dict):
+            keys = node if isinstance(node, dict) else (node,)
+            text += sum(len(str(k).encode("utf-8", "surrogatepass")) for k in keys)
+            if text > max_text:
+                raise YamlLoadError([YamlProblem("BR104", f"more than {max_text} bytes of text")])
         if isinstance(node, dict | list):
             if depth + 1 > bounds.max_depth:
                 raise YamlLoadError(
@@ -239,11 +244,21 @@ def _problem(mark: Any, message: str, code: str = "BR101") -> YamlLoadError:
 class _Frame:
     """An open mapping or sequence while events are read.
 
-    `size` and `height` describe it once aliases and merges are expanded:
-    values inside (itself included) and levels of nesting (itself included).
+    `size`, `height` and `text` describe it once aliases and merges are
+    expanded: values inside (itself included), levels of nesting (itself
+    included) and UTF-8 bytes of its scalars and keys.
     """
 
-    __slots__ = ("container", "first_seen", "height", "key", "key_mark", "merges", "size")
+    __slots__ = (
+        "container",
+        "first_seen",
+        "height",
+        "key",
+        "key_mark",
+        "merges",
+        "size",
+        "text",
+    )
 
     def __init__(self, container: dict[Any, Any] | list[Any]) -> None:
         self.container = container
@@ -253,34 +268,61 @@ class _Frame:
         self.merges: list[tuple[Any, Any]] = []
         self.size = 1
         self.height = 1
+        self.text = 0
 
 
 _NO_KEY = object()
 _MERGE = object()
 
 
-def _build(parser: Any, bounds: ParseBounds) -> Any:
+def _build(parser: Any, bounds: ParseBounds, max_text: int) -> Any:
     """Build data from the parser's events with an explicit stack (no recursion).
 
     Every value is counted as it is added, aliases and merges by the size they
-    expand to, so a document beyond `bounds` is refused before it is built.
+    expand to, so a document beyond `bounds` (or beyond `max_text` UTF-8 bytes
+    of scalars and keys) is refused before it is built.
     """
     max_depth, max_values, bits = bounds.max_depth, bounds.max_values, bounds.max_int_bits
     anchors: dict[str, Any] = {}
-    # id of every closed container -> (container, expanded size, expanded height);
-    # the container is kept so its id cannot be reused while the entry exists.
-    shapes: dict[int, tuple[Any, int, int]] = {}
+    scalar_text: dict[str, int] = {}  # anchor of a scalar -> its size in bytes
+    # id of every closed container -> (container, expanded size, expanded height,
+    # expanded text); the container is kept so its id cannot be reused meanwhile.
+    shapes: dict[int, tuple[Any, int, int, int]] = {}
     open_ids: set[int] = set()
     stack: list[_Frame] = []
     duplicates: list[YamlProblem] = []
     root: Any = None
     documents = 0
     total = 0  # values in the document, aliases and merges expanded
+    text_total = 0  # bytes of its scalars and keys, aliases and merges expanded
     expanded = False  # an alias or merge was used (decides the code of a breach)
 
-    def count(size: int, height: int, mark: Any) -> None:
+    def grow(text: int, mark: Any) -> None:
+        # An alias of a long string costs one value but its whole length in
+        # every output (resolve, events): bound the text, not only the values.
+        nonlocal text_total
+        text_total += text
+        if text_total > max_text:
+            if expanded:
+                raise _problem(
+                    mark,
+                    f"aliases expand this document beyond {max_text:,} bytes of text "
+                    "(the operator's ceiling max_expanded_bytes); write the data out or "
+                    "use fewer aliases",
+                    "BR104",
+                )
+            raise _problem(
+                mark,
+                f"more than {max_text:,} bytes of text in one document (the "
+                "operator's ceiling max_expanded_bytes): split the file",
+                "BR108",
+            )
+
+    def count(size: int, height: int, text: int, mark: Any) -> None:
         nonlocal total
         total += size
+        if text:
+            grow(text, mark)
         if total > max_values:
             if expanded:
                 raise _problem(
@@ -305,17 +347,22 @@ def _build(parser: Any, bounds: ParseBounds) -> Any:
                 )
             raise _problem(mark, f"nested deeper than {max_depth} levels")
 
-    def add(value: Any, mark: Any, size: int, height: int, *, plain_merge: bool = False) -> None:
+    def add(
+        value: Any, mark: Any, size: int, height: int, text: int, *, plain_merge: bool = False
+    ) -> None:
         nonlocal root
         if not stack:
-            count(size, height, mark)
+            count(size, height, text, mark)
             root = value
             return
         frame = stack[-1]
         if isinstance(frame.container, list):
-            count(size, height, mark)
+            count(size, height, text, mark)
             frame.container.append(value)
         elif frame.key is _NO_KEY:  # this value is a key (keys are not counted as values)
+            if text:  # ... but their text is
+                grow(text, mark)
+                frame.text += text
             if plain_merge:
                 frame.key = _MERGE
             elif isinstance(value, dict | list):
@@ -328,11 +375,11 @@ def _build(parser: Any, bounds: ParseBounds) -> Any:
             # ends; they are counted now, before anything is copied. They sit
             # one level (a list of mappings: two) above the merged value.
             height = max(height - (2 if isinstance(value, list) else 1), 0)
-            count(size, height, mark)
+            count(size, height, text, mark)
             frame.merges.append((value, mark))
             frame.key = _NO_KEY
         else:
-            count(size, height, mark)
+            count(size, height, text, mark)
             # Keys compare with their type: YAML's `1`, `true` and `1.0` are three
             # keys, though Python finds them equal (1 == True == 1.0).
             key = frame.key
@@ -371,6 +418,7 @@ def _build(parser: Any, bounds: ParseBounds) -> Any:
                 frame.container[slot] = value
             frame.key = _NO_KEY
         frame.size += size
+        frame.text += text
         if height >= frame.height:  # (not max(): this runs for every value)
             frame.height = height + 1
 
@@ -387,16 +435,19 @@ def _build(parser: Any, bounds: ParseBounds) -> Any:
                     value = _tagged(event.tag, event.value, mark, bits)
             except _NumberError as exc:
                 raise _problem(mark, str(exc), "BR107") from None
+            raw = event.value  # its UTF-8 size (isascii() is a flag check in CPython)
+            text = len(raw) if raw.isascii() else len(raw.encode())
             if event.anchor is not None:
                 anchors[event.anchor] = value
-            add(value, mark, 1, 0, plain_merge=plain and event.value == "<<")
+                scalar_text[event.anchor] = text
+            add(value, mark, 1, 0, text, plain_merge=plain and event.value == "<<")
         elif kind is MappingStartEvent or kind is SequenceStartEvent:
             container: Any = {} if kind is MappingStartEvent else []
             if event.tag not in (None, "!", f"{_YAML}map", f"{_YAML}seq"):
                 raise _problem(mark, f"unsupported tag {event.tag}: use a plain mapping or list")
             if event.anchor is not None:
                 anchors[event.anchor] = container
-            add(container, mark, 1, 1)  # before its content, so an alias inside sees it
+            add(container, mark, 1, 1, 0)  # before its content, so an alias inside sees it
             stack.append(_Frame(container))
             open_ids.add(id(container))
         elif kind is MappingEndEvent or kind is SequenceEndEvent:
@@ -409,10 +460,11 @@ def _build(parser: Any, bounds: ParseBounds) -> Any:
                         raise _problem(source_mark, "`<<` merges a mapping (or a list of mappings)")
                     for name, value in item.items():
                         frame.container.setdefault(name, value)  # type: ignore[union-attr]
-            shapes[id(frame.container)] = (frame.container, frame.size, frame.height)
-            if stack:  # the parent counted this container as 1 value, 1 level when it opened
+            shapes[id(frame.container)] = (frame.container, frame.size, frame.height, frame.text)
+            if stack:  # the parent counted this container as 1 value, 1 level, no text
                 parent = stack[-1]
                 parent.size += frame.size - 1
+                parent.text += frame.text
                 parent.height = max(parent.height, frame.height + 1)
         elif kind is AliasEvent:
             if event.anchor not in anchors:
@@ -420,12 +472,12 @@ def _build(parser: Any, bounds: ParseBounds) -> Any:
             expanded = True
             target = anchors[event.anchor]
             if not isinstance(target, dict | list):
-                add(target, mark, 1, 0)
+                add(target, mark, 1, 0, scalar_text[event.anchor])
             elif id(target) in open_ids:
                 raise _problem(mark, "a YAML alias refers to its own anchor (recursive)", "BR104")
             else:
-                _, size, height = shapes[id(target)]
-                add(target, mark, size, height)
+                _, size, height, text = shapes[id(target)]
+                add(target, mark, size, height, text)
         elif kind is DocumentStartEvent:
             documents += 1
             if documents > 1:
@@ -466,8 +518,9 @@ def load_fast(text: str, bounds: ParseBounds | None = None) -> Any:
     Raises:
         YamlLoadError: on a syntax error, duplicate keys (all of them), several
             documents, unsupported tags, an integer beyond `max_int_bits`, NaN
-            or infinity, nesting beyond `max_depth` or more than `max_values`
-            values (aliases and merges expanded), or a recursive alias.
+            or infinity, nesting beyond `max_depth`, more than `max_values`
+            values or `max_expanded_bytes` bytes of scalars and keys (aliases and
+            merges expanded), or a recursive alias.
     """
     limits: ParseBounds = current_ceilings()
     if bounds is not None:  # lower than the ceilings only
@@ -484,7 +537,7 @@ def load_fast(text: str, bounds: ParseBounds | None = None) -> Any:
             return _load_pure(text, limits)
         parser = CParser(text)
         try:
-            return _build(parser, limits)
+            return _build(parser, limits, current_ceilings().max_expanded_bytes)
         finally:
             parser.dispose()
     except MarkedYAMLError as exc:

@@ -243,6 +243,8 @@ def _explain(error: ValidationError) -> list[SchemaIssue]:
         msg = f"{where}: must be at most {value} characters long"
     elif kind == "minItems":
         msg = f"{where}: needs at least {value} item{'s' if value != 1 else ''}"
+    elif kind == "maxItems" and isinstance(instance, list):  # not the default: it echoes the list
+        msg = f"{where}: at most {value} items allowed, found {len(instance)}"
     elif kind == "uniqueItems":
         msg = f"{where}: items must be unique; remove the repeated entry"
     else:
