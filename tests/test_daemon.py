@@ -660,3 +660,62 @@ def test_webhook_userinfo_becomes_an_authorization_header(tmp_path: Path) -> Non
         server.shutdown()
         server.server_close()
     assert seen == [("/in", "Basic " + base64.b64encode(b"hook:pw@x").decode())]
+
+
+def test_a_webhook_redirect_is_a_failed_delivery_and_sends_nothing_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """A 302 made urllib re-send a body-less GET with our credentials elsewhere (issue #9)."""
+    import http.server
+
+    from botreg.events import CloudEvent
+    from botreg.events.webhook import WebhookSink
+
+    elsewhere: list[str] = []
+    posts: list[str] = []
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            elsewhere.append(self.headers.get("Authorization", ""))
+            self.send_response(200)
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    target = f"http://localhost:{other.server_address[1]}/stolen"
+
+    class Redirecting(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            posts.append(self.path)
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    for s in (server, other):
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    sink = WebhookSink(
+        f"http://hook:pw@127.0.0.1:{server.server_address[1]}/in",
+        tmp_path / "outbox.sqlite",
+        base_delay=0.05,
+        max_delay=0.1,
+    )
+    try:
+        sink(CloudEvent(type="botreg.sync.completed", source="s", id="1", subject="", data={}))
+        wait_for(lambda: len(posts) >= 2)  # retried: the redirect was not a delivery
+        assert sink.delivered == 0 and sink.failures >= 1
+    finally:
+        sink.close(drain=0)
+        for s in (server, other):
+            s.shutdown()
+            s.server_close()
+    assert elsewhere == []

@@ -34,6 +34,18 @@ def signature(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failed delivery: urllib would re-send the event as a body-less
+    GET (counted delivered, the event lost) with our Authorization header, to
+    whatever host the Location names."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # urllib then raises HTTPError for the 3xx: retried with backoff
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
+
+
 class WebhookSink:
     """A bus subscriber that queues events and delivers them in a thread."""
 
@@ -125,7 +137,7 @@ class WebhookSink:
         if secret:
             headers["X-Botreg-Signature"] = signature(secret, body)
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+        with _NO_REDIRECTS.open(request, timeout=self.timeout) as response:
             if not 200 <= response.status < 300:
                 raise urllib.error.HTTPError(self.url, response.status, "not 2xx", {}, None)  # type: ignore[arg-type]
 
