@@ -151,3 +151,29 @@ def test_query_text_escapes_terminal_controls(
     )
     assert code == 0 and "\\x1b[31mred" in out and "hello\\x00world" in out
     assert "\x1b" not in out and "\x00" not in out
+
+
+def test_ingest_refuses_a_knowledge_file_holding_a_private_key(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ingest` runs without validation: a key split over chunks must not be stored."""
+    import base64
+    import random
+
+    rng = random.Random(7)
+    body = base64.b64encode(bytes(rng.randrange(256) for _ in range(6000))).decode()
+    lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    write(
+        repo,
+        "knowledge/product/deploy.md",
+        "# Deploy key\n\n```\n-----BEGIN RSA PRIVATE KEY-----\n"
+        f"{lines}\n-----END RSA PRIVATE KEY-----\n```\n",
+    )
+    code, out, _ = run(capsys, "ingest", "--repo", "registry", "--format", "json")
+    assert code == 1
+    [error] = [e for r in json.loads(out)["results"] for e in r["errors"]]
+    assert error["path"] == "knowledge/product/deploy.md" and "credential" in error["message"]
+    code, out, _ = run(
+        capsys, "query", "--repo", "registry", "--domain", "product", "-k", "50", "deploy key"
+    )
+    assert code == 0 and body[64:128] not in out and body[3000:3064] not in out

@@ -551,3 +551,10 @@ def test_a_ceiling_flag_bounds_ingest(
     assert main(["ingest", *args, "--max-file-bytes", "300"]) == 1
     out = capsys.readouterr()
     assert "300" in out.out + out.err
+
+
+def test_finding_messages_are_bounded(registry: Path) -> None:
+    """A 300 KB key made a 300 KB finding (and rejected event, and status.json)."""
+    write(registry, "environments/development.yaml", f"settings:\n  {'E' * 300_000}: 1\n")
+    report = validate(registry)
+    assert report.findings and all(len(f.message) <= 1100 for f in report.findings)

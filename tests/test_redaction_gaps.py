@@ -357,3 +357,26 @@ def test_br107_does_not_echo_the_number(registry: Path) -> None:
 
 def _line_of(path: Path, text: str) -> int:
     return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "secret"),
+    [
+        ("creds", "Zq8vK2mP9xL4wN7tR3yB6", "Zq8vK2mP9xL4wN7tR3yB6"),
+        ("hdr", 'curl -H "X-Api-Key: Zq8vK2mP9xL4wN7tR3yB6" https://x', "Zq8vK2mP9xL4wN7tR3yB6"),
+        ("npm", "npm_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "a1B2c3D4e5F6g7H8i9J0"),
+        (
+            "slack",
+            "https://hooks.slack.com/services/T000/B000/Zq8vK2mP9xL4wN7tR3yB6",
+            "Zq8vK2mP9xL4wN7tR3yB6",
+        ),
+        ("frag", "https://x.example/#access_token=Zq8vK2mP9xL4wN7tR3yB6", "Zq8vK2mP9xL4wN7tR3yB6"),
+        ("pem", "-----begin rsa private key-----\nQUJDRA==\n-----end rsa private key-----", "QUJD"),
+    ],
+)
+def test_more_shapes_found_by_the_second_attack(key: str, value: str, secret: str) -> None:
+    """What a second attack on the merged work still got through (issue #9)."""
+    from botreg.secrets import mask_config
+
+    shown = mask_config({"metadata": {"extras": {key: value}}})
+    assert secret not in str(shown)

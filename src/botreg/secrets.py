@@ -64,7 +64,7 @@ MASK = "***"
 # (plurals too: `api_keys: [...]`, `passwords: {db: ...}`).
 _SECRET_KEY_RE = re.compile(
     r"(^|[_\-.])(key|apikey|api_key|tokens?|secrets?|passwords?|passwd|pwd|credentials?|auth"
-    r"|authorization|private|bearer|cookies?|passphrases?)([_\-.]|$)"
+    r"|authorization|private|bearer|cookies?|passphrases?|creds?)([_\-.]|$)"
     r"|(key|tokens?|secrets?|passwords?|passphrases?)$|(^|[_\-.])pass$"
     r"|(^|[_\-.])(api|access|secret|private|signing|encryption|ssh|auth)[_\-.]?keys$",
     re.IGNORECASE,
@@ -105,11 +105,11 @@ _PEM_LINE = (
 )
 _PEM_BEGIN, _PEM_END = _PEM_LINE.format("BEGIN"), _PEM_LINE.format("END")
 # A PEM private key block; without its END line it runs to the end of the text.
-_PEM_RE = re.compile(f"{_PEM_BEGIN}(?:.*?{_PEM_END}|.*\\Z)", re.DOTALL)
+_PEM_RE = re.compile(f"{_PEM_BEGIN}(?:.*?{_PEM_END}|.*\\Z)", re.DOTALL | re.IGNORECASE)
 # The tail of a key whose BEGIN line is elsewhere (a chunker split the block):
 # from the start of the text to its last END line. Applied after _PEM_RE, so an
 # END line still present has no BEGIN before it.
-_PEM_TAIL_RE = re.compile(f"\\A.*{_PEM_END}", re.DOTALL)
+_PEM_TAIL_RE = re.compile(f"\\A.*{_PEM_END}", re.DOTALL | re.IGNORECASE)
 # scheme://user:password@host, unless the password is a ${VAR} reference.
 # The scheme is bounded: an unbounded `[a-z0-9+.-]*` before `://` rescans the rest
 # of the text from every position, quadratic on a long run of letters.
@@ -122,7 +122,8 @@ _URL_USER_RE = re.compile(r"([a-z][a-z0-9+.\-]{0,31}://)([^/\s:@?#]{16,})(?=@)",
 # `Authorization: Bearer <credential>` (any scheme, or none) inside text, and a bare
 # `Bearer <random>` or `Basic <base64 of user:password>`.
 _AUTH_HEADER_RE = re.compile(
-    r"(?<![A-Za-z])((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?"
+    r"(?<![A-Za-z])((?:(?:proxy-)?authorization|x-api-key|api-key|x-auth-token|private-token)"
+    r"[\"']?\s*[:=]\s*[\"']?"
     r"(?:(?:bearer|basic|token|digest|negotiate|apikey)\s+)?)"
     r"(?!\$\{)([A-Za-z0-9._~+/\-]{8,}=*)",
     re.IGNORECASE,
@@ -140,7 +141,7 @@ _ASSIGNED_SECRET_RE = re.compile(
 _URL_USERINFO_RE = re.compile(r"(?<=://)[^/@\s?#]+@")
 # Credential query parameters: ?private_token=..., &access_token=..., &sig=...
 _QUERY_SECRET_RE = re.compile(
-    r"([?&;](?:[A-Za-z0-9_\-.]*(?:token|secret|password|passwd|pwd|apikey|api[_-]?key"
+    r"([?&;#](?:[A-Za-z0-9_\-.]*(?:token|secret|password|passwd|pwd|apikey|api[_-]?key"
     r"|credentials?|signature|auth)|key|sig)=)(?!\$\{)([^&#\s\"'<>]+)",
     re.IGNORECASE,
 )
@@ -219,6 +220,12 @@ _TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str], Callable[[re.Match[str]], boo
     ("GitLab token", re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}"), _always),
     ("Slack token", re.compile(r"\b(?:xox[abposre]|xapp)-[A-Za-z0-9\-]{10,}"), _always),
     ("Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}"), _always),
+    ("npm token", re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"), _always),
+    (
+        "Slack webhook URL",
+        re.compile(r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/_\-]{20,}"),
+        _always,
+    ),
     ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}"), _always),
     ("Stripe key", re.compile(r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"), _always),
     ("JSON Web Token", re.compile(r"\beyJ[\w\-]{8,}\.eyJ[\w\-]{8,}\.[\w\-]+"), _always),
@@ -234,11 +241,11 @@ _GENERIC_PATTERNS: tuple[tuple[str, re.Pattern[str], Callable[[re.Match[str]], b
     ("Basic credentials", _BASIC_RE, _basic_ok),
     ("password in connection string", _ASSIGNED_SECRET_RE, _assigned_ok),
 )
-_ANY_GENERIC = re.compile(r"://|uthori|earer|Basic|=", re.IGNORECASE)
+_ANY_GENERIC = re.compile(r"://|uthori|earer|Basic|=|api-key|auth-token|ivate-token", re.IGNORECASE)
 # One cheap pass says whether any shape may be present (most strings stop here).
 _ANY_TOKEN = re.compile(
-    r"PRIVATE|sk-|sk_|rk_|AKIA|ASIA|AGPA|AIDA|AROA|gh[pousr]_|github_pat_|glpat-|xox|xapp-"
-    r"|hf_|AIza|eyJ|://"
+    r"(?i:private)|sk-|sk_|rk_|AKIA|ASIA|AGPA|AIDA|AROA|gh[pousr]_|github_pat_|glpat-|xox|xapp-"
+    r"|hf_|npm_|AIza|eyJ|://"
 )
 
 
@@ -435,7 +442,7 @@ def mask_text(value: str) -> str:
         value = _ENV_REF_RE.sub(_secret_default, value)
     if len(value) >= 16 and _ANY_TOKEN.search(value):
         value = _mask_tokens(value)
-    if "=" in value and ("?" in value or "&" in value or ";" in value):
+    if "=" in value and ("?" in value or "&" in value or ";" in value or "#" in value):
         value = _QUERY_SECRET_RE.sub(lambda m: m.group(1) + MASK, value)
     if len(value) >= 8 and _ANY_GENERIC.search(value):
         value = _mask_generic(value)

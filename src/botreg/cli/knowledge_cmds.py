@@ -250,6 +250,7 @@ def _query_daemon(args: argparse.Namespace) -> list[dict[str, Any]] | None:
 def run_query(args: argparse.Namespace) -> int:
     """Print the nearest chunks (from the store, or from the daemon that holds it)."""
     from botreg.datadir import DataDirLockedError
+    from botreg.secrets import mask_text
 
     if args.k < 1:
         raise UsageError("-k must be at least 1")
@@ -264,7 +265,7 @@ def run_query(args: argparse.Namespace) -> int:
                     "id": h.id,
                     "path": h.path,
                     "heading": h.heading,
-                    "text": h.text,
+                    "text": mask_text(h.text),  # as the daemon's HTTP query masks it
                     "distance": h.distance,
                     "metadata": h.metadata,
                 }

@@ -44,6 +44,7 @@ from botreg.registry.layout import knowledge_type
 from botreg.registry.snapshot import Snapshot
 from botreg.registry.source import RegistrySource
 from botreg.registry.view import RegistryView
+from botreg.secrets import locate_token
 from botreg.store.chroma import ChromaStore, collection_name
 from botreg.store.settings import EmbeddingSettings
 
@@ -338,6 +339,16 @@ class KnowledgeIngestionManager:
             limits,
             max_chunks=self.max_chunks_per_file,
         )
+        # A credential in knowledge would be served to whoever can query: validation
+        # reports it (BR303); `botreg ingest` runs without validation, so refuse it here
+        # too. Checked on the joined texts: a key split over chunks is still one key.
+        found = locate_token("\n".join(c.text for c in chunks), generic=False)
+        if found is not None and found[0] != "password in URL":
+            raise ContentError(
+                "BR303",
+                f"holds an inline credential ({found[0]}): not ingested; remove it from the "
+                "file, then rotate the credential",
+            )
         seen: dict[str, int] = {}
         planned = []
         for chunk in chunks:

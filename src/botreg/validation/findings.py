@@ -21,6 +21,9 @@ class Severity(StrEnum):
     WARNING = "warning"
 
 
+MAX_MESSAGE = 1000  # characters of a finding's message
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One check: its stable code, short name, default severity and what it means."""
@@ -52,8 +55,12 @@ class Finding:
     severity: Severity = field(default=Severity.ERROR)
 
     def __post_init__(self) -> None:
-        # messages quote keys and parser snippets from the repository: mask credentials
-        self.message = mask_text(self.message)
+        # messages quote keys and parser snippets from the repository: mask credentials,
+        # and bound them (a 4.5 MB key made a 4.5 MB rejected event and status.json)
+        message = mask_text(self.message)
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE] + f"... [truncated: {len(message)} characters]"
+        self.message = message
         rule = RULES.get(self.code)
         if rule is not None and self.severity is Severity.ERROR:
             self.severity = rule.severity
