@@ -380,3 +380,21 @@ def test_more_shapes_found_by_the_second_attack(key: str, value: str, secret: st
 
     shown = mask_config({"metadata": {"extras": {key: value}}})
     assert secret not in str(shown)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ('{"password": "Zq8vK2mP9xL4wN7tR3yB6"}', '{"password": ***}'),
+        ("mysql --password Zq8vK2mP9xL4wN7tR3yB6 -h db", "mysql --password *** -h db"),
+        # not secrets: a placeholder, a reference, plain flags, a reference key
+        ('{"password": "example"}', '{"password": "example"}'),
+        ("mysql --password ${DB_PW} -h db", "mysql --password ${DB_PW} -h db"),
+        ("run --name product-guide --max-tokens 512", "run --name product-guide --max-tokens 512"),
+        ('{"token_url": "https://a.example/t"}', '{"token_url": "https://a.example/t"}'),
+    ],
+)
+def test_secrets_named_in_quoted_text_and_on_command_lines(text: str, shown: str) -> None:
+    from botreg.secrets import mask_text
+
+    assert mask_text(text) == shown

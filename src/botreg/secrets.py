@@ -137,6 +137,14 @@ _ASSIGNED_SECRET_RE = re.compile(
     r"(?!\$\{)('[^'\n]*'|\"[^\"\n]*\"|[^\s'\",;&)}\]]+)",
     re.MULTILINE,
 )
+# `"password": "Zq8v..."` in JSON or YAML text inside a value.
+_QUOTED_SECRET_RE = re.compile(
+    r"([\"']([A-Za-z_][A-Za-z0-9_.\-]{0,63})[\"']\s*:\s*)(?!\"\$\{|'\$\{)(\"[^\"\n]*\"|'[^'\n]*')"
+)
+# `mysql --password Zq8v...` / `--api-key=Zq8v...` on a command line inside a value.
+_FLAG_SECRET_RE = re.compile(
+    r"((?<!\S)--?([A-Za-z][A-Za-z0-9\-]{0,40})[ =])(?!\$\{|-)([^\s'\"]+|'[^'\n]*'|\"[^\"\n]*\")"
+)
 # scheme://userinfo@host: everything before the @ (for URLs the operator gave).
 _URL_USERINFO_RE = re.compile(r"(?<=://)[^/@\s?#]+@")
 # Credential query parameters: ?private_token=..., &access_token=..., &sig=...
@@ -195,6 +203,15 @@ def _basic_ok(match: re.Match[str]) -> bool:
     return bool(colon and password and decoded.isprintable())
 
 
+def _named_ok(match: re.Match[str]) -> bool:
+    # a secret-like name and a value that is not a placeholder (`"password": "example"`)
+    value = match.group(3).strip("'\"")
+    if not value or value.startswith("${") or not is_secret_key(match.group(2)):
+        return False
+    has_digit = any(c.isdigit() for c in value)
+    return looks_high_entropy(value) or (len(value) >= 8 and has_digit and value.isalnum())
+
+
 def _assigned_ok(match: re.Match[str]) -> bool:
     name = match.group(1).rstrip("= ")
     value = match.group(2).strip("'\"")
@@ -240,8 +257,12 @@ _GENERIC_PATTERNS: tuple[tuple[str, re.Pattern[str], Callable[[re.Match[str]], b
     ("bearer token", _BEARER_RE, _bearer_ok),
     ("Basic credentials", _BASIC_RE, _basic_ok),
     ("password in connection string", _ASSIGNED_SECRET_RE, _assigned_ok),
+    ("secret in quoted text", _QUOTED_SECRET_RE, _named_ok),
+    ("secret on a command line", _FLAG_SECRET_RE, _named_ok),
 )
-_ANY_GENERIC = re.compile(r"://|uthori|earer|Basic|=|api-key|auth-token|ivate-token", re.IGNORECASE)
+_ANY_GENERIC = re.compile(
+    r"://|uthori|earer|Basic|=|api-key|auth-token|ivate-token|[\"']\s*:|--?[a-z]", re.IGNORECASE
+)
 # One cheap pass says whether any shape may be present (most strings stop here).
 _ANY_TOKEN = re.compile(
     r"(?i:private)|sk-|sk_|rk_|AKIA|ASIA|AGPA|AIDA|AROA|gh[pousr]_|github_pat_|glpat-|xox|xapp-"
