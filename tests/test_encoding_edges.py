@@ -296,3 +296,11 @@ def test_bot_metadata_with_keys_one_and_true_is_valid(git_registry: Path) -> Non
     bot = git_registry / "bots/product-guide.yaml"
     bot.write_text(bot.read_text().replace("metadata:\n", "metadata:\n  1: one\n  true: yes\n", 1))
     assert codes(validate(git_registry), "bots/product-guide.yaml") == []
+
+
+def test_an_int_key_and_its_string_twin_both_survive_serialisation() -> None:
+    """`{1: a, '1': b}` is valid YAML 1.2 (two keys); JSON output keeps both values."""
+    from botreg.secrets import dumps_strict
+
+    doc = json.loads(dumps_strict({"ext2": {1: "a", "1": "b"}}))
+    assert doc == {"ext2": {"1": "b", "1#2": "a"}}

@@ -609,10 +609,9 @@ def dumps_strict(data: Any, **kwargs: Any) -> str:
     """
     kwargs.setdefault("default", str)
     try:
-        try:
-            return json.dumps(data, allow_nan=False, **kwargs)
-        except (ValueError, TypeError):  # NaN, or keys sort_keys cannot order / JSON cannot hold
-            return json.dumps(_json_ready(data), allow_nan=False, **kwargs)
+        # always through _json_ready: json.dumps would write both `1` and `"1"` of one
+        # mapping as "1" (a duplicate key, one value lost to every parser)
+        return json.dumps(_json_ready(data), allow_nan=False, **kwargs)
     except RecursionError:  # hostile depth: say so instead of crashing the writer
         return json.dumps({"error": "value too deeply nested to serialise"}, **kwargs)
 
