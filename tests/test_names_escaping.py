@@ -295,3 +295,14 @@ def test_schema_patterns_end_at_the_end_of_the_string() -> None:
     assert "invalid name" in message
     bot = {"id": "product-guide\n", "name": "x", "status": "active"}
     assert ("id",) in [issue[2] for issue in check_schema(FileKind.BOT, bot)]
+
+
+@pytest.mark.parametrize("char", ["\u200b", "\u200d", "\ufeff", "\ufff9", "\U000e0041", "\u2060"])
+def test_invisible_characters_in_a_path_are_br403_and_escaped(char: str) -> None:
+    """Two file names that display the same are refused like control characters."""
+    from botreg.registry.layout import classify, escape_unsafe
+
+    info = classify(f"knowledge/product/fa{char}q.md")
+    assert info.code == "BR403"
+    escaped = escape_unsafe(f"fa{char}q.md")
+    assert char not in escaped and escaped.startswith("fa\\") and escaped.endswith("q.md")

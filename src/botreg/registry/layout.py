@@ -50,11 +50,14 @@ IDENTIFIER_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z")
 # line and paragraph separators, and the bidi marks that make a name display
 # differently from what it is. Such a name can forge output lines or look like
 # another file, so the path is a finding and never reaches a consumer.
+# Invisible characters too (zero-width spaces and joiners, the BOM, interlinear
+# annotations, tag characters): they make two different names look the same.
 # Surrogates too: git hands paths over as bytes, decoded with surrogateescape,
 # so a byte that is not UTF-8 becomes U+DC80..U+DCFF; such a name cannot be
 # encoded as text (a store, a JSON event, a terminal) and is refused like a control.
 UNSAFE_CHARACTERS = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060\u2066-\u2069"
+    "\ufeff\ufff9-\ufffb\ud800-\udfff\U000e0000-\U000e007f]"
 )
 
 # Knowledge file types by extension; any of them may also be gzip-compressed.
@@ -112,6 +115,8 @@ def _escape_char(match: re.Match[str]) -> str:
     code = ord(char)
     if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape): the byte
         return f"\\x{code - 0xDC00:02x}"
+    if code > 0xFFFF:  # tag characters: \U, so the escape cannot run into what follows
+        return f"\\U{code:08x}"
     return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
