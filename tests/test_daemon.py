@@ -720,3 +720,19 @@ def test_a_webhook_redirect_is_a_failed_delivery_and_sends_nothing_elsewhere(
             s.shutdown()
             s.server_close()
     assert elsewhere == []
+
+
+def test_a_busy_listen_port_is_a_usage_error(
+    git_registry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A busy --listen port was 'unexpected error ... this is a bug', exit 3."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        args = ["sync", "--source", str(git_registry), "--data-dir", str(tmp_path / "d")]
+        assert main([*args, "--listen", f"127.0.0.1:{port}", "--interval", "3600"]) == 2
+    err = capsys.readouterr().err
+    assert f"--listen 127.0.0.1:{port}: cannot listen there" in err and "bug" not in err

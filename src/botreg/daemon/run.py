@@ -236,21 +236,27 @@ class Daemon:
     def _start_http(self, status: DaemonStatus) -> None:
         assert self.options.listen is not None
         host, port = _parse_listen(self.options.listen)
-        self.http = DaemonHTTP(
-            host,
-            port,
-            status=lambda: self._status_view(status),
-            metrics=self.metrics.render,
-            wake=self.wake,
-            query=self._query,
-            store_ok=self._store_ok,
-            hook_secret=self._hook_secret,
-            branch=self.sync_options.branch,
-            stale_after=max(3 * self.options.interval, 300),
-            bots=self._bots,
-            domain_status=self._domain_status,
-            api_token=self._api_token if self.options.api_token_file else None,
-        )
+        try:
+            self.http = DaemonHTTP(
+                host,
+                port,
+                status=lambda: self._status_view(status),
+                metrics=self.metrics.render,
+                wake=self.wake,
+                query=self._query,
+                store_ok=self._store_ok,
+                hook_secret=self._hook_secret,
+                branch=self.sync_options.branch,
+                stale_after=max(3 * self.options.interval, 300),
+                bots=self._bots,
+                domain_status=self._domain_status,
+                api_token=self._api_token if self.options.api_token_file else None,
+            )
+        except OSError as exc:  # the operator's address (busy, not ours): usage, not a bug
+            raise UsageError(
+                f"--listen {self.options.listen}: cannot listen there ({exc.strerror or exc}); "
+                "choose a free port, an address of this machine, or --listen off"
+            ) from None
         self.http.start()
         info: dict[str, Any] = {"url": f"http://{self.http.address}", "pid": os.getpid()}
         if self.options.api_token_file is not None:  # where clients find it; never the token
