@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from botreg.registry.limits import set_ceilings
 from botreg.resources import template_dir
 
 GIT_ENV = {
@@ -52,3 +55,13 @@ def git_registry(registry: Path) -> Path:
     git(registry, "add", "-A")
     git(registry, "commit", "-q", "-m", "initial")
     return registry
+
+
+@pytest.fixture(autouse=True)
+def _no_ceilings_from_outside(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Operator ceilings from the developer's shell never change a test's verdict."""
+    for name in list(os.environ):
+        if name.startswith("BOTREG_MAX_"):
+            monkeypatch.delenv(name)
+    yield
+    set_ceilings(None)  # `--max-...` flags put their ceilings in force for the process

@@ -10,9 +10,7 @@ above the linear cost, so a regression hangs the test instead of passing.
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from botreg.cli import main
-from botreg.registry.limits import set_ceilings
 from botreg.registry.view import MAX_GLOB_CHARS, MAX_GLOBS, DomainConfigError, DomainRules
 from botreg.registry.view import compile_glob as glob
 from botreg.registry.yamlfast import YamlLoadError, load_fast
@@ -28,16 +25,6 @@ from botreg.resources import schema_dir
 from botreg.review import build_review
 from helpers import codes, validate, write
 from sync_helpers import SyncHarness, commit
-
-
-@pytest.fixture(autouse=True)
-def _no_ceilings_from_outside(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("BOTREG_MAX_"):
-            monkeypatch.delenv(name)
-    yield
-    set_ceilings(None)  # `--max-...` flags put their ceilings in force for the process
-
 
 # The attacker's pattern: 22 `*a` then `*Z`, against a 200-character name of `a`s.
 EVIL = "*a" * 22 + "*Z"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,6 @@ from botreg.registry.limits import (
     add_ceiling_arguments,
     apply_ceiling_arguments,
     current_ceilings,
-    set_ceilings,
 )
 from botreg.registry.settings import ChunkingSettings, Limits, RegistrySettings
 from botreg.registry.source import WorkingTreeSource
@@ -39,15 +37,6 @@ from sync_helpers import SyncHarness, commit
 
 BOT = "bots/product-guide.yaml"
 PLANS = "knowledge/billing/plans.json"
-
-
-@pytest.fixture(autouse=True)
-def _no_ceilings_from_outside(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("BOTREG_MAX_"):
-            monkeypatch.delenv(name)
-    yield
-    set_ceilings(None)
 
 
 def found(report: Report, path: str) -> list[tuple[str, int, int]]:

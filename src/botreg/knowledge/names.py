@@ -13,10 +13,10 @@ from pathlib import PurePosixPath
 
 from botreg.registry.layout import (
     DOMAIN_FILE,
-    IDENTIFIER_RE,
     KNOWLEDGE_DIR,
     UNSAFE_CHARACTERS,
     escape_unsafe,
+    is_identifier,
     knowledge_type,
 )
 
@@ -33,9 +33,8 @@ def escape_controls(text: str) -> str:
     return escape_unsafe(text)
 
 
-def valid_domain(name: str) -> bool:
-    """True if `name` is a valid domain identifier (the whole name: no trailing newline)."""
-    return IDENTIFIER_RE.fullmatch(name) is not None
+# a domain is a folder name with the identifier rule (the whole name: no trailing newline)
+valid_domain = is_identifier
 
 
 def domain_folder(path: str) -> str | None:

@@ -85,13 +85,17 @@ class Snapshot:
             self._docs[path] = doc
         return doc
 
+    def size_limit(self, path: str) -> int:
+        """The most bytes a file at `path` may have to be loaded (registry.yaml: 1 MiB)."""
+        return self.settings.limits.max_file_bytes if path != REGISTRY_FILE else 1 << 20
+
     def _load(self, path: str) -> Document:
         info = self.info.get(path) or classify(path)
         doc = Document(path, info)
         entry = self.entries.get(path)
         if entry is None or entry.is_symlink or info.kind not in _YAML_KINDS:
             return doc
-        limit = self.settings.limits.max_file_bytes if path != REGISTRY_FILE else 1 << 20
+        limit = self.size_limit(path)
         if entry.size > limit:  # never parse oversized YAML
             doc.problems = [
                 YamlProblem("BR504", f"{entry.size} bytes, over the limit of {limit}; split it")

@@ -38,6 +38,7 @@ from botreg.registry.layout import (
     ENVIRONMENTS_DIR,
     IDENTIFIER_RE,
     KNOWLEDGE_DIR,
+    UNSAFE_CHARACTERS,
     FileKind,
     classify,
     knowledge_type,
@@ -61,9 +62,6 @@ __all__ = [
     "compile_glob",
     "glob_regex",
 ]
-
-# C0 and C1 controls and DEL: such a path never reaches the store or an event.
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class EnvironmentNotFoundError(UsageError):
@@ -444,7 +442,7 @@ class RegistryView:
         return (
             not self.snapshot.entries[path].is_symlink
             and knowledge_type(path) is not None
-            and not _CONTROL_RE.search(path)
+            and not UNSAFE_CHARACTERS.search(path)  # never reaches the store or an event
         )
 
     # --- environments --------------------------------------------------------------------

@@ -16,7 +16,7 @@ from botreg.git.diff import tree_diff
 from botreg.git.tree import GitTreeSource
 from botreg.knowledge.chunkers import chunk_file
 from botreg.registry.content import ContentError
-from botreg.registry.layout import REGISTRY_FILE, FileKind, classify
+from botreg.registry.layout import FileKind, classify
 from botreg.registry.snapshot import Snapshot
 from botreg.registry.view import RegistryView
 from botreg.secrets import mask_config
@@ -166,15 +166,10 @@ def _resolve(repo: Any, rev: str) -> str:
         raise UsageError(f"unknown revision {rev!r}") from None
 
 
-def _size_limit(snapshot: Snapshot, path: str) -> int:
-    # the same bounds as Snapshot.document: registry.yaml has its own 1 MiB
-    return 1 << 20 if path == REGISTRY_FILE else snapshot.settings.limits.max_file_bytes
-
-
 def _over_limit(snapshot: Snapshot, path: str) -> str:
     """Why `path` is not loaded ('' if it may be): a file over the size limit."""
     entry = snapshot.entries.get(path)
-    limit = _size_limit(snapshot, path)
+    limit = snapshot.size_limit(path)  # the validator's bound
     if entry is None or entry.size <= limit:
         return ""
     return f"{entry.size} bytes, over the limit of {limit} bytes; not loaded"
