@@ -260,8 +260,9 @@ _GENERIC_PATTERNS: tuple[tuple[str, re.Pattern[str], Callable[[re.Match[str]], b
     ("secret in quoted text", _QUOTED_SECRET_RE, _named_ok),
     ("secret on a command line", _FLAG_SECRET_RE, _named_ok),
 )
-_ANY_GENERIC = re.compile(
-    r"://|uthori|earer|Basic|=|api-key|auth-token|ivate-token|[\"']\s*:|--?[a-z]", re.IGNORECASE
+_ANY_GENERIC = re.compile(  # a flag starts a word: a slug's hyphen is no hint
+    r"://|uthori|earer|Basic|=|api-key|auth-token|ivate-token|[\"']\s*:|(?<!\S)--?[a-z]",
+    re.IGNORECASE,
 )
 # One cheap pass says whether any shape may be present (most strings stop here).
 _ANY_TOKEN = re.compile(
