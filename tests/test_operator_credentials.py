@@ -371,10 +371,9 @@ def api() -> Iterator[tuple[str, list[bytes]]]:
         metrics=lambda: "",
         wake=lambda: None,
         query=lambda domain, text, k: [],
-        store_ok=lambda: True,
+        readiness=lambda: (True, []),
         hook_secret=lambda: None,
         branch="main",
-        stale_after=300,
         api_token=lambda: tokens[-1],
     )
     http.start()

@@ -451,10 +451,9 @@ def test_events_status_and_http_never_write_bare_nan(tmp_path: Path) -> None:
         metrics=lambda: f"m 1\n# {BAD_SOURCE}\n",
         wake=lambda: None,
         query=lambda d, q, k: [],
-        store_ok=lambda: True,
+        readiness=lambda: (True, []),
         hook_secret=lambda: None,
         branch="main",
-        stale_after=60,
     )
     http.start()
     try:

@@ -189,10 +189,9 @@ def test_query_responses_mask_the_tail_chunk() -> None:
         metrics=lambda: "",
         wake=lambda: None,
         query=lambda d, q, k: chunks,
-        store_ok=lambda: True,
+        readiness=lambda: (True, []),
         hook_secret=lambda: None,
         branch="main",
-        stale_after=60,
     )
     http.start()
     try:

@@ -21,14 +21,13 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from botreg.daemon.hooks import verify_push
+from botreg.daemon.metrics import CONTENT_TYPE
 from botreg.secrets import dumps_strict, mask_config, mask_text
 
 __all__ = ["DaemonHTTP"]
@@ -49,10 +48,9 @@ class DaemonHTTP:
         metrics: Callable[[], str],
         wake: Callable[[], None],
         query: Callable[[str, str, int], list[dict[str, Any]]],
-        store_ok: Callable[[], bool],
+        readiness: Callable[[], tuple[bool, list[str]]],
         hook_secret: Callable[[], bytes | None],
         branch: str,
-        stale_after: float,
         bots: Callable[[], list[dict[str, Any]]] | None = None,
         domain_status: Callable[[str], dict[str, Any] | None] | None = None,
         api_token: Callable[[], bytes | None] | None = None,
@@ -145,7 +143,7 @@ class DaemonHTTP:
                 elif path == "/status":
                     self._send(200, owner.status())
                 elif path == "/metrics":
-                    self._send(200, owner.metrics(), "text/plain; version=0.0.4")
+                    self._send(200, owner.metrics(), CONTENT_TYPE)
                 elif path.startswith("/knowledge/") and path.endswith("/query"):
                     domain = unquote(path[len("/knowledge/") : -len("/query")])
                     params = parse_qs(url.query)
@@ -189,10 +187,9 @@ class DaemonHTTP:
         self.metrics = metrics
         self.wake = wake
         self.query = query
-        self.store_ok = store_ok
+        self.readiness = readiness
         self.hook_secret = hook_secret
         self.branch = branch
-        self.stale_after = stale_after
         self.bots = bots
         self.domain_status = domain_status
         self.api_token = api_token
@@ -208,25 +205,6 @@ class DaemonHTTP:
         host, port = self.server.server_address[:2]
         name = host.decode() if isinstance(host, bytes) else str(host)
         return f"{name}:{port}"
-
-    def readiness(self) -> tuple[bool, list[str]]:
-        """Ready when a commit was applied, the store answers and the last success is fresh."""
-        doc = self.status()
-        reasons = []
-        if doc.get("conditions", {}).get("Stalled", {}).get("status") == "True":
-            reasons.append("stalled: " + doc["conditions"]["Stalled"].get("message", ""))
-        if not doc.get("applied_commit"):
-            reasons.append("no commit applied yet")
-        if not self.store_ok():
-            reasons.append("store unreachable")
-        last = doc.get("last_success") or ""
-        if last:
-            age = time.time() - datetime.fromisoformat(last).replace(tzinfo=UTC).timestamp()
-            if age > self.stale_after:
-                reasons.append(f"last success {int(age)} s ago")
-        else:
-            reasons.append("no successful cycle yet")
-        return not reasons, reasons
 
     def start(self) -> None:
         """Serve in the background."""

@@ -1,68 +1,93 @@
-"""Prometheus metrics of the daemon (text exposition format 0.0.4)."""
+"""The daemon's Prometheus metrics, on prometheus-client.
+
+One `CollectorRegistry` per daemon (never the process-global one: tests and
+embedders run several daemons in one process). Metrics are declared where they
+are measured, through the get-or-create accessors below, so each module owns its
+names and HELP text; asking twice for a name returns the same metric, and asking
+for it with another type or label set is a programming error.
+
+Naming follows Prometheus: counters end in `_total` (the client adds it),
+durations are histograms in seconds, timestamps are gauges in seconds.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections.abc import Sequence
+from typing import TypeVar
 
-__all__ = ["Metrics"]
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.metrics import MetricWrapperBase
+
+__all__ = ["CONTENT_TYPE", "DURATION_BUCKETS", "Metrics"]
+
+# The classic text format: what every scraper reads.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Seconds, from a 5 ms HTTP answer to a 30-minute first ingest.
+DURATION_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+    300.0, 600.0, 1800.0, float("inf"),
+)  # fmt: skip
+
+_M = TypeVar("_M", bound=MetricWrapperBase)
 
 
 class Metrics:
-    """Counters, gauges and duration summaries, rendered as Prometheus text."""
+    """A daemon's metrics: its own registry with process metrics, and accessors."""
 
     def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)  # RSS, fds, CPU, start time
         self._lock = threading.Lock()
-        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self.sums: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[int, float]] = {}
+        self._metrics: dict[str, tuple[MetricWrapperBase, tuple[str, ...]]] = {}
 
-    def inc(self, name: str, value: float = 1, **labels: str) -> None:
-        """Add to a counter."""
+    def _get(
+        self, kind: type[_M], name: str, documentation: str, labels: Sequence[str], **extra: object
+    ) -> _M:
+        key = name.removesuffix("_total") if kind is Counter else name
         with self._lock:
-            self.counters[(name, tuple(sorted(labels.items())))] += value
+            found = self._metrics.get(key)
+            if found is None:
+                metric = kind(
+                    name,
+                    documentation,
+                    labelnames=tuple(labels),
+                    registry=self.registry,
+                    **extra,  # type: ignore[arg-type]
+                )
+                self._metrics[key] = (metric, tuple(labels))
+                return metric
+        existing, known = found
+        if not isinstance(existing, kind) or known != tuple(labels):
+            raise ValueError(f"metric {name} was declared as another type or label set")
+        return existing
 
-    def set(self, name: str, value: float, **labels: str) -> None:
-        """Set a gauge."""
-        with self._lock:
-            self.gauges[(name, tuple(sorted(labels.items())))] = value
+    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+        """The counter `name` (its exposed name ends in `_total`), created on first use."""
+        return self._get(Counter, name, documentation, labels)
 
-    def observe(self, name: str, seconds: float, **labels: str) -> None:
-        """Record a duration (count and sum)."""
-        key = (name, tuple(sorted(labels.items())))
-        with self._lock:
-            count, total = self.sums.get(key, (0, 0.0))
-            self.sums[key] = (count + 1, total + seconds)
+    def gauge(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
+        """The gauge `name`, created on first use."""
+        return self._get(Gauge, name, documentation, labels)
 
-    @staticmethod
-    def _labels(labels: tuple[tuple[str, str], ...]) -> str:
-        if not labels:
-            return ""
-        inner = ",".join(
-            f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-            for k, v in labels
-        )
-        return "{" + inner + "}"
+    def histogram(
+        self,
+        name: str,
+        documentation: str,
+        labels: Sequence[str] = (),
+        buckets: Sequence[float] = DURATION_BUCKETS,
+    ) -> Histogram:
+        """The histogram `name` (seconds unless the name says otherwise), created on first use."""
+        return self._get(Histogram, name, documentation, labels, buckets=tuple(buckets))
 
-    def render(self) -> str:
-        """The exposition text."""
-        lines: list[str] = []
-        with self._lock:
-            seen: set[str] = set()
-            for (name, labels), value in sorted(self.counters.items()):
-                if name not in seen:
-                    lines.append(f"# TYPE {name} counter")
-                    seen.add(name)
-                lines.append(f"{name}{self._labels(labels)} {value:g}")
-            for (name, labels), value in sorted(self.gauges.items()):
-                if name not in seen:
-                    lines.append(f"# TYPE {name} gauge")
-                    seen.add(name)
-                lines.append(f"{name}{self._labels(labels)} {value:.17g}")
-            for (name, labels), (count, total) in sorted(self.sums.items()):
-                if name not in seen:
-                    lines.append(f"# TYPE {name} summary")
-                    seen.add(name)
-                lines.append(f"{name}_count{self._labels(labels)} {count}")
-                lines.append(f"{name}_sum{self._labels(labels)} {total:.6f}")
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        """The exposition text of every metric (format 0.0.4)."""
+        return generate_latest(self.registry)

@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 from botreg.daemon.http import DaemonHTTP
 from botreg.daemon.metrics import Metrics
+from botreg.daemon.readiness import Readiness
 from botreg.daemon.status import DaemonStatus
 from botreg.daemon.sync import CycleResult, Syncer, SyncOptions
 from botreg.datadir import DataDir
@@ -149,7 +150,9 @@ class Daemon:
                 else:
                     failures = 0
                     delay = self.options.interval * random.uniform(0.9, 1.1)
-                self.metrics.set("botreg_consecutive_failures", failures)
+                self.metrics.gauge(
+                    "botreg_consecutive_failures", "Failed sync cycles in a row (0 after a success)"
+                ).set(failures)
                 self._wake.wait(timeout=delay)
             return 0
 
@@ -228,10 +231,9 @@ class Daemon:
                         file_handle.close()
 
     def _count(self, event: CloudEvent) -> None:
-        self.metrics.inc("botreg_events_total", type=event.type)
-        if self.webhook is not None:
-            self.metrics.set("botreg_webhook_delivered_total", self.webhook.delivered)
-            self.metrics.set("botreg_webhook_failures_total", self.webhook.failures)
+        self.metrics.counter(
+            "botreg_events_total", "Change events published, by CloudEvents type", ["type"]
+        ).labels(type=event.type).inc()
 
     def _start_http(self, status: DaemonStatus) -> None:
         assert self.options.listen is not None
@@ -241,13 +243,16 @@ class Daemon:
                 host,
                 port,
                 status=lambda: self._status_view(status),
-                metrics=self.metrics.render,
+                metrics=lambda: self.metrics.render().decode(),
                 wake=self.wake,
                 query=self._query,
-                store_ok=self._store_ok,
+                readiness=Readiness(
+                    lambda: self._status_view(status),
+                    self._store_ok,
+                    stale_after=max(3 * self.options.interval, 300),
+                ),
                 hook_secret=self._hook_secret,
                 branch=self.sync_options.branch,
-                stale_after=max(3 * self.options.interval, 300),
                 bots=self._bots,
                 domain_status=self._domain_status,
                 api_token=self._api_token if self.options.api_token_file else None,

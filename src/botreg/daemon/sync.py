@@ -495,9 +495,16 @@ class Syncer:
                     applied,
                     head,
                 )
-            self.metrics.inc("botreg_chunks_embedded_total", result.chunks_embedded)
-            self.metrics.inc("botreg_chunks_deleted_total", result.chunks_deleted)
-            self.metrics.inc("botreg_files_skipped_total", result.files_skipped)
+            m = self.metrics
+            m.counter(
+                "botreg_chunks_embedded_total", "Chunks embedded and written to the store"
+            ).inc(result.chunks_embedded)
+            m.counter("botreg_chunks_deleted_total", "Chunks deleted from the store").inc(
+                result.chunks_deleted
+            )
+            m.counter(
+                "botreg_files_skipped_total", "Knowledge files skipped as unchanged (by blob id)"
+            ).inc(result.files_skipped)
         for state in self.ledger.domains():
             if state.domain not in domains:
                 totals["chunks_deleted"] += manager.remove_domain(state.domain)
@@ -521,14 +528,29 @@ class Syncer:
         return totals
 
     def _record(self, result: CycleResult) -> None:
-        self.metrics.inc("botreg_sync_cycles_total", result=result.result)
+        m = self.metrics
+        m.counter(
+            "botreg_sync_cycles_total",
+            "Sync cycles by result (synced, noop, rejected, failed)",
+            ["result"],
+        ).labels(result=result.result).inc()
+        phases = m.histogram(
+            "botreg_sync_phase_duration_seconds",
+            "Duration of each phase of a sync cycle",
+            ["phase"],
+        )
         for phase, seconds in result.durations.items():
-            self.metrics.observe("botreg_sync_phase_seconds", seconds, phase=phase)
+            phases.labels(phase=phase).observe(seconds)
+        m.histogram("botreg_sync_cycle_duration_seconds", "Duration of a whole sync cycle").observe(
+            sum(result.durations.values())
+        )
         now = datetime.now(UTC).isoformat(timespec="seconds")
         update: dict[str, Any] = {"last_result": result.result, "last_error": result.error}
         if result.result in ("synced", "noop"):
             update["last_success"] = now
-            self.metrics.set("botreg_last_success_timestamp_seconds", time.time())
+            m.gauge(
+                "botreg_last_success_timestamp_seconds", "Unix time of the last successful cycle"
+            ).set(time.time())
             self.status.set_condition(
                 "Ready", True, "Synced", f"applied {(result.to_commit or '')[:12]}"
             )
