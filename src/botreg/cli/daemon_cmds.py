@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import sys
 from pathlib import Path
@@ -83,6 +82,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="variables ${VAR} in the registry may read (fnmatch, repeatable, e.g. 'BOTREG_*'; "
         "default: none, so a commit cannot read the daemon's environment)",
     )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines on stderr: text, or one JSON object per line (default: text)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="least severe records logged (default: info; debug also shows no-op polls "
+        "and the per-request lines of httpx and chromadb)",
+    )
     add_ceiling_arguments(p)
     p.set_defaults(handler=run_sync)
 
@@ -115,18 +127,12 @@ def run_sync(args: argparse.Namespace) -> int:
             remember_secret_file(path)
     if args.api_token_file is not None:
         _check_api_token_file(args.api_token_file)
-    from botreg.secrets import RedactingFilter
+    from botreg.daemon.logs import configured_logging
 
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     policy = confinement.StorePolicy.from_args(args)  # read by the store and the embedding
-    for handler in logging.getLogger().handlers:  # no credential in any log line
-        handler.addFilter(RedactingFilter())
     listen = None if args.once or args.listen in ("", "off") else args.listen
-    with confinement.use_store_policy(policy):
+    # one line per record, credentials masked; restored when the run ends (see logs.py)
+    with configured_logging(args.log_format, args.log_level), confinement.use_store_policy(policy):
         daemon = Daemon(
             SyncOptions(
                 args.source,
@@ -208,7 +214,7 @@ def _running(data_dir: Path) -> bool:
 
 def run_status(args: argparse.Namespace) -> int:
     """Print the status: asked from the running daemon, else read from the data dir."""
-    from botreg.daemon.status import DaemonStatus
+    from botreg.daemon.status import DaemonStatus, finding_lines
 
     data_dir = Path(args.data_dir)
     if not (data_dir / "status.json").exists() and not (data_dir / "daemon.json").exists():
@@ -233,10 +239,12 @@ def run_status(args: argparse.Namespace) -> int:
     ]
     if doc.get("rejected_commit"):
         findings = doc.get("findings")
-        lines.append(
-            f"rejected:    {doc['rejected_commit']} "
-            f"({len(findings) if isinstance(findings, list) else 0} findings; see --format json)"
-        )
+        stored = len(findings) if isinstance(findings, list) else 0
+        total = doc.get("findings_total")
+        total = total if isinstance(total, int) and total >= stored else stored
+        lines.append(f"rejected:    {doc['rejected_commit']} ({total} findings)")
+        # what is wrong with it, as `botreg validate` prints it (bounded, masked, escaped)
+        lines.extend(f"  {line}" for line in finding_lines(findings, total))
     if doc.get("last_error"):
         lines.append(f"last error:  {doc['last_error']}")
     lines.append("conditions:")

@@ -29,7 +29,7 @@ from typing import Any, TextIO
 from botreg.daemon.http import DaemonHTTP
 from botreg.daemon.metrics import Metrics
 from botreg.daemon.readiness import Readiness
-from botreg.daemon.status import DaemonStatus
+from botreg.daemon.status import DaemonStatus, finding_lines
 from botreg.daemon.sync import CycleResult, Syncer, SyncOptions
 from botreg.datadir import DataDir
 from botreg.errors import UsageError
@@ -172,15 +172,58 @@ class Daemon:
         return result
 
     def _report(self, result: CycleResult) -> None:
-        level = logging.INFO if result.result in ("synced", "noop") else logging.WARNING
-        logger.log(
-            level,
-            "cycle %s %s..%s %s",
-            result.result,
-            result.from_commit[:12],
-            result.to_commit[:12],
-            result.error,
-        )
+        """Log a cycle: one record with its fields, and each finding of a rejection.
+
+        A poll that found nothing new (or the same rejected head) is DEBUG: a
+        daemon polling every 30 s must not write 2,880 lines a day saying so.
+        """
+        seconds = result.durations.get("cycle", 0.0)
+        fields: dict[str, Any] = {
+            "from": result.from_commit or "(none)",
+            "to": result.to_commit or "(none)",
+            "result": result.result,
+            "duration": round(seconds, 3),
+            "counts": result.counts,
+        }
+        extra = {"fields": fields}
+        source, target = str(fields["from"])[:12], str(fields["to"])[:12]
+        if result.result == "noop":
+            logger.debug("cycle noop: %s is applied (%.2f s)", target, seconds, extra=extra)
+        elif result.result == "synced":
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()) if v)
+            level = logging.WARNING if result.counts.get("files_failed") else logging.INFO
+            logger.log(
+                level,
+                "cycle synced %s..%s in %.2f s: %s",
+                source,
+                target,
+                seconds,
+                counts or "nothing changed",
+                extra=extra,
+            )
+        elif result.result == "rejected" and not result.findings:  # the same head again
+            logger.debug("cycle rejected: %s is still rejected, serving %s", target, source)
+        elif result.result == "rejected":
+            logger.warning(
+                "cycle rejected %s: %d errors, %d warnings; still serving %s",
+                target,
+                result.counts.get("errors", 0),
+                result.counts.get("warnings", 0),
+                source,
+                extra=extra,
+            )
+            for line in finding_lines(result.findings, result.counts.get("findings")):
+                logger.warning("rejected %s: %s", target, line)
+        else:
+            logger.warning(
+                "cycle failed in phase %s after %.2f s (%s..%s): %s",
+                result.phase or "-",
+                seconds,
+                source,
+                target,
+                result.error,
+                extra={"fields": {**fields, "phase": result.phase, "error": result.error}},
+            )
 
     @contextmanager
     def _running(self) -> Iterator[None]:

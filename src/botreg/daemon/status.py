@@ -17,11 +17,42 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from botreg.secrets import dumps_strict, mask_config, redact_url
+from botreg.registry.layout import escape_unsafe
+from botreg.secrets import dumps_strict, mask_config, mask_text, redact_url
 
-__all__ = ["CONDITIONS", "DaemonStatus"]
+__all__ = ["CONDITIONS", "FINDINGS_SHOWN", "DaemonStatus", "finding_line", "finding_lines"]
 
 CONDITIONS = ("Ready", "Reconciling", "Stalled", "FetchFailed", "ValidationFailed", "IngestFailed")
+
+
+FINDINGS_SHOWN = 50  # findings a log or `botreg status` lists; the rest are counted
+
+
+def finding_line(finding: Any) -> str:
+    """`path:line:col: CODE message` of one stored finding, on one line, secrets masked.
+
+    A damaged status file (a finding that is not a mapping) gives a line, not an error.
+    """
+    f = finding if isinstance(finding, dict) else {"message": str(finding)}
+    warning = "warning: " if f.get("severity") == "warning" else ""
+    text = (
+        f"{f.get('path', '')}:{f.get('line', 0)}:{f.get('column', 0)}: "
+        f"{f.get('code', '')} {warning}{f.get('message', '')}"
+    )
+    # paths and messages come from the commit: no line break, no credential
+    return escape_unsafe(mask_text(text))
+
+
+def finding_lines(
+    findings: Any, total: int | None = None, limit: int = FINDINGS_SHOWN
+) -> list[str]:
+    """At most `limit` finding lines, then `and N more` if `total` (or the list) has more."""
+    items = findings if isinstance(findings, list) else []
+    lines = [finding_line(f) for f in items[:limit]]
+    known = max(total or 0, len(items))
+    if known > len(lines):
+        lines.append(f"and {known - len(lines)} more")
+    return lines
 
 
 def _now() -> str:
@@ -49,6 +80,7 @@ class DaemonStatus:
             "last_result": previous.get("last_result", ""),
             "last_error": previous.get("last_error", ""),
             "findings": previous.get("findings", []),
+            "findings_total": previous.get("findings_total", len(previous.get("findings", []))),
             "domains": previous.get("domains", {}),
             "conditions": {
                 name: {"status": "False", "reason": "", "message": "", "lastTransitionTime": ""}

@@ -55,6 +55,7 @@ __all__ = ["CycleResult", "SyncOptions", "Syncer"]
 logger = logging.getLogger("botreg.daemon")
 
 APPLIED_KEY = "sync.applied_commit"
+MAX_FINDINGS = 200  # findings kept in the status and the rejected event: bounded
 REJECTED_KEY = "sync.rejected_commit"
 
 
@@ -83,6 +84,8 @@ class CycleResult:
     durations: dict[str, float] = field(default_factory=dict)
     error: str = ""
     phase: str = ""
+    # A rejected commit's findings (at most MAX_FINDINGS; counts["findings"] has the total).
+    findings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -299,10 +302,12 @@ class Syncer:
                     "severity": str(f.severity),
                     "message": f.message,
                 }
-                for f in report.findings
+                for f in report.findings[:MAX_FINDINGS]
             ]
             self.ledger.put(REJECTED_KEY, head)
-            self.status.update(rejected_commit=head, findings=findings[:200])
+            self.status.update(
+                rejected_commit=head, findings=findings, findings_total=len(report.findings)
+            )
             self.status.set_condition(
                 "ValidationFailed", True, "InvalidCommit", f"{report.errors} errors in {head[:12]}"
             )
@@ -314,14 +319,19 @@ class Syncer:
                     "to": head,
                     "errors": report.errors,
                     "warnings": report.warnings,
-                    "findings": findings[:200],
+                    "findings": findings,
                 },
                 applied,
                 head,
             )
-            return CycleResult("rejected", applied, head, counts={"errors": report.errors})
+            counts = {
+                "errors": report.errors,
+                "warnings": report.warnings,
+                "findings": len(report.findings),
+            }
+            return CycleResult("rejected", applied, head, counts=counts, findings=findings)
         self.status.set_condition("ValidationFailed", False, "Valid")
-        self.status.update(rejected_commit="", findings=[])
+        self.status.update(rejected_commit="", findings=[], findings_total=0)
 
         # 4. diff
         self._phase = "diff"
