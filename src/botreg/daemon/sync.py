@@ -155,6 +155,7 @@ class Syncer:
         self._phase = ""  # the phase the current cycle is in: a failure names it
         self._head = ""  # the head the current cycle fetched ("" before the fetch)
         self._last_crash: tuple[str, str, Path | None] | None = None  # phase, message, log
+        self._store_metrics_done = False  # applied commit and chunk gauges set once
         applied = self.ledger.get(APPLIED_KEY)
         self.status.update(applied_commit=applied, source=self.event_source)
 
@@ -454,7 +455,7 @@ class Syncer:
             self.status.set_condition("IngestFailed", True, "StoreUnavailable", str(exc))
             raise _PhaseError("apply", str(exc)) from None
         manager = KnowledgeIngestionManager(
-            source, store, self.ledger, settings.embedding, commit=head
+            source, store, self.ledger, settings.embedding, commit=head, on_embed=self._embedded
         )
         domains = manager.domains()
         totals = {
@@ -506,6 +507,11 @@ class Syncer:
                     head,
                 )
             m = self.metrics
+            m.histogram(
+                "botreg_ingest_duration_seconds",
+                "Duration of the ingestion of one knowledge domain in a sync cycle",
+                ["domain"],
+            ).labels(domain=result.domain_id).observe(result.duration_seconds or 0.0)
             m.counter(
                 "botreg_chunks_embedded_total", "Chunks embedded and written to the store"
             ).inc(result.chunks_embedded)
@@ -537,6 +543,41 @@ class Syncer:
         totals["files_failed"] = files_failed
         return totals
 
+    def _embedded(self, texts: int, seconds: float) -> None:
+        """One batch went through the embedding function: its latency and its bill."""
+        self.metrics.histogram(
+            "botreg_embed_duration_seconds",
+            "Duration of one batch sent to the embedding function",
+        ).observe(seconds)
+        self.metrics.counter(
+            "botreg_embedded_texts_total", "Texts sent to the embedding function"
+        ).inc(texts)
+
+    def _store_metrics(self, result: CycleResult) -> None:
+        """The applied commit and the chunks per domain, from the ledger.
+
+        After an apply, and once after a start-up (the ledger already tells): a
+        no-op poll changes neither, and counting chunks is not free.
+        """
+        if result.result != "synced" and self._store_metrics_done:
+            return
+        applied = self.ledger.get(APPLIED_KEY)
+        info = self.metrics.gauge(
+            "botreg_applied_commit_info",
+            "The commit the store and events are at (value 1, the commit as a label)",
+            ["commit"],
+        )
+        info.clear()  # one series: the old commit's would otherwise stay at 1 forever
+        if applied:
+            info.labels(commit=applied).set(1)
+        chunks = self.metrics.gauge(
+            "botreg_chunks", "Chunks stored per knowledge domain (from the ledger)", ["domain"]
+        )
+        chunks.clear()  # a removed domain's series goes
+        for state in self.ledger.domains():
+            chunks.labels(domain=state.domain).set(len(self.ledger.all_chunk_ids(state.collection)))
+        self._store_metrics_done = True
+
     def _record(self, result: CycleResult) -> None:
         m = self.metrics
         m.counter(
@@ -550,10 +591,16 @@ class Syncer:
             ["phase"],
         )
         for phase, seconds in result.durations.items():
-            phases.labels(phase=phase).observe(seconds)
+            if phase != "cycle":  # the whole cycle has its own histogram
+                phases.labels(phase=phase).observe(seconds)
+        # durations["cycle"] is the whole: summing it with its phases counted them twice
         m.histogram("botreg_sync_cycle_duration_seconds", "Duration of a whole sync cycle").observe(
-            sum(result.durations.values())
+            result.durations.get("cycle", 0.0)
         )
+        try:
+            self._store_metrics(result)
+        except Exception as exc:  # e.g. the ledger is locked: the status is saved all the same
+            logger.warning("could not update the store metrics: %s", _short(exc))
         now = datetime.now(UTC).isoformat(timespec="seconds")
         update: dict[str, Any] = {"last_result": result.result, "last_error": result.error}
         if result.result in ("synced", "noop"):

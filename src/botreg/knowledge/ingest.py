@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,6 +58,7 @@ __all__ = [
 ]
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
+EmbedObserver = Callable[[int, float], None]  # (texts in the batch, seconds it took)
 _EMBED_BATCH = 256
 
 
@@ -153,6 +155,8 @@ class KnowledgeIngestionManager:
         commit: The commit being ingested, recorded in chunk metadata.
         progress: Called with (phase, done, total) during long runs.
         max_chunks_per_file: A file that needs more chunks fails (an operator ceiling).
+        on_embed: Called after each batch sent to the embedding function with the
+            number of texts and the seconds it took (the daemon's metrics).
     """
 
     def __init__(
@@ -166,6 +170,7 @@ class KnowledgeIngestionManager:
         commit: str = "",
         progress: Progress | None = None,
         max_chunks_per_file: int = MAX_CHUNKS_PER_FILE,
+        on_embed: EmbedObserver | None = None,
     ) -> None:
         self.snapshot = Snapshot(source)
         self.view = RegistryView(self.snapshot)  # file selection: the daemon's and review's
@@ -177,6 +182,7 @@ class KnowledgeIngestionManager:
         self._proven = embedding_function is not None  # a given function is the caller's
         self._progress = progress or (lambda _phase, _done, _total: None)
         self.max_chunks_per_file = max_chunks_per_file
+        self._on_embed = on_embed
 
     # --- what is there -----------------------------------------------------------------
 
@@ -472,7 +478,10 @@ class KnowledgeIngestionManager:
             for start in range(0, len(texts), _EMBED_BATCH):
                 self._progress("embedding", start, len(texts))
                 batch = texts[start : start + _EMBED_BATCH]
+                started = time.monotonic()
                 embedded = function(batch)
+                if self._on_embed is not None:  # the bill and the latency, per batch
+                    self._on_embed(len(batch), time.monotonic() - started)
                 result.chunks_embedded += len(batch)
                 vectors.update(zip(missing[start : start + _EMBED_BATCH], embedded, strict=True))
             self._progress("embedding", len(texts), len(texts))
