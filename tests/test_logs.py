@@ -84,6 +84,10 @@ def test_cycle_fields_become_json_fields_but_never_replace_the_core_ones() -> No
     )
     assert doc["result"] == "synced" and doc["counts"] == {"files_added": 2}
     assert doc["message"] == "cycle" and doc["level"] == "WARNING"
+    # a failed cycle's error field goes through the same redaction as the message
+    error = f"fetch of https://x:{TOKEN}@git.example.com/r.git failed"
+    doc = json.loads(JsonFormatter().format(record("cycle failed", error=error, extra=[error])))
+    assert TOKEN not in json.dumps(doc) and doc["error"].startswith("fetch of https://***@")
 
 
 def test_text_record_is_one_line_even_with_git_output_and_a_traceback() -> None:

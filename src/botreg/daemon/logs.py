@@ -79,6 +79,17 @@ def _time(record: logging.LogRecord) -> str:
     return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
 
 
+def _masked(value: Any) -> Any:
+    """A field's value with the redaction of messages applied to every string in it."""
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, Mapping):
+        return {str(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
+
+
 class TextFormatter(logging.Formatter):
     """`time LEVEL logger: message`, one line per record (a traceback is escaped into it)."""
 
@@ -101,7 +112,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in _fields(record).items():
-            doc.setdefault(str(key), value)  # the four fields above always win
+            # the four fields above always win; a field's text (an error) is masked too
+            doc.setdefault(str(key), _masked(value))
         exception = _exception_text(self, record)
         if exception:
             doc["exception"] = exception

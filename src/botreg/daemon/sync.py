@@ -156,6 +156,8 @@ class Syncer:
         self._head = ""  # the head the current cycle fetched ("" before the fetch)
         self._last_crash: tuple[str, str, Path | None] | None = None  # phase, message, log
         self._store_metrics_done = False  # applied commit and chunk gauges set once
+        self._applied_label = ""  # the commit botreg_applied_commit_info shows
+        self._chunk_domains: set[str] = set()  # the domains botreg_chunks shows
         applied = self.ledger.get(APPLIED_KEY)
         self.status.update(applied_commit=applied, source=self.event_source)
 
@@ -567,15 +569,22 @@ class Syncer:
             "The commit the store and events are at (value 1, the commit as a label)",
             ["commit"],
         )
-        info.clear()  # one series: the old commit's would otherwise stay at 1 forever
+        # one series: the new one first, then the old one goes (a scrape never sees none)
         if applied:
             info.labels(commit=applied).set(1)
+        if self._applied_label and self._applied_label != applied:
+            info.remove(self._applied_label)
+        self._applied_label = applied
         chunks = self.metrics.gauge(
             "botreg_chunks", "Chunks stored per knowledge domain (from the ledger)", ["domain"]
         )
-        chunks.clear()  # a removed domain's series goes
+        domains = set()
         for state in self.ledger.domains():
             chunks.labels(domain=state.domain).set(len(self.ledger.all_chunk_ids(state.collection)))
+            domains.add(state.domain)
+        for gone in self._chunk_domains - domains:  # a removed domain's series goes
+            chunks.remove(gone)
+        self._chunk_domains = domains
         self._store_metrics_done = True
 
     def _record(self, result: CycleResult) -> None:
