@@ -271,3 +271,14 @@ def test_cli_logging_leaves_no_handler_behind(
     handlers = list(logging.getLogger().handlers)
     assert sync(git_registry, tmp_path / "d") == 0
     assert logging.getLogger().handlers == handlers
+
+
+def test_a_damaged_findings_list_in_the_status_file_does_not_stop_the_daemon(
+    git_registry: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "status.json").write_text(json.dumps({"findings": 5, "findings_total": "x"}))
+    assert sync(git_registry, data) == 0
+    saved = json.loads((data / "status.json").read_text())
+    assert saved["findings"] == [] and saved["findings_total"] == 0

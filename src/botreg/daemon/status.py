@@ -66,6 +66,8 @@ class DaemonStatus:
         self.path = path
         self._lock = threading.Lock()
         previous = self._read(path)
+        findings = previous.get("findings")
+        findings = findings if isinstance(findings, list) else []  # a damaged file: none
         self.doc: dict[str, Any] = {
             "source": redact_url(source),
             "branch": branch,
@@ -79,8 +81,8 @@ class DaemonStatus:
             "last_success": previous.get("last_success", ""),
             "last_result": previous.get("last_result", ""),
             "last_error": previous.get("last_error", ""),
-            "findings": previous.get("findings", []),
-            "findings_total": previous.get("findings_total", len(previous.get("findings", []))),
+            "findings": findings,
+            "findings_total": previous.get("findings_total", len(findings)),
             "domains": previous.get("domains", {}),
             "conditions": {
                 name: {"status": "False", "reason": "", "message": "", "lastTransitionTime": ""}
