@@ -183,9 +183,9 @@ class WebhookSink:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
-        self._outbox.close()  # the thread, if still in a request, finds it closed and ends
-        if not self._thread.is_alive():
-            self._client.close()
+        # the thread, if still in a request, finds the outbox closed, then closes
+        # the client itself (closing it from here would race with the request)
+        self._outbox.close()
 
     # --- the delivery thread -----------------------------------------------------------
 
@@ -265,15 +265,18 @@ class WebhookSink:
 
     def _run(self) -> None:
         failures = 0  # in a row, for this receiver: the backoff's exponent
-        while not self._stop.is_set():
-            try:
-                failures = self._step(failures)
-            except sqlite3.ProgrammingError:
-                return  # closed under us by close(): the stop is under way
-            except sqlite3.Error as exc:  # a full disk, a locked file: retry, do not die
-                failures += 1
-                logger.error("webhook outbox: %s", exc)
-                self._stop.wait(timeout=self._backoff(failures))
+        try:
+            while not self._stop.is_set():
+                try:
+                    failures = self._step(failures)
+                except sqlite3.ProgrammingError:
+                    return  # closed under us by close(): the stop is under way
+                except sqlite3.Error as exc:  # a full disk, a locked file: retry, do not die
+                    failures += 1
+                    logger.error("webhook outbox: %s", exc)
+                    self._stop.wait(timeout=self._backoff(failures))
+        finally:
+            self._client.close()
 
     def _step(self, failures: int) -> int:
         """Try the head of the line once (or wait for one); the new failure count."""
