@@ -77,6 +77,24 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _check_webhook_url(url: str) -> None:
+    """A --webhook that cannot be delivered to is a usage error, not a warning per event."""
+    from urllib.parse import urlsplit
+
+    from botreg.secrets import redact_url
+
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"--webhook {redact_url(url)}: expected an http:// or https:// URL with a host "
+            "(for example https://hooks.example.com/botreg)"
+        )
+
+
 def _watched_refs(source: str) -> list[Path]:
     """The ref files of a local repository (a work tree or a bare repo)."""
     root = Path(source.removeprefix("file://"))
@@ -185,6 +203,8 @@ class Daemon:
 
     @contextmanager
     def _running(self) -> Iterator[None]:
+        if self.options.webhook:  # before anything is opened or locked
+            _check_webhook_url(self.options.webhook)
         with self.data.locked(f"botreg sync {self.sync_options.source}"):
             status = DaemonStatus(
                 self.data.root / "status.json",
