@@ -7,12 +7,15 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botreg.errors import BotregError, UsageError
 from botreg.registry.limits import add_ceiling_arguments
 from botreg.secrets import remember_secret_file
 from botreg.validation import confinement
+
+if TYPE_CHECKING:
+    from botreg.events.outbox import Outbox
 
 __all__ = ["ask_daemon", "register"]
 
@@ -58,6 +61,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=Path,
         metavar="F",
         help="HMAC secret: signs outgoing events, verifies incoming push hooks",
+    )
+    p.add_argument(
+        "--webhook-dead-letter-after",
+        type=float,
+        default=86400,
+        metavar="SECONDS",
+        help="give up on a webhook event still failing after this long: it becomes a dead "
+        "letter (`botreg events --dead-letter`) and stops holding the line (default 86400)",
     )
     p.add_argument("--token-file", type=Path, metavar="F", help="HTTPS token (re-read each fetch)")
     p.add_argument("--ssh-key-file", type=Path, metavar="F", help="SSH private key for the source")
@@ -107,6 +118,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e.add_argument("--data-dir", default=".botreg", metavar="DIR")
     e.add_argument("--since", metavar="ID", help="only events after this event id")
     e.add_argument("--follow", action="store_true", help="keep printing new events")
+    e.add_argument(
+        "--dead-letter",
+        action="store_true",
+        help="list the webhook events given up on (dead letters) instead",
+    )
+    e.add_argument(
+        "--replay",
+        action="store_true",
+        help="move dead letters back to the webhook outbox for delivery (all, or --id)",
+    )
+    e.add_argument("--id", metavar="ID", help="with --replay: only the dead letter with this id")
+    e.add_argument("--format", choices=("text", "json"), default="text", help="with --dead-letter")
     e.set_defaults(handler=run_events)
 
 
@@ -119,6 +142,8 @@ def run_sync(args: argparse.Namespace) -> int:
         raise UsageError("--interval must be a positive number of seconds")
     if args.max_failures is not None and args.max_failures < 1:
         raise UsageError("--max-failures must be at least 1")
+    if not math.isfinite(args.webhook_dead_letter_after) or args.webhook_dead_letter_after <= 0:
+        raise UsageError("--webhook-dead-letter-after must be a positive number of seconds")
     for name in ("webhook_secret_file", "token_file", "ssh_key_file", "api_token_file"):
         path = getattr(args, name)
         if path is not None and not path.is_file():
@@ -152,6 +177,7 @@ def run_sync(args: argparse.Namespace) -> int:
                 args.webhook_secret_file,
                 args.max_failures,
                 args.api_token_file,
+                webhook_dead_letter_after=args.webhook_dead_letter_after,
             ),
         )
         return daemon.run_once() if args.once else daemon.run()
@@ -273,6 +299,8 @@ def _mapping(value: Any) -> dict[Any, Any]:
 
 def run_events(args: argparse.Namespace) -> int:
     """Print events (one JSON object per line)."""
+    if args.dead_letter or args.replay or args.id is not None:
+        return run_dead_letters(args)
     from botreg.datadir import DataDir
     from botreg.events.log import read_events
 
@@ -294,3 +322,81 @@ def run_events(args: argparse.Namespace) -> int:
         # only, so this is damage, not input to trust
         raise BotregError(f"{log}: damaged event log (a line is not a JSON object)") from None
     return 0
+
+
+def run_dead_letters(args: argparse.Namespace) -> int:
+    """`botreg events --dead-letter` lists webhook dead letters; `--replay` re-queues them.
+
+    Works beside a running daemon: the outbox is SQLite (WAL), and the delivery
+    thread picks replayed events up within a second.
+    """
+    import sqlite3
+
+    from botreg.events.outbox import Outbox
+
+    if args.id is not None and not args.replay:
+        raise UsageError("--id goes with --replay (which dead letter to send again)")
+    if args.dead_letter and args.replay:
+        raise UsageError("--dead-letter lists, --replay re-queues: give one of them")
+    if args.follow or args.since:
+        raise UsageError("--follow and --since read the event log, not the dead letters")
+    path = Path(args.data_dir) / "outbox.sqlite"
+    if not path.is_file():
+        raise BotregError(
+            f"{path}: no webhook outbox here (has `botreg sync --webhook` run with this "
+            "--data-dir?)"
+        )
+    try:
+        outbox = Outbox(path, create=False)
+        try:
+            if args.replay:
+                return _replay(outbox, args.id)
+            _print_dead_letters(outbox, args.format)
+        finally:
+            outbox.close()
+    except sqlite3.Error as exc:
+        raise BotregError(f"{path}: cannot read the webhook outbox ({exc})") from None
+    return 0
+
+
+def _replay(outbox: Outbox, event_id: str | None) -> int:
+    moved = outbox.replay(event_id)
+    if event_id is not None and not moved:
+        raise BotregError(f"no dead letter with id {event_id} (see `botreg events --dead-letter`)")
+    sys.stdout.write(f"{moved} dead letter(s) moved back to the webhook outbox\n")
+    return 0
+
+
+def _print_dead_letters(outbox: Outbox, fmt: str) -> None:
+    from datetime import UTC, datetime
+
+    def iso(ts: float) -> str:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+    rows = []
+    for dead in outbox.dead_letters():
+        event = dead.event()
+        rows.append(
+            {
+                "id": dead.id,
+                "type": str(event.get("type", "")),
+                "subject": str(event.get("subject", "")),
+                "queued_at": iso(dead.queued_at),
+                "dead_at": iso(dead.dead_at),
+                "attempts": dead.attempts,
+                "last_error": dead.last_error,
+                "event": event,
+            }
+        )
+    if fmt == "json":
+        sys.stdout.write(json.dumps(rows, indent=2, sort_keys=True) + "\n")
+        return
+    if not rows:
+        sys.stdout.write("no dead letters\n")
+        return
+    for row in rows:
+        subject = f" {row['subject']}" if row["subject"] else ""
+        sys.stdout.write(
+            f"{row['id']}  {row['type']}{subject}  queued {row['queued_at']}, given up "
+            f"{row['dead_at']} after {row['attempts']} attempts: {row['last_error']}\n"
+        )

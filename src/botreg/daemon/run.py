@@ -33,10 +33,10 @@ from botreg.daemon.status import DaemonStatus, finding_lines
 from botreg.daemon.sync import CycleResult, Syncer, SyncOptions
 from botreg.datadir import DataDir
 from botreg.errors import UsageError
-from botreg.events import CloudEvent, EventBus
+from botreg.events import CloudEvent, EventBus, event_id
 from botreg.events.bus import stdout_sink
 from botreg.events.log import EventLog
-from botreg.events.webhook import WebhookSink
+from botreg.events.webhook import DEAD_LETTER_AFTER, WebhookSink
 
 __all__ = ["Daemon", "DaemonOptions"]
 
@@ -56,6 +56,7 @@ class DaemonOptions:
     webhook_secret_file: Path | None = None
     max_failures: int | None = None
     api_token_file: Path | None = None
+    webhook_dead_letter_after: float = DEAD_LETTER_AFTER
 
 
 def _parse_listen(listen: str) -> tuple[str, int]:
@@ -74,6 +75,24 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _check_webhook_url(url: str) -> None:
+    """A --webhook that cannot be delivered to is a usage error, not a warning per event."""
+    from urllib.parse import urlsplit
+
+    from botreg.secrets import redact_url
+
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"--webhook {redact_url(url)}: expected an http:// or https:// URL with a host "
+            "(for example https://hooks.example.com/botreg)"
+        )
 
 
 def _watched_refs(source: str) -> list[Path]:
@@ -227,6 +246,8 @@ class Daemon:
 
     @contextmanager
     def _running(self) -> Iterator[None]:
+        if self.options.webhook:  # before anything is opened or locked
+            _check_webhook_url(self.options.webhook)
         with self.data.locked(f"botreg sync {self.sync_options.source}"):
             status = DaemonStatus(
                 self.data.root / "status.json",
@@ -252,6 +273,9 @@ class Daemon:
                     self.options.webhook,
                     self.data.root / "outbox.sqlite",
                     self.options.webhook_secret_file,
+                    dead_letter_after=self.options.webhook_dead_letter_after,
+                    metrics=self.metrics,
+                    on_dead_letter=self._dead_lettered,
                 )
                 self.bus.subscribe(self.webhook)
             self.syncer = Syncer(self.sync_options, self.bus, status, self.metrics)
@@ -277,6 +301,21 @@ class Daemon:
         self.metrics.counter(
             "botreg_events_total", "Change events published, by CloudEvents type", ["type"]
         ).labels(type=event.type).inc()
+
+    def _dead_lettered(self, event: CloudEvent) -> None:
+        """Tell the log and stdout sinks a webhook event was given up on (the sink skips it)."""
+        if self.bus is None:
+            return
+        kind = "botreg.webhook.dead_lettered"
+        self.bus.publish(
+            CloudEvent(
+                type=kind,
+                source=self.sync_options.source,
+                id=event_id(kind, event.id),
+                subject=event.subject,
+                data={"event_id": event.id, "event_type": event.type, "event_time": event.time},
+            )
+        )
 
     def _start_http(self, status: DaemonStatus) -> None:
         assert self.options.listen is not None

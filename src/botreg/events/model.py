@@ -34,6 +34,7 @@ EVENT_TYPES = (
     "botreg.sync.rejected",
     "botreg.sync.failed",
     "botreg.sync.history_rewritten",
+    "botreg.webhook.dead_lettered",
 )
 
 

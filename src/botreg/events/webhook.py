@@ -1,53 +1,95 @@
-"""Deliver events to a webhook: structured CloudEvents, signed, retried, never blocking.
+"""Deliver events to a webhook: structured CloudEvents, signed, in order, never blocking.
 
 Each event is POSTed as `application/cloudevents+json` with
 `X-Botreg-Signature: sha256=<hex HMAC-SHA256 of the body>` (when a secret is
-set). Events wait in a durable outbox (SQLite in the data dir) until the
-receiver answers 2xx; failures are retried with exponential backoff and
-jitter, in a background thread, so a failing receiver never blocks syncing and
-a restart loses nothing.
+set), over one reused httpx connection. Events wait in a durable FIFO outbox
+(SQLite in the data dir, see `botreg.events.outbox`) until the receiver answers
+2xx. Delivery is head-of-line: the oldest event goes first and nothing later is
+sent before it, so after an outage the receiver gets events in publish order.
+Backoff (exponential, with jitter) belongs to the receiver, not to each event:
+while it fails it gets one request per backoff step, however many events wait.
+An event still failing after `dead_letter_after` seconds becomes a dead letter
+(listed and replayed with `botreg events --dead-letter` / `--replay`), so one
+bad day does not hold the line forever. A redirect is a failure, never followed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import random
 import sqlite3
 import threading
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-from botreg.events.model import CloudEvent
-from botreg.secrets import redact_url, split_url_credentials
+import httpx
 
-__all__ = ["WebhookSink", "signature"]
+from botreg.daemon.metrics import Metrics
+from botreg.events.model import CloudEvent
+from botreg.events.outbox import DeadLetter, Outbox
+from botreg.secrets import RedactingFilter, redact_url, split_url_credentials
+
+__all__ = ["DEAD_LETTER_AFTER", "WEBHOOK_EVENT_PREFIX", "WebhookSink", "signature"]
 
 logger = logging.getLogger("botreg.webhook")
 
+DEAD_LETTER_AFTER = 86400.0  # a day of failing: long enough for a weekend-free outage
+# Events about the webhook itself are never sent to it (a dead receiver would
+# otherwise be sent news of its own failures, forever).
+WEBHOOK_EVENT_PREFIX = "botreg.webhook."
+# What is read of a receiver's answer: enough to keep the connection reusable,
+# never a receiver's idea of how much memory we have.
+_MAX_RESPONSE_BYTES = 64 * 1024
+
 
 def signature(secret: bytes, body: bytes) -> str:
-    """The `X-Botreg-Signature` value for a body."""
+    """The `X-Botreg-Signature` value for a body.
+
+    Args:
+        secret: The HMAC key (the webhook secret file's content).
+        body: The exact bytes POSTed.
+
+    Returns:
+        `sha256=` and the hex HMAC-SHA256 of the body.
+    """
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is a failed delivery: urllib would re-send the event as a body-less
-    GET (counted delivered, the event lost) with our Authorization header, to
-    whatever host the Location names."""
+def _redact_httpx_logs() -> None:
+    """httpx logs every request's URL at INFO, `?token=` included: mask it at the source."""
+    for name in ("httpx", "httpcore"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in log.filters):
+            log.addFilter(RedactingFilter())
 
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None  # urllib then raises HTTPError for the 3xx: retried with backoff
 
+class _DeliveryError(Exception):
+    """A delivery attempt that did not get a 2xx; `result` is the metric label."""
 
-_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
+    def __init__(self, result: str, message: str) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class WebhookSink:
-    """A bus subscriber that queues events and delivers them in a thread."""
+    """A bus subscriber that queues events and delivers them in a thread.
+
+    Args:
+        url: The receiver; `user:password@` becomes a Basic Authorization header.
+        outbox: The SQLite outbox file (created if missing).
+        secret_file: HMAC key file, re-read at each delivery (rotation applies at once).
+        timeout: Seconds for each network step of one delivery (connect, send, read).
+        base_delay: The first retry's delay; it doubles with each failure in a row.
+        max_delay: The longest delay between two attempts.
+        dead_letter_after: Seconds after which an event that still fails is given up on.
+        metrics: Where to count deliveries (a fresh registry if not given).
+        on_dead_letter: Called with each event given up on (from the delivery thread).
+        transport: An httpx transport (tests); the default is httpx's own.
+    """
 
     def __init__(
         self,
@@ -56,58 +98,100 @@ class WebhookSink:
         secret_file: Path | None = None,
         *,
         timeout: float = 10,
-        base_delay: float = 1,
+        base_delay: float = 0.25,
         max_delay: float = 300,
+        dead_letter_after: float = DEAD_LETTER_AFTER,
+        metrics: Metrics | None = None,
+        on_dead_letter: Callable[[CloudEvent], None] | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
-        # userinfo in the URL becomes an Authorization header (urllib would try to
-        # resolve `user:pw@host` as a host name and never deliver)
+        # userinfo in the URL becomes an Authorization header: it never reaches a
+        # request line, a log line or the outbox
         self.url, self._authorization = split_url_credentials(url)
         self.secret_file = secret_file
         self.timeout = timeout
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self.dead_letter_after = dead_letter_after
+        self.on_dead_letter = on_dead_letter
         self.delivered = 0
         self.failures = 0
-        self._db = sqlite3.connect(
-            outbox, check_same_thread=False, isolation_level=None, timeout=30
+        self.dead_lettered = 0
+        metrics = metrics or Metrics()
+        self._deliveries = metrics.counter(
+            "botreg_webhook_deliveries_total",
+            "Webhook delivery attempts, by result (delivered, redirected, rejected, error)",
+            ["result"],
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "id TEXT NOT NULL, body BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
-            "next_at REAL NOT NULL DEFAULT 0)"
+        self._duration = metrics.histogram(
+            "botreg_webhook_delivery_duration_seconds",
+            "Time of one webhook delivery attempt, whatever its result",
         )
-        # a (re)start is a good moment to retry what is waiting: no inherited backoff
-        self._db.execute("UPDATE outbox SET next_at = 0")
-        self._lock = threading.Lock()
+        self._dead_letters = metrics.counter(
+            "botreg_webhook_dead_letters_total",
+            "Events given up on after failing for longer than --webhook-dead-letter-after",
+        )
+        self._outbox = Outbox(outbox)
+        # read at scrape time from what the delivery thread last saw: the age keeps
+        # growing while the thread sleeps out a long backoff
+        self._depth, self._oldest = self._outbox.stats()
+        metrics.gauge(
+            "botreg_webhook_outbox_depth", "Events waiting in the webhook outbox"
+        ).set_function(lambda: float(self._depth))
+        metrics.gauge(
+            "botreg_webhook_outbox_oldest_age_seconds",
+            "Age of the oldest event waiting in the webhook outbox (0 when empty)",
+        ).set_function(self._oldest_age)
+        _redact_httpx_logs()
+        # one connection, kept alive between deliveries; redirects are failures
+        self._client = httpx.Client(
+            follow_redirects=False,
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            transport=transport,
+        )
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="botreg-webhook", daemon=True)
         self._thread.start()
 
+    # --- the bus side ------------------------------------------------------------------
+
     def __call__(self, event: CloudEvent) -> None:
+        """Queue an event (durably) and wake the delivery thread."""
+        if event.type.startswith(WEBHOOK_EVENT_PREFIX):
+            return
         # to_json is redacted and strict: the outbox and the receiver see no secret
-        body = event.to_json().encode()
-        with self._lock:
-            self._db.execute("INSERT INTO outbox (id, body) VALUES (?, ?)", (event.id, body))
+        self._outbox.enqueue(event.id, event.to_json().encode())
         self._wake.set()
 
     def pending(self) -> int:
-        """Events not delivered yet."""
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        """Events not delivered yet (dead letters excluded)."""
+        return self._outbox.stats()[0]
 
     def close(self, drain: float = 0) -> None:
-        """Stop the thread (after trying to deliver for up to `drain` seconds)."""
+        """Stop delivering, after trying for up to `drain` seconds; returns promptly.
+
+        A delivery still in flight at the end is abandoned: its event stays in the
+        outbox and is sent again at the next start (receivers deduplicate by id).
+        """
         deadline = time.monotonic() + drain
-        while drain and self.pending() and time.monotonic() < deadline:
-            self._wake.set()
+        while drain and self._thread.is_alive() and time.monotonic() < deadline:
+            if not self.pending():
+                break
             time.sleep(0.05)
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=self.timeout + 5)
-        with self._lock:
-            self._db.close()
+        self._thread.join(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        # the thread, if still in a request, finds the outbox closed, then closes
+        # the client itself (closing it from here would race with the request)
+        self._outbox.close()
+
+    # --- the delivery thread -----------------------------------------------------------
+
+    def _oldest_age(self) -> float:
+        oldest = self._oldest
+        return 0.0 if oldest is None else max(0.0, time.time() - oldest)
 
     def _secret(self) -> bytes | None:
         if self.secret_file is None:
@@ -118,15 +202,8 @@ class WebhookSink:
             logger.error("cannot read the webhook secret file: %s", exc.strerror)
             return None
 
-    def _next(self) -> tuple[int, bytes, int] | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT seq, body, attempts FROM outbox WHERE next_at <= ? ORDER BY seq LIMIT 1",
-                (time.time(),),
-            ).fetchone()
-        return (int(row[0]), bytes(row[1]), int(row[2])) if row else None
-
     def _deliver(self, body: bytes) -> None:
+        """POST one event; raises _DeliveryError unless the receiver answered 2xx."""
         headers = {
             "Content-Type": "application/cloudevents+json; charset=utf-8",
             "User-Agent": "botreg",
@@ -136,40 +213,107 @@ class WebhookSink:
         secret = self._secret()
         if secret:
             headers["X-Botreg-Signature"] = signature(secret, body)
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        with _NO_REDIRECTS.open(request, timeout=self.timeout) as response:
-            if not 200 <= response.status < 300:
-                raise urllib.error.HTTPError(self.url, response.status, "not 2xx", {}, None)  # type: ignore[arg-type]
+        try:
+            with self._client.stream("POST", self.url, content=body, headers=headers) as response:
+                read = 0
+                for chunk in response.iter_raw():
+                    read += len(chunk)
+                    if read > _MAX_RESPONSE_BYTES:
+                        break  # the connection is dropped, not the event's result
+                status = response.status_code
+        except httpx.TimeoutException as exc:
+            raise _DeliveryError("error", f"timed out ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            # httpx's messages name the error, not the URL; redacted all the same
+            raise _DeliveryError("error", f"{type(exc).__name__}: {redact_url(str(exc))}") from None
+        if 300 <= status < 400:  # never followed: urllib re-sent a body-less GET elsewhere
+            raise _DeliveryError("redirected", f"HTTP {status} (redirects are not followed)")
+        if not 200 <= status < 300:
+            raise _DeliveryError("rejected", f"HTTP {status}")
+
+    def _backoff(self, failures: int) -> float:
+        """The delay after `failures` failed attempts in a row (jittered, capped)."""
+        delay = min(self.max_delay, self.base_delay * 2.0 ** min(failures - 1, 60))
+        return delay * random.uniform(0.5, 1.0)
+
+    def _refresh(self) -> None:
+        self._depth, self._oldest = self._outbox.stats()
+
+    def _expire(self) -> None:
+        """Give up on the events that have failed for too long: they leave the line."""
+        for dead in self._outbox.expire(time.time() - self.dead_letter_after):
+            self.dead_lettered += 1
+            self._dead_letters.inc()
+            logger.warning(
+                "webhook event %s given up on after %d attempts over %.0f s (%s); "
+                "`botreg events --dead-letter` lists it, `--replay` sends it again",
+                dead.id,
+                dead.attempts,
+                dead.dead_at - dead.queued_at,
+                dead.last_error,
+            )
+            self._notify(dead)
+
+    def _notify(self, dead: DeadLetter) -> None:
+        if self.on_dead_letter is None:
+            return
+        try:
+            event = CloudEvent.from_dict(json.loads(dead.body))
+            self.on_dead_letter(event)
+        except Exception as exc:  # a callback's failure must not stop deliveries
+            logger.error("the dead-letter callback failed: %s: %s", type(exc).__name__, exc)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            item = self._next()
-            if item is None:
-                self._wake.wait(timeout=1.0)
-                self._wake.clear()
-                continue
-            seq, body, attempts = item
-            try:
-                self._deliver(body)
-            except (OSError, urllib.error.URLError, ValueError) as exc:
-                self.failures += 1
-                delay = min(self.max_delay, self.base_delay * 2**attempts)
-                delay *= random.uniform(0.5, 1.0)
-                logger.warning(
-                    "webhook delivery to %s failed (attempt %d, retry in %.1fs): %s",
-                    redact_url(self.url),
-                    attempts + 1,
-                    delay,
-                    redact_url(str(exc)),
-                )
-                with self._lock:
-                    self._db.execute(
-                        "UPDATE outbox SET attempts = attempts + 1, next_at = ? WHERE seq = ?",
-                        (time.time() + delay, seq),
-                    )
-                self._wake.wait(timeout=min(delay, 1.0))
-                self._wake.clear()
-                continue
-            self.delivered += 1
-            with self._lock:
-                self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        failures = 0  # in a row, for this receiver: the backoff's exponent
+        try:
+            while not self._stop.is_set():
+                try:
+                    failures = self._step(failures)
+                except sqlite3.ProgrammingError:
+                    return  # closed under us by close(): the stop is under way
+                except sqlite3.Error as exc:  # a full disk, a locked file: retry, do not die
+                    failures += 1
+                    logger.error("webhook outbox: %s", exc)
+                    self._stop.wait(timeout=self._backoff(failures))
+        finally:
+            self._client.close()
+
+    def _step(self, failures: int) -> int:
+        """Try the head of the line once (or wait for one); the new failure count."""
+        self._refresh()
+        entry = self._outbox.head()
+        if entry is None:
+            self._wake.wait(timeout=1.0)  # a replay from the CLI is seen within 1 s
+            self._wake.clear()
+            return failures
+        started = time.perf_counter()
+        try:
+            self._deliver(entry.body)
+        except _DeliveryError as failure:
+            self._duration.observe(time.perf_counter() - started)
+            self._deliveries.labels(result=failure.result).inc()
+            failures += 1
+            self.failures += 1
+            delay = self._backoff(failures)
+            self._outbox.failed(entry.seq, str(failure))
+            self._expire()
+            self._refresh()
+            logger.warning(
+                "webhook delivery to %s failed: %s (event %s, attempt %d, %d waiting, "
+                "retry in %.1fs)",
+                redact_url(self.url),
+                failure,
+                entry.id,
+                entry.attempts + 1,
+                self._depth,
+                delay,
+            )
+            # new events do not cut the backoff short: that is what keeps a dead
+            # receiver at one request per step; close() does
+            self._stop.wait(timeout=delay)
+            return failures
+        self._duration.observe(time.perf_counter() - started)
+        self._deliveries.labels(result="delivered").inc()
+        self._outbox.delivered(entry.seq)
+        self.delivered += 1
+        return 0
