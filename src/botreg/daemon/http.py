@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import os
 import resource
 import socket
 import threading
@@ -62,13 +63,51 @@ from botreg.daemon.hooks import verify_push
 from botreg.daemon.metrics import CONTENT_TYPE, Metrics
 from botreg.secrets import dumps_strict, mask_config, mask_text
 
-__all__ = ["MAX_BODY", "DaemonHTTP"]
+__all__ = ["MAX_BODY", "DaemonHTTP", "read_token_file"]
 
 logger = logging.getLogger("botreg.http")
 MAX_BODY = 5 * 1024 * 1024
 _OPEN = ("/healthz", "/readyz", "/hooks/git")  # no bearer token: probes and signed hooks
 _SIGNATURES = ("x-hub-signature-256", "x-gitea-signature", "x-gogs-signature", "x-gitlab-token")
 _FD_RESERVE = 256  # descriptors kept for the store, git and the logs beyond the connections
+
+
+_tokens: dict[str, tuple[tuple[int, int, int], bytes]] = {}
+_tokens_lock = threading.Lock()
+
+
+def read_token_file(path: os.PathLike[str] | str) -> bytes:
+    """The token in `path`, stripped; b"" when the file is empty or unreadable.
+
+    Re-read only when the file changes (its inode, size or mtime_ns: a rename over
+    it or a rewrite), so a rotated token applies at the next request without a
+    restart and without reading the file at every request. b"" fails closed: the
+    API answers 503 until the file holds a token again.
+
+    Args:
+        path: the --api-token-file.
+
+    Returns:
+        The token's bytes, or b"".
+    """
+    name = os.fspath(path)
+    try:
+        info = os.stat(name)
+    except OSError:
+        return b""
+    key = (info.st_ino, info.st_size, info.st_mtime_ns)
+    with _tokens_lock:
+        cached = _tokens.get(name)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        with open(name, "rb") as handle:
+            token = handle.read(64 * 1024).strip()  # a token, not a file to slurp
+    except OSError:
+        return b""
+    with _tokens_lock:
+        _tokens[name] = (key, token)
+    return token
 
 
 def _render(body: str | dict[str, Any] | list[Any]) -> bytes:
@@ -452,7 +491,8 @@ class DaemonHTTP:
 
     async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Path normalisation, authentication and measurement around the routes."""
-        if scope["type"] != "http":
+        if scope["type"] != "http":  # lifespan (the test client's); uvicorn runs none
+            await self._app(scope, receive, send)
             return
         path = scope["path"].rstrip("/") or "/"
         scope = {**scope, "path": path}
