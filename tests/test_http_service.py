@@ -378,6 +378,19 @@ def test_malformed_requests_are_answered_400(
     assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
 
 
+def test_a_body_cut_short_by_a_close_frees_its_handler(serve: Callable[..., DaemonHTTP]) -> None:
+    """A Content-Length larger than the body, then a full close, blocked a handler forever."""
+    http = serve(body_timeout=60)
+    for _ in range(5):
+        with socket.create_connection(endpoint(http), timeout=10) as sock:
+            sock.sendall(b"POST /hooks/git HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+    state = http.server.server_state
+    deadline = time.monotonic() + 10
+    while (state.tasks or state.connections) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (len(state.tasks), len(state.connections)) == (0, 0)  # well before the 60 s
+
+
 def test_a_complete_request_then_a_half_close_is_answered(
     serve: Callable[..., DaemonHTTP],
 ) -> None:
