@@ -1,4 +1,4 @@
-"""The daemon's HTTP surface (loopback by default).
+"""The daemon's HTTP surface (loopback by default): Starlette served by uvicorn.
 
 GET  /healthz                         alive
 GET  /readyz                          first sync done, store reachable, last success fresh
@@ -14,30 +14,328 @@ GET  /knowledge/{domain}              a domain's ingestion status
 With an API token (--api-token-file) every endpoint but /healthz, /readyz and the
 signed /hooks/git needs `Authorization: Bearer <token>` (the scheme in any case); a
 token file that becomes empty or unreadable closes them (503), never opens them.
+
+The server is a `uvicorn.Server` on one event loop in a background thread of the
+daemon's process. Its costs are bounded whatever the clients do:
+
+- connections: at most `max_connections`; one more is answered 503 and closed at
+  once (it holds no file descriptor beyond that answer);
+- threads: the handlers that block (status, store, registry) run on a pool of at
+  most `max_threads` workers; idle and slow connections cost no thread;
+- time: request headers must arrive within `header_timeout` of the first byte
+  (slowloris), a hook body within `body_timeout`, an idle keep-alive connection is
+  closed after `keep_alive` seconds;
+- memory: a hook body is capped at `max_body` while it streams, whatever
+  Content-Length says; a malformed Content-Length is a 400 from h11.
+
+Every answer is masked (`mask_text`, `mask_config`) and strict JSON, whatever
+handler built it; a handler that fails answers 500 with the exception's type,
+never a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
+import os
+import resource
+import socket
 import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, cast
+from urllib.parse import parse_qs
+
+import anyio
+import h11
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from botreg.daemon.hooks import verify_push
-from botreg.daemon.metrics import CONTENT_TYPE
+from botreg.daemon.metrics import CONTENT_TYPE, Metrics
 from botreg.secrets import dumps_strict, mask_config, mask_text
 
-__all__ = ["DaemonHTTP"]
+__all__ = ["MAX_BODY", "DaemonHTTP", "read_token_file"]
 
 logger = logging.getLogger("botreg.http")
-_MAX_BODY = 5 * 1024 * 1024
+MAX_BODY = 5 * 1024 * 1024
+_OPEN = ("/healthz", "/readyz", "/hooks/git")  # no bearer token: probes and signed hooks
+_SIGNATURES = ("x-hub-signature-256", "x-gitea-signature", "x-gogs-signature", "x-gitlab-token")
+_FD_RESERVE = 256  # descriptors kept for the store, git and the logs beyond the connections
+
+
+_tokens: dict[str, tuple[tuple[int, int, int], bytes]] = {}
+_tokens_lock = threading.Lock()
+
+
+def read_token_file(path: os.PathLike[str] | str) -> bytes:
+    """The token in `path`, stripped; b"" when the file is empty or unreadable.
+
+    Re-read only when the file changes (its inode, size or mtime_ns: a rename over
+    it or a rewrite), so a rotated token applies at the next request without a
+    restart and without reading the file at every request. b"" fails closed: the
+    API answers 503 until the file holds a token again.
+
+    Args:
+        path: the --api-token-file.
+
+    Returns:
+        The token's bytes, or b"".
+    """
+    name = os.fspath(path)
+    try:
+        info = os.stat(name)
+    except OSError:
+        return b""
+    key = (info.st_ino, info.st_size, info.st_mtime_ns)
+    with _tokens_lock:
+        cached = _tokens.get(name)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        with open(name, "rb") as handle:
+            token = handle.read(64 * 1024).strip()  # a token, not a file to slurp
+    except OSError:
+        return b""
+    with _tokens_lock:
+        _tokens[name] = (key, token)
+    return token
+
+
+def _render(body: str | dict[str, Any] | list[Any]) -> bytes:
+    """Masked, strict text of an answer: the one place every response body passes."""
+    if isinstance(body, str):
+        return mask_text(body).encode()
+    return dumps_strict(mask_config(body), indent=2).encode()
+
+
+def _answer(
+    code: int,
+    body: str | dict[str, Any] | list[Any],
+    content_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    return Response(_render(body), status_code=code, media_type=content_type, headers=headers)
+
+
+def _raw_answer(code: int, reason: str, message: str) -> bytes:
+    """A complete HTTP/1.1 answer that closes the connection, for the protocol layer
+    (before or outside a request cycle, where no ASGI response can be sent)."""
+    body = _render({"error": message})
+    head = (
+        f"HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+class _Settings:
+    """What the protocol layer needs from its DaemonHTTP (shared by every connection)."""
+
+    def __init__(
+        self, max_connections: int, header_timeout: float, reject: Callable[[str], None]
+    ) -> None:
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.reject = reject
+
+
+class _Config(uvicorn.Config):
+    settings: _Settings
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's h11 protocol with what it lacks for a long-running service.
+
+    uvicorn arms no timer before the first request of a connection, nor while the
+    headers of a later one trickle in: a client sending one byte a second held the
+    connection forever. Here the headers must be complete within `header_timeout`
+    of the connection (or of the first byte of a later request), else 408 and close.
+    It also refuses connections beyond the limit at once (uvicorn accepts them all
+    and answers 503 only when a request is complete), and answers a client that
+    half-closes in the middle of a request with 400 instead of silence.
+    """
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self._settings = cast(_Config, config).settings
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self._settings.max_connections:
+            self._refuse(503, "Service Unavailable", "too many connections", "connections")
+            return
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.transport.is_closing():
+            self._disarm()
+        elif self.conn.their_state is h11.IDLE:
+            if self._deadline is None:  # a request has begun: its headers have a deadline
+                self._arm()
+        else:  # headers complete (the body has its own timeout) or the connection is done
+            self._disarm()
+
+    def eof_received(self) -> bool | None:  # type: ignore[override]
+        state = self.conn.their_state
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and state is h11.DONE:
+            # a complete request, then a half-close: answer it, then close
+            cycle.keep_alive = False
+            return True
+        if state is h11.IDLE and self.conn.trailing_data[0]:
+            self._refuse(400, "Bad Request", "incomplete request headers", "malformed")
+        elif state is h11.SEND_BODY and cycle is not None and not cycle.response_started:
+            # Content-Length promised more than was sent: the handler must not wait on
+            cycle.disconnected = True
+            cycle.message_event.set()
+            self._refuse(
+                400, "Bad Request", "the body is shorter than its Content-Length", "malformed"
+            )
+        return None  # asyncio closes the transport (after flushing an answer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        self._settings.reject("malformed")  # h11 refused it: bad Content-Length, bad line
+        super().send_400_response(msg)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self._settings.header_timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            limit = self._settings.header_timeout
+            self._refuse(
+                408, "Request Timeout", f"request headers not received within {limit:g} s",
+                "header_timeout",
+            )  # fmt: skip
+
+    def _refuse(self, code: int, reason: str, message: str, why: str) -> None:
+        self._settings.reject(why)
+        if self.cycle is not None:
+            self.cycle.disconnected = True  # the handler's late answer goes nowhere
+        self.transport.write(_raw_answer(code, reason, message))
+        self.transport.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, embedded: no signal handlers, and a stop that always ends."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The daemon owns SIGTERM/SIGINT/SIGHUP. uvicorn 0.54 skips its handlers off
+        # the main thread already; this keeps it so if the daemon ever runs us there.
+        yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        # Whatever outlived the graceful wait (a hook body trickling in) is cut now,
+        # so the loop closes with no transport left open.
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        await asyncio.sleep(0)
+
+
+class _QuietUvicorn(logging.Filter):
+    """uvicorn's logger through ours: no lifecycle chatter, no per-client warnings
+    (they are counted in botreg_http_rejected_total), no multi-line tracebacks."""
+
+    NOISE = frozenset(
+        ("Invalid HTTP request received.", "Exceeded concurrency limit.")
+    )  # fmt: skip
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or record.msg in self.NOISE:
+            return False
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            if isinstance(exc, asyncio.CancelledError):  # a handler cut short by stop()
+                return False
+            record.msg = f"{record.getMessage().strip()}: {type(exc).__name__}: {exc}"
+            record.args = ()
+            record.exc_info = None
+        return True
+
+
+def _quiet_uvicorn() -> None:
+    uv = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietUvicorn) for f in uv.filters):
+        uv.addFilter(_QuietUvicorn())
+
+
+def _fd_budget(wanted: int) -> int:
+    """Connections the process can hold: raise the soft descriptor limit if it is
+    below `wanted` plus a reserve (as Go does), else lower the connection limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + _FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < need:
+        if hard == resource.RLIM_INFINITY or hard >= need:
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+                return wanted
+        capped = max(16, soft - _FD_RESERVE)
+        logger.warning(
+            "the descriptor limit (%d) allows %d HTTP connections, not %d", soft, capped, wanted
+        )
+        return capped
+    return wanted
+
+
+def _bind(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening socket, bound here so a busy or foreign address fails at once
+    (OSError with its errno) rather than inside the server thread."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart over TIME_WAIT
+        sock.bind(address)
+        sock.listen(backlog)  # clients queue from now on, before the loop runs
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _route(path: str) -> str:
+    """The metric label for a path: the route template, never the client's text."""
+    if path in ("/healthz", "/readyz", "/status", "/metrics", "/hooks/git", "/bots"):
+        return path
+    if path.startswith("/bots/"):
+        return "/bots/{bot_id}"
+    if path.startswith("/knowledge/"):
+        return "/knowledge/{domain}/query" if path.endswith("/query") else "/knowledge/{domain}"
+    return "other"
 
 
 class DaemonHTTP:
-    """Serves the daemon's endpoints from a background thread."""
+    """Serves the daemon's endpoints from a background thread.
+
+    The socket is bound in the constructor: an address that cannot be used raises
+    OSError there (EADDRINUSE, EADDRNOTAVAIL, EACCES), before `start()`.
+    """
 
     def __init__(
         self,
@@ -52,137 +350,44 @@ class DaemonHTTP:
         hook_secret: Callable[[], bytes | None],
         branch: str,
         bots: Callable[[], list[dict[str, Any]]] | None = None,
+        bot: Callable[[str], dict[str, Any] | None] | None = None,
         domain_status: Callable[[str], dict[str, Any] | None] | None = None,
         api_token: Callable[[], bytes | None] | None = None,
+        telemetry: Metrics | None = None,
+        max_connections: int = 2048,
+        max_threads: int = 16,
+        header_timeout: float = 10.0,
+        body_timeout: float = 30.0,
+        keep_alive: int = 5,
+        max_body: int = MAX_BODY,
+        backlog: int = 2048,
     ) -> None:
-        owner = self
+        """Bind `host:port` and prepare the server (not yet serving).
 
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "botreg"
-
-            def log_message(self, fmt: str, *args: Any) -> None:
-                logger.debug("%s " + fmt, self.address_string(), *args)
-
-            def _send(
-                self,
-                code: int,
-                body: str | dict[str, Any] | list[Any],
-                content_type: str = "application/json",
-            ) -> None:
-                # Every response is masked here, whatever handler built it: values under
-                # secret-like keys, PEM blocks, tokens, URL credentials; and strict JSON.
-                if isinstance(body, str):
-                    text = mask_text(body)
-                else:
-                    text = dumps_strict(mask_config(body), indent=2)
-                data = text.encode()
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _authorized(self, path: str) -> bool:
-                """Endpoints other than health (and signed hooks) need the bearer token.
-
-                No token callable: no authentication (loopback only, checked at
-                start-up). A callable that gives no token (the file became empty
-                or unreadable) fails closed: 503 until it holds one again.
-                """
-                if owner.api_token is None or path in ("/healthz", "/readyz", "/hooks/git"):
-                    return True
-                token = owner.api_token()
-                if not token:
-                    self._send(503, {"error": "the API token file is empty or unreadable"})
-                    return False
-                # `Bearer <token>`, the scheme in any case (RFC 7235)
-                scheme, _, given = self.headers.get("Authorization", "").strip().partition(" ")
-                if scheme.lower() == "bearer" and hmac.compare_digest(
-                    given.strip().encode("utf-8", "replace"), token
-                ):
-                    return True
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", "Bearer")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return False
-
-            def do_GET(self) -> None:
-                url = urlparse(self.path)
-                path = url.path.rstrip("/") or "/"
-                if not self._authorized(path):
-                    return
-                if path == "/bots" and owner.bots is not None:
-                    self._send(200, owner.bots())
-                    return
-                if path.startswith("/bots/") and owner.bots is not None:
-                    bot_id = unquote(path[len("/bots/") :])
-                    found = [b for b in owner.bots() if b["bot_id"] == bot_id]
-                    if found:
-                        self._send(200, found[0])
-                    else:
-                        self._send(404, {"error": f"bot {bot_id!r} not found"})
-                    return
-                if (
-                    path.startswith("/knowledge/")
-                    and path.count("/") == 2
-                    and owner.domain_status is not None
-                ):
-                    domain = unquote(path[len("/knowledge/") :])
-                    state = owner.domain_status(domain)
-                    if state:
-                        self._send(200, state)
-                    else:
-                        self._send(404, {"error": f"domain {domain!r} has not been ingested"})
-                    return
-                if path == "/healthz":
-                    self._send(200, "ok\n", "text/plain")
-                elif path == "/readyz":
-                    ready, reasons = owner.readiness()
-                    self._send(200 if ready else 503, {"ready": ready, "reasons": reasons})
-                elif path == "/status":
-                    self._send(200, owner.status())
-                elif path == "/metrics":
-                    self._send(200, owner.metrics(), CONTENT_TYPE)
-                elif path.startswith("/knowledge/") and path.endswith("/query"):
-                    domain = unquote(path[len("/knowledge/") : -len("/query")])
-                    params = parse_qs(url.query)
-                    text = (params.get("q") or [""])[0]
-                    try:
-                        k = int((params.get("k") or ["5"])[0])
-                    except ValueError:
-                        k = 0
-                    if not text or not 1 <= k <= 100:
-                        self._send(400, {"error": "q (text) and k (1-100) are required"})
-                        return
-                    try:
-                        self._send(200, {"results": owner.query(domain, text, k)})
-                    except LookupError as exc:
-                        self._send(404, {"error": str(exc)})
-                    except Exception as exc:  # the store may be busy or unreachable
-                        logger.warning("query failed: %s: %s", type(exc).__name__, exc)
-                        self._send(503, {"error": f"{type(exc).__name__}: {exc}"})
-                else:
-                    self._send(404, {"error": "not found"})
-
-            def do_POST(self) -> None:
-                if not self._authorized(urlparse(self.path).path.rstrip("/")):
-                    return
-                if urlparse(self.path).path.rstrip("/") != "/hooks/git":
-                    self._send(404, {"error": "not found"})
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > _MAX_BODY:
-                    self._send(413, {"error": "payload too large"})
-                    return
-                body = self.rfile.read(length)
-                verdict = verify_push(
-                    dict(self.headers.items()), body, owner.hook_secret(), owner.branch
-                )
-                if verdict.trigger:
-                    owner.wake()
-                self._send(verdict.status, {"result": verdict.reason})
-
+        Args:
+            host: address to listen on ("" for every address).
+            port: port (0 picks a free one; see `address`).
+            status: the status document.
+            metrics: the Prometheus exposition text.
+            wake: called when a verified push asks for a sync.
+            query: `(domain, text, k)` to ranked chunks; LookupError for an unknown domain.
+            readiness: `(ready, reasons)`.
+            hook_secret: the push webhook secret (None: hooks are refused).
+            branch: the branch whose pushes trigger a sync.
+            bots: every bot, resolved and masked (None: no /bots).
+            bot: one bot by id, None if unknown (default: filter `bots`).
+            domain_status: a domain's ingestion status, None if never ingested.
+            api_token: the bearer token; None means no authentication (loopback
+                only, checked by the caller), an empty token fails closed (503).
+            telemetry: the daemon's metrics, where requests and refusals are counted.
+            max_connections: open connections; one more is answered 503 and closed.
+            max_threads: worker threads for the handlers that block.
+            header_timeout: seconds for a request's headers to arrive.
+            body_timeout: seconds for a hook's body to arrive.
+            keep_alive: seconds an idle keep-alive connection stays open.
+            max_body: bytes of a hook's body.
+            backlog: the listen queue (the kernel caps it at net.core.somaxconn).
+        """
         self.status = status
         self.metrics = metrics
         self.wake = wake
@@ -191,27 +396,294 @@ class DaemonHTTP:
         self.hook_secret = hook_secret
         self.branch = branch
         self.bots = bots
+        self.bot = bot
         self.domain_status = domain_status
         self.api_token = api_token
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, name="botreg-http", daemon=True
+        self.telemetry = telemetry or Metrics()
+        self.max_threads = max_threads
+        self.body_timeout = body_timeout
+        self.max_body = max_body
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._requests = self.telemetry.counter(
+            "botreg_http_requests_total", "HTTP requests answered, by route and status code",
+            ["route", "code"],
+        )  # fmt: skip
+        self._durations = self.telemetry.histogram(
+            "botreg_http_request_duration_seconds", "Time to answer an HTTP request, by route",
+            ["route"],
+        )  # fmt: skip
+        self._rejected = self.telemetry.counter(
+            "botreg_http_rejected_total",
+            "Connections or requests refused before a handler ran, by reason "
+            "(connections, header_timeout, body_timeout, too_large, malformed)",
+            ["reason"],
         )
+        self.max_connections = _fd_budget(max_connections)
+        self.socket = _bind(host, port, backlog)
+        _quiet_uvicorn()
+        app = Starlette(
+            routes=self._routes(),
+            exception_handlers={404: self._http_error, 405: self._http_error},
+        )
+        app.router.redirect_slashes = False  # the guard strips a trailing slash instead
+        self._app = app
+        config = _Config(
+            self._guard,
+            loop="asyncio",
+            http=_Protocol,
+            ws="none",
+            lifespan="off",
+            interface="asgi3",  # a bound coroutine method looks like ASGI2 to its sniffing
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            headers=[("server", "botreg")],
+            backlog=backlog,
+            limit_concurrency=self.max_connections + 1,  # ours refuses first, at connect
+            timeout_keep_alive=keep_alive,
+            timeout_graceful_shutdown=1,
+        )
+        config.settings = _Settings(
+            self.max_connections,
+            header_timeout,
+            lambda why: self._rejected.labels(reason=why).inc(),
+        )
+        self.server = _Server(config)
+        self.thread = threading.Thread(target=self._serve, name="botreg-http", daemon=True)
 
     @property
     def address(self) -> str:
         """host:port actually bound (port 0 picks a free one)."""
-        host, port = self.server.server_address[:2]
-        name = host.decode() if isinstance(host, bytes) else str(host)
-        return f"{name}:{port}"
+        host, port = self.socket.getsockname()[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def app(self) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+        """The ASGI application (for Starlette's TestClient)."""
+        return self._guard
 
     def start(self) -> None:
-        """Serve in the background."""
+        """Serve in the background (the socket already listens: clients queue)."""
         self.thread.start()
 
-    def stop(self) -> None:
-        """Stop serving."""
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+    def stop(self, timeout: float = 3.0) -> None:
+        """Stop serving: open connections are closed, handlers still running are
+        abandoned after a second; returns within about `timeout` seconds."""
+        if not self.thread.is_alive():
+            self.socket.close()
+            return
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        if self.thread.is_alive():  # pragma: no cover - a handler that ignores cancellation
+            self.server.force_exit = True
+            self.thread.join(1.0)
+            logger.warning("the HTTP server did not stop within %.0f s", timeout)
+        self.socket.close()
+
+    def _serve(self) -> None:
+        try:
+            self.server.run(sockets=[self.socket])
+        except BaseException as exc:  # the thread's boundary: say it, the daemon goes on
+            logger.error("the HTTP server stopped: %s: %s", type(exc).__name__, exc)
+
+    # --- the ASGI side -----------------------------------------------------------------
+
+    async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Path normalisation, authentication and measurement around the routes."""
+        if scope["type"] != "http":  # lifespan (the test client's); uvicorn runs none
+            await self._app(scope, receive, send)
+            return
+        path = scope["path"].rstrip("/") or "/"
+        scope = {**scope, "path": path}
+        route = _route(path)
+        started = time.perf_counter()
+        code = [0]
+
+        async def measured(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                code[0] = message["status"]
+            await send(message)
+
+        try:
+            refusal = self._authorize(path, scope["headers"])
+            if refusal is not None:
+                await refusal(scope, receive, measured)
+            else:
+                await self._app(scope, receive, measured)
+        finally:
+            self._requests.labels(route=route, code=str(code[0])).inc()
+            self._durations.labels(route=route).observe(time.perf_counter() - started)
+
+    def _authorize(self, path: str, headers: list[tuple[bytes, bytes]]) -> Response | None:
+        """None when the request may go on, else the refusal (401, or 503 fail-closed).
+
+        No token callable: no authentication (loopback only, checked at start-up).
+        A callable that gives no token (the file became empty or unreadable) fails
+        closed: 503 until it holds one again.
+        """
+        if self.api_token is None or path in _OPEN:
+            return None
+        token = self.api_token()
+        if not token:
+            return _answer(503, {"error": "the API token file is empty or unreadable"})
+        # `Bearer <token>`, the scheme in any case (RFC 7235); raw bytes, constant time
+        given = b""
+        for name, value in headers:
+            if name == b"authorization":
+                scheme, _, given = value.strip().partition(b" ")
+                if scheme.lower() != b"bearer":
+                    given = b""
+                break
+        if given and hmac.compare_digest(given.strip(), token):
+            return None
+        return Response(b"", status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    async def _blocking(self, handler: Callable[[], Response]) -> Response:
+        """Run a handler that may block on the bounded worker pool; 500 if it fails."""
+        if self._limiter is None:  # made on the loop's thread, on first use
+            self._limiter = anyio.CapacityLimiter(self.max_threads)
+
+        def guarded() -> Response:
+            try:
+                return handler()
+            except Exception as exc:  # the request's boundary: an answer, never a traceback
+                logger.warning("request failed: %s: %s", type(exc).__name__, exc)
+                logger.debug("traceback of the failed request", exc_info=exc)
+                return _answer(500, {"error": f"internal error ({type(exc).__name__})"})
+
+        # abandon_on_cancel: stop() need not wait for a handler stuck in the store
+        return await anyio.to_thread.run_sync(
+            guarded, limiter=self._limiter, abandon_on_cancel=True
+        )
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        text = "not found" if exc.status_code == 404 else "method not allowed"
+        return _answer(exc.status_code, {"error": text}, headers=exc.headers)
+
+    def _routes(self) -> list[Route]:
+        return [
+            Route("/healthz", self._healthz),
+            Route("/readyz", self._readyz),
+            Route("/status", self._status),
+            Route("/metrics", self._metrics),
+            Route("/bots", self._bots),
+            Route("/bots/{bot_id:path}", self._bot),
+            Route("/knowledge/{domain}/query", self._query),
+            Route("/knowledge/{domain}", self._domain),
+            Route("/hooks/git", self._hook, methods=["POST"]),
+        ]
+
+    async def _healthz(self, request: Request) -> Response:
+        return _answer(200, "ok\n", "text/plain")
+
+    async def _readyz(self, request: Request) -> Response:
+        def handle() -> Response:
+            ready, reasons = self.readiness()
+            return _answer(200 if ready else 503, {"ready": ready, "reasons": reasons})
+
+        return await self._blocking(handle)
+
+    async def _status(self, request: Request) -> Response:
+        return await self._blocking(lambda: _answer(200, self.status()))
+
+    async def _metrics(self, request: Request) -> Response:
+        return await self._blocking(lambda: _answer(200, self.metrics(), CONTENT_TYPE))
+
+    async def _bots(self, request: Request) -> Response:
+        bots = self.bots
+        if bots is None:
+            return _answer(404, {"error": "not found"})
+        return await self._blocking(lambda: _answer(200, bots()))
+
+    async def _bot(self, request: Request) -> Response:
+        bot_id = str(request.path_params["bot_id"])
+        bot, bots = self.bot, self.bots
+        if bot is None and bots is None:
+            return _answer(404, {"error": "not found"})
+
+        def handle() -> Response:
+            if bot is not None:
+                found = bot(bot_id)
+            else:
+                assert bots is not None
+                found = next((b for b in bots() if b["bot_id"] == bot_id), None)
+            if found is None:
+                return _answer(404, {"error": f"bot {bot_id!r} not found"})
+            return _answer(200, found)
+
+        return await self._blocking(handle)
+
+    async def _domain(self, request: Request) -> Response:
+        domain = str(request.path_params["domain"])
+        domain_status = self.domain_status
+        if domain_status is None:
+            return _answer(404, {"error": "not found"})
+
+        def handle() -> Response:
+            state = domain_status(domain)
+            if state:
+                return _answer(200, state)
+            return _answer(404, {"error": f"domain {domain!r} has not been ingested"})
+
+        return await self._blocking(handle)
+
+    async def _query(self, request: Request) -> Response:
+        domain = str(request.path_params["domain"])
+        params = parse_qs(request.url.query)
+        text = (params.get("q") or [""])[0]
+        try:
+            k = int((params.get("k") or ["5"])[0])
+        except ValueError:
+            k = 0
+        if not text or not 1 <= k <= 100:
+            return _answer(400, {"error": "q (text) and k (1-100) are required"})
+
+        def handle() -> Response:
+            try:
+                return _answer(200, {"results": self.query(domain, text, k)})
+            except LookupError as exc:
+                return _answer(404, {"error": str(exc)})
+            except Exception as exc:  # the store may be busy or unreachable
+                logger.warning("query failed: %s: %s", type(exc).__name__, exc)
+                return _answer(503, {"error": f"{type(exc).__name__}: {exc}"})
+
+        return await self._blocking(handle)
+
+    async def _hook(self, request: Request) -> Response:
+        """A push webhook: the body is read under a size cap and a deadline, then verified."""
+        closing = {"Connection": "close"}  # the rest of a refused body is not read
+        declared = request.headers.get("content-length", "0")
+        if not declared.isdigit():  # h11 refuses these first; this guards other servers
+            return _answer(400, {"error": "invalid Content-Length"}, headers=closing)
+        if int(declared) > self.max_body:
+            self._rejected.labels(reason="too_large").inc()
+            return _answer(413, {"error": "payload too large"}, headers=closing)
+        body = bytearray()
+        try:
+            with anyio.fail_after(self.body_timeout):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > self.max_body:  # chunked, or more than declared
+                        self._rejected.labels(reason="too_large").inc()
+                        return _answer(413, {"error": "payload too large"}, headers=closing)
+        except TimeoutError:
+            self._rejected.labels(reason="body_timeout").inc()
+            message = f"request body not received within {self.body_timeout:g} s"
+            return _answer(408, {"error": message}, headers=closing)
+        except ClientDisconnect:  # gone (or answered 400 by the protocol): nobody to tell
+            return _answer(400, {"error": "incomplete request"}, headers=closing)
+        for name in _SIGNATURES:
+            if not all(value.isascii() for value in request.headers.getlist(name)):
+                # hmac.compare_digest refuses non-ASCII text: a traceback before
+                return _answer(400, {"result": f"{name}: the signature must be ASCII"})
+        headers = dict(request.headers.items())
+
+        def handle() -> Response:
+            verdict = verify_push(headers, bytes(body), self.hook_secret(), self.branch)
+            if verdict.trigger:
+                self.wake()
+            return _answer(verdict.status, {"result": verdict.reason})
+
+        return await self._blocking(handle)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from botreg.daemon.http import DaemonHTTP
+from botreg.daemon.http import DaemonHTTP, read_token_file
 from botreg.daemon.metrics import Metrics
 from botreg.daemon.readiness import Readiness
 from botreg.daemon.status import DaemonStatus, finding_lines
@@ -318,8 +318,18 @@ class Daemon:
         )
 
     def _start_http(self, status: DaemonStatus) -> None:
+        """Bind and serve the HTTP surface; an address or token that cannot be used is
+        a usage error (exit 2) raised here, before the first cycle."""
+        import errno
+        import socket
+
         assert self.options.listen is not None
         host, port = _parse_listen(self.options.listen)
+        if self.options.api_token_file is not None and not self._api_token():
+            raise UsageError(  # fail closed at start-up too, not only per request
+                f"--api-token-file {self.options.api_token_file} is empty or unreadable: "
+                "put the token the HTTP API requires in it (e.g. `openssl rand -hex 32 > FILE`)"
+            )
         try:
             self.http = DaemonHTTP(
                 host,
@@ -336,12 +346,26 @@ class Daemon:
                 hook_secret=self._hook_secret,
                 branch=self.sync_options.branch,
                 bots=self._bots,
+                # one bot; the read model replaces this scan with an index lookup
+                bot=lambda bot_id: next((b for b in self._bots() if b["bot_id"] == bot_id), None),
                 domain_status=self._domain_status,
                 api_token=self._api_token if self.options.api_token_file else None,
+                telemetry=self.metrics,
             )
         except OSError as exc:  # the operator's address (busy, not ours): usage, not a bug
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            if exc.errno == errno.EADDRINUSE:
+                reason = f"address already in use: {where}"
+            elif exc.errno == errno.EADDRNOTAVAIL:
+                reason = f"address not available on this machine: {where}"
+            elif exc.errno == errno.EACCES:
+                reason = f"permission denied: {where} (ports below 1024 need privileges)"
+            elif isinstance(exc, socket.gaierror):
+                reason = f"cannot resolve {host!r}"
+            else:
+                reason = f"{exc.strerror or exc}: {where}"
             raise UsageError(
-                f"--listen {self.options.listen}: cannot listen there ({exc.strerror or exc}); "
+                f"--listen {self.options.listen}: cannot listen there: {reason}; "
                 "choose a free port, an address of this machine, or --listen off"
             ) from None
         self.http.start()
@@ -366,12 +390,11 @@ class Daemon:
         return doc
 
     def _api_token(self) -> bytes | None:
+        """The API token: re-read when its file changes (rotation without restart),
+        b"" when it is empty or unreadable (the API fails closed: 503)."""
         if self.options.api_token_file is None:
             return None
-        try:  # read at each request: a rotated token applies at once
-            return self.options.api_token_file.read_bytes().strip()
-        except OSError:
-            return b""  # fail closed: the API answers 503
+        return read_token_file(self.options.api_token_file)
 
     def _bots(self) -> list[dict[str, Any]]:
         """Every bot at the applied commit, resolved for the daemon's environment, masked."""
