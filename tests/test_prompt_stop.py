@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -218,6 +219,37 @@ def test_a_signal_mid_ingest_stops_within_seconds_and_the_restart_resumes(
     total = stored_chunks(data / "ledger.sqlite")
     embedded_on_restart = _embedded(data, seen)
     assert 0 < embedded_on_restart <= total - kept  # resumed: nothing finished is redone
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_during_a_hanging_fetch_stops_within_seconds(tmp_path: Path) -> None:
+    """A remote that accepts the connection and never answers: git would wait for
+    the fetch timeout (300 s); a stop kills it."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(30)
+    port = server.getsockname()[1]
+    data = tmp_path / "data"
+    proc = _botreg(
+        tmp_path,
+        *("sync", "--source", f"http://127.0.0.1:{port}/registry.git", "--data-dir", str(data)),
+        *("--listen", "off"),
+    )
+    try:
+        conn, _ = server.accept()  # git is connected and waits for an answer
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _out, err = proc.communicate(timeout=20)  # generous; the fetch timeout is 300 s
+        except subprocess.TimeoutExpired:
+            pytest.fail("SIGTERM waited for the hanging fetch")
+        conn.close()
+    finally:
+        proc.kill()
+        proc.communicate()
+        server.close()
+    assert proc.returncode == 0, err
+    assert "botreg.sync.failed" not in [e["type"] for e in events(data)]
 
 
 # --- triggers cut a backoff short ---------------------------------------------------

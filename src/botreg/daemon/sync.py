@@ -40,7 +40,7 @@ from botreg.daemon.status import DaemonStatus
 from botreg.datadir import DataDir
 from botreg.errors import BotregError, write_crash_log
 from botreg.events import CloudEvent, EventBus, event_id
-from botreg.git.mirror import Credentials, FetchError, GitMirror, redact_url
+from botreg.git.mirror import Credentials, FetchError, FetchInterrupted, GitMirror, redact_url
 from botreg.git.tree import GitTreeSource
 from botreg.knowledge.ingest import IngestInterrupted, KnowledgeIngestionManager
 from botreg.knowledge.ledger import Ledger
@@ -250,7 +250,7 @@ class Syncer:
             self.status.update(last_attempt=now)
             applied = self.ledger.get(APPLIED_KEY)
             result = self._cycle(applied, durations)
-        except IngestInterrupted:  # a stop: not a failure (no event, no crash log)
+        except (IngestInterrupted, FetchInterrupted):  # a stop: not a failure (no event, no log)
             result = CycleResult(
                 "interrupted", applied, self._head, error="stopped mid-cycle", phase=self._phase
             )
@@ -301,7 +301,7 @@ class Syncer:
         self._phase = "fetch"
         t = time.monotonic()
         try:
-            head = self.mirror.fetch()
+            head = self.mirror.fetch(self.should_stop)
         except FetchError as exc:
             durations["fetch"] = time.monotonic() - t
             self.status.set_condition("FetchFailed", True, "FetchFailed", str(exc))
