@@ -156,7 +156,8 @@ class GitMirror:
         self.clean_stale_locks()
         refspec = f"+refs/heads/{self.branch}:{self.tracking_ref}"
         executable = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
-        command = [executable, f"--git-dir={self.path}", "fetch", "--prune", "--no-tags"]
+        git_dir = self.path.resolve()  # a relative data dir must not resolve against cwd twice
+        command = [executable, f"--git-dir={git_dir}", "fetch", "--prune", "--no-tags"]
         command += ["origin", refspec]
         env = {**os.environ, **self._environment(), "LC_ALL": "C", "LANGUAGE": "C"}
         stop = should_stop or (lambda: False)
@@ -164,7 +165,7 @@ class GitMirror:
             # its own process group: a kill reaches git's helpers (remote-https, ssh) too
             proc = subprocess.Popen(
                 command,
-                cwd=self.path,
+                cwd=git_dir,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
