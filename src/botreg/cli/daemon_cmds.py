@@ -46,6 +46,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--once", action="store_true", help="run one cycle and exit")
     p.add_argument("--interval", type=float, default=30, help="seconds between polls (default 30)")
     p.add_argument(
+        "--stale-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="/readyz fails after this long without a successful fetch "
+        "(default: 3 intervals, at least 300)",
+    )
+    p.add_argument(
         "--watch", action="store_true", help="sync as soon as a local source's refs change"
     )
     p.add_argument(
@@ -140,6 +148,10 @@ def run_sync(args: argparse.Namespace) -> int:
 
     if not math.isfinite(args.interval) or args.interval <= 0:  # nan would spin
         raise UsageError("--interval must be a positive number of seconds")
+    if args.stale_after is not None and not (
+        math.isfinite(args.stale_after) and args.stale_after > 0
+    ):
+        raise UsageError("--stale-after must be a positive number of seconds")
     if args.max_failures is not None and args.max_failures < 1:
         raise UsageError("--max-failures must be at least 1")
     if not math.isfinite(args.webhook_dead_letter_after) or args.webhook_dead_letter_after <= 0:
@@ -178,6 +190,7 @@ def run_sync(args: argparse.Namespace) -> int:
                 args.max_failures,
                 args.api_token_file,
                 webhook_dead_letter_after=args.webhook_dead_letter_after,
+                stale_after=args.stale_after,
             ),
         )
         return daemon.run_once() if args.once else daemon.run()

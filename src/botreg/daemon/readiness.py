@@ -2,6 +2,14 @@
 
 Kept apart from the HTTP layer so the rule is one function of the status
 document and the store's health, testable without a server.
+
+Ready means: a commit was applied and its store answers (the daemon opens it at
+start-up, not at the next commit), no cycle is stalled, and the source was
+fetched successfully within `stale_after` seconds. A rejected head is not a
+reason: the daemon keeps serving its last good commit, and says so in the status
+(`rejected_commit`, `ValidationFailed`) and in `botreg_rejected_head`. Whether
+the last fetch found news does not matter either: a no-op or a rejected cycle
+whose fetch succeeded is fresh.
 """
 
 from __future__ import annotations
@@ -11,38 +19,79 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Readiness"]
+__all__ = ["Readiness", "default_stale_after"]
+
+
+def default_stale_after(interval: float) -> float:
+    """The default `--stale-after`: three polls, and at least five minutes."""
+    return max(3 * interval, 300.0)
+
+
+def _timestamp(value: str) -> float | None:
+    """A status time (ISO 8601) as Unix time; None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 class Readiness:
-    """Decides readiness from the status document and a store probe."""
+    """Decides readiness from the status document and a store probe.
+
+    Args:
+        status: The status document (with `Stalled` already worked out).
+        store_ok: True if the applied commit's store is open and answers.
+        stale_after: Seconds without a successful fetch after which the daemon is not ready.
+        since: When the daemon started (Unix time): before its first fetch, the
+            staleness clock runs from here, so a restarted daemon is ready at once.
+    """
 
     def __init__(
         self,
         status: Callable[[], dict[str, Any]],
         store_ok: Callable[[], bool],
         stale_after: float,
+        since: float | None = None,
     ) -> None:
         self.status = status
         self.store_ok = store_ok
         self.stale_after = stale_after
+        self.since = time.time() if since is None else since
 
     def __call__(self) -> tuple[bool, list[str]]:
-        """`(ready, reasons)`: ready when a commit was applied, the store answers and the
-        last success is fresh; otherwise the reasons say why not."""
-        doc = self.status()
+        """`(ready, reasons)` for the current status (see `evaluate`)."""
+        return self.evaluate(self.status())
+
+    def evaluate(self, doc: dict[str, Any]) -> tuple[bool, list[str]]:
+        """`(ready, reasons)` for a status document: the reasons say why not ready.
+
+        Args:
+            doc: The status document.
+
+        Returns:
+            True and no reasons when a commit is applied, its store answers, no
+            cycle is stalled and the last successful fetch is fresh.
+        """
         reasons = []
-        if doc.get("conditions", {}).get("Stalled", {}).get("status") == "True":
-            reasons.append("stalled: " + doc["conditions"]["Stalled"].get("message", ""))
+        stalled = doc.get("conditions", {}).get("Stalled", {})
+        if stalled.get("status") == "True":
+            reasons.append("stalled: " + str(stalled.get("message", "")))
         if not doc.get("applied_commit"):
             reasons.append("no commit applied yet")
-        if not self.store_ok():
+        elif not self.store_ok():
             reasons.append("store unreachable")
-        last = doc.get("last_success") or ""
-        if last:
-            age = time.time() - datetime.fromisoformat(last).replace(tzinfo=UTC).timestamp()
-            if age > self.stale_after:
-                reasons.append(f"last success {int(age)} s ago")
-        else:
-            reasons.append("no successful cycle yet")
+        fetched = _timestamp(str(doc.get("last_fetch") or ""))
+        # a fetch from before this start counts as this start: ready at once after a restart
+        reference = max(fetched or 0.0, self.since)
+        age = time.time() - reference
+        if age > self.stale_after:
+            if fetched is None:
+                reasons.append(f"no successful fetch since the start {int(age)} s ago")
+            else:
+                reasons.append(f"last successful fetch {int(age)} s ago")
         return not reasons, reasons

@@ -6,8 +6,17 @@ after `--interval` seconds (with jitter), at once when a trigger fires (a
 exponential backoff with jitter when the cycle failed. It never crash-loops:
 failures are retried forever unless `--max-failures` opts into exiting, and
 nothing a commit holds can end the loop (`_cycle` turns even a bug that
-escapes `sync_once` into a failed cycle).
-SIGTERM and SIGINT finish the current step and exit 0.
+escapes `sync_once` into a failed cycle). A trigger cuts any wait short, the
+backoff after a failure included.
+
+SIGTERM and SIGINT stop promptly and exit 0: the ingest stops between embedding
+batches (the cycle ends as interrupted, not failed: no failure event, no crash
+log), and the next start resumes from what the ledger recorded. Signal handlers
+only write a byte to a pipe; a relay thread acts on it (a handler that took a
+lock the interrupted main thread holds, as `Event.set` does, would deadlock).
+
+At start-up the store of the applied commit is opened from the ledger, so a
+restarted daemon answers queries and `/readyz` without waiting for a commit.
 """
 
 from __future__ import annotations
@@ -28,9 +37,9 @@ from typing import Any, TextIO
 
 from botreg.daemon.http import DaemonHTTP, read_token_file
 from botreg.daemon.metrics import Metrics
-from botreg.daemon.readiness import Readiness
+from botreg.daemon.readiness import Readiness, default_stale_after
 from botreg.daemon.status import DaemonStatus, finding_lines
-from botreg.daemon.sync import CycleResult, Syncer, SyncOptions
+from botreg.daemon.sync import REJECTED_KEY, CycleResult, Syncer, SyncOptions
 from botreg.datadir import DataDir
 from botreg.errors import UsageError
 from botreg.events import CloudEvent, EventBus, event_id
@@ -57,6 +66,8 @@ class DaemonOptions:
     max_failures: int | None = None
     api_token_file: Path | None = None
     webhook_dead_letter_after: float = DEAD_LETTER_AFTER
+    # seconds without a successful fetch before /readyz fails (None: default_stale_after)
+    stale_after: float | None = None
 
 
 def _parse_listen(listen: str) -> tuple[str, int]:
@@ -121,6 +132,12 @@ class Daemon:
         self.syncer: Syncer | None = None
         self.webhook: WebhookSink | None = None
         self.bus: EventBus | None = None
+        self.readiness: Readiness | None = None
+        self.stale_after = (
+            options.stale_after
+            if options.stale_after is not None
+            else default_stale_after(options.interval)
+        )
         if options.listen:
             host, _port = _parse_listen(options.listen)  # a usage error before anything starts
             if not _is_loopback(host) and options.api_token_file is None:
@@ -134,13 +151,18 @@ class Daemon:
     # --- control -----------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Run a cycle now (coalesced: many wakes during a cycle give one more cycle)."""
+        """Run a cycle now, cutting short an interval or a backoff (coalesced: many
+        wakes during a cycle give one more cycle)."""
         self._wake.set()
 
     def stop(self) -> None:
-        """Finish the current step and exit."""
+        """Stop promptly: the ingest stops at its next batch, the loop exits."""
         self._stop.set()
         self._wake.set()
+
+    def stopping(self) -> bool:
+        """True once a stop was asked for (the ingest asks between batches)."""
+        return self._stop.is_set()
 
     # --- running -----------------------------------------------------------------------
 
@@ -149,6 +171,7 @@ class Daemon:
         with self._running():
             assert self.syncer is not None
             result = self._cycle(self.syncer)
+            self._after_cycle(result)
             return result.exit_code
 
     def run(self) -> int:
@@ -157,8 +180,12 @@ class Daemon:
             assert self.syncer is not None
             failures = 0
             while not self._stop.is_set():
+                # cleared before the cycle: a wake during the cycle gives one more cycle
                 self._wake.clear()
                 result = self._cycle(self.syncer)
+                self._after_cycle(result)
+                if self._stop.is_set():
+                    break
                 if result.result == "failed":
                     failures += 1
                     budget = self.options.max_failures
@@ -172,8 +199,37 @@ class Daemon:
                 self.metrics.gauge(
                     "botreg_consecutive_failures", "Failed sync cycles in a row (0 after a success)"
                 ).set(failures)
-                self._wake.wait(timeout=delay)
+                self._wake.wait(timeout=delay)  # a wake (hook, SIGHUP, --watch) cuts it short
             return 0
+
+    def _after_cycle(self, result: CycleResult) -> None:
+        """Report a rejected head as a metric: the daemon keeps serving its last good commit."""
+        if result.result in ("rejected", "synced", "noop"):
+            self._rejected_head().set(1 if result.result == "rejected" else 0)
+
+    def _rejected_head(self) -> Any:
+        return self.metrics.gauge(
+            "botreg_rejected_head",
+            "1 while the fetched head is rejected by validation and the last good commit "
+            "is served, else 0",
+        )
+
+    def _open_applied_store(self, syncer: Syncer, status: DaemonStatus) -> None:
+        """Open the applied commit's store now, so reads and `/readyz` work before any commit."""
+        from botreg.errors import BotregError
+
+        try:
+            store = syncer.open_applied_store()
+        except Exception as exc:  # the next apply opens it; meanwhile /readyz says why
+            reason = str(exc) if isinstance(exc, BotregError) else f"{type(exc).__name__}: {exc}"
+            logger.warning("could not open the store of the applied commit: %s", reason)
+            return
+        if store is not None:  # debug: `sync --once` stays quiet when nothing changed
+            logger.debug("serving the applied commit's store at %s", store.location)
+        rejected = syncer.ledger.get(REJECTED_KEY)
+        self._rejected_head().set(
+            1 if rejected and rejected == status.doc.get("head_commit") else 0
+        )
 
     def _cycle(self, syncer: Syncer) -> CycleResult:
         """One cycle and its log line; a failed cycle whatever escapes (the loop survives)."""
@@ -278,8 +334,14 @@ class Daemon:
                     on_dead_letter=self._dead_lettered,
                 )
                 self.bus.subscribe(self.webhook)
-            self.syncer = Syncer(self.sync_options, self.bus, status, self.metrics)
+            self.syncer = Syncer(
+                self.sync_options, self.bus, status, self.metrics, should_stop=self.stopping
+            )
+            self.readiness = Readiness(
+                lambda: self._conditions_view(status), self._store_ok, self.stale_after
+            )
             try:
+                self._open_applied_store(self.syncer, status)
                 if self.options.listen:
                     self._start_http(status)
                 yield
@@ -310,7 +372,8 @@ class Daemon:
         self.bus.publish(
             CloudEvent(
                 type=kind,
-                source=self.sync_options.source,
+                # the redacted source, as every other event: the URL may hold a token
+                source=self.syncer.event_source if self.syncer else "",
                 id=event_id(kind, event.id),
                 subject=event.subject,
                 data={"event_id": event.id, "event_type": event.type, "event_time": event.time},
@@ -324,6 +387,7 @@ class Daemon:
         import socket
 
         assert self.options.listen is not None
+        assert self.readiness is not None  # made in _running, before the HTTP layer
         host, port = _parse_listen(self.options.listen)
         if self.options.api_token_file is not None and not self._api_token():
             raise UsageError(  # fail closed at start-up too, not only per request
@@ -338,11 +402,7 @@ class Daemon:
                 metrics=lambda: self.metrics.render().decode(),
                 wake=self.wake,
                 query=self._query,
-                readiness=Readiness(
-                    lambda: self._status_view(status),
-                    self._store_ok,
-                    stale_after=max(3 * self.options.interval, 300),
-                ),
+                readiness=self.readiness,
                 hook_secret=self._hook_secret,
                 branch=self.sync_options.branch,
                 bots=self._bots,
@@ -376,6 +436,19 @@ class Daemon:
         logger.info("listening on http://%s", self.http.address)
 
     def _status_view(self, status: DaemonStatus) -> dict[str, Any]:
+        """The status, with `Ready` as `/readyz` decides it: the two always agree."""
+        doc = self._conditions_view(status)
+        if self.readiness is None:
+            return doc
+        ready, reasons = self.readiness.evaluate(doc)
+        current = doc["conditions"]["Ready"]
+        if ready and current["status"] == "True":
+            return doc  # keep the cycle's reason (Synced, ServingLastGood)
+        status.set_condition("Ready", ready, "Serving" if ready else "NotReady", "; ".join(reasons))
+        doc["conditions"]["Ready"] = status.snapshot()["conditions"]["Ready"]
+        return doc
+
+    def _conditions_view(self, status: DaemonStatus) -> dict[str, Any]:
         """The status, with Stalled set while a cycle runs far longer than it should."""
         doc = status.snapshot()
         started = self.syncer.cycle_started if self.syncer else None
@@ -493,20 +566,52 @@ class Daemon:
 
     @contextmanager
     def _signals(self) -> Iterator[None]:
+        """SIGTERM/SIGINT stop, SIGHUP wakes; relayed through a pipe to a thread.
+
+        A Python handler runs on the main thread between two bytecodes, possibly
+        inside `Event.wait` holding the event's lock: calling `wake()` there would
+        deadlock. The handler only writes a byte (async-signal-safe, no lock).
+        """
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = {
-            sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-        }
-        signal.signal(signal.SIGTERM, lambda *_: self.stop())
-        signal.signal(signal.SIGINT, lambda *_: self.stop())
-        signal.signal(signal.SIGHUP, lambda *_: self.wake())
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        codes = {signal.SIGTERM: b"T", signal.SIGINT: b"T", signal.SIGHUP: b"H"}
+
+        def handler(signum: int, _frame: Any) -> None:
+            with suppress(OSError):  # a full pipe already holds a byte to act on
+                os.write(write_fd, codes.get(signal.Signals(signum), b"T"))
+
+        def relay() -> None:
+            while True:
+                try:
+                    data = os.read(read_fd, 64)
+                except OSError:
+                    return
+                if b"T" in data:
+                    self.stop()
+                if b"H" in data:
+                    self.wake()
+                if not data or b"Q" in data:
+                    return
+
+        thread = threading.Thread(target=relay, name="botreg-signals", daemon=True)
+        thread.start()
+        previous = {sig: signal.getsignal(sig) for sig in codes}
+        for sig in codes:
+            signal.signal(sig, handler)
         try:
             yield
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            for sig, previous_handler in previous.items():
+                signal.signal(sig, previous_handler)
+            with suppress(OSError):
+                os.write(write_fd, b"Q")
+            thread.join(timeout=5)
+            for fd in (read_fd, write_fd):
+                with suppress(OSError):
+                    os.close(fd)
 
     @contextmanager
     def _watching(self) -> Iterator[None]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,9 +40,9 @@ from botreg.daemon.status import DaemonStatus
 from botreg.datadir import DataDir
 from botreg.errors import BotregError, write_crash_log
 from botreg.events import CloudEvent, EventBus, event_id
-from botreg.git.mirror import Credentials, FetchError, GitMirror, redact_url
+from botreg.git.mirror import Credentials, FetchError, FetchInterrupted, GitMirror, redact_url
 from botreg.git.tree import GitTreeSource
-from botreg.knowledge.ingest import KnowledgeIngestionManager
+from botreg.knowledge.ingest import IngestInterrupted, KnowledgeIngestionManager
 from botreg.knowledge.ledger import Ledger
 from botreg.registry.view import RegistryView
 from botreg.resolve import allowed_environ
@@ -75,7 +75,8 @@ class SyncOptions:
 
 @dataclass
 class CycleResult:
-    """What one cycle did: `result` is synced, noop, rejected or failed."""
+    """What one cycle did: `result` is synced, noop, rejected, failed or interrupted
+    (a stop asked for mid-cycle: nothing failed, the next run resumes)."""
 
     result: str
     from_commit: str = ""
@@ -133,11 +134,23 @@ class Syncer:
         bus: EventBus,
         status: DaemonStatus,
         metrics: Metrics | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
+        """Open the mirror and the ledger (the store opens with `open_applied_store`
+        or at the first apply).
+
+        Args:
+            options: What to follow and where to keep state.
+            bus: Where the change events go.
+            status: The status document.
+            metrics: The daemon's metrics (a fresh registry if None).
+            should_stop: Asked between ingest batches: True ends the cycle as interrupted.
+        """
         self.options = options
         self.bus = bus
         self.status = status
         self.metrics = metrics or Metrics()
+        self.should_stop = should_stop or (lambda: False)
         self.data = DataDir(options.data_dir)
         self.mirror = GitMirror(
             self.data.mirror,
@@ -183,8 +196,29 @@ class Syncer:
 
     @property
     def store(self) -> ChromaStore | None:
-        """The store the last cycle used (None before the first apply)."""
+        """The store of the applied commit (None until `open_applied_store` or an apply)."""
         return self._store
+
+    def open_applied_store(self) -> ChromaStore | None:
+        """Open the store the applied commit's environment names, as at its apply.
+
+        Called at start-up, so a restarted daemon serves queries (and is ready) at once
+        instead of after the next commit. None if nothing was applied yet.
+
+        Raises:
+            BotregError: if the applied commit is gone from the mirror, its environment
+                cannot be read, or the store cannot be opened (the next apply retries).
+        """
+        applied = self.ledger.get(APPLIED_KEY)
+        if not applied:
+            return None
+        if not self.mirror.has_commit(applied):
+            raise BotregError(f"the applied commit {applied[:12]} is not in the mirror")
+        source = GitTreeSource(self.mirror.repo, applied, label=f"applied@{applied[:12]}")
+        try:
+            return self.store_for(self._knowledge_settings(source).store)
+        except _PhaseError as exc:  # the environment file of the applied commit
+            raise BotregError(str(exc)) from None
 
     def store_for(self, settings: StoreSettings) -> ChromaStore:
         """The store an environment names (reopened only when its settings change)."""
@@ -222,6 +256,10 @@ class Syncer:
             self.status.update(last_attempt=now)
             applied = self.ledger.get(APPLIED_KEY)
             result = self._cycle(applied, durations)
+        except (IngestInterrupted, FetchInterrupted):  # a stop: not a failure (no event, no log)
+            result = CycleResult(
+                "interrupted", applied, self._head, error="stopped mid-cycle", phase=self._phase
+            )
         except _PhaseError as exc:
             result = CycleResult("failed", applied, self._head, error=str(exc), phase=exc.phase)
         except BotregError as exc:
@@ -269,13 +307,14 @@ class Syncer:
         self._phase = "fetch"
         t = time.monotonic()
         try:
-            head = self.mirror.fetch()
+            head = self.mirror.fetch(self.should_stop)
         except FetchError as exc:
             durations["fetch"] = time.monotonic() - t
             self.status.set_condition("FetchFailed", True, "FetchFailed", str(exc))
             raise _PhaseError("fetch", str(exc)) from None
         durations["fetch"] = time.monotonic() - t
         self.status.set_condition("FetchFailed", False, "Fetched")
+        self.status.update(last_fetch=datetime.now(UTC).isoformat(timespec="seconds"))
         self.status.update(head_commit=head)
         self._head = head
         if not head:
@@ -457,7 +496,13 @@ class Syncer:
             self.status.set_condition("IngestFailed", True, "StoreUnavailable", str(exc))
             raise _PhaseError("apply", str(exc)) from None
         manager = KnowledgeIngestionManager(
-            source, store, self.ledger, settings.embedding, commit=head, on_embed=self._embedded
+            source,
+            store,
+            self.ledger,
+            settings.embedding,
+            commit=head,
+            should_stop=self.should_stop,
+            on_embed=self._embedded,
         )
         domains = manager.domains()
         totals = {
@@ -591,7 +636,7 @@ class Syncer:
         m = self.metrics
         m.counter(
             "botreg_sync_cycles_total",
-            "Sync cycles by result (synced, noop, rejected, failed)",
+            "Sync cycles by result (synced, noop, rejected, failed, interrupted)",
             ["result"],
         ).labels(result=result.result).inc()
         phases = m.histogram(
@@ -629,6 +674,10 @@ class Syncer:
                 "Ready", applied, "ServingLastGood" if applied else "NothingApplied", result.error
             )
             self.status.set_condition("Reconciling", False, "Rejected")
+        elif result.result == "interrupted":
+            self.status.set_condition(
+                "Reconciling", False, "Interrupted", "resumes at the next run"
+            )
         else:
             self.status.set_condition("Reconciling", False, "Failed", result.error)
         # the status first: if the event log cannot be written, the status still tells

@@ -11,6 +11,8 @@
   git's environment, so nothing in the data dir stores them.
 - Lock files that a killed git left behind are removed before each fetch (the
   daemon holds the data dir lock, so no other git runs in the mirror).
+- A fetch can be interrupted (`should_stop`): git and its helpers are killed, so
+  a stopping daemon never waits for a hanging remote.
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ import base64
 import os
 import re
 import shlex
+import signal
+import subprocess
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +33,18 @@ from botreg.errors import BotregError
 from botreg.git.diff import tree_diff
 from botreg.secrets import redact_url, split_url_credentials
 
-__all__ = ["FetchError", "GitMirror", "redact_url"]
+__all__ = ["FetchError", "FetchInterrupted", "GitMirror", "redact_url"]
 
 APPLIED_REF = "refs/botreg/applied"
 
 
 class FetchError(BotregError):
     """The branch could not be fetched."""
+
+
+class FetchInterrupted(Exception):  # noqa: N818 - a stop asked for, not an error
+    """A stop was asked for during the fetch: git was killed (nothing is half-updated:
+    git updates refs only at the end, and stale lock files are removed next time)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,31 +141,62 @@ class GitMirror:
                 continue
         return removed
 
-    def fetch(self) -> str:
+    def fetch(self, should_stop: Callable[[], bool] | None = None) -> str:
         """Fetch the branch (force, prune) and return its head commit.
 
+        Args:
+            should_stop: Asked while git runs (every 0.1 s): True kills git.
+
         Raises:
-            FetchError: with git's message, credentials removed.
+            FetchError: with git's message, credentials removed; or a timeout.
+            FetchInterrupted: if `should_stop` said so.
         """
         import git
 
         self.clean_stale_locks()
         refspec = f"+refs/heads/{self.branch}:{self.tracking_ref}"
+        executable = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
+        git_dir = self.path.resolve()  # a relative data dir must not resolve against cwd twice
+        command = [executable, f"--git-dir={git_dir}", "fetch", "--prune", "--no-tags"]
+        command += ["origin", refspec]
+        env = {**os.environ, **self._environment(), "LC_ALL": "C", "LANGUAGE": "C"}
+        stop = should_stop or (lambda: False)
         try:
-            self.repo.git.fetch(
-                "--prune",
-                "--no-tags",
-                "origin",
-                refspec,
-                env={**os.environ, **self._environment()},
-                kill_after_timeout=self.timeout,
+            # its own process group: a kill reaches git's helpers (remote-https, ssh) too
+            proc = subprocess.Popen(
+                command,
+                cwd=git_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
             )
-        except git.GitCommandError as exc:
-            detail = redact_url(str(exc.stderr or exc).strip())
-            detail = detail.replace("stderr:", "").strip(" '\n")
+        except OSError as exc:
+            raise FetchError(f"cannot run git: {exc.strerror or exc}") from None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                _out, err = proc.communicate(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                stopping = stop()
+                if not stopping and time.monotonic() < deadline:
+                    continue
+                with suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                if stopping:
+                    raise FetchInterrupted("fetch interrupted by a stop") from None
+                raise FetchError(
+                    f"fetch of {redact_url(self.source)} {self.branch} failed: "
+                    f"timed out after {self.timeout:g} s"
+                ) from None
+        if proc.returncode != 0:
+            detail = redact_url(err.decode("utf-8", "replace").strip())
             raise FetchError(
                 f"fetch of {redact_url(self.source)} {self.branch} failed: {detail[-500:]}"
-            ) from None
+            )
         return self.head()
 
     def head(self) -> str:

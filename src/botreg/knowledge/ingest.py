@@ -18,6 +18,12 @@ fails alone, with the limit named, and the rest of the domain is ingested. A
 domain or file whose name breaks the rules (a control character, a domain that
 is not an identifier) never reaches the store: it is reported as failed.
 See `botreg.knowledge.ledger` for how a crash at any point converges.
+
+New chunks are embedded and written batch by batch, each batch recorded in the
+ledger as it lands: a stop asked between batches (`should_stop`) ends the
+ingestion with `IngestInterrupted`, and the next run embeds only what is
+missing (a file's blob is recorded once all its chunks are in; until then the
+file is re-chunked, which is cheap, and its stored chunks are kept).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from botreg.store.chroma import ChromaStore, collection_name
 from botreg.store.settings import EmbeddingSettings
 
 __all__ = [
+    "IngestInterrupted",
     "IngestionResult",
     "IngestionStatus",
     "KnowledgeIngestionManager",
@@ -60,6 +67,14 @@ __all__ = [
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 EmbedObserver = Callable[[int, float], None]  # (texts in the batch, seconds it took)
 _EMBED_BATCH = 256
+_WRITE_BATCH = 1024  # chunks whose vectors are reused: written (and stop-checked) this many a time
+
+
+class IngestInterrupted(Exception):  # noqa: N818 - a stop asked for, not an error
+    """A stop was asked for between batches: what was written is stored and recorded.
+
+    Not a `BotregError`: the cycle it ends is interrupted, not failed.
+    """
 
 
 @dataclass
@@ -157,6 +172,7 @@ class KnowledgeIngestionManager:
         max_chunks_per_file: A file that needs more chunks fails (an operator ceiling).
         on_embed: Called after each batch sent to the embedding function with the
             number of texts and the seconds it took (the daemon's metrics).
+        should_stop: Asked between batches; True ends the ingestion with `IngestInterrupted`.
     """
 
     def __init__(
@@ -171,6 +187,7 @@ class KnowledgeIngestionManager:
         progress: Progress | None = None,
         max_chunks_per_file: int = MAX_CHUNKS_PER_FILE,
         on_embed: EmbedObserver | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.snapshot = Snapshot(source)
         self.view = RegistryView(self.snapshot)  # file selection: the daemon's and review's
@@ -183,6 +200,7 @@ class KnowledgeIngestionManager:
         self._progress = progress or (lambda _phase, _done, _total: None)
         self.max_chunks_per_file = max_chunks_per_file
         self._on_embed = on_embed
+        self._should_stop = should_stop or (lambda: False)
 
     # --- what is there -----------------------------------------------------------------
 
@@ -239,6 +257,12 @@ class KnowledgeIngestionManager:
         )
         try:
             self._apply(domain_id, collection_id, result)
+        except IngestInterrupted:
+            # not an error: the finished batches are recorded and the next run resumes
+            self.ledger.set_status(
+                domain_id, IngestionStatus.PENDING, "interrupted by a stop; resumes on the next run"
+            )
+            raise
         except BaseException as exc:
             self.ledger.set_status(domain_id, IngestionStatus.ERROR, f"{type(exc).__name__}: {exc}")
             raise
@@ -423,18 +447,9 @@ class KnowledgeIngestionManager:
         result.chunks_unchanged += len(updates)
 
         collection = self.store.collection(collection_id, self._function_object())
-        vectors = self._vectors(collection, collection_id, [item for _, item in adds], result)
-        self.ledger.record_pending(
-            collection_id, [item.record(path) for path, item in adds], deletes
-        )
-        if adds:
-            self.store.upsert(
-                collection,
-                [item.id for _, item in adds],
-                [item.chunk.text for _, item in adds],
-                [item.metadata for _, item in adds],
-                [vectors[item.chunk.content_hash] for _, item in adds],
-            )
+        self._write_adds(collection, collection_id, adds, result)
+        self._check_stop()
+        self.ledger.record_pending(collection_id, [], deletes)
         if updates:
             self.store.update_metadata(
                 collection, [i.id for _, i in updates], [i.metadata for _, i in updates]
@@ -443,7 +458,7 @@ class KnowledgeIngestionManager:
             self.store.delete(collection, deletes)
         self.ledger.record_applied(
             collection_id,
-            written=[item.record(path) for path, item in adds + updates],
+            written=[item.record(path) for path, item in updates],
             deleted=deletes,
             files=done_files,
             removed_files=removed,
@@ -451,13 +466,79 @@ class KnowledgeIngestionManager:
         result.chunks_created = len(adds)
         result.chunks_deleted = len(deletes)
 
-    def _vectors(
-        self, collection: Any, collection_id: str, adds: list[_Planned], result: IngestionResult
+    def _check_stop(self) -> None:
+        if self._should_stop():
+            raise IngestInterrupted("ingestion interrupted by a stop")
+
+    def _write(
+        self,
+        collection: Any,
+        collection_id: str,
+        items: list[tuple[str, _Planned]],
+        vectors: dict[str, Any],
+    ) -> None:
+        """Write new chunks whose vectors are known, recorded before and after (see ledger)."""
+        self.ledger.record_pending(collection_id, [item.record(path) for path, item in items], [])
+        self.store.upsert(
+            collection,
+            [item.id for _, item in items],
+            [item.chunk.text for _, item in items],
+            [item.metadata for _, item in items],
+            [vectors[item.chunk.content_hash] for _, item in items],
+        )
+        self.ledger.record_applied(
+            collection_id,
+            written=[item.record(path) for path, item in items],
+            deleted=[],
+            files={},
+            removed_files=[],
+        )
+
+    def _write_adds(
+        self,
+        collection: Any,
+        collection_id: str,
+        adds: list[tuple[str, _Planned]],
+        result: IngestionResult,
+    ) -> None:
+        """Write every new chunk: reused vectors first, then one embedding batch at a time.
+
+        Each batch is stored and recorded before the next is embedded, and a stop is
+        checked between batches: an interrupted run loses at most the batch under way.
+        """
+        if not adds:
+            return
+        by_hash: dict[str, list[tuple[str, _Planned]]] = {}
+        for path, item in adds:
+            by_hash.setdefault(item.chunk.content_hash, []).append((path, item))
+        vectors = self._reusable(collection, collection_id, [item for _, item in adds])
+        ready = [pair for h in by_hash if h in vectors for pair in by_hash[h]]
+        for start in range(0, len(ready), _WRITE_BATCH):
+            self._check_stop()
+            self._write(collection, collection_id, ready[start : start + _WRITE_BATCH], vectors)
+        missing = [h for h in by_hash if h not in vectors]
+        if not missing:
+            return
+        self._check_stop()
+        function = self.embedding_function()
+        for start in range(0, len(missing), _EMBED_BATCH):
+            self._check_stop()
+            self._progress("embedding", start, len(missing))
+            hashes = missing[start : start + _EMBED_BATCH]
+            started = time.monotonic()
+            embedded = function([by_hash[h][0][1].chunk.text for h in hashes])
+            if self._on_embed is not None:  # the bill and the latency, per batch
+                self._on_embed(len(hashes), time.monotonic() - started)
+            result.chunks_embedded += len(hashes)
+            vectors.update(zip(hashes, embedded, strict=True))
+            self._write(collection, collection_id, [p for h in hashes for p in by_hash[h]], vectors)
+        self._progress("embedding", len(missing), len(missing))
+
+    def _reusable(
+        self, collection: Any, collection_id: str, adds: list[_Planned]
     ) -> dict[str, Any]:
-        """A vector for every new chunk's text: reused from the store, else embedded once."""
-        needed = {item.chunk.content_hash: item for item in adds}
-        if not needed:
-            return {}
+        """Vectors for new chunks' texts that the store already holds (by content hash)."""
+        needed = {item.chunk.content_hash for item in adds}
         # Candidates: stored chunks with the same text, and the chunk's own id (a
         # write that a crash interrupted may have landed). The store says which exist.
         candidates = self.ledger.ids_by_hash(collection_id, needed)
@@ -471,20 +552,6 @@ class KnowledgeIngestionManager:
                 if found.get(ref) is not None:
                     vectors[content_hash] = found[ref]
                     break
-        missing = [h for h in needed if h not in vectors]
-        if missing:
-            function = self.embedding_function()
-            texts = [needed[h].chunk.text for h in missing]
-            for start in range(0, len(texts), _EMBED_BATCH):
-                self._progress("embedding", start, len(texts))
-                batch = texts[start : start + _EMBED_BATCH]
-                started = time.monotonic()
-                embedded = function(batch)
-                if self._on_embed is not None:  # the bill and the latency, per batch
-                    self._on_embed(len(batch), time.monotonic() - started)
-                result.chunks_embedded += len(batch)
-                vectors.update(zip(missing[start : start + _EMBED_BATCH], embedded, strict=True))
-            self._progress("embedding", len(texts), len(texts))
         return vectors
 
     # --- embedding and queries ---------------------------------------------------------
