@@ -45,8 +45,9 @@ class RegistryPoller:
         """Every bot's config with its status; None if the backend says nothing moved."""
         changes_since = getattr(self.backend, "changes_since", None)
         if changes_since is not None:  # GitRegistryBackend: O(1) while the commit stays
-            self._version, configs = await changes_since(self._version)
-            return configs
+            version, configs = await changes_since(self._version)
+            self._version = str(version)
+            return None if configs is None else dict(configs)
         out = {}
         for bot_id in await self.backend.list_ids():
             registration = await self.backend.get(bot_id)
