@@ -273,6 +273,7 @@ class RegistryIndex:
         bots = dict(current.bots)
         environments = dict(current.environments)
         present_now: dict[str, str] = {}  # bot id -> new blob
+        gone: dict[str, dict[str, Any] | None] = {}  # blob -> parse of a replaced entry
         changed: set[str] = set()
         added_or_deleted = False
         fields = out.split("\0")
@@ -283,6 +284,8 @@ class RegistryIndex:
             present = status[0] != "D" and new_mode in _BLOB_MODES
             if (bot_id := _top_level(path, BOTS_DIR)) is not None:
                 changed.add(bot_id)
+                if (old := bots.get(bot_id)) is not None:
+                    gone[old.blob] = old.config  # a rename's new path reuses its parse
                 if not present:
                     added_or_deleted |= bots.pop(bot_id, None) is not None
                     continue
@@ -293,7 +296,8 @@ class RegistryIndex:
                     environments[name] = new_blob
                 else:
                     environments.pop(name, None)
-        parsed = self._parse_blobs(present_now.values())  # a file copied twice parses once
+        # only new content is parsed: a file copied twice once, a renamed one not at all
+        parsed = gone | self._parse_blobs(b for b in present_now.values() if b not in gone)
         for bot_id, blob in present_now.items():
             bots[bot_id] = BotEntry(bot_id, blob, parsed[blob])
         # the sorted ids change only when a bot comes or goes
