@@ -10,6 +10,7 @@ trees' difference and parses a file once per blob id; these tests count parses
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from botreg.daemon.run import Daemon, DaemonOptions
 from botreg.daemon.sync import SyncOptions
 from botreg.registry import index as index_module
 from botreg.registry.index import IndexSnapshot, RegistryIndex, ResolvedBots
+from botreg.secrets import dumps_strict, mask_config
 from conftest import git as run_git
 from helpers import write
 from sync_helpers import SyncHarness, commit
@@ -309,6 +311,18 @@ def _daemon(git_registry: Path, tmp_path: Path, allow_env: tuple[str, ...] = ())
     )
 
 
+def _renders_as_the_http_layer(daemon: Daemon) -> None:
+    """The pre-rendered JSON is the document the HTTP layer makes of the items."""
+    model = daemon.read_model
+    items = daemon._bots()
+    assert json.loads(model.bots_json()) == json.loads(dumps_strict(mask_config(items)))
+    for item in items:
+        one = model.bot_json(item["bot_id"])
+        assert one is not None
+        assert json.loads(one) == json.loads(dumps_strict(mask_config(item)))
+    assert model.bot_json("nope") is None
+
+
 def _resolves(metrics: Metrics) -> float:
     value = metrics.registry.get_sample_value("botreg_read_model_resolves_total")
     return value or 0.0
@@ -339,6 +353,7 @@ def test_the_daemon_serves_one_bot_in_o1_and_resolves_only_what_changed(
         assert guide["commit"] == applied_commit(tmp_path / "data")
         assert guide["config"]["conversation_storage"]["backend"] == "sqlite"  # resolved
         assert daemon._bot("nope") is None
+        _renders_as_the_http_layer(daemon)
         for _ in range(3):
             daemon._bots()
             daemon._bot("billing-assistant")
