@@ -205,9 +205,18 @@ def test_backend_reads_parse_each_file_once_and_a_poll_without_change_parses_not
         assert parses.take() == 0 and seen == []
 
         # one bot changes: the daemon applies it; the poll reports it with one parse
+        before_commit, before = await backend.changes_since(None)
+        assert before is not None and await backend.changes_since(before_commit) == (
+            before_commit,
+            None,
+        )
         _edit(git_registry, GUIDE, "temperature: 0.5", "temperature: 0.6")
         assert _applied(git_registry, synced)
         assert await poller.poll_once() == ["product-guide"]
+        _after_commit, after = await backend.changes_since(before_commit)
+        assert after is not None and after["product-guide"] is not before["product-guide"]
+        # an unchanged bot is the same object: comparing two polls costs O(changed)
+        assert after["billing-assistant"] is before["billing-assistant"]
         assert parses.take() == 1
         assert seen[0][0] == "product-guide"
         assert (seen[0][1]["llm"]["temperature"], seen[0][2]["llm"]["temperature"]) == (0.5, 0.6)

@@ -114,6 +114,7 @@ class GitRegistryBackend:
         # (commit, bot file -> (created, updated)) for the last commit asked
         self._history: tuple[str, dict[str, tuple[datetime, datetime]]] = ("", {})
         self._times_lock = threading.Lock()
+        self._poll_views: dict[str, dict[str, Any]] = {}  # blob -> config as last polled
         self._lock = threading.Lock()  # one writer at a time within this process
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -252,9 +253,12 @@ class GitRegistryBackend:
     ) -> tuple[str, dict[str, dict[str, Any]] | None]:
         """For pollers: the current commit, and every bot's config if it moved.
 
-        O(1) when the commit is `commit` (the snapshot is None); otherwise the
-        index moves by the trees' difference (one parse per changed bot file)
-        and the configs are those of the index, `status` included.
+        O(1) when the commit is `commit` (the snapshot is None). Otherwise the
+        index moves by the trees' difference (one parse per changed bot file),
+        and each config (`status` included) is a copy made once per blob id:
+        an unchanged bot gives the very object of the previous poll, so comparing
+        two polls costs O(changed) too. Like the poller's previous snapshot
+        always was, these copies are shared between polls: read them, do not edit.
 
         Args:
             commit: The commit of the caller's last snapshot (None for none).
@@ -268,14 +272,18 @@ class GitRegistryBackend:
             if commit is not None and current == commit:
                 return current, None
             snapshot = self._at(current)
-            configs = {  # copies: a caller's on_change may keep or edit them
-                e.bot_id: {
-                    **copy_data(e.config),
-                    "status": str(e.config.get("status", RegistrationStatus.ACTIVE)),
-                }
-                for e in snapshot.bots.values()
-                if e.config is not None
-            }
+            previous = self._poll_views
+            views: dict[str, dict[str, Any]] = {}  # blob -> config as polled
+            configs = {}
+            for entry in snapshot.bots.values():
+                if entry.config is None:
+                    continue
+                view = views.get(entry.blob) or previous.get(entry.blob)
+                if view is None:
+                    status = str(entry.config.get("status", RegistrationStatus.ACTIVE))
+                    view = {**copy_data(entry.config), "status": status}
+                views[entry.blob] = configs[entry.bot_id] = view
+            self._poll_views = views
             return current, configs
 
         return await asyncio.to_thread(poll)
