@@ -8,7 +8,9 @@ a daemon runs in this process (`Daemon.run` in a thread, listening on
 loopback), and the table shows median times of:
 
 - `GET /bots/{id}` and `GET /bots` over the daemon's socket (whatever HTTP
-  layer it runs), and the daemon's `_bot` / `_bots` behind them;
+  layer it runs), the daemon's `_bot` / `_bots` behind them, and the read
+  model's pre-rendered bodies (`bots_json` / `bot_json`: the masked JSON the
+  HTTP layer would otherwise make at every request);
 - `GitRegistryBackend(data_dir=...)`: `get`, `list_active`, and a
   `RegistryPoller.poll_once` with no new commit;
 - after one bot file changes and the daemon applies it: the poll that reports
@@ -126,6 +128,12 @@ def run(bots: int, repeat: int, workdir: Path) -> dict[str, str]:
         out["GET /bots"] = f"{median(lambda: fetch(f'{url}/bots'), 5):.0f} ms"
         out["Daemon._bot"] = f"{median(lambda: daemon._bot(ids[1]), repeat):.2f} ms"
         out["Daemon._bots"] = f"{median(daemon._bots, 5):.1f} ms"
+        model = daemon.read_model
+        model.bots_json()  # renders each bot once
+        out["read model bot_json (a /bots/{id} body)"] = (
+            f"{median(lambda: model.bot_json(ids[1]), repeat):.2f} ms"
+        )
+        out["read model bots_json (the /bots body)"] = f"{median(model.bots_json, 5):.1f} ms"
 
         backend = GitRegistryBackend(data_dir=data)
         poller = RegistryPoller(backend, poll_interval=3600)
