@@ -150,6 +150,26 @@ def test_the_index_follows_add_modify_delete_and_rename(git_registry: Path, pars
     repository.close()
 
 
+def test_an_indexed_commit_pruned_from_the_repository_means_a_full_load(
+    git_registry: Path, parses: Parses
+) -> None:
+    repo = git_registry
+    repository = git.Repo(repo)
+    index = RegistryIndex(repository)
+    base = run_git(repo, "rev-parse", "HEAD").strip()
+    _edit(repo, GUIDE, "temperature: 0.5", "temperature: 0.7")
+    index.update(commit(repo, "to be dropped"))
+    run_git(repo, "reset", "-q", "--hard", base)  # a force-push, then the mirror's gc
+    run_git(repo, "reflog", "expire", "--expire=now", "--all")
+    run_git(repo, "gc", "-q", "--prune=now")
+    write(repo, "bots/new-bot.yaml", "name: New\n")
+    head = commit(repo, "another history")
+    parses.take()
+    _same(index.update(head), _fresh(repo, head))
+    assert parses.take() == 2 * 4  # a full load of 4 bot files, and the oracle's
+    repository.close()
+
+
 def test_an_environment_change_is_tracked_by_blob(git_registry: Path) -> None:
     repo = git_registry
     repository = git.Repo(repo)

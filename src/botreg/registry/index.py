@@ -126,6 +126,13 @@ def _cat_file(repo: git.Repo, blobs: list[str]) -> list[bytes]:
     return out
 
 
+def git_error() -> type[Exception]:
+    """GitPython's command error (imported late: the hook's start-up stays light)."""
+    import git
+
+    return git.GitCommandError
+
+
 def _parse(data: bytes) -> dict[str, Any] | None:
     """A bot file's data, or None if it is not a loadable mapping."""
     try:
@@ -180,7 +187,10 @@ class RegistryIndex:
             if not commit:
                 new = IndexSnapshot(changed=frozenset(current.bots))
             elif current.commit:
-                new = self._moved(current, commit)
+                try:
+                    new = self._moved(current, commit)
+                except git_error():  # the old commit is gone (a rewritten, pruned history)
+                    new = self._loaded(commit)
             else:
                 new = self._loaded(commit)
             self._snapshot = new
