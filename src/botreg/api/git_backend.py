@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from botreg.api.models import Registration, RegistrationStatus
 from botreg.errors import BotregError, UsageError
-from botreg.registry.content import ContentError, decode_utf8
+from botreg.registry.index import IndexSnapshot, RegistryIndex, copy_data
 from botreg.registry.layout import BOTS_DIR, IDENTIFIER_RE
-from botreg.registry.yamlfast import YamlLoadError, load_fast
 
 if TYPE_CHECKING:
     import git
@@ -68,6 +67,29 @@ def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.strip()).astimezone(UTC)
 
 
+_LOG = ("--format=%x00%cI", "--name-only")
+
+
+def _merge_log(times: dict[str, tuple[datetime, datetime]], log: str) -> None:
+    """Fold `git log --format=%x00%cI --name-only` output into (created, updated)."""
+    for entry in log.split("\0")[1:]:
+        stamp, *paths = entry.strip().splitlines()
+        when = _parse_time(stamp)
+        for path in filter(None, (p.strip() for p in paths)):
+            created, updated = times.get(path, (when, when))
+            times[path] = (min(created, when), max(updated, when))
+
+
+def _is_ancestor(repo: git.Repo, old: str, new: str) -> bool:
+    import git
+
+    try:
+        repo.git.merge_base("--is-ancestor", old, new)
+    except git.GitCommandError:
+        return False  # not an ancestor (exit 1) or unknown (a rewritten history)
+    return True
+
+
 class GitRegistryBackend:
     """A RegistryBackend over a git registry (see the module docstring)."""
 
@@ -88,7 +110,11 @@ class GitRegistryBackend:
         self.push = push
         self.remote = remote
         self._repo: git.Repo | None = None
-        self._history: dict[str, dict[str, tuple[datetime, datetime]]] = {}
+        self._bot_index: RegistryIndex | None = None  # bot id -> blob -> parsed config
+        # (commit, bot file -> (created, updated)) for the last commit asked
+        self._history: tuple[str, dict[str, tuple[datetime, datetime]]] = ("", {})
+        self._times_lock = threading.Lock()
+        self._poll_views: dict[str, dict[str, Any]] = {}  # blob -> config as last polled
         self._lock = threading.Lock()  # one writer at a time within this process
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -97,9 +123,7 @@ class GitRegistryBackend:
         await asyncio.to_thread(self._open)
 
     async def close(self) -> None:
-        if self._repo is not None:
-            self._repo.close()
-            self._repo = None
+        self.close_now()
 
     def _open(self) -> git.Repo:
         import git
@@ -127,53 +151,50 @@ class GitRegistryBackend:
         except git.GitCommandError:
             raise BotregError(f"unknown revision {self.revision!r}") from None
 
-    def _read(self, commit: str, path: str) -> Any:
-        import git
+    def _index(self) -> RegistryIndex:
+        if self._bot_index is None:
+            self._bot_index = RegistryIndex(self._open())
+        return self._bot_index
 
-        if not commit:
-            return None
-        try:
-            blob = self._open().commit(commit).tree / path
-        except (KeyError, ValueError, git.BadName):
-            return None
-        try:
-            return load_fast(decode_utf8(blob.data_stream.read()))
-        except (ContentError, YamlLoadError):
-            return None  # the daemon never applies such a commit; a branch may hold one
-
-    def _bot_ids(self, commit: str) -> list[str]:
-        if not commit:
-            return []
-        tree = self._open().commit(commit).tree
-        try:
-            bots = tree / BOTS_DIR
-        except KeyError:
-            return []
-        return sorted(b.name[: -len(".yaml")] for b in bots.blobs if b.name.endswith(".yaml"))
+    def _at(self, commit: str) -> IndexSnapshot:
+        """The bots of `commit`: O(1) if it is the indexed commit, else O(changed)."""
+        return self._index().update(commit) if commit else IndexSnapshot()
 
     def _times(self, commit: str) -> dict[str, tuple[datetime, datetime]]:
-        """bot file -> (created, updated): one `git log` per commit, cached."""
-        if commit not in self._history:
-            log = self._open().git.log("--format=%x00%cI", "--name-only", commit, "--", BOTS_DIR)
-            times: dict[str, tuple[datetime, datetime]] = {}
-            for entry in log.split("\0")[1:]:
-                stamp, *paths = entry.strip().splitlines()
-                when = _parse_time(stamp)
-                for path in filter(None, (p.strip() for p in paths)):
-                    created, updated = times.get(path, (when, when))
-                    times[path] = (min(created, when), max(updated, when))
-            self._history = {commit: times}  # only the current commit is worth keeping
-        return self._history[commit]
+        """bot file -> (created, updated) at `commit`, from the commit dates.
 
-    def _registration(self, commit: str, bot_id: str) -> Registration | None:
-        config = self._read(commit, f"{BOTS_DIR}/{bot_id}.yaml")
-        if not isinstance(config, dict):
+        Kept for the last commit asked; moving forward reads only the new commits'
+        log (`old..new`), so a poll after one commit does not walk the history.
+        """
+        with self._times_lock:
+            known, times = self._history
+            if commit == known:
+                return times
+            repo = self._open()
+            if known and _is_ancestor(repo, known, commit):
+                times = dict(times)
+                _merge_log(times, repo.git.log(*_LOG, f"{known}..{commit}", "--", BOTS_DIR))
+            else:
+                times = {}
+                _merge_log(times, repo.git.log(*_LOG, commit, "--", BOTS_DIR))
+            self._history = (commit, times)
+            return times
+
+    def _registration(self, snapshot: IndexSnapshot, bot_id: str) -> Registration | None:
+        entry = snapshot.bots.get(bot_id)
+        if entry is None or entry.config is None:
             return None
-        created, updated = self._times(commit).get(
+        # a copy per registration, as a fresh read gave: the index's parse is shared
+        return self._registered(snapshot, entry.bot_id, copy_data(entry.config))
+
+    def _registered(
+        self, snapshot: IndexSnapshot, bot_id: str, config: dict[str, Any]
+    ) -> Registration:
+        created, updated = self._times(snapshot.commit).get(
             f"{BOTS_DIR}/{bot_id}.yaml", (datetime.now(UTC), datetime.now(UTC))
         )
         status = str(config.get("status", RegistrationStatus.ACTIVE))
-        return Registration(bot_id, config, status, created, updated, commit)
+        return Registration(bot_id, config, status, created, updated, snapshot.commit)
 
     def environment(self, name: str) -> dict[str, Any]:
         """An environment file's data at the current commit.
@@ -193,7 +214,7 @@ class GitRegistryBackend:
         return view.environment(name)  # the daemon's, review's and the CLI's loading
 
     async def get(self, bot_id: str) -> Registration | None:
-        return await asyncio.to_thread(lambda: self._registration(self.commit(), bot_id))
+        return await asyncio.to_thread(lambda: self._registration(self._at(self.commit()), bot_id))
 
     async def get_config(self, bot_id: str) -> dict[str, Any] | None:
         registration = await self.get(bot_id)
@@ -204,27 +225,68 @@ class GitRegistryBackend:
         if self._repo is not None:
             self._repo.close()
             self._repo = None
+            self._bot_index = None
 
     def registrations(self) -> list[Registration]:
         """Every bot at the current commit (synchronous)."""
         return self._all()
 
     def _all(self) -> list[Registration]:
-        commit = self.commit()
-        found = (self._registration(commit, b) for b in self._bot_ids(commit))
+        snapshot = self._at(self.commit())
+        found = (self._registration(snapshot, b) for b in snapshot.ids)
         return [r for r in found if r is not None]
 
     async def list_active(self) -> list[Registration]:
         return [r for r in await asyncio.to_thread(self._all) if r.is_active]
 
     async def list_ids(self) -> list[str]:
-        return await asyncio.to_thread(lambda: self._bot_ids(self.commit()))
+        return list(await asyncio.to_thread(lambda: self._at(self.commit()).ids))
 
     async def exists(self, bot_id: str) -> bool:
-        return bot_id in await self.list_ids()
+        return bot_id in (await asyncio.to_thread(lambda: self._at(self.commit()))).bots
 
     async def count(self) -> int:
-        return len(await self.list_ids())
+        return len((await asyncio.to_thread(lambda: self._at(self.commit()))).bots)
+
+    async def changes_since(
+        self, commit: str | None
+    ) -> tuple[str, dict[str, dict[str, Any]] | None]:
+        """For pollers: the current commit, and every bot's config if it moved.
+
+        O(1) when the commit is `commit` (the snapshot is None). Otherwise the
+        index moves by the trees' difference (one parse per changed bot file),
+        and each config (`status` included) is a copy made once per blob id:
+        an unchanged bot gives the very object of the previous poll, so comparing
+        two polls costs O(changed) too. Like the poller's previous snapshot
+        always was, these copies are shared between polls: read them, do not edit.
+
+        Args:
+            commit: The commit of the caller's last snapshot (None for none).
+
+        Returns:
+            (current commit, None if unchanged else bot id -> config with `status`).
+        """
+
+        def poll() -> tuple[str, dict[str, dict[str, Any]] | None]:
+            current = self.commit()
+            if commit is not None and current == commit:
+                return current, None
+            snapshot = self._at(current)
+            previous = self._poll_views
+            views: dict[str, dict[str, Any]] = {}  # blob -> config as polled
+            configs = {}
+            for entry in snapshot.bots.values():
+                if entry.config is None:
+                    continue
+                view = views.get(entry.blob) or previous.get(entry.blob)
+                if view is None:
+                    status = str(entry.config.get("status", RegistrationStatus.ACTIVE))
+                    view = {**copy_data(entry.config), "status": status}
+                views[entry.blob] = configs[entry.bot_id] = view
+            self._poll_views = views
+            return current, configs
+
+        return await asyncio.to_thread(poll)
 
     # --- writing through git -----------------------------------------------------------
 
@@ -291,7 +353,7 @@ class GitRegistryBackend:
 
         verb = "Update" if await self.exists(bot_id) else "Register"
         sha = await asyncio.to_thread(self._write, bot_id, edit, f"{verb} bot {bot_id}")
-        registration = self._registration(sha, bot_id)
+        registration = await asyncio.to_thread(lambda: self._registration(self._at(sha), bot_id))
         assert registration is not None
         return registration
 

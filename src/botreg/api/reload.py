@@ -38,9 +38,16 @@ class RegistryPoller:
         self.poll_interval = poll_interval
         self.on_change = on_change
         self._known: dict[str, dict[str, Any]] | None = None
+        self._version: str | None = None  # the backend's commit at the last snapshot
         self._task: asyncio.Task[None] | None = None
 
-    async def _snapshot(self) -> dict[str, dict[str, Any]]:
+    async def _snapshot(self) -> dict[str, dict[str, Any]] | None:
+        """Every bot's config with its status; None if the backend says nothing moved."""
+        changes_since = getattr(self.backend, "changes_since", None)
+        if changes_since is not None:  # GitRegistryBackend: O(1) while the commit stays
+            version, configs = await changes_since(self._version)
+            self._version = str(version)
+            return None if configs is None else dict(configs)
         out = {}
         for bot_id in await self.backend.list_ids():
             registration = await self.backend.get(bot_id)
@@ -51,6 +58,8 @@ class RegistryPoller:
     async def poll_once(self) -> list[str]:
         """Compare with the last poll; report and return the changed bot ids."""
         current = await self._snapshot()
+        if current is None:
+            return []
         if self._known is None:
             self._known = current
             return []

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from botreg.api.git_backend import applied_commit
 from botreg.daemon.http import DaemonHTTP, read_token_file
 from botreg.daemon.metrics import Metrics
 from botreg.daemon.readiness import Readiness, default_stale_after
@@ -46,6 +47,7 @@ from botreg.events import CloudEvent, EventBus, event_id
 from botreg.events.bus import stdout_sink
 from botreg.events.log import EventLog
 from botreg.events.webhook import DEAD_LETTER_AFTER, WebhookSink
+from botreg.registry.index import ResolvedBots
 
 __all__ = ["Daemon", "DaemonOptions"]
 
@@ -126,6 +128,13 @@ class Daemon:
         self.stdout = stdout or sys.stdout
         self.data = DataDir(sync.data_dir)
         self.metrics = Metrics()
+        self.read_model = ResolvedBots(
+            self.data.root / "mirror.git",
+            lambda: applied_commit(self.data.root),
+            sync.environment,
+            sync.allow_env,
+            self.metrics,
+        )
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.http: DaemonHTTP | None = None
@@ -206,6 +215,11 @@ class Daemon:
         """Report a rejected head as a metric: the daemon keeps serving its last good commit."""
         if result.result in ("rejected", "synced", "noop"):
             self._rejected_head().set(1 if result.result == "rejected" else 0)
+        if self.http is not None and result.result in ("synced", "noop"):
+            try:  # the read model follows the applied commit here, not on the first request
+                self.read_model.warm()
+            except Exception as exc:  # a read that fails later says why; the loop goes on
+                logger.warning("could not load the read model: %s: %s", type(exc).__name__, exc)
 
     def _rejected_head(self) -> Any:
         return self.metrics.gauge(
@@ -355,6 +369,7 @@ class Daemon:
                 status.update(running=False)
                 status.save()
                 self.syncer.close()
+                self.read_model.close()
                 if file_handle is not None:
                     with suppress(OSError):  # a full disk: the events were reported per cycle
                         file_handle.close()
@@ -405,9 +420,9 @@ class Daemon:
                 readiness=self.readiness,
                 hook_secret=self._hook_secret,
                 branch=self.sync_options.branch,
-                bots=self._bots,
-                # one bot; the read model replaces this scan with an index lookup
-                bot=lambda bot_id: next((b for b in self._bots() if b["bot_id"] == bot_id), None),
+                # pre-rendered, masked JSON: O(1) per bot, no mask pass per request
+                bots=self.read_model.bots_json,
+                bot=self.read_model.bot_json,
                 domain_status=self._domain_status,
                 api_token=self._api_token if self.options.api_token_file else None,
                 telemetry=self.metrics,
@@ -470,33 +485,15 @@ class Daemon:
         return read_token_file(self.options.api_token_file)
 
     def _bots(self) -> list[dict[str, Any]]:
-        """Every bot at the applied commit, resolved for the daemon's environment, masked."""
-        from botreg.api.git_backend import GitRegistryBackend
-        from botreg.errors import BotregError
-        from botreg.resolve import resolve_for_display
-        from botreg.secrets import mask_config
+        """Every bot at the applied commit, resolved for the daemon's environment, masked.
 
-        backend = GitRegistryBackend(data_dir=self.data.root)  # per request: per thread
-        try:
-            registrations = backend.registrations()
-            try:
-                environment = backend.environment(self.sync_options.environment)
-            except BotregError:
-                environment = {}
-            out = []
-            for r in registrations:
-                item: dict[str, Any] = {"bot_id": r.bot_id, "status": r.status, "commit": r.commit}
-                try:
-                    # only the variables the operator allows, never all of ours; masked
-                    allow = self.sync_options.allow_env
-                    item["config"] = resolve_for_display(r.config, environment, allow)
-                except BotregError as exc:  # e.g. a variable this daemon does not have
-                    item["config"] = mask_config(r.config)
-                    item["error"] = str(exc)
-                out.append(item)
-            return out
-        finally:
-            backend.close_now()
+        From the read model: O(1) per bot; a new commit costs O(changed bots).
+        """
+        return self.read_model.bots()
+
+    def _bot(self, bot_id: str) -> dict[str, Any] | None:
+        """One bot at the applied commit (resolved, masked), or None: O(1)."""
+        return self.read_model.bot(bot_id)
 
     def _domain_status(self, domain: str) -> dict[str, Any] | None:
         from botreg.knowledge.ledger import Ledger
