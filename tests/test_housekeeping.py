@@ -1,0 +1,221 @@
+"""Housekeeping for months of running (issue #10, item 7): the event log rotates by
+size and its followers survive a rotation; the git mirror is garbage-collected;
+the Chroma store gives space back after large deletions; a failing task never
+ends the daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from botreg.events import CloudEvent
+from botreg.events.log import EventLog, EventLogReader, read_events, rotated_logs
+
+
+def _event(n: int, padding: int = 200) -> CloudEvent:
+    return CloudEvent(
+        type="botreg.test", source="test", id=f"e{n}", subject="", data={"pad": "x" * padding}
+    )
+
+
+def _wait_for(condition: Any, timeout: float = 8.0) -> None:
+    """Poll until `condition()` is true (a bound on waiting, not a timed assertion)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
+
+
+# --- the event log --------------------------------------------------------------------
+
+
+def test_event_log_rotates_by_size_and_keeps_n_files(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=2000, keep=2)
+    for n in range(60):  # ~300 bytes each: about 6 per file, 10 rotations
+        log.append(_event(n))
+    assert path.stat().st_size <= 2000
+    assert [p.name for p in rotated_logs(path)] == ["events.jsonl-2", "events.jsonl-1"]
+    assert all(p.stat().st_size <= 2000 for p in rotated_logs(path))
+    assert log.rotations >= 8
+    # what is kept is the newest events, in order, none repeated
+    ids = [e["id"] for e in read_events(path)]
+    assert ids == [f"e{n}" for n in range(60 - len(ids), 60)]
+    assert len(ids) >= 12
+
+
+def test_event_log_rotation_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=1500, keep=3)
+    for n in range(4):
+        log.append(_event(n))
+    # a new daemon (same file) knows the size already there
+    log = EventLog(path, max_bytes=1500, keep=3)
+    for n in range(4, 8):
+        log.append(_event(n))
+    assert path.stat().st_size <= 1500
+    assert [e["id"] for e in read_events(path)] == [f"e{n}" for n in range(8)]
+
+
+def test_since_finds_an_event_in_a_rotated_file(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=1000, keep=5)
+    for n in range(10):
+        log.append(_event(n))
+    assert rotated_logs(path)
+    assert [e["id"] for e in read_events(path, since="e1")] == [f"e{n}" for n in range(2, 10)]
+
+
+def _follow_in_thread(path: Path) -> tuple[list[str], threading.Event, threading.Thread]:
+    got: list[str] = []
+    stop = threading.Event()
+
+    def follow() -> None:
+        for event in read_events(path, follow=True, poll=0.01, stop=stop.is_set):
+            got.append(event["id"])
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    return got, stop, thread
+
+
+def test_a_follower_survives_rotations_without_loss_or_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=1200, keep=1)  # one kept file: the follower must keep up
+    got, stop, thread = _follow_in_thread(path)
+    try:
+        for n in range(200):  # ~50 rotations while the follower reads
+            log.append(_event(n))
+            if n % 3 == 0:  # let it fall behind by a few events, never by two files
+                _wait_for(lambda n=n: len(got) > n - 3)
+        _wait_for(lambda: len(got) >= 200)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert log.rotations >= 40
+    assert got == [f"e{n}" for n in range(200)]
+
+
+def test_a_follower_drains_the_renamed_file_before_switching(tmp_path: Path) -> None:
+    """Events appended just before a rotation (not yet read) are still delivered."""
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=10_000, keep=2)
+    log.append(_event(0))
+    reader = EventLogReader(path)
+    assert [e["id"] for e in reader.read()] == ["e0"]
+    log.append(_event(1))
+    log.append(_event(2))  # unread when the log is renamed
+    log.rotate()
+    log.append(_event(3))
+    assert [e["id"] for e in reader.read()] == ["e1", "e2", "e3"]
+    assert list(reader.read()) == []
+    reader.close()
+
+
+def test_a_follower_restarts_on_a_log_truncated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path)
+    for n in range(3):
+        log.append(_event(n))
+    reader = EventLogReader(path)
+    assert len(list(reader.read())) == 3
+    with open(path, "r+b") as handle:  # an external copy-truncate
+        handle.truncate(0)
+    log = EventLog(path)
+    log.append(_event(9, padding=1))
+    assert [e["id"] for e in reader.read()] == ["e9"]
+    reader.close()
+
+
+def test_event_log_follower_survives_rotation(tmp_path: Path) -> None:
+    from botreg.api.reload import EventLogFollower
+
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=1500, keep=1)
+    log.append(_event(-1))  # before start(): not delivered
+    follower = EventLogFollower(path, poll=0.01)
+    got: list[str] = []
+    follower.subscribe(lambda e: got.append(e.id))
+    follower.start()
+    try:
+        for n in range(60):
+            log.append(_event(n))
+            if n % 3 == 0:
+                _wait_for(lambda n=n: len(got) > n - 3)
+        _wait_for(lambda: len(got) >= 60)
+    finally:
+        follower.stop()
+    assert log.rotations >= 10
+    assert got == [f"e{n}" for n in range(60)]
+
+
+def test_botreg_events_follow_survives_rotation(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    path = data / "events.jsonl"
+    log = EventLog(path, max_bytes=1500, keep=1)
+    log.append(_event(0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "botreg", "events", "--data-dir", str(data), "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    got: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            got.append(json.loads(line)["id"])
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        _wait_for(lambda: got == ["e0"], timeout=9)
+        for n in range(1, 31):
+            log.append(_event(n))
+            if n % 3 == 0:  # `--follow` polls every 0.5 s: pace the writer to its reads
+                _wait_for(lambda n=n: len(got) > n - 3, timeout=9)
+        _wait_for(lambda: len(got) >= 31, timeout=9)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+        reader.join(timeout=5)
+        proc.stdout.close()
+        assert proc.stderr is not None
+        errors = proc.stderr.read()
+        proc.stderr.close()
+    assert "Traceback" not in errors
+    assert log.rotations >= 5
+    assert got == [f"e{n}" for n in range(31)]
+
+
+def test_a_reader_follows_a_rename_by_another_tool(tmp_path: Path) -> None:
+    """A reader by name and offset (main's) read the new log from the old file's
+    offset and skipped its first events; the reader follows the file it has open."""
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=100_000)
+    for n in range(5):
+        log.append(_event(n))
+    reader = EventLogReader(path)
+    assert len(list(reader.read())) == 5
+    os.replace(path, tmp_path / "events.jsonl-1")
+    log = EventLog(path)
+    log.append(_event(5))
+    assert [e["id"] for e in reader.read()] == ["e5"]
+    reader.close()
+
+
+@pytest.mark.parametrize("max_bytes", [0, -1])
+def test_event_log_refuses_a_nonsense_size(tmp_path: Path, max_bytes: int) -> None:
+    with pytest.raises(ValueError):
+        EventLog(tmp_path / "events.jsonl", max_bytes=max_bytes)
