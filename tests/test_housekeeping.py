@@ -219,3 +219,77 @@ def test_a_reader_follows_a_rename_by_another_tool(tmp_path: Path) -> None:
 def test_event_log_refuses_a_nonsense_size(tmp_path: Path, max_bytes: int) -> None:
     with pytest.raises(ValueError):
         EventLog(tmp_path / "events.jsonl", max_bytes=max_bytes)
+
+
+# --- the git mirror -------------------------------------------------------------------
+
+
+def _source_repo(tmp_path: Path) -> Path:
+    from conftest import git
+
+    src = tmp_path / "src"
+    src.mkdir()
+    git(src, "init", "-q", "-b", "main")
+    return src
+
+
+def _commit_file(src: Path, n: int) -> str:
+    from conftest import git
+
+    (src / f"f{n % 7}.txt").write_text(f"content {n}\n" * 50)
+    git(src, "add", "-A")
+    git(src, "commit", "-q", "-m", f"c{n}")
+    return git(src, "rev-parse", "HEAD").strip()
+
+
+def test_mirror_maintenance_packs_loose_objects_and_keeps_the_applied_commit(
+    tmp_path: Path,
+) -> None:
+    from botreg.git.mirror import GitMirror
+    from conftest import git
+
+    src = _source_repo(tmp_path)
+    mirror = GitMirror(tmp_path / "mirror.git", str(src), "main")
+    commits = []
+    for n in range(25):  # one fetch per commit, as the daemon does: every one stays loose
+        commits.append(_commit_file(src, n))
+        mirror.fetch()
+    applied = commits[20]
+    mirror.keep_applied(applied)
+    # a force-push: the branch is rewritten from commit 10; 21..24 are reachable from
+    # nothing, 11..20 only from the applied ref
+    git(src, "reset", "-q", "--hard", commits[10])
+    rewritten = _commit_file(src, 99)
+    assert mirror.fetch() == rewritten
+    before = int(git(tmp_path / "mirror.git", "count-objects").split()[0])
+    assert before >= 70  # what main left behind, for ever (gc.auto is 0)
+
+    result = mirror.maintain()
+
+    assert result.loose_before >= 70
+    assert result.loose_after == 0
+    assert result.bytes_after < result.bytes_before
+    assert mirror.has_commit(applied)  # the next diff needs it
+    assert mirror.has_commit(rewritten)
+    assert mirror.diff(applied, rewritten)  # its trees are there too
+    assert not mirror.has_commit(commits[24])  # unreachable: pruned
+    git(tmp_path / "mirror.git", "fsck", "--connectivity-only")
+    assert mirror.fetch() == rewritten  # and it keeps working
+    assert mirror.head() == rewritten
+
+
+def test_mirror_maintenance_failure_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    from botreg.git.mirror import GitMirror, MaintenanceError
+
+    src = _source_repo(tmp_path)
+    _commit_file(src, 0)
+    mirror = GitMirror(tmp_path / "mirror.git", str(src), "main")
+    mirror.fetch()
+    # a ref to an object that is not there (a disk that lost a file): gc refuses to run
+    broken = tmp_path / "mirror.git" / "refs" / "botreg" / "broken"
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_text("1" * 40 + "\n")
+    with pytest.raises(MaintenanceError, match="git gc of the mirror failed"):
+        mirror.maintain()
+    broken.unlink()
+    assert mirror.has_commit(mirror.head())
