@@ -293,3 +293,277 @@ def test_mirror_maintenance_failure_is_an_error_not_a_crash(tmp_path: Path) -> N
         mirror.maintain()
     broken.unlink()
     assert mirror.has_commit(mirror.head())
+
+
+# --- the Chroma store -----------------------------------------------------------------
+
+
+def _bulk(sections: int, tag: str = "") -> str:
+    return "\n".join(
+        f"## Section {tag}{n}\n\nTopic {tag}{n}: " + " ".join(f"w{n}x{k}" for k in range(12)) + "\n"
+        for n in range(sections)
+    )
+
+
+@pytest.fixture
+def h(git_registry: Path, tmp_path: Path) -> Any:
+    from sync_helpers import SyncHarness
+
+    harness = SyncHarness(git_registry.as_uri(), tmp_path / "data")
+    yield harness
+    harness.close()
+
+
+def _query_ids(h: Any, text: str) -> list[str]:
+    from botreg.knowledge.ingest import query_domain
+
+    store = h.syncer.store
+    return [hit.id for hit in query_domain(store, h.syncer.ledger, "product", text, 5)]
+
+
+def test_compaction_gives_space_back_without_reembedding_and_ingest_keeps_using_it(
+    h: Any, git_registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from botreg.daemon.housekeeping import Compactor
+    from botreg.daemon.metrics import Metrics
+    from helpers import write
+    from knowledge_helpers import CountingHash
+    from sync_helpers import commit
+
+    metrics = Metrics()
+    now = [1000.0]
+    compactor = Compactor(
+        lambda: h.syncer.store, h.syncer.ledger, metrics, min_dead=100, grace=60,
+        clock=lambda: now[0],
+    )  # fmt: skip
+    h.bus.subscribe(compactor.observe)
+    write(git_registry, "knowledge/product/bulk.md", _bulk(1200))  # past Chroma's 1,000-op flush
+    commit(git_registry, "bulk")
+    assert h.sync().result == "synced"
+    ledger, store = h.syncer.ledger, h.syncer.store
+    old = ledger.domain("product").collection
+    live_before = store.count(store.collection(old))
+    (git_registry / "knowledge/product/bulk.md").unlink()
+    commit(git_registry, "drop bulk")
+    assert h.sync().result == "synced"
+    assert compactor.dead(old) >= 1200  # the deletions are counted
+    live = store.count(store.collection(old))
+    assert live == live_before - 1200 == len(ledger.all_chunk_ids(old))
+    asked = "Getting started with the product"
+    answer = _query_ids(h, asked)
+    vectors = store.embeddings(store.collection(old), sorted(ledger.all_chunk_ids(old)))
+    disk_before = store.disk_usage()
+    functions: list[CountingHash] = []
+
+    def counting(settings: Any) -> CountingHash:
+        functions.append(CountingHash(settings.params["dimensions"]))
+        return functions[-1]
+
+    monkeypatch.setattr("botreg.store.embedding.create_embedding_function", counting)
+    compactor.run()
+    monkeypatch.undo()
+    assert functions and sum(f.texts for f in functions) == 0  # nothing embedded again
+
+    new = ledger.domain("product").collection
+    assert new == f"{old}.g1"
+    assert store.count(store.collection(new)) == live
+    assert ledger.all_chunk_ids(old) == set() and len(ledger.all_chunk_ids(new)) == live
+    assert _query_ids(h, asked) == answer  # the same answers from the copy
+    copied = store.embeddings(store.collection(new), sorted(vectors))
+    assert all(np.allclose(copied[i], vectors[i]) for i in vectors)
+    assert store.has_collection(old)  # retired: queries under way still find it
+    now[0] += 61
+    compactor.run()
+    assert not store.has_collection(old)
+    assert store.disk_usage() < disk_before
+    text = metrics.render().decode()
+    assert "botreg_store_compactions_total 1.0" in text
+    assert "botreg_store_reclaimed_chunks_total 1200.0" in text
+    reclaimed = [
+        ln for ln in text.splitlines() if ln.startswith("botreg_store_reclaimed_bytes_total")
+    ]
+    assert reclaimed and float(reclaimed[0].split()[1]) > 0
+    assert "botreg_store_last_compaction_timestamp_seconds" in text
+
+    # the next commit writes into the compacted collection: only the new file is embedded
+    write(git_registry, "knowledge/product/more.md", _bulk(3, tag="m"))
+    commit(git_registry, "more")
+    result = h.sync()
+    assert result.result == "synced"
+    assert ledger.domain("product").collection == new
+    assert result.counts["chunks_embedded"] == 3
+    assert len(ledger.all_chunk_ids(new)) == live + 3
+    assert store.count(store.collection(new)) == live + 3
+
+
+def test_compaction_leaves_a_healthy_collection_alone(h: Any) -> None:
+    from botreg.daemon.housekeeping import Compactor
+
+    compactor = Compactor(lambda: h.syncer.store, h.syncer.ledger, min_dead=1, grace=0)
+    h.bus.subscribe(compactor.observe)
+    assert h.sync().result == "synced"
+    before = {s.domain: s.collection for s in h.syncer.ledger.domains()}
+    compactor.run()
+    assert {s.domain: s.collection for s in h.syncer.ledger.domains()} == before
+
+
+def test_queries_never_fail_while_a_collection_is_compacted(h: Any, git_registry: Path) -> None:
+    from botreg.daemon.housekeeping import Compactor
+    from botreg.knowledge.ingest import query_domain
+    from botreg.knowledge.ledger import Ledger
+    from helpers import write
+    from sync_helpers import commit
+
+    now = [0.0]
+    compactor = Compactor(
+        lambda: h.syncer.store, h.syncer.ledger, min_dead=50, grace=30, clock=lambda: now[0]
+    )
+    h.bus.subscribe(compactor.observe)
+    write(git_registry, "knowledge/product/bulk.md", _bulk(300))
+    commit(git_registry, "bulk")
+    h.sync()
+    (git_registry / "knowledge/product/bulk.md").unlink()
+    commit(git_registry, "drop bulk")
+    h.sync()
+    store = h.syncer.store
+    errors: list[str] = []
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def ask() -> None:  # as the HTTP API does: its own ledger connection, the daemon's store
+        ledger = Ledger(h.data / "ledger.sqlite")
+        try:
+            while not stop.is_set():
+                try:
+                    answers.append(len(query_domain(store, ledger, "product", "shortcuts", 3)))
+                except Exception as exc:
+                    errors.append(repr(exc))
+        finally:
+            ledger.close()
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        _wait_for(lambda: len(answers) >= 5)
+        compactor.run()
+        seen = len(answers)
+        _wait_for(lambda: len(answers) >= seen + 5)
+        now[0] += 31
+        compactor.run()  # the old collection goes; every query now reads the new one
+        seen = len(answers)
+        _wait_for(lambda: len(answers) >= seen + 5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=5)
+    assert h.syncer.ledger.domain("product").collection.endswith(".g1")
+    assert errors == []
+    assert answers and min(answers) == 3
+
+
+def test_remove_orphan_segments_keeps_live_collections(h: Any) -> None:
+    assert h.sync().result == "synced"
+    store = h.syncer.store
+    root = Path(store.location)
+    orphan = root / "0f0e0d0c-0b0a-4909-8807-060504030201"
+    orphan.mkdir()
+    (orphan / "data_level0.bin").write_bytes(b"\0" * 8192)
+    stranger = root / "not-a-segment"
+    stranger.mkdir()
+    live = [p.name for p in root.iterdir() if p.is_dir() and p not in (orphan, stranger)]
+    assert store.remove_orphan_segments() >= 8192
+    assert not orphan.exists() and stranger.exists()
+    assert all((root / name).exists() for name in live)
+    assert _query_ids(h, "shortcuts")
+
+
+# --- the housekeeper ------------------------------------------------------------------
+
+
+def test_a_failing_task_is_reported_and_retried_never_fatal(tmp_path: Path) -> None:
+    from botreg.daemon.housekeeping import Housekeeper, Task
+    from botreg.daemon.metrics import Metrics
+    from botreg.knowledge.ledger import Ledger
+
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    metrics = Metrics()
+    now = [1000.0]
+    calls: list[str] = []
+
+    def broken() -> None:
+        calls.append("broken")
+        raise OSError("disk full")
+
+    def fine() -> None:
+        calls.append("fine")
+
+    tasks = [Task("broken", 7200, broken, retry_after=600), Task("fine", 100, fine)]
+    keeper = Housekeeper(tasks, ledger, metrics, clock=lambda: now[0])
+    assert keeper.run_due() == {"broken": "failed", "fine": "ok"}  # the next task still ran
+    text = metrics.render().decode()
+    assert 'botreg_housekeeping_runs_total{result="failed",task="broken"} 1.0' in text
+    assert 'botreg_housekeeping_failing{task="broken"} 1.0' in text
+    assert 'botreg_housekeeping_failing{task="fine"} 0.0' in text
+    assert keeper.run_due() == {}  # nothing is due right after
+    now[0] += 150
+    assert keeper.run_due() == {"fine": "ok"}
+    # due times outlive the process: a restarted daemon does not run them all again
+    again = Housekeeper(tasks, ledger, Metrics(), clock=lambda: now[0])
+    assert again.run_due() == {}
+    now[0] += 500  # 650 s after the failure: retried, well before its 2-hour interval
+    assert again.run_due() == {"broken": "failed", "fine": "ok"}
+    assert calls == ["broken", "fine", "fine", "broken", "fine"]
+    ledger.close()
+
+
+def test_nothing_starts_once_the_daemon_is_stopping(tmp_path: Path) -> None:
+    from botreg.daemon.housekeeping import Housekeeper, Task
+
+    calls: list[str] = []
+    keeper = Housekeeper([Task("t", 1, lambda: calls.append("t"))], stop=lambda: True)
+    assert keeper.run_due() == {}
+    assert calls == []
+
+
+def test_the_daemon_runs_housekeeping_between_cycles(git_registry: Path, tmp_path: Path) -> None:
+    from botreg.daemon.housekeeping import HousekeepingOptions
+    from botreg.daemon.run import Daemon, DaemonOptions
+    from botreg.daemon.sync import SyncOptions
+    from sync_helpers import commit
+
+    data = tmp_path / "data"
+    options = DaemonOptions(
+        interval=0.05,
+        listen=None,
+        housekeeping=HousekeepingOptions(
+            mirror_gc_interval=3600, events_max_bytes=4096, events_keep=2, disk_interval=3600
+        ),
+    )
+    daemon = Daemon(SyncOptions(git_registry.as_uri(), data_dir=data), options)
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    try:
+        _wait_for(lambda: "botreg_housekeeping_runs_total" in daemon.metrics.render().decode())
+        for n in range(3):  # events past 4 KiB: the log rotates
+            (git_registry / f"bots/extra-{n}.yaml").write_text(
+                (git_registry / "bots/product-guide.yaml")
+                .read_text()
+                .replace("product-guide", f"extra-{n}")
+            )
+            commit(git_registry, f"extra {n}")
+        _wait_for(lambda: "extra-2" in (data / "events.jsonl").read_text())
+    finally:
+        daemon.stop()
+        thread.join(timeout=10)
+    text = daemon.metrics.render().decode()
+    assert 'botreg_housekeeping_runs_total{result="ok",task="mirror-gc"} 1.0' in text
+    assert 'botreg_disk_bytes{part="mirror"}' in text
+    assert "botreg_mirror_gc_last_run_timestamp_seconds" in text
+    assert rotated_logs(data / "events.jsonl")
+    assert int(subprocess.run(
+        ["git", "count-objects"], cwd=data / "mirror.git", capture_output=True, text=True,
+        check=True,
+    ).stdout.split()[0]) < 50  # fmt: skip

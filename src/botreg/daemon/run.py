@@ -22,10 +22,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from botreg.daemon.housekeeping import Housekeeper, HousekeepingOptions
 from botreg.daemon.http import DaemonHTTP
 from botreg.daemon.metrics import Metrics
 from botreg.daemon.readiness import Readiness
@@ -56,6 +57,7 @@ class DaemonOptions:
     webhook_secret_file: Path | None = None
     max_failures: int | None = None
     api_token_file: Path | None = None
+    housekeeping: HousekeepingOptions = field(default_factory=HousekeepingOptions)
 
 
 def _parse_listen(listen: str) -> tuple[str, int]:
@@ -137,9 +139,13 @@ class Daemon:
         with self._running(), self._signals(), self._watching():
             assert self.syncer is not None
             failures = 0
+            housekeeper = Housekeeper.for_syncer(
+                self.syncer, self.options.housekeeping, self._stop.is_set
+            )
             while not self._stop.is_set():
                 self._wake.clear()
                 result = self._cycle(self.syncer)
+                housekeeper.run_due()  # between cycles: never races a fetch or an ingest
                 if result.result == "failed":
                     failures += 1
                     budget = self.options.max_failures
@@ -191,7 +197,8 @@ class Daemon:
                 branch=self.sync_options.branch,
                 environment=self.sync_options.environment,
             )
-            self.bus = EventBus(EventLog(self.data.events))
+            hk = self.options.housekeeping
+            self.bus = EventBus(EventLog(self.data.events, hk.events_max_bytes, hk.events_keep))
             self.bus.subscribe(self._count)
             file_handle = None
             if self.options.events_file == "-":
