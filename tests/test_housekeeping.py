@@ -567,3 +567,39 @@ def test_the_daemon_runs_housekeeping_between_cycles(git_registry: Path, tmp_pat
         ["git", "count-objects"], cwd=data / "mirror.git", capture_output=True, text=True,
         check=True,
     ).stdout.split()[0]) < 50  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--events-max-bytes", "lots", "--events-max-bytes 'lots': give a size of at least 4K"),
+        ("--events-max-bytes", "100", "--events-max-bytes '100': give a size of at least 4K"),
+        ("--events-keep", "-1", "--events-keep must be 0 or more"),
+        ("--gc-interval", "nan", "--gc-interval must be a number of seconds"),
+        ("--compact-interval", "-5", "--compact-interval must be a number of seconds"),
+    ],
+)
+def test_housekeeping_flags_are_checked(
+    git_registry: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+    value: str,
+    message: str,
+) -> None:
+    from botreg.cli import main
+
+    args = ["sync", "--source", str(git_registry), "--data-dir", str(tmp_path / "d"), "--once"]
+    assert main([*args, flag, value]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()  # refused before anything started
+
+
+def test_a_size_with_a_unit_is_accepted() -> None:
+    from botreg.cli.daemon_cmds import _parse_size
+
+    assert _parse_size("64M") == 64 * 1024 * 1024
+    assert _parse_size("64MiB") == _parse_size("64mb") == 64 * 1024 * 1024
+    assert _parse_size("4096") == 4096
+    assert _parse_size("1.5G") is None
