@@ -86,11 +86,27 @@ def process() -> dict[str, int]:
     }
 
 
+def deleted_but_open(below: Path) -> int:
+    """Bytes of files below `below` that were deleted but are still held open by this
+    process (Chroma keeps a dropped collection's index files open): disk in use that
+    `du` does not see."""
+    total = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(below)) and target.endswith(" (deleted)"):
+                total += os.stat(f"/proc/self/fd/{fd}").st_blocks * 512
+        except OSError:
+            continue
+    return total
+
+
 def sample(data: Path) -> dict[str, int]:
     events = data / "events.jsonl"
     return {
         "mirror_bytes": du(data / "mirror.git"),
         "store_bytes": du(data / "chroma"),
+        "store_deleted_open_bytes": deleted_but_open(data / "chroma"),
         "events_bytes": du(*[p for p in [events, *rotated_logs(events)] if p.exists()]),
         "event_files": len(rotated_logs(events)) + events.exists(),
         **process(),
