@@ -603,3 +603,17 @@ def test_a_size_with_a_unit_is_accepted() -> None:
     assert _parse_size("64MiB") == _parse_size("64mb") == 64 * 1024 * 1024
     assert _parse_size("4096") == 4096
     assert _parse_size("1.5G") is None
+
+
+def test_a_reader_that_fell_files_behind_reads_them_in_order(tmp_path: Path) -> None:
+    """Main's follower read by name: two rotations while it slept skipped a whole file."""
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=1000, keep=8)
+    log.append(_event(0))
+    reader = EventLogReader(path)
+    assert [e["id"] for e in reader.read()] == ["e0"]
+    for n in range(1, 10):  # two or three per file: several rotations before the next read
+        log.append(_event(n))
+    assert 3 <= log.rotations < 8
+    assert [e["id"] for e in reader.read()] == [f"e{n}" for n in range(1, 10)]
+    reader.close()
