@@ -15,7 +15,7 @@ from botreg.api.backends import RegistryBackend
 from botreg.api.caching import EventSource, Invalidator
 from botreg.api.models import ReloadMode
 from botreg.events.bus import Subscribers
-from botreg.events.log import read_events
+from botreg.events.log import EventLogReader
 from botreg.events.model import CloudEvent
 
 __all__ = ["EventLogFollower", "HotReloadManager", "RegistryPoller"]
@@ -100,7 +100,8 @@ class RegistryPoller:
 class EventLogFollower:
     """Follows a daemon's event log from another process: an EventSource.
 
-    Only events appended after `start()` are delivered.
+    Only events appended after `start()` are delivered, each once, in order,
+    across rotations of the log (see `botreg.events.log.EventLogReader`).
     """
 
     def __init__(self, path: str | Path, poll: float = 0.1) -> None:
@@ -116,23 +117,28 @@ class EventLogFollower:
 
     def start(self) -> None:
         """Begin following (from the current end of the log)."""
-        last = None
-        for event in read_events(self.path):
-            last = event.get("id")
+        # positioned here, not in the thread: an event appended right after start() counts
+        reader = EventLogReader(self.path, from_end=True)
         self._thread = threading.Thread(
-            target=self._run, args=(last,), daemon=True, name="botreg-event-follower"
+            target=self._run, args=(reader,), daemon=True, name="botreg-event-follower"
         )
         self._thread.start()
 
-    def _run(self, since: str | None) -> None:
-        for raw in read_events(
-            self.path, since=since, follow=True, poll=self.poll, stop=self._stop.is_set
-        ):
-            try:
-                event = CloudEvent.from_dict(raw)
-            except (KeyError, TypeError):
-                continue
-            self._subscribers.deliver(event)
+    def _run(self, reader: EventLogReader) -> None:
+        try:
+            while True:
+                for raw in reader.read():
+                    try:
+                        event = CloudEvent.from_dict(raw)
+                    except (KeyError, TypeError):
+                        continue
+                    self._subscribers.deliver(event)
+                if self._stop.wait(self.poll):
+                    return
+        except OSError as exc:  # the log's folder went away: say so once, stop following
+            logger.error("event log follower stopped: %s", exc)
+        finally:
+            reader.close()
 
     def stop(self) -> None:
         """Stop following."""

@@ -14,7 +14,8 @@ from botreg.registry.limits import add_ceiling_arguments
 from botreg.secrets import remember_secret_file
 from botreg.validation import confinement
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the hook never imports the daemon
+    from botreg.daemon.housekeeping import HousekeepingOptions
     from botreg.events.outbox import Outbox
 
 __all__ = ["ask_daemon", "register"]
@@ -92,6 +93,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="F",
         help="bearer token the HTTP API requires (needed beyond loopback)",
     )
+    hk = p.add_argument_group("housekeeping (between cycles; see README 'Housekeeping')")
+    hk.add_argument(
+        "--events-max-bytes",
+        default="64M",
+        metavar="SIZE",
+        help="rotate events.jsonl when it would pass this size (e.g. 64M, 1G; default 64M)",
+    )
+    hk.add_argument(
+        "--events-keep",
+        type=int,
+        default=5,
+        metavar="N",
+        help="rotated event logs to keep (events.jsonl-1 ... -N; default 5)",
+    )
+    hk.add_argument(
+        "--gc-interval",
+        type=float,
+        default=24 * 3600,
+        metavar="SECONDS",
+        help="git gc of the mirror at most this often (default 86400; 0: never)",
+    )
+    hk.add_argument(
+        "--compact-interval",
+        type=float,
+        default=3600,
+        metavar="SECONDS",
+        help="check the store for collections to compact this often (default 3600; 0: never)",
+    )
     confinement.add_arguments(p)
     p.add_argument(
         "--allow-env",
@@ -164,6 +193,7 @@ def run_sync(args: argparse.Namespace) -> int:
             remember_secret_file(path)
     if args.api_token_file is not None:
         _check_api_token_file(args.api_token_file)
+    housekeeping = _housekeeping_options(args)
     from botreg.daemon.logs import configured_logging
 
     policy = confinement.StorePolicy.from_args(args)  # read by the store and the embedding
@@ -191,9 +221,47 @@ def run_sync(args: argparse.Namespace) -> int:
                 args.api_token_file,
                 webhook_dead_letter_after=args.webhook_dead_letter_after,
                 stale_after=args.stale_after,
+                housekeeping=housekeeping,
             ),
         )
         return daemon.run_once() if args.once else daemon.run()
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def _parse_size(text: str) -> int | None:
+    """`4096`, `64K`, `64M`, `1G` (also `64MiB`, `64mb`) as bytes; None if not a size."""
+    import re
+
+    found = re.fullmatch(r"\s*(\d{1,15})\s*([KMG]?)(?:I?B)?\s*", text.upper())
+    return int(found[1]) * _SIZE_UNITS[found[2]] if found else None
+
+
+def _housekeeping_options(args: argparse.Namespace) -> HousekeepingOptions:
+    """The housekeeping flags, checked (a usage error names the flag and the fix)."""
+    from botreg.daemon.housekeeping import HousekeepingOptions
+
+    max_bytes = _parse_size(args.events_max_bytes)
+    if max_bytes is None or max_bytes < 4096:
+        raise UsageError(
+            f"--events-max-bytes {args.events_max_bytes!r}: give a size of at least 4K "
+            "(e.g. 64M or 1G)"
+        )
+    if args.events_keep < 0:
+        raise UsageError("--events-keep must be 0 or more")
+    for flag, value in (
+        ("--gc-interval", args.gc_interval),
+        ("--compact-interval", args.compact_interval),
+    ):
+        if not math.isfinite(value) or value < 0:
+            raise UsageError(f"{flag} must be a number of seconds, 0 or more (0: never)")
+    return HousekeepingOptions(
+        mirror_gc_interval=args.gc_interval,
+        events_max_bytes=max_bytes,
+        events_keep=args.events_keep,
+        compaction_interval=args.compact_interval,
+    )
 
 
 def _check_api_token_file(path: Path) -> None:

@@ -31,11 +31,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from botreg.api.git_backend import applied_commit
+from botreg.daemon.housekeeping import Housekeeper, HousekeepingOptions
 from botreg.daemon.http import DaemonHTTP, read_token_file
 from botreg.daemon.metrics import Metrics
 from botreg.daemon.readiness import Readiness, default_stale_after
@@ -70,6 +71,7 @@ class DaemonOptions:
     webhook_dead_letter_after: float = DEAD_LETTER_AFTER
     # seconds without a successful fetch before /readyz fails (None: default_stale_after)
     stale_after: float | None = None
+    housekeeping: HousekeepingOptions = field(default_factory=HousekeepingOptions)
 
 
 def _parse_listen(listen: str) -> tuple[str, int]:
@@ -188,6 +190,9 @@ class Daemon:
         with self._running(), self._signals(), self._watching():
             assert self.syncer is not None
             failures = 0
+            housekeeper = Housekeeper.for_syncer(
+                self.syncer, self.options.housekeeping, self._stop.is_set
+            )
             while not self._stop.is_set():
                 # cleared before the cycle: a wake during the cycle gives one more cycle
                 self._wake.clear()
@@ -195,6 +200,7 @@ class Daemon:
                 self._after_cycle(result)
                 if self._stop.is_set():
                     break
+                housekeeper.run_due()  # between cycles: never races a fetch or an ingest
                 if result.result == "failed":
                     failures += 1
                     budget = self.options.max_failures
@@ -325,7 +331,8 @@ class Daemon:
                 branch=self.sync_options.branch,
                 environment=self.sync_options.environment,
             )
-            self.bus = EventBus(EventLog(self.data.events))
+            hk = self.options.housekeeping
+            self.bus = EventBus(EventLog(self.data.events, hk.events_max_bytes, hk.events_keep))
             self.bus.subscribe(self._count)
             file_handle = None
             if self.options.events_file == "-":

@@ -13,6 +13,10 @@
   daemon holds the data dir lock, so no other git runs in the mirror).
 - A fetch can be interrupted (`should_stop`): git and its helpers are killed, so
   a stopping daemon never waits for a hanging remote.
+- Automatic gc is off (it could race a fetch); `maintain()` packs and prunes at
+  a time the daemon chooses, between cycles and never during a fetch: every
+  fetch leaves loose objects (6,648 of them, 27.9 MB after 1,286 commits, against
+  0.9 MB for a fresh clone) and a force-push leaves unreachable ones.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import re
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -33,7 +38,14 @@ from botreg.errors import BotregError
 from botreg.git.diff import tree_diff
 from botreg.secrets import redact_url, split_url_credentials
 
-__all__ = ["FetchError", "FetchInterrupted", "GitMirror", "redact_url"]
+__all__ = [
+    "FetchError",
+    "FetchInterrupted",
+    "GitMirror",
+    "MaintenanceError",
+    "MaintenanceResult",
+    "redact_url",
+]
 
 APPLIED_REF = "refs/botreg/applied"
 
@@ -45,6 +57,36 @@ class FetchError(BotregError):
 class FetchInterrupted(Exception):  # noqa: N818 - a stop asked for, not an error
     """A stop was asked for during the fetch: git was killed (nothing is half-updated:
     git updates refs only at the end, and stale lock files are removed next time)."""
+
+
+class MaintenanceError(BotregError):
+    """`git gc` of the mirror failed (the mirror still works; it is retried later)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceResult:
+    """Disk use of the mirror before and after a maintenance run, in bytes."""
+
+    bytes_before: int
+    bytes_after: int
+    loose_before: int
+    loose_after: int
+
+
+def _disk_usage(path: Path) -> tuple[int, int]:
+    """(bytes on disk, loose objects) of a git directory, as `du` counts them (blocks:
+    a 200-byte loose object takes a whole block)."""
+    total = loose = 0
+    for root, _dirs, files in os.walk(path):
+        in_objects = os.path.basename(os.path.dirname(root)) == "objects"
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue  # removed meanwhile
+            # objects/ab/cdef...: a loose object (packs live in objects/pack)
+            loose += in_objects and len(os.path.basename(root)) == 2
+    return total, loose
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +116,7 @@ class GitMirror:
         self.credentials = credentials or Credentials()
         self.timeout = timeout
         self._authorization: str | None = None  # from userinfo in an http(s) --source
+        self._busy = threading.Lock()  # a fetch and a gc never run at once
         if (path / "HEAD").is_file():
             self.repo = git.Repo(path)
         else:
@@ -153,7 +196,6 @@ class GitMirror:
         """
         import git
 
-        self.clean_stale_locks()
         refspec = f"+refs/heads/{self.branch}:{self.tracking_ref}"
         executable = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
         git_dir = self.path.resolve()  # a relative data dir must not resolve against cwd twice
@@ -161,6 +203,13 @@ class GitMirror:
         command += ["origin", refspec]
         env = {**os.environ, **self._environment(), "LC_ALL": "C", "LANGUAGE": "C"}
         stop = should_stop or (lambda: False)
+        with self._busy:  # never beside a gc of this mirror
+            self.clean_stale_locks()
+            return self._fetch(command, git_dir, env, stop)
+
+    def _fetch(
+        self, command: list[str], git_dir: Path, env: dict[str, str], stop: Callable[[], bool]
+    ) -> str:
         try:
             # its own process group: a kill reaches git's helpers (remote-https, ssh) too
             proc = subprocess.Popen(
@@ -198,6 +247,47 @@ class GitMirror:
                 f"fetch of {redact_url(self.source)} {self.branch} failed: {detail[-500:]}"
             )
         return self.head()
+
+    def disk_usage(self) -> int:
+        """Bytes the mirror takes on disk."""
+        return _disk_usage(self.path)[0]
+
+    def maintain(self, timeout: float = 600) -> MaintenanceResult:
+        """Pack loose objects and refs and prune unreachable objects (`git gc`).
+
+        What a ref names is kept: the fetched branch and `refs/botreg/applied`
+        (the applied commit, which the next diff needs even after a force-push).
+        Objects no ref reaches are pruned at once (`--prune=now`): nothing else
+        writes to the mirror while this runs (the data dir lock keeps other
+        processes out, `_busy` a fetch of this one), so no object can be in
+        flight. The mirror is a bare repository without reflogs, so none keeps
+        a dropped commit alive either.
+
+        Args:
+            timeout: Seconds before git is killed (a killed gc leaves the mirror
+                usable: git replaces packs atomically; stale locks are removed
+                before the next fetch).
+
+        Raises:
+            MaintenanceError: with git's message.
+        """
+        import git
+
+        with self._busy:
+            bytes_before, loose_before = _disk_usage(self.path)
+            self.clean_stale_locks()
+            try:
+                self.repo.git.gc(
+                    "--quiet",
+                    "--prune=now",
+                    env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+                    kill_after_timeout=timeout,
+                )
+            except git.GitCommandError as exc:
+                detail = " ".join(str(exc.stderr or exc).split())[-300:]
+                raise MaintenanceError(f"git gc of the mirror failed: {detail}") from None
+            bytes_after, loose_after = _disk_usage(self.path)
+        return MaintenanceResult(bytes_before, bytes_after, loose_before, loose_after)
 
     def head(self) -> str:
         """The fetched head of the branch ('' before the first fetch)."""

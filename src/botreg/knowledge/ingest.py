@@ -52,7 +52,7 @@ from botreg.registry.snapshot import Snapshot
 from botreg.registry.source import RegistrySource
 from botreg.registry.view import RegistryView
 from botreg.secrets import locate_token
-from botreg.store.chroma import ChromaStore, collection_name
+from botreg.store.chroma import ChromaStore, active_collection, collection_name
 from botreg.store.settings import EmbeddingSettings
 
 __all__ = [
@@ -241,8 +241,10 @@ class KnowledgeIngestionManager:
         if not valid_domain(domain_id):
             return self._refuse_domain(domain_id)
         result = IngestionResult(domain_id)
-        collection_id = collection_name(domain_id, self.embedding.fingerprint)
         state = self.ledger.domain(domain_id)
+        name = collection_name(domain_id, self.embedding.fingerprint)
+        # a compacted generation of it (see botreg.store.chroma) stays the one written
+        collection_id = active_collection(name, state.collection if state else "")
         previous = state.collection if state and state.collection != collection_id else None
         if clear_existing:
             self.store.drop_collection(collection_id)

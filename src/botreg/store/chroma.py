@@ -6,11 +6,22 @@ Chroma's rules (3-512 characters of [a-zA-Z0-9._-], starting and ending with a
 letter or digit), and two models' vectors never share a collection.
 
 Every write is split into batches of at most the client's `get_max_batch_size()`.
+
+Compaction: Chroma never gives back the space of deleted chunks (an HNSW index
+keeps them as tombstones), so a collection that lost most of its chunks is
+copied into a new generation `<name>.g<N>` (ids, vectors, texts, metadata: no
+re-embedding) and the old one is dropped; the embedded store leaves a dropped
+collection's index folder on disk (chroma-core/chroma#5259), so those folders,
+which no segment names any more, are removed too (`remove_orphan_segments`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+import re
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +35,14 @@ from botreg.validation.confinement import (
     store_policy,
 )
 
-__all__ = ["ChromaStore", "StoreUnavailableError", "collection_name"]
+__all__ = [
+    "ChromaStore",
+    "CopyStoppedError",
+    "StoreUnavailableError",
+    "active_collection",
+    "collection_name",
+    "next_generation",
+]
 
 
 class StoreUnavailableError(BotregError):
@@ -34,6 +52,28 @@ class StoreUnavailableError(BotregError):
 def collection_name(domain: str, fingerprint: str) -> str:
     """The collection of a domain for one embedding setting (see the module docstring)."""
     return f"botreg-{domain}-{fingerprint[:10]}"
+
+
+_GENERATION = re.compile(r"\.g(\d+)$")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+class CopyStoppedError(BotregError):
+    """A collection copy was stopped (the daemon is stopping); the copy was dropped."""
+
+
+def next_generation(name: str) -> str:
+    """The name a compacted copy of collection `name` gets (`x` -> `x.g1` -> `x.g2`)."""
+    found = _GENERATION.search(name)
+    base = name[: found.start()] if found else name
+    return f"{base}.g{int(found[1]) + 1 if found else 1}"
+
+
+def active_collection(name: str, recorded: str) -> str:
+    """The collection to write for `name`: `recorded` if it is a compacted generation of
+    `name` (the ledger names the active one), else `name` itself."""
+    found = _GENERATION.search(recorded)
+    return recorded if found and recorded[: found.start()] == name else name
 
 
 def _batches(count: int, size: int) -> Iterator[slice]:
@@ -226,3 +266,115 @@ class ChromaStore:
                 strict=True,
             )
         ]
+
+    # --- compaction -----------------------------------------------------------------
+
+    def copy_collection(
+        self,
+        source: str,
+        target: str,
+        embedding_function: Any = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> int:
+        """Copy every chunk of `source` into a new collection `target`, as stored.
+
+        Ids, vectors, texts and metadata are copied in batches; nothing is
+        embedded again. `target` is created (an existing one is dropped first: a
+        copy a crash interrupted). Nothing may write to `source` meanwhile (the
+        daemon copies between cycles).
+
+        Args:
+            source: The collection to copy.
+            target: The new collection's name.
+            embedding_function: The function the collection records (the one
+                queries use), as when it was created.
+            stop: Checked between batches; when true, the copy is dropped and
+                `CopyStoppedError` raised.
+
+        Returns:
+            The number of chunks copied.
+
+        Raises:
+            CopyStoppedError: if `stop()` became true.
+            StoreUnavailableError: if the copy does not hold what the source holds.
+        """
+        self.drop_collection(target)
+        origin = self.client.get_collection(source, embedding_function=embedding_function)
+        copy = self.collection(target, embedding_function)
+        copied = 0
+        try:
+            while True:
+                if stop is not None and stop():
+                    raise CopyStoppedError(f"copy of {source} stopped")
+                got = origin.get(
+                    limit=self.batch_size,
+                    offset=copied,
+                    include=["embeddings", "documents", "metadatas"],
+                )
+                if not got["ids"]:
+                    break
+                copy.upsert(
+                    ids=got["ids"],
+                    embeddings=got["embeddings"],
+                    documents=got["documents"],
+                    metadatas=got["metadatas"],
+                )
+                copied += len(got["ids"])
+            # paging by offset is sound only if every id came exactly once
+            if not copied == self.count(copy) == self.count(origin):
+                raise StoreUnavailableError(
+                    f"copy of {source} is incomplete ({self.count(copy)} of "
+                    f"{self.count(origin)} chunks); the old collection stays"
+                )
+        except BaseException:
+            self.drop_collection(target)
+            raise
+        return copied
+
+    def disk_usage(self) -> int | None:
+        """Bytes an embedded store takes on disk (None for a server)."""
+        if self.settings.type == "http":
+            return None
+        return _disk_bytes(Path(self.location))
+
+    def remove_orphan_segments(self) -> int:
+        """Remove the index folders of dropped collections (embedded store); returns bytes.
+
+        A folder is removed only if its name is a segment id and the store's
+        catalogue names no such segment. The folders are listed before the
+        catalogue is read, so a collection created meanwhile is never touched.
+        """
+        if self.settings.type == "http":
+            return 0
+        root = Path(self.location)
+        folders = [p for p in root.iterdir() if p.is_dir() and _UUID.fullmatch(p.name)]
+        if not folders:
+            return 0
+        try:
+            catalogue = sqlite3.connect(f"{(root / 'chroma.sqlite3').as_uri()}?mode=ro", uri=True)
+            try:
+                catalogue.execute("PRAGMA busy_timeout = 5000")
+                known = {str(r[0]) for r in catalogue.execute("SELECT id FROM segments")}
+            finally:
+                catalogue.close()
+        except sqlite3.Error:
+            return 0  # cannot tell what is in use: remove nothing
+        freed = 0
+        for folder in folders:
+            if folder.name not in known:
+                size = _disk_bytes(folder)
+                shutil.rmtree(folder, ignore_errors=True)
+                freed += size - (_disk_bytes(folder) if folder.exists() else 0)
+        return freed
+
+
+def _disk_bytes(path: Path) -> int:
+    """Bytes on disk below `path` (blocks, as `du` counts them)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total

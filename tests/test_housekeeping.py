@@ -1,0 +1,619 @@
+"""Housekeeping for months of running (issue #10, item 7): the event log rotates by
+size and its followers survive a rotation; the git mirror is garbage-collected;
+the Chroma store gives space back after large deletions; a failing task never
+ends the daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from botreg.events import CloudEvent
+from botreg.events.log import EventLog, EventLogReader, read_events, rotated_logs
+
+
+def _event(n: int, padding: int = 200) -> CloudEvent:
+    return CloudEvent(
+        type="botreg.test", source="test", id=f"e{n}", subject="", data={"pad": "x" * padding}
+    )
+
+
+def _wait_for(condition: Any, timeout: float = 8.0) -> None:
+    """Poll until `condition()` is true (a bound on waiting, not a timed assertion)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
+
+
+# --- the event log --------------------------------------------------------------------
+
+
+def test_event_log_rotates_by_size_and_keeps_n_files(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=2000, keep=2)
+    for n in range(60):  # ~300 bytes each: about 6 per file, 10 rotations
+        log.append(_event(n))
+    assert path.stat().st_size <= 2000
+    assert [p.name for p in rotated_logs(path)] == ["events.jsonl-2", "events.jsonl-1"]
+    assert all(p.stat().st_size <= 2000 for p in rotated_logs(path))
+    assert log.rotations >= 8
+    # what is kept is the newest events, in order, none repeated
+    ids = [e["id"] for e in read_events(path)]
+    assert ids == [f"e{n}" for n in range(60 - len(ids), 60)]
+    assert len(ids) >= 12
+
+
+def test_event_log_rotation_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=1500, keep=3)
+    for n in range(4):
+        log.append(_event(n))
+    # a new daemon (same file) knows the size already there
+    log = EventLog(path, max_bytes=1500, keep=3)
+    for n in range(4, 8):
+        log.append(_event(n))
+    assert path.stat().st_size <= 1500
+    assert [e["id"] for e in read_events(path)] == [f"e{n}" for n in range(8)]
+
+
+def test_since_finds_an_event_in_a_rotated_file(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=1000, keep=5)
+    for n in range(10):
+        log.append(_event(n))
+    assert rotated_logs(path)
+    assert [e["id"] for e in read_events(path, since="e1")] == [f"e{n}" for n in range(2, 10)]
+
+
+def _follow_in_thread(path: Path) -> tuple[list[str], threading.Event, threading.Thread]:
+    got: list[str] = []
+    stop = threading.Event()
+
+    def follow() -> None:
+        for event in read_events(path, follow=True, poll=0.01, stop=stop.is_set):
+            got.append(event["id"])
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    return got, stop, thread
+
+
+def test_a_follower_survives_rotations_without_loss_or_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=1200, keep=1)  # one kept file: the follower must keep up
+    got, stop, thread = _follow_in_thread(path)
+    try:
+        for n in range(200):  # ~50 rotations while the follower reads
+            log.append(_event(n))
+            if n % 3 == 0:  # let it fall behind by a few events, never by two files
+                _wait_for(lambda n=n: len(got) > n - 3)
+        _wait_for(lambda: len(got) >= 200)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert log.rotations >= 40
+    assert got == [f"e{n}" for n in range(200)]
+
+
+def test_a_follower_drains_the_renamed_file_before_switching(tmp_path: Path) -> None:
+    """Events appended just before a rotation (not yet read) are still delivered."""
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=10_000, keep=2)
+    log.append(_event(0))
+    reader = EventLogReader(path)
+    assert [e["id"] for e in reader.read()] == ["e0"]
+    log.append(_event(1))
+    log.append(_event(2))  # unread when the log is renamed
+    log.rotate()
+    log.append(_event(3))
+    assert [e["id"] for e in reader.read()] == ["e1", "e2", "e3"]
+    assert list(reader.read()) == []
+    reader.close()
+
+
+def test_a_follower_restarts_on_a_log_truncated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path)
+    for n in range(3):
+        log.append(_event(n))
+    reader = EventLogReader(path)
+    assert len(list(reader.read())) == 3
+    with open(path, "r+b") as handle:  # an external copy-truncate
+        handle.truncate(0)
+    log = EventLog(path)
+    log.append(_event(9, padding=1))
+    assert [e["id"] for e in reader.read()] == ["e9"]
+    reader.close()
+
+
+def test_event_log_follower_survives_rotation(tmp_path: Path) -> None:
+    from botreg.api.reload import EventLogFollower
+
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=1500, keep=1)
+    log.append(_event(-1))  # before start(): not delivered
+    follower = EventLogFollower(path, poll=0.01)
+    got: list[str] = []
+    follower.subscribe(lambda e: got.append(e.id))
+    follower.start()
+    try:
+        for n in range(60):
+            log.append(_event(n))
+            if n % 3 == 0:
+                _wait_for(lambda n=n: len(got) > n - 3)
+        _wait_for(lambda: len(got) >= 60)
+    finally:
+        follower.stop()
+    assert log.rotations >= 10
+    assert got == [f"e{n}" for n in range(60)]
+
+
+def test_botreg_events_follow_survives_rotation(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    path = data / "events.jsonl"
+    log = EventLog(path, max_bytes=1500, keep=1)
+    log.append(_event(0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "botreg", "events", "--data-dir", str(data), "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    got: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            got.append(json.loads(line)["id"])
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        _wait_for(lambda: got == ["e0"], timeout=9)
+        for n in range(1, 31):
+            log.append(_event(n))
+            if n % 3 == 0:  # `--follow` polls every 0.5 s: pace the writer to its reads
+                _wait_for(lambda n=n: len(got) > n - 3, timeout=9)
+        _wait_for(lambda: len(got) >= 31, timeout=9)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+        reader.join(timeout=5)
+        proc.stdout.close()
+        assert proc.stderr is not None
+        errors = proc.stderr.read()
+        proc.stderr.close()
+    assert "Traceback" not in errors
+    assert log.rotations >= 5
+    assert got == [f"e{n}" for n in range(31)]
+
+
+def test_a_reader_follows_a_rename_by_another_tool(tmp_path: Path) -> None:
+    """A reader by name and offset (main's) read the new log from the old file's
+    offset and skipped its first events; the reader follows the file it has open."""
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=100_000)
+    for n in range(5):
+        log.append(_event(n))
+    reader = EventLogReader(path)
+    assert len(list(reader.read())) == 5
+    os.replace(path, tmp_path / "events.jsonl-1")
+    log = EventLog(path)
+    log.append(_event(5))
+    assert [e["id"] for e in reader.read()] == ["e5"]
+    reader.close()
+
+
+@pytest.mark.parametrize("max_bytes", [0, -1])
+def test_event_log_refuses_a_nonsense_size(tmp_path: Path, max_bytes: int) -> None:
+    with pytest.raises(ValueError):
+        EventLog(tmp_path / "events.jsonl", max_bytes=max_bytes)
+
+
+# --- the git mirror -------------------------------------------------------------------
+
+
+def _source_repo(tmp_path: Path) -> Path:
+    from conftest import git
+
+    src = tmp_path / "src"
+    src.mkdir()
+    git(src, "init", "-q", "-b", "main")
+    return src
+
+
+def _commit_file(src: Path, n: int) -> str:
+    from conftest import git
+
+    (src / f"f{n % 7}.txt").write_text(f"content {n}\n" * 50)
+    git(src, "add", "-A")
+    git(src, "commit", "-q", "-m", f"c{n}")
+    return git(src, "rev-parse", "HEAD").strip()
+
+
+def test_mirror_maintenance_packs_loose_objects_and_keeps_the_applied_commit(
+    tmp_path: Path,
+) -> None:
+    from botreg.git.mirror import GitMirror
+    from conftest import git
+
+    src = _source_repo(tmp_path)
+    mirror = GitMirror(tmp_path / "mirror.git", str(src), "main")
+    commits = []
+    for n in range(25):  # one fetch per commit, as the daemon does: every one stays loose
+        commits.append(_commit_file(src, n))
+        mirror.fetch()
+    applied = commits[20]
+    mirror.keep_applied(applied)
+    # a force-push: the branch is rewritten from commit 10; 21..24 are reachable from
+    # nothing, 11..20 only from the applied ref
+    git(src, "reset", "-q", "--hard", commits[10])
+    rewritten = _commit_file(src, 99)
+    assert mirror.fetch() == rewritten
+    before = int(git(tmp_path / "mirror.git", "count-objects").split()[0])
+    assert before >= 70  # what main left behind, for ever (gc.auto is 0)
+
+    result = mirror.maintain()
+
+    assert result.loose_before >= 70
+    assert result.loose_after == 0
+    assert result.bytes_after < result.bytes_before
+    assert mirror.has_commit(applied)  # the next diff needs it
+    assert mirror.has_commit(rewritten)
+    assert mirror.diff(applied, rewritten)  # its trees are there too
+    assert not mirror.has_commit(commits[24])  # unreachable: pruned
+    git(tmp_path / "mirror.git", "fsck", "--connectivity-only")
+    assert mirror.fetch() == rewritten  # and it keeps working
+    assert mirror.head() == rewritten
+
+
+def test_mirror_maintenance_failure_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    from botreg.git.mirror import GitMirror, MaintenanceError
+
+    src = _source_repo(tmp_path)
+    _commit_file(src, 0)
+    mirror = GitMirror(tmp_path / "mirror.git", str(src), "main")
+    mirror.fetch()
+    # a ref to an object that is not there (a disk that lost a file): gc refuses to run
+    broken = tmp_path / "mirror.git" / "refs" / "botreg" / "broken"
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_text("1" * 40 + "\n")
+    with pytest.raises(MaintenanceError, match="git gc of the mirror failed"):
+        mirror.maintain()
+    broken.unlink()
+    assert mirror.has_commit(mirror.head())
+
+
+# --- the Chroma store -----------------------------------------------------------------
+
+
+def _bulk(sections: int, tag: str = "") -> str:
+    return "\n".join(
+        f"## Section {tag}{n}\n\nTopic {tag}{n}: " + " ".join(f"w{n}x{k}" for k in range(12)) + "\n"
+        for n in range(sections)
+    )
+
+
+@pytest.fixture
+def h(git_registry: Path, tmp_path: Path) -> Any:
+    from sync_helpers import SyncHarness
+
+    harness = SyncHarness(git_registry.as_uri(), tmp_path / "data")
+    yield harness
+    harness.close()
+
+
+def _query_ids(h: Any, text: str) -> list[str]:
+    from botreg.knowledge.ingest import query_domain
+
+    store = h.syncer.store
+    return [hit.id for hit in query_domain(store, h.syncer.ledger, "product", text, 5)]
+
+
+def test_compaction_gives_space_back_without_reembedding_and_ingest_keeps_using_it(
+    h: Any, git_registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from botreg.daemon.housekeeping import Compactor
+    from botreg.daemon.metrics import Metrics
+    from helpers import write
+    from knowledge_helpers import CountingHash
+    from sync_helpers import commit
+
+    metrics = Metrics()
+    now = [1000.0]
+    compactor = Compactor(
+        lambda: h.syncer.store, h.syncer.ledger, metrics, min_dead=100, grace=60,
+        clock=lambda: now[0],
+    )  # fmt: skip
+    h.bus.subscribe(compactor.observe)
+    write(git_registry, "knowledge/product/bulk.md", _bulk(1200))  # past Chroma's 1,000-op flush
+    commit(git_registry, "bulk")
+    assert h.sync().result == "synced"
+    ledger, store = h.syncer.ledger, h.syncer.store
+    old = ledger.domain("product").collection
+    live_before = store.count(store.collection(old))
+    (git_registry / "knowledge/product/bulk.md").unlink()
+    commit(git_registry, "drop bulk")
+    assert h.sync().result == "synced"
+    assert compactor.dead(old) >= 1200  # the deletions are counted
+    live = store.count(store.collection(old))
+    assert live == live_before - 1200 == len(ledger.all_chunk_ids(old))
+    asked = "Getting started with the product"
+    answer = _query_ids(h, asked)
+    vectors = store.embeddings(store.collection(old), sorted(ledger.all_chunk_ids(old)))
+    disk_before = store.disk_usage()
+    functions: list[CountingHash] = []
+
+    def counting(settings: Any) -> CountingHash:
+        functions.append(CountingHash(settings.params["dimensions"]))
+        return functions[-1]
+
+    monkeypatch.setattr("botreg.store.embedding.create_embedding_function", counting)
+    compactor.run()
+    monkeypatch.undo()
+    assert functions and sum(f.texts for f in functions) == 0  # nothing embedded again
+
+    new = ledger.domain("product").collection
+    assert new == f"{old}.g1"
+    assert store.count(store.collection(new)) == live
+    assert ledger.all_chunk_ids(old) == set() and len(ledger.all_chunk_ids(new)) == live
+    assert _query_ids(h, asked) == answer  # the same answers from the copy
+    copied = store.embeddings(store.collection(new), sorted(vectors))
+    assert all(np.allclose(copied[i], vectors[i]) for i in vectors)
+    assert store.has_collection(old)  # retired: queries under way still find it
+    now[0] += 61
+    compactor.run()
+    assert not store.has_collection(old)
+    assert store.disk_usage() < disk_before
+    text = metrics.render().decode()
+    assert "botreg_store_compactions_total 1.0" in text
+    assert "botreg_store_reclaimed_chunks_total 1200.0" in text
+    reclaimed = [
+        ln for ln in text.splitlines() if ln.startswith("botreg_store_reclaimed_bytes_total")
+    ]
+    assert reclaimed and float(reclaimed[0].split()[1]) > 0
+    assert "botreg_store_last_compaction_timestamp_seconds" in text
+
+    # the next commit writes into the compacted collection: only the new file is embedded
+    write(git_registry, "knowledge/product/more.md", _bulk(3, tag="m"))
+    commit(git_registry, "more")
+    result = h.sync()
+    assert result.result == "synced"
+    assert ledger.domain("product").collection == new
+    assert result.counts["chunks_embedded"] == 3
+    assert len(ledger.all_chunk_ids(new)) == live + 3
+    assert store.count(store.collection(new)) == live + 3
+
+
+def test_compaction_leaves_a_healthy_collection_alone(h: Any) -> None:
+    from botreg.daemon.housekeeping import Compactor
+
+    compactor = Compactor(lambda: h.syncer.store, h.syncer.ledger, min_dead=1, grace=0)
+    h.bus.subscribe(compactor.observe)
+    assert h.sync().result == "synced"
+    before = {s.domain: s.collection for s in h.syncer.ledger.domains()}
+    compactor.run()
+    assert {s.domain: s.collection for s in h.syncer.ledger.domains()} == before
+
+
+def test_queries_never_fail_while_a_collection_is_compacted(h: Any, git_registry: Path) -> None:
+    from botreg.daemon.housekeeping import Compactor
+    from botreg.knowledge.ingest import query_domain
+    from botreg.knowledge.ledger import Ledger
+    from helpers import write
+    from sync_helpers import commit
+
+    now = [0.0]
+    compactor = Compactor(
+        lambda: h.syncer.store, h.syncer.ledger, min_dead=50, grace=30, clock=lambda: now[0]
+    )
+    h.bus.subscribe(compactor.observe)
+    write(git_registry, "knowledge/product/bulk.md", _bulk(300))
+    commit(git_registry, "bulk")
+    h.sync()
+    (git_registry / "knowledge/product/bulk.md").unlink()
+    commit(git_registry, "drop bulk")
+    h.sync()
+    store = h.syncer.store
+    errors: list[str] = []
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def ask() -> None:  # as the HTTP API does: its own ledger connection, the daemon's store
+        ledger = Ledger(h.data / "ledger.sqlite")
+        try:
+            while not stop.is_set():
+                try:
+                    answers.append(len(query_domain(store, ledger, "product", "shortcuts", 3)))
+                except Exception as exc:
+                    errors.append(repr(exc))
+        finally:
+            ledger.close()
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        _wait_for(lambda: len(answers) >= 5)
+        compactor.run()
+        seen = len(answers)
+        _wait_for(lambda: len(answers) >= seen + 5)
+        now[0] += 31
+        compactor.run()  # the old collection goes; every query now reads the new one
+        seen = len(answers)
+        _wait_for(lambda: len(answers) >= seen + 5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=5)
+    assert h.syncer.ledger.domain("product").collection.endswith(".g1")
+    assert errors == []
+    assert answers and min(answers) == 3
+
+
+def test_remove_orphan_segments_keeps_live_collections(h: Any) -> None:
+    assert h.sync().result == "synced"
+    store = h.syncer.store
+    root = Path(store.location)
+    orphan = root / "0f0e0d0c-0b0a-4909-8807-060504030201"
+    orphan.mkdir()
+    (orphan / "data_level0.bin").write_bytes(b"\0" * 8192)
+    stranger = root / "not-a-segment"
+    stranger.mkdir()
+    live = [p.name for p in root.iterdir() if p.is_dir() and p not in (orphan, stranger)]
+    assert store.remove_orphan_segments() >= 8192
+    assert not orphan.exists() and stranger.exists()
+    assert all((root / name).exists() for name in live)
+    assert _query_ids(h, "shortcuts")
+
+
+# --- the housekeeper ------------------------------------------------------------------
+
+
+def test_a_failing_task_is_reported_and_retried_never_fatal(tmp_path: Path) -> None:
+    from botreg.daemon.housekeeping import Housekeeper, Task
+    from botreg.daemon.metrics import Metrics
+    from botreg.knowledge.ledger import Ledger
+
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    metrics = Metrics()
+    now = [1000.0]
+    calls: list[str] = []
+
+    def broken() -> None:
+        calls.append("broken")
+        raise OSError("disk full")
+
+    def fine() -> None:
+        calls.append("fine")
+
+    tasks = [Task("broken", 7200, broken, retry_after=600), Task("fine", 100, fine)]
+    keeper = Housekeeper(tasks, ledger, metrics, clock=lambda: now[0])
+    assert keeper.run_due() == {"broken": "failed", "fine": "ok"}  # the next task still ran
+    text = metrics.render().decode()
+    assert 'botreg_housekeeping_runs_total{result="failed",task="broken"} 1.0' in text
+    assert 'botreg_housekeeping_failing{task="broken"} 1.0' in text
+    assert 'botreg_housekeeping_failing{task="fine"} 0.0' in text
+    assert keeper.run_due() == {}  # nothing is due right after
+    now[0] += 150
+    assert keeper.run_due() == {"fine": "ok"}
+    # due times outlive the process: a restarted daemon does not run them all again
+    again = Housekeeper(tasks, ledger, Metrics(), clock=lambda: now[0])
+    assert again.run_due() == {}
+    now[0] += 500  # 650 s after the failure: retried, well before its 2-hour interval
+    assert again.run_due() == {"broken": "failed", "fine": "ok"}
+    assert calls == ["broken", "fine", "fine", "broken", "fine"]
+    ledger.close()
+
+
+def test_nothing_starts_once_the_daemon_is_stopping(tmp_path: Path) -> None:
+    from botreg.daemon.housekeeping import Housekeeper, Task
+
+    calls: list[str] = []
+    keeper = Housekeeper([Task("t", 1, lambda: calls.append("t"))], stop=lambda: True)
+    assert keeper.run_due() == {}
+    assert calls == []
+
+
+def test_the_daemon_runs_housekeeping_between_cycles(git_registry: Path, tmp_path: Path) -> None:
+    from botreg.daemon.housekeeping import HousekeepingOptions
+    from botreg.daemon.run import Daemon, DaemonOptions
+    from botreg.daemon.sync import SyncOptions
+    from sync_helpers import commit
+
+    data = tmp_path / "data"
+    options = DaemonOptions(
+        interval=0.05,
+        listen=None,
+        housekeeping=HousekeepingOptions(
+            mirror_gc_interval=3600, events_max_bytes=4096, events_keep=2, disk_interval=3600
+        ),
+    )
+    daemon = Daemon(SyncOptions(git_registry.as_uri(), data_dir=data), options)
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    try:
+        _wait_for(lambda: "botreg_housekeeping_runs_total" in daemon.metrics.render().decode())
+        for n in range(3):  # events past 4 KiB: the log rotates
+            (git_registry / f"bots/extra-{n}.yaml").write_text(
+                (git_registry / "bots/product-guide.yaml")
+                .read_text()
+                .replace("product-guide", f"extra-{n}")
+            )
+            commit(git_registry, f"extra {n}")
+        _wait_for(lambda: "extra-2" in (data / "events.jsonl").read_text())
+    finally:
+        daemon.stop()
+        thread.join(timeout=10)
+    text = daemon.metrics.render().decode()
+    assert 'botreg_housekeeping_runs_total{result="ok",task="mirror-gc"} 1.0' in text
+    assert 'botreg_disk_bytes{part="mirror"}' in text
+    assert "botreg_mirror_gc_last_run_timestamp_seconds" in text
+    assert rotated_logs(data / "events.jsonl")
+    assert int(subprocess.run(
+        ["git", "count-objects"], cwd=data / "mirror.git", capture_output=True, text=True,
+        check=True,
+    ).stdout.split()[0]) < 50  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--events-max-bytes", "lots", "--events-max-bytes 'lots': give a size of at least 4K"),
+        ("--events-max-bytes", "100", "--events-max-bytes '100': give a size of at least 4K"),
+        ("--events-keep", "-1", "--events-keep must be 0 or more"),
+        ("--gc-interval", "nan", "--gc-interval must be a number of seconds"),
+        ("--compact-interval", "-5", "--compact-interval must be a number of seconds"),
+    ],
+)
+def test_housekeeping_flags_are_checked(
+    git_registry: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+    value: str,
+    message: str,
+) -> None:
+    from botreg.cli import main
+
+    args = ["sync", "--source", str(git_registry), "--data-dir", str(tmp_path / "d"), "--once"]
+    assert main([*args, flag, value]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()  # refused before anything started
+
+
+def test_a_size_with_a_unit_is_accepted() -> None:
+    from botreg.cli.daemon_cmds import _parse_size
+
+    assert _parse_size("64M") == 64 * 1024 * 1024
+    assert _parse_size("64MiB") == _parse_size("64mb") == 64 * 1024 * 1024
+    assert _parse_size("4096") == 4096
+    assert _parse_size("1.5G") is None
+
+
+def test_a_reader_that_fell_files_behind_reads_them_in_order(tmp_path: Path) -> None:
+    """Main's follower read by name: two rotations while it slept skipped a whole file."""
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=1000, keep=8)
+    log.append(_event(0))
+    reader = EventLogReader(path)
+    assert [e["id"] for e in reader.read()] == ["e0"]
+    for n in range(1, 10):  # two or three per file: several rotations before the next read
+        log.append(_event(n))
+    assert 3 <= log.rotations < 8
+    assert [e["id"] for e in reader.read()] == [f"e{n}" for n in range(1, 10)]
+    reader.close()
