@@ -410,6 +410,7 @@ def test_compaction_leaves_a_healthy_collection_alone(h: Any) -> None:
 
 
 def test_queries_never_fail_while_a_collection_is_compacted(h: Any, git_registry: Path) -> None:
+    """Nor while the store's client is reopened after the drop: queries wait for it."""
     from botreg.daemon.housekeeping import Compactor
     from botreg.knowledge.ingest import query_domain
     from botreg.knowledge.ledger import Ledger
@@ -417,9 +418,11 @@ def test_queries_never_fail_while_a_collection_is_compacted(h: Any, git_registry
     from sync_helpers import commit
 
     now = [0.0]
+    reopened: list[bool] = []
     compactor = Compactor(
-        lambda: h.syncer.store, h.syncer.ledger, min_dead=50, grace=30, clock=lambda: now[0]
-    )
+        lambda: h.syncer.store, h.syncer.ledger, min_dead=50, grace=30, clock=lambda: now[0],
+        reopen=lambda: reopened.append(h.syncer.reopen_store()),
+    )  # fmt: skip
     h.bus.subscribe(compactor.observe)
     write(git_registry, "knowledge/product/bulk.md", _bulk(300))
     commit(git_registry, "bulk")
@@ -432,16 +435,23 @@ def test_queries_never_fail_while_a_collection_is_compacted(h: Any, git_registry
     answers: list[int] = []
     stop = threading.Event()
 
-    def ask() -> None:  # as the HTTP API does: its own ledger connection, the daemon's store
+    def ask() -> None:  # as the HTTP API does: its own ledger connection, a read share
         ledger = Ledger(h.data / "ledger.sqlite")
         try:
             while not stop.is_set():
                 try:
-                    answers.append(len(query_domain(store, ledger, "product", "shortcuts", 3)))
+                    with h.syncer.reading_store() as current:
+                        answers.append(
+                            len(query_domain(current, ledger, "product", "shortcuts", 3))
+                        )
                 except Exception as exc:
                     errors.append(repr(exc))
         finally:
             ledger.close()
+
+    def more_answers() -> None:
+        seen = len(answers)
+        _wait_for(lambda: len(answers) >= seen + 5)
 
     threads = [threading.Thread(target=ask) for _ in range(2)]
     for thread in threads:
@@ -449,12 +459,15 @@ def test_queries_never_fail_while_a_collection_is_compacted(h: Any, git_registry
     try:
         _wait_for(lambda: len(answers) >= 5)
         compactor.run()
-        seen = len(answers)
-        _wait_for(lambda: len(answers) >= seen + 5)
+        more_answers()
+        client = store.client
         now[0] += 31
-        compactor.run()  # the old collection goes; every query now reads the new one
-        seen = len(answers)
-        _wait_for(lambda: len(answers) >= seen + 5)
+        compactor.run()  # the old collection goes, the client is reopened under the queries
+        more_answers()
+        assert reopened == [True] and store.client is not client
+        for _ in range(5):  # again and again, each while queries are under way
+            assert h.syncer.reopen_store()
+            more_answers()
     finally:
         stop.set()
         for thread in threads:
@@ -462,6 +475,44 @@ def test_queries_never_fail_while_a_collection_is_compacted(h: Any, git_registry
     assert h.syncer.ledger.domain("product").collection.endswith(".g1")
     assert errors == []
     assert answers and min(answers) == 3
+
+
+def test_the_daemons_reads_wait_for_a_reopen(h: Any, tmp_path: Path) -> None:
+    """`Daemon._query` and `_store_ok` (on HTTP threads) take a read share: a reopen
+    between cycles makes them wait, never fail or report the store unreachable."""
+    from botreg.daemon.run import Daemon, DaemonOptions
+
+    assert h.sync().result == "synced"
+    daemon = Daemon(h.syncer.options, DaemonOptions(listen=None))
+    daemon.syncer = h.syncer
+    errors: list[str] = []
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def ask() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(len(daemon._query("product", "shortcuts", 3)))
+                if not daemon._store_ok():
+                    errors.append("store reported unreachable")
+            except Exception as exc:
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        _wait_for(lambda: len(answers) >= 5)
+        for _ in range(8):
+            assert h.syncer.reopen_store()
+            seen = len(answers)
+            _wait_for(lambda seen=seen: len(answers) >= seen + 3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=5)
+    assert errors == []
+    assert min(answers) == 3
 
 
 def test_remove_orphan_segments_keeps_live_collections(h: Any) -> None:
@@ -617,3 +668,61 @@ def test_a_reader_that_fell_files_behind_reads_them_in_order(tmp_path: Path) -> 
     assert 3 <= log.rotations < 8
     assert [e["id"] for e in reader.read()] == [f"e{n}" for n in range(1, 10)]
     reader.close()
+
+
+# --- giving back what Chroma holds for dropped collections (a reopen) ---------------
+
+
+def _store_fds(root: Path) -> list[str]:
+    """What this process holds open below the store folder (`(deleted)`: unlinked)."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile (the listing's own descriptor)
+        if target.startswith(f"{root}{os.sep}"):
+            held.append(target[len(str(root)) + 1 :])
+    return sorted(held)
+
+
+def test_compaction_gives_back_the_dropped_index_files_and_descriptors(
+    h: Any, git_registry: Path
+) -> None:
+    """Chroma 1.5's embedded client kept a dropped collection's index open (4 files
+    and its memory) until it closed: main's soak went from 30 to 136 descriptors,
+    and the deleted files' space stayed in use until a restart."""
+    from botreg.daemon.housekeeping import Housekeeper, HousekeepingOptions
+    from helpers import write
+    from sync_helpers import commit
+
+    keeper = Housekeeper.for_syncer(  # the daemon's wiring: compaction, then a reopen
+        h.syncer,
+        HousekeepingOptions(
+            mirror_gc_interval=0, disk_interval=0, compaction_min_dead=100, compaction_grace=0
+        ),
+    )
+    write(git_registry, "knowledge/product/bulk.md", _bulk(1200))  # past Chroma's flush
+    commit(git_registry, "bulk")
+    assert h.sync().result == "synced"
+    store = h.syncer.store
+    root = Path(store.location)
+    old = h.syncer.ledger.domain("product").collection
+    assert _query_ids(h, "shortcuts")  # the collection's index is loaded
+    baseline = _store_fds(root)
+    (git_registry / "knowledge/product/bulk.md").unlink()
+    commit(git_registry, "drop bulk")
+    assert h.sync().result == "synced"
+    client = store.client
+
+    assert keeper.run_due() == {"store-compaction": "ok"}
+
+    assert h.syncer.ledger.domain("product").collection == f"{old}.g1"
+    assert not store.has_collection(old)
+    assert _query_ids(h, "shortcuts")  # the copy's index is loaded now
+    held = _store_fds(root)
+    assert [name for name in held if name.endswith("(deleted)")] == []
+    assert len(held) <= len(baseline)  # one collection loaded then, one now
+    segments = {p.name for p in root.iterdir() if p.is_dir()}
+    assert all(name.split(os.sep)[0] in segments for name in held if os.sep in name)
+    assert h.syncer.store is store and store.client is not client  # reopened in place
