@@ -5,7 +5,9 @@ A daemon that runs for months must give back what it no longer needs:
 - the git mirror is garbage-collected (`GitMirror.maintain`): every fetch adds
   loose objects and a force-push leaves unreachable ones;
 - the Chroma store is compacted: a collection that lost most of its chunks is
-  copied into a new generation and the old one dropped (see `Compactor`);
+  copied into a new generation and the old one dropped (see `Compactor`), then
+  the store's client is reopened so the process gives back the dropped index's
+  files, descriptors and memory at once, not at the next restart;
 - the event log rotates by size on its own (`EventLog`); housekeeping reports
   its size and rotations.
 
@@ -13,8 +15,9 @@ A daemon that runs for months must give back what it no longer needs:
 during one, so no task races a fetch or an ingest. Each task has an interval
 (its next run time is kept in the ledger, so a daemon restarted every few
 minutes still gets its weekly gc), is bounded (git is killed after a timeout;
-compaction copies one collection per run and stops between batches when the
-daemon stops), and is failure-tolerant: a failing task is logged, counted and
+compaction copies one collection per run; both stop within a fraction of a
+second when the daemon stops: gc is killed, the copy stops between batches and
+is dropped), and is failure-tolerant: a failing task is logged, counted and
 flagged in the metrics, retried later, and never ends the daemon.
 """
 
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from botreg.daemon.metrics import Metrics
 from botreg.events.log import DEFAULT_KEEP, DEFAULT_MAX_BYTES
 from botreg.events.model import CloudEvent
+from botreg.git.mirror import MaintenanceInterrupted
 from botreg.knowledge.ledger import IngestionStatus, Ledger
 from botreg.store.chroma import ChromaStore, CopyStoppedError, next_generation
 
@@ -108,6 +112,7 @@ class Housekeeper:
         """The daemon's housekeeping: mirror gc, store compaction, disk gauges."""
         options = options or HousekeepingOptions()
         metrics = syncer.metrics
+        stopping = stop or (lambda: False)
         compactor = Compactor(
             lambda: syncer.store,
             syncer.ledger,
@@ -116,12 +121,14 @@ class Housekeeper:
             dead_share=options.compaction_dead_share,
             grace=options.compaction_grace,
             stop=stop,
+            reopen=syncer.reopen_store,
         )
         syncer.bus.subscribe(compactor.observe)
 
         def mirror_gc() -> None:
             started = time.monotonic()
-            result = syncer.mirror.maintain(timeout=options.mirror_gc_timeout)
+            # a stop kills git at once: SIGTERM must not wait out a 10-minute gc
+            result = syncer.mirror.maintain(timeout=options.mirror_gc_timeout, should_stop=stopping)
             metrics.histogram(
                 "botreg_mirror_gc_duration_seconds", "Duration of a git gc of the mirror"
             ).observe(time.monotonic() - started)
@@ -207,7 +214,7 @@ class Housekeeper:
             started = time.monotonic()
             try:
                 task.run()
-            except CopyStoppedError:
+            except (CopyStoppedError, MaintenanceInterrupted):
                 ran[task.name] = "stopped"  # the daemon is stopping: again at the next start
                 continue
             except Exception as exc:  # a task's failure is reported, never the daemon's end
@@ -257,7 +264,9 @@ class Compactor:
     copy: a query reads the ledger first, so it uses either the old collection or
     the complete copy. The old one is retired and dropped `grace` seconds later
     (a query that read the old name just before the switch still finds it), with
-    the index folders the embedded store leaves behind.
+    the index folders the embedded store leaves behind; then `reopen` closes and
+    reopens the store's client, since the embedded client keeps a dropped
+    collection's loaded index (files, descriptors, memory) until it closes.
 
     Args:
         store: The store (a callable: the daemon opens it on its first apply).
@@ -268,6 +277,8 @@ class Compactor:
         grace: Seconds before a retired collection is dropped.
         stop: Checked between batches of a copy.
         clock: Wall-clock seconds.
+        reopen: Closes and reopens the store's client after a drop (the daemon's
+            `Syncer.reopen_store`, which holds queries off meanwhile); None: never.
     """
 
     def __init__(
@@ -281,8 +292,10 @@ class Compactor:
         grace: float = 60.0,
         stop: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.time,
+        reopen: Callable[[], object] | None = None,
     ) -> None:
         self.store = store
+        self.reopen = reopen
         self.ledger = ledger
         self.metrics = metrics or Metrics()
         self.min_dead = min_dead
@@ -438,9 +451,17 @@ class Compactor:
         before = store.disk_usage()
         for name, _at in due:
             store.drop_collection(str(name))
+        reopen_error: Exception | None = None
+        if self.reopen is not None:
+            try:
+                self.reopen()  # the dropped indexes' open files go: their space too
+            except Exception as exc:  # recorded below, then reported as the task's failure
+                reopen_error = exc
         freed = store.remove_orphan_segments()
         after = store.disk_usage()
         self.ledger.put(_RETIRED_KEY, json.dumps([item for item in retired if item not in due]))
+        if reopen_error is not None:
+            raise reopen_error
         reclaimed = max(0, before - after) if before is not None and after is not None else freed
         self.metrics.counter(
             "botreg_store_reclaimed_bytes_total", "Bytes of the store compaction gave back"

@@ -532,11 +532,14 @@ class Daemon:
             return None
 
     def _store_ok(self) -> bool:
-        store = self.syncer.store if self.syncer else None
-        if store is None:
+        if self.syncer is None:
             return False
         try:
-            store.client.heartbeat()
+            # a read share: a reopen between cycles is waited for, never seen half done
+            with self.syncer.reading_store() as store:
+                if store is None:
+                    return False
+                store.client.heartbeat()
         except Exception:
             return False
         return True
@@ -545,13 +548,19 @@ class Daemon:
         from botreg.errors import BotregError
         from botreg.knowledge.ingest import query_domain
         from botreg.knowledge.ledger import Ledger
+        from botreg.store.chroma import StoreUnavailableError
 
-        store = self.syncer.store if self.syncer else None
-        if store is None:
+        if self.syncer is None:
             raise LookupError("nothing has been ingested yet")
         ledger = Ledger(self.data.ledger)  # its own connection: this runs on an HTTP thread
         try:
-            hits = query_domain(store, ledger, domain, text, k)
+            # the whole query under one read share: the store is not reopened under it
+            with self.syncer.reading_store() as store:
+                if store is None:
+                    raise LookupError("nothing has been ingested yet")
+                hits = query_domain(store, ledger, domain, text, k)
+        except StoreUnavailableError:
+            raise  # busy or unreachable: a 503, not "no such domain"
         except BotregError as exc:
             raise LookupError(str(exc)) from None
         finally:

@@ -27,7 +27,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +47,7 @@ from botreg.knowledge.ingest import IngestInterrupted, KnowledgeIngestionManager
 from botreg.knowledge.ledger import Ledger
 from botreg.registry.view import RegistryView
 from botreg.resolve import allowed_environ
-from botreg.store.chroma import ChromaStore
+from botreg.store.chroma import ChromaStore, ReadWriteLock, StoreUnavailableError
 from botreg.store.settings import KnowledgeSettings, StoreSettings
 from botreg.validation.runner import ResultCache, validate_registry
 
@@ -162,6 +163,8 @@ class Syncer:
         self.ledger = Ledger(self.data.ledger)
         self.event_source = redact_url(self.mirror.url)
         self._store: ChromaStore | None = None
+        # HTTP threads read the store while this thread may reopen or replace it
+        self._store_guard = ReadWriteLock()
         self.cycle_started: float | None = None
         self._validation_cache: ResultCache = {}  # per file and blob: one changed file, one check
         self._store_settings: StoreSettings | None = None
@@ -177,9 +180,10 @@ class Syncer:
     def close(self) -> None:
         """Release the ledger and the store."""
         self.ledger.close()
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        with self._store_guard.writing():  # a query under way ends first
+            if self._store is not None:
+                self._store.close()
+                self._store = None
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -196,8 +200,58 @@ class Syncer:
 
     @property
     def store(self) -> ChromaStore | None:
-        """The store of the applied commit (None until `open_applied_store` or an apply)."""
+        """The store of the applied commit (None until `open_applied_store` or an apply).
+
+        For this thread's own use (ingest, housekeeping). Another thread (an HTTP
+        request) uses `reading_store()`: the store may be reopened between cycles.
+        """
         return self._store
+
+    @contextmanager
+    def reading_store(self, timeout: float | None = 30.0) -> Iterator[ChromaStore | None]:
+        """The store for another thread's read: it is not reopened, replaced or closed
+        until the `with` block ends (a reopen waits for the reads under way; reads
+        wait for a reopen, which takes a fraction of a second).
+
+        Args:
+            timeout: Seconds to wait for a reopen to finish.
+
+        Yields:
+            The store, or None if none is open.
+
+        Raises:
+            StoreUnavailableError: if a reopen held the store past `timeout`.
+        """
+        if not self._store_guard.acquire_read(timeout):
+            raise StoreUnavailableError("the store is being reopened; try again")
+        try:
+            yield self._store
+        finally:
+            self._store_guard.release_read()
+
+    def reopen_store(self) -> bool:
+        """Close and reopen the embedded store's client (between cycles).
+
+        Gives back what Chroma holds for collections dropped since it was opened
+        (their index files, descriptors and memory: see `ChromaStore.reopen`).
+        Reads on other threads wait meanwhile rather than fail.
+
+        Returns:
+            True if the client was reopened (False: no store, or a server store).
+
+        Raises:
+            StoreUnavailableError: if it cannot be opened again; the store is then
+                closed, `/readyz` says so and the next apply opens it again.
+        """
+        with self._store_guard.writing():
+            if self._store is None:
+                return False
+            try:
+                return self._store.reopen()
+            except StoreUnavailableError:
+                self._store.close()
+                self._store = None
+                raise
 
     def open_applied_store(self) -> ChromaStore | None:
         """Open the store the applied commit's environment names, as at its apply.
@@ -223,10 +277,12 @@ class Syncer:
     def store_for(self, settings: StoreSettings) -> ChromaStore:
         """The store an environment names (reopened only when its settings change)."""
         if self._store is None or self._store_settings != settings:
-            if self._store is not None:
-                self._store.close()
-            self._store = ChromaStore(settings, self.data.root)
-            self._store_settings = settings
+            with self._store_guard.writing():  # no read is under way on the old one
+                if self._store is not None:
+                    self._store.close()
+                    self._store = None
+                self._store = ChromaStore(settings, self.data.root)
+                self._store_settings = settings
         return self._store
 
     def _knowledge_settings(self, source: GitTreeSource) -> KnowledgeSettings:

@@ -43,6 +43,7 @@ __all__ = [
     "FetchInterrupted",
     "GitMirror",
     "MaintenanceError",
+    "MaintenanceInterrupted",
     "MaintenanceResult",
     "redact_url",
 ]
@@ -61,6 +62,10 @@ class FetchInterrupted(Exception):  # noqa: N818 - a stop asked for, not an erro
 
 class MaintenanceError(BotregError):
     """`git gc` of the mirror failed (the mirror still works; it is retried later)."""
+
+
+class MaintenanceInterrupted(Exception):  # noqa: N818 - a stop asked for, not an error
+    """A stop was asked for during `git gc`: git was killed (the mirror stays usable)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +257,9 @@ class GitMirror:
         """Bytes the mirror takes on disk."""
         return _disk_usage(self.path)[0]
 
-    def maintain(self, timeout: float = 600) -> MaintenanceResult:
+    def maintain(
+        self, timeout: float = 600, should_stop: Callable[[], bool] | None = None
+    ) -> MaintenanceResult:
         """Pack loose objects and refs and prune unreachable objects (`git gc`).
 
         What a ref names is kept: the fetched branch and `refs/botreg/applied`
@@ -263,29 +270,64 @@ class GitMirror:
         flight. The mirror is a bare repository without reflogs, so none keeps
         a dropped commit alive either.
 
+        git runs in its own process group, so a timeout or a stop kills it with
+        the processes it started (repack, pack-objects, prune). A killed gc
+        leaves the mirror usable: git writes a new pack before it deletes what
+        it replaces, and swaps refs and packs by rename; the lock files it
+        leaves are removed before the next fetch or gc.
+
         Args:
-            timeout: Seconds before git is killed (a killed gc leaves the mirror
-                usable: git replaces packs atomically; stale locks are removed
-                before the next fetch).
+            timeout: Seconds before git is killed.
+            should_stop: Asked while git runs (every 0.1 s): True kills git, so a
+                stopping daemon never waits for a gc.
 
         Raises:
-            MaintenanceError: with git's message.
+            MaintenanceError: with git's message, or a timeout.
+            MaintenanceInterrupted: if `should_stop` said so.
         """
         import git
 
+        executable = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
+        git_dir = self.path.resolve()
+        command = [executable, f"--git-dir={git_dir}", "gc", "--quiet", "--prune=now"]
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "LANGUAGE": "C"}
+        stop = should_stop or (lambda: False)
         with self._busy:
             bytes_before, loose_before = _disk_usage(self.path)
             self.clean_stale_locks()
             try:
-                self.repo.git.gc(
-                    "--quiet",
-                    "--prune=now",
-                    env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-                    kill_after_timeout=timeout,
+                proc = subprocess.Popen(
+                    command,
+                    cwd=git_dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,  # a kill reaches repack and prune too
                 )
-            except git.GitCommandError as exc:
-                detail = " ".join(str(exc.stderr or exc).split())[-300:]
-                raise MaintenanceError(f"git gc of the mirror failed: {detail}") from None
+            except OSError as exc:
+                raise MaintenanceError(f"cannot run git gc: {exc.strerror or exc}") from None
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    _out, err = proc.communicate(timeout=0.1)
+                    break
+                except subprocess.TimeoutExpired:
+                    stopping = stop()
+                    if not stopping and time.monotonic() < deadline:
+                        continue
+                    with suppress(OSError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.communicate()
+                    self.clean_stale_locks()  # what the killed gc held: the mirror stays usable
+                    if stopping:
+                        raise MaintenanceInterrupted("git gc interrupted by a stop") from None
+                    raise MaintenanceError(
+                        f"git gc of the mirror failed: timed out after {timeout:g} s"
+                    ) from None
+            if proc.returncode != 0:
+                detail = " ".join(err.decode("utf-8", "replace").split())[-300:]
+                raise MaintenanceError(f"git gc of the mirror failed: {detail}")
             bytes_after, loose_after = _disk_usage(self.path)
         return MaintenanceResult(bytes_before, bytes_after, loose_before, loose_after)
 

@@ -13,6 +13,13 @@ copied into a new generation `<name>.g<N>` (ids, vectors, texts, metadata: no
 re-embedding) and the old one is dropped; the embedded store leaves a dropped
 collection's index folder on disk (chroma-core/chroma#5259), so those folders,
 which no segment names any more, are removed too (`remove_orphan_segments`).
+
+Reopening: the embedded client (Chroma 1.5) keeps the index of every collection
+it has loaded open, files and memory, until the client is closed, even after the
+collection is dropped. `reopen()` closes the client and opens a new one on the
+same folder, so a long-running process gets them back; the daemon does it after
+a compaction dropped a collection, with its readers held off by a
+`ReadWriteLock` meanwhile.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ import os
 import re
 import shutil
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +47,7 @@ from botreg.validation.confinement import (
 __all__ = [
     "ChromaStore",
     "CopyStoppedError",
+    "ReadWriteLock",
     "StoreUnavailableError",
     "active_collection",
     "collection_name",
@@ -55,6 +65,10 @@ def collection_name(domain: str, fingerprint: str) -> str:
 
 
 _GENERATION = re.compile(r"\.g(\d+)$")
+# Chunks per batch of a compaction copy: a stop is noticed between batches, and a
+# full client batch (5,461 chunks of 384 dimensions) took 3.5 s to copy, most of
+# the 5 s a SIGTERM may take; 1,000 take about 0.6 s.
+COPY_BATCH = 1000
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -74,6 +88,57 @@ def active_collection(name: str, recorded: str) -> str:
     `name` (the ledger names the active one), else `name` itself."""
     found = _GENERATION.search(recorded)
     return recorded if found and recorded[: found.start()] == name else name
+
+
+class ReadWriteLock:
+    """Many readers at once, or one writer; a waiting writer holds new readers back.
+
+    Guards a store's client: queries read (in parallel), a reopen writes (it
+    swaps the client under them). Writers go first so that a steady stream of
+    queries cannot starve a reopen; a write is short (close and open a client).
+    Not reentrant: a reader must not read again inside its read.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._waiting_writers = 0
+
+    def acquire_read(self, timeout: float | None = None) -> bool:
+        """Take a read share; False if a writer held the lock past `timeout` seconds."""
+        with self._cond:
+            if not self._cond.wait_for(
+                lambda: not self._writer and not self._waiting_writers, timeout
+            ):
+                return False
+            self._readers += 1
+            return True
+
+    def release_read(self) -> None:
+        """Give back a read share taken with `acquire_read`."""
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:
+                self._cond.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the lock alone for the `with` block (waits for the readers to finish)."""
+        with self._cond:
+            self._waiting_writers += 1
+            try:
+                self._cond.wait_for(lambda: not self._writer and not self._readers)
+            finally:
+                self._waiting_writers -= 1
+                self._cond.notify_all()  # readers held back by this writer re-check
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
 
 
 def _batches(count: int, size: int) -> Iterator[slice]:
@@ -123,6 +188,7 @@ class ChromaStore:
             chroma_client_auth_credentials=None,
         )
         self.settings = settings
+        self._chroma_settings = chroma_settings  # for a reopen: the same client again
         self._lock: StoreLock | None = None
         if settings.type == "http":
             check_http_store(
@@ -189,6 +255,44 @@ class ChromaStore:
             if session is not None:
                 session.close()
         self._release()
+
+    def reopen(self) -> bool:
+        """Close the embedded client and open a new one on the same folder.
+
+        Chroma keeps a dropped collection's loaded index (open files, memory)
+        until its client closes, and the files of a removed index folder take
+        disk space until then; a reopen gives them back without a restart. The
+        store lock stays held throughout, so no other process can take the
+        store in between. Nothing may use this store meanwhile (collection
+        objects got before are stale): callers hold their readers off.
+
+        Returns:
+            True if the client was reopened; False for a server store (the
+            server holds the indexes; there is nothing to give back here) or
+            a chromadb client without `close`.
+
+        Raises:
+            StoreUnavailableError: if the new client cannot be opened (the
+                store is then closed: open it again).
+        """
+        if self.settings.type == "http":
+            return False
+        import chromadb
+
+        close = getattr(self.client, "close", None)  # Client.close: chromadb 1.x releases
+        if close is None:  # an older client cannot let go: a restart gives it back
+            return False
+        close()  # the last reference to the path's shared System: it stops
+        try:
+            self.client = chromadb.PersistentClient(
+                path=self.location, settings=self._chroma_settings
+            )
+        except Exception as exc:  # a folder that went away, a full disk...
+            self._release()
+            raise StoreUnavailableError(
+                f"cannot reopen the Chroma store at {self.location}: {exc}"
+            ) from None
+        return True
 
     def collection(self, name: str, embedding_function: Any = None) -> Any:
         """Get or create a collection (cosine space)."""
@@ -288,8 +392,8 @@ class ChromaStore:
             target: The new collection's name.
             embedding_function: The function the collection records (the one
                 queries use), as when it was created.
-            stop: Checked between batches; when true, the copy is dropped and
-                `CopyStoppedError` raised.
+            stop: Checked between batches (of at most `COPY_BATCH` chunks);
+                when true, the copy is dropped and `CopyStoppedError` raised.
 
         Returns:
             The number of chunks copied.
@@ -301,13 +405,14 @@ class ChromaStore:
         self.drop_collection(target)
         origin = self.client.get_collection(source, embedding_function=embedding_function)
         copy = self.collection(target, embedding_function)
+        size = max(1, min(self.batch_size, COPY_BATCH))
         copied = 0
         try:
             while True:
                 if stop is not None and stop():
                     raise CopyStoppedError(f"copy of {source} stopped")
                 got = origin.get(
-                    limit=self.batch_size,
+                    limit=size,
                     offset=copied,
                     include=["embeddings", "documents", "metadatas"],
                 )
