@@ -189,3 +189,33 @@ def test_a_store_that_cannot_open_at_start_up_is_a_reason_not_a_crash(
     assert "could not open the store of the applied commit: the applied commit ffffffffffff" in (
         caplog.text
     )
+
+
+def test_a_store_that_failed_to_open_is_retried_by_the_next_quiet_cycle(
+    git_registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a new commit nothing would open it again: a no-op cycle retries."""
+    from botreg.daemon.run import Daemon, DaemonOptions
+    from botreg.daemon.sync import Syncer, SyncOptions
+    from botreg.errors import BotregError
+
+    data = tmp_path / "data"
+    assert main(["sync", "--source", str(git_registry), "--data-dir", str(data), "--once"]) == 0
+    original = Syncer.open_applied_store
+    calls: list[bool] = []
+
+    def flaky(self: Syncer) -> Any:
+        calls.append(True)
+        if len(calls) == 1:
+            raise BotregError("the store is not there yet")
+        return original(self)
+
+    monkeypatch.setattr(Syncer, "open_applied_store", flaky)
+    daemon = Daemon(SyncOptions(git_registry.as_uri(), data_dir=data), DaemonOptions(listen=None))
+    with daemon._running():
+        assert daemon.syncer is not None and daemon.syncer.store is None
+        result = daemon._cycle(daemon.syncer)
+        daemon._after_cycle(result)
+        assert result.result == "noop"
+        assert len(calls) == 2 and daemon.syncer.store is not None
+        assert daemon.readiness is not None and daemon.readiness() == (True, [])

@@ -221,6 +221,11 @@ class Daemon:
         """Report a rejected head as a metric: the daemon keeps serving its last good commit."""
         if result.result in ("rejected", "synced", "noop"):
             self._rejected_head().set(1 if result.result == "rejected" else 0)
+        syncer = self.syncer
+        if result.result in ("rejected", "noop") and syncer is not None and syncer.store is None:
+            # the store could not open at start-up, or a reopen after a compaction
+            # failed: retry each cycle rather than wait for the next commit
+            self._open_applied_store(syncer, syncer.status)
         if self.http is not None and result.result in ("synced", "noop"):
             try:  # the read model follows the applied commit here, not on the first request
                 self.read_model.warm()
