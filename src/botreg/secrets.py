@@ -425,8 +425,12 @@ def remember_secret(value: object) -> None:
         value: The secret (a string, or anything whose text is the secret).
     """
     text = str(value).strip() if value is not None else ""
-    candidates = {text, *text.split(None, 1)[1:]}
-    new = {c.strip() for c in candidates if len(c.strip()) >= _MIN_KNOWN}
+    candidates = {c.strip() for c in (text, *text.split(None, 1)[1:])}
+    new = {c for c in candidates if len(c) >= _MIN_KNOWN}
+    # and as messages quote it: repr() (`host {host!r}`) and JSON double a
+    # backslash, escape quotes and controls; the plain form would not match those
+    for c in list(new):
+        new.update({repr(c)[1:-1], json.dumps(c)[1:-1], json.dumps(c, ensure_ascii=False)[1:-1]})
     with _KNOWN_LOCK:
         if new <= _known_secrets:
             return
