@@ -240,6 +240,7 @@ class Housekeeper:
         # counted when the log rotates (`rotation_counter`, given to the EventLog)
         _rotations(metrics)
         _mirror_gc_duration(metrics)
+        _mirror_reclaimed(metrics)
 
         def mirror_gc() -> None:
             started = time.monotonic()
