@@ -597,7 +597,13 @@ def test_the_daemon_runs_housekeeping_between_cycles(git_registry: Path, tmp_pat
     thread = threading.Thread(target=daemon.run)
     thread.start()
     try:
-        _wait_for(lambda: "botreg_housekeeping_runs_total" in daemon.metrics.render().decode())
+        # every series exists from the start (at 0): wait for the first run itself
+        _wait_for(
+            lambda: (
+                'botreg_housekeeping_runs_total{result="ok",task="mirror-gc"} 1.0'
+                in daemon.metrics.render().decode()
+            )
+        )
         for n in range(3):  # events past 4 KiB: the log rotates
             (git_registry / f"bots/extra-{n}.yaml").write_text(
                 (git_registry / "bots/product-guide.yaml")
@@ -852,7 +858,11 @@ def test_sigterm_during_a_gc_stops_the_daemon_promptly(
     assert not thread.is_alive()
     text = daemon.metrics.render().decode()
     assert 'botreg_sync_cycles_total{result="synced"} 1.0' in text
-    assert 'task="mirror-gc"' not in text  # stopped: neither ok nor failed
+    # stopped: neither ok nor failed (the series exist from the start, at 0)
+    assert 'botreg_housekeeping_runs_total{result="ok",task="mirror-gc"} 0.0' in text
+    assert 'botreg_housekeeping_runs_total{result="failed",task="mirror-gc"} 0.0' in text
+    assert 'botreg_housekeeping_runs_total{result="stopped",task="mirror-gc"} 1.0' in text
+    assert 'botreg_housekeeping_failing{task="mirror-gc"} 0.0' in text
     ledger = Ledger(data / "ledger.sqlite")
     try:
         assert ledger.get("housekeeping.mirror-gc.next_run") == ""  # due at the next start
@@ -860,23 +870,49 @@ def test_sigterm_during_a_gc_stops_the_daemon_promptly(
         ledger.close()
 
 
-def test_a_stop_during_compaction_leaves_the_ledger_and_store_consistent(
-    h: Any, git_registry: Path, monkeypatch: pytest.MonkeyPatch
+def _orphan_segments(root: Path) -> set[str]:
+    """Index folders in an embedded store that its catalogue does not name."""
+    import re
+    import sqlite3
+
+    uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    folders = {p.name for p in root.iterdir() if p.is_dir() and uuid.fullmatch(p.name)}
+    db = sqlite3.connect(f"{(root / 'chroma.sqlite3').as_uri()}?mode=ro", uri=True)
+    try:
+        known = {str(r[0]) for r in db.execute("SELECT id FROM segments")}
+    finally:
+        db.close()
+    return folders - known
+
+
+def test_a_stop_during_compaction_returns_at_once_and_the_next_run_cleans_up(
+    h: Any, git_registry: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The copy stops between batches; nothing is switched, the copy is dropped, the
-    domain keeps serving from its collection and is compacted at the next run."""
+    """The copy stops between batches; nothing is switched and the partial copy is
+    left as it is (main dropped it there: 5 to 10 s for 19,222 chunks, and its index
+    folder stayed until a later compaction). It is recorded in the ledger; the next
+    run drops it, folder included; the domain keeps serving meanwhile and is
+    compacted by a later run."""
+    import logging
+
     from botreg.daemon.housekeeping import Compactor, Housekeeper, HousekeepingOptions
     from helpers import write
     from sync_helpers import commit
 
+    def keeper(min_dead: int, stop: Any = None) -> Housekeeper:  # a daemon (re)start
+        return Housekeeper.for_syncer(
+            h.syncer,
+            HousekeepingOptions(
+                mirror_gc_interval=0,
+                disk_interval=0,
+                compaction_min_dead=min_dead,
+                compaction_grace=0,
+            ),
+            stop=stop,
+        )
+
     stop = threading.Event()
-    keeper = Housekeeper.for_syncer(
-        h.syncer,
-        HousekeepingOptions(
-            mirror_gc_interval=0, disk_interval=0, compaction_min_dead=50, compaction_grace=0
-        ),
-        stop=stop.is_set,
-    )
+    stopping = keeper(50, stop.is_set)
     write(git_registry, "knowledge/product/bulk.md", _bulk(300))
     commit(git_registry, "bulk")
     h.sync()
@@ -886,12 +922,15 @@ def test_a_stop_during_compaction_leaves_the_ledger_and_store_consistent(
     h.sync()
     ledger, store = h.syncer.ledger, h.syncer.store
     old = ledger.domain("product").collection
+    copy = f"{old}.g1"
     chunks = ledger.all_chunk_ids(old)
     files = ledger.files(old)
     counter = Compactor(lambda: store, ledger)  # reads the dead counts the keeper keeps
     dead = counter.dead(old)
     assert dead >= 300
     answer = _query_ids(h, "Topic m3")
+    root = Path(store.location)
+    assert not _orphan_segments(root)
     # batches of COPY_BATCH, whatever the client takes (5,461): a stop is noticed
     # within a batch's time. Scaled down here: 10 per batch, the stop in the third
     monkeypatch.setattr("botreg.store.chroma.COPY_BATCH", 10)
@@ -912,21 +951,240 @@ def test_a_stop_during_compaction_leaves_the_ledger_and_store_consistent(
         origin.get = paged
         return origin
 
+    drops: list[str] = []
+    real_drop = store.drop_collection
+
+    def recording_drop(name: str) -> None:
+        if store.has_collection(name):  # a drop that costs something
+            drops.append(name)
+        real_drop(name)
+
     monkeypatch.setattr(store.client, "get_collection", counting_get)
-    assert keeper.run_due() == {"store-compaction": "stopped"}
+    monkeypatch.setattr(store, "drop_collection", recording_drop)
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="botreg.daemon"):
+        assert stopping.run_due() == {"store-compaction": "stopped"}
+    took = time.monotonic() - started
     monkeypatch.undo()
     assert batches[0] == 3  # stopped at the next batch, not after the whole copy
+    assert drops == []  # the stop did not wait for a drop of the partial copy
+    assert took < 5  # generous (the issue's SIGTERM budget): no drop, no full copy
+    assert any(
+        r.levelno == logging.INFO
+        and "compaction of" in r.getMessage()
+        and "stopped" in r.getMessage()
+        for r in caplog.records
+    )
     assert ledger.domain("product").collection == old  # nothing switched
     assert ledger.all_chunk_ids(old) == chunks
     assert ledger.files(old) == files
-    assert ledger.all_chunk_ids(f"{old}.g1") == set()
-    assert not store.has_collection(f"{old}.g1")  # the partial copy is dropped
+    assert ledger.all_chunk_ids(copy) == set()
+    assert store.has_collection(copy)  # left as it is...
+    assert json.loads(ledger.get("store.partial_copies")) == [copy]  # ...and recorded
     assert counter.dead(old) == dead
     assert _query_ids(h, "Topic m3") == answer
     assert ledger.get("housekeeping.store-compaction.next_run") == ""  # due at the next start
 
-    stop.clear()  # the next start: the compaction runs to its end
-    assert keeper.run_due() == {"store-compaction": "ok"}
-    assert ledger.domain("product").collection == f"{old}.g1"
-    assert ledger.all_chunk_ids(f"{old}.g1") == chunks
+    # the next start, with nothing to compact: the partial copy and its folder go
+    assert keeper(10**9).run_due() == {"store-compaction": "ok"}
+    assert not store.has_collection(copy)
+    assert not _orphan_segments(root)
+    assert json.loads(ledger.get("store.partial_copies")) == []
+    assert ledger.domain("product").collection == old
     assert _query_ids(h, "Topic m3") == answer
+
+    # a later run compacts to the end; the copy is in use, never dropped as partial
+    Compactor(lambda: store, ledger, min_dead=50, grace=0, reopen=h.syncer.reopen_store).run()
+    assert ledger.domain("product").collection == copy
+    assert ledger.all_chunk_ids(copy) == chunks
+    assert json.loads(ledger.get("store.partial_copies")) == []
+    assert _query_ids(h, "Topic m3") == answer
+    assert not _orphan_segments(root)
+
+
+# --- testers' findings on the merged housekeeping ---------------------------------------
+
+
+def test_a_lowered_interval_applies_after_a_restart(tmp_path: Path) -> None:
+    """Main kept the next run time computed with the old interval: an operator who
+    lowered --gc-interval from a day to an hour waited up to a day."""
+    from botreg.daemon.housekeeping import Housekeeper, Task
+    from botreg.knowledge.ledger import Ledger
+
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    now = [1000.0]
+    calls: list[str] = []
+    daily = Housekeeper(
+        [Task("gc", 86400, lambda: calls.append("gc"))], ledger, clock=lambda: now[0]
+    )
+    assert daily.run_due() == {"gc": "ok"}
+    now[0] += 3601  # restarted with --gc-interval 3600, an hour after the last gc
+    hourly = Housekeeper(
+        [Task("gc", 3600, lambda: calls.append("gc"))], ledger, clock=lambda: now[0]
+    )
+    assert hourly.run_due() == {"gc": "ok"}
+    assert hourly.run_due() == {}  # and then hourly, not at once again
+    # a raised interval does not make a task run early: the stored time still holds
+    now[0] += 60
+    assert (
+        Housekeeper(
+            [Task("gc", 7 * 86400, lambda: calls.append("gc"))], ledger, clock=lambda: now[0]
+        ).run_due()
+        == {}
+    )
+    assert calls == ["gc", "gc"]
+    # a ledger written before the last run was kept: clamped to now + the interval
+    ledger.put("housekeeping.old.next_run", repr(now[0] + 86400))
+    old = Housekeeper(
+        [Task("old", 3600, lambda: calls.append("old"))], ledger, clock=lambda: now[0]
+    )
+    assert old.run_due() == {}
+    now[0] += 3601
+    assert old.run_due() == {"old": "ok"}
+    ledger.close()
+
+
+def _samples(metrics: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the exposition, parsed by prometheus-client: (name, labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for sample in family.samples
+    }
+
+
+def test_every_housekeeping_series_exists_from_the_start(h: Any) -> None:
+    """Main created them at each task's first event (disk within 5 min, compaction
+    within an hour, gc within a day): `rate()` and `absent()` alerts misfired after
+    every restart, and the dead-chunk gauge was absent though the ledger held it."""
+    from botreg.daemon.housekeeping import Compactor, Housekeeper, HousekeepingOptions
+
+    assert h.sync().result == "synced"
+    ledger = h.syncer.ledger
+    collection = ledger.domain("product").collection
+    Compactor(lambda: None, ledger).add_dead(collection, 1234)  # a previous run's count
+    ledger.put("housekeeping.mirror-gc.last_result", "failed")  # and its last gc failed
+    tasks = ("mirror-gc", "store-compaction", "disk")
+
+    keeper = Housekeeper.for_syncer(h.syncer, HousekeepingOptions())  # a daemon's start
+
+    got = _samples(h.syncer.metrics)
+    assert got[("botreg_store_dead_chunks", (("domain", "product"),))] == 1234
+    for name in (
+        "botreg_store_compactions_total",
+        "botreg_store_reclaimed_chunks_total",
+        "botreg_store_reclaimed_bytes_total",
+        "botreg_mirror_reclaimed_bytes_total",
+        "botreg_event_log_rotations_total",
+    ):
+        assert got[(name, ())] == 0, name
+    for task in tasks:
+        for result in ("ok", "failed", "stopped"):
+            ran = 1 if (task, result) == ("disk", "ok") else 0  # the cheap one ran at once
+            labels = (("result", result), ("task", task))
+            assert got[("botreg_housekeeping_runs_total", labels)] == ran, (task, result)
+        failing = 1 if task == "mirror-gc" else 0  # as the ledger says, until it runs again
+        assert got[("botreg_housekeeping_failing", (("task", task),))] == failing
+    assert got[("botreg_disk_bytes", (("part", "mirror"),))] > 0
+    assert got[("botreg_disk_bytes", (("part", "store"),))] > 0
+    assert got[("botreg_disk_bytes", (("part", "events"),))] > 0
+    assert keeper.run_due() == {"mirror-gc": "ok", "store-compaction": "ok"}  # disk: not due
+
+
+def test_event_log_rotations_are_counted_when_they_happen(
+    git_registry: Path, tmp_path: Path
+) -> None:
+    """Main counted them in the disk task only: the counter lagged up to 5 minutes."""
+    from botreg.daemon.housekeeping import HousekeepingOptions
+    from botreg.daemon.run import Daemon, DaemonOptions
+    from botreg.daemon.sync import SyncOptions
+    from sync_helpers import commit
+
+    data = tmp_path / "data"
+    options = DaemonOptions(
+        interval=0.05,
+        listen=None,
+        housekeeping=HousekeepingOptions(
+            mirror_gc_interval=0, compaction_interval=0, events_max_bytes=4096, events_keep=2,
+            disk_interval=3600,
+        ),
+    )  # fmt: skip
+    daemon = Daemon(SyncOptions(git_registry.as_uri(), data_dir=data), options)
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+
+    def rotations() -> float:
+        return _samples(daemon.metrics).get(("botreg_event_log_rotations_total", ()), -1)
+
+    try:
+        # the disk task ran at start and after the first cycle; not again for an hour
+        _wait_for(lambda: 'task="disk"} 1.0' in daemon.metrics.render().decode())
+        assert daemon.bus is not None and daemon.bus.log is not None
+        log = daemon.bus.log
+        before = log.rotations
+        for n in range(3):  # events past 4 KiB: the log rotates
+            (git_registry / f"bots/extra-{n}.yaml").write_text(
+                (git_registry / "bots/product-guide.yaml")
+                .read_text()
+                .replace("product-guide", f"extra-{n}")
+            )
+            commit(git_registry, f"extra {n}")
+        _wait_for(lambda: log.rotations > before)
+        _wait_for(lambda: rotations() == log.rotations)  # main: stuck at the disk run's count
+    finally:
+        daemon.stop()
+        thread.join(timeout=10)
+    assert rotations() == log.rotations > before
+
+
+def test_watch_notifications_stay_out_of_the_info_log(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--watch` logged `INFO watchfiles.main: 1 change detected` for every ref change."""
+    import logging
+
+    from botreg.daemon.logs import configured_logging
+
+    with configured_logging("text", "info"):
+        logging.getLogger("watchfiles.main").info("%d changes detected", 3)
+        logging.getLogger("botreg.daemon").info("still here")
+    err = capsys.readouterr().err
+    assert "still here" in err and "changes detected" not in err
+    with configured_logging("text", "debug"):  # wanted when debugging
+        logging.getLogger("watchfiles.main").info("%d changes detected", 4)
+    assert "4 changes detected" in capsys.readouterr().err
+    assert logging.getLogger("watchfiles").level == logging.NOTSET  # restored
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "reclaimed"), [(77824, 86016, 0), (27_900_000, 900_000, 27_000_000)]
+)
+def test_mirror_gc_logs_only_what_it_reclaimed(
+    h: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    before: int,
+    after: int,
+    reclaimed: int,
+) -> None:
+    """A fresh mirror grows a little under gc: main logged `mirror gc: 77824 -> 86016
+    bytes` at INFO for it."""
+    import logging
+
+    from botreg.daemon.housekeeping import Housekeeper, HousekeepingOptions
+    from botreg.git.mirror import MaintenanceResult
+
+    assert h.sync().result == "synced"
+    result = MaintenanceResult(before, after, 3, 0)
+    monkeypatch.setattr(h.syncer.mirror, "maintain", lambda **_kwargs: result)
+    keeper = Housekeeper.for_syncer(
+        h.syncer, HousekeepingOptions(compaction_interval=0, disk_interval=0)
+    )
+    with caplog.at_level(logging.DEBUG, logger="botreg.daemon"):
+        assert keeper.run_due() == {"mirror-gc": "ok"}
+    lines = [r for r in caplog.records if r.getMessage().startswith("mirror gc")]
+    assert len(lines) == 1
+    assert lines[0].levelno == (logging.INFO if reclaimed else logging.DEBUG)
+    assert f"{reclaimed} bytes reclaimed" in lines[0].getMessage()
+    got = _samples(h.syncer.metrics)
+    assert got[("botreg_mirror_reclaimed_bytes_total", ())] == reclaimed

@@ -13,7 +13,8 @@ JSON lines carry `time` (ISO 8601, UTC), `level`, `logger`, `message`, an
 `counts`).
 
 Libraries that log every request at INFO (httpx for each Chroma server call,
-chromadb, urllib3) are held at WARNING unless the level is DEBUG.
+chromadb, urllib3, watchfiles for each ref change `--watch` sees) are held at
+WARNING unless the level is DEBUG.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ __all__ = [
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-# Per-request INFO lines: one per Chroma server call, per model download chunk.
-NOISY_LOGGERS = ("httpx", "httpcore", "chromadb", "urllib3")
+# Per-request INFO lines: one per Chroma server call, per model download chunk,
+# per batch of file changes `--watch` sees ("watchfiles.main: 1 change detected").
+NOISY_LOGGERS = ("httpx", "httpcore", "chromadb", "urllib3", "watchfiles")
 
 
 def one_line(text: str) -> str:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from botreg.api.git_backend import applied_commit
-from botreg.daemon.housekeeping import Housekeeper, HousekeepingOptions
+from botreg.daemon.housekeeping import Housekeeper, HousekeepingOptions, rotation_counter
 from botreg.daemon.http import DaemonHTTP, read_token_file
 from botreg.daemon.metrics import Metrics
 from botreg.daemon.readiness import Readiness, default_stale_after
@@ -337,7 +337,14 @@ class Daemon:
                 environment=self.sync_options.environment,
             )
             hk = self.options.housekeeping
-            self.bus = EventBus(EventLog(self.data.events, hk.events_max_bytes, hk.events_keep))
+            self.bus = EventBus(
+                EventLog(
+                    self.data.events,
+                    hk.events_max_bytes,
+                    hk.events_keep,
+                    rotation_counter(self.metrics),
+                )
+            )
             self.bus.subscribe(self._count)
             file_handle = None
             if self.options.events_file == "-":

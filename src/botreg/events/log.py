@@ -57,17 +57,24 @@ class EventLog:
         max_bytes: Rotate before an append would take the log past this size
             (a single larger event still gets a file of its own).
         keep: How many rotated files to keep (0: the rotated log is deleted).
+        on_rotate: Called after each rotation (the daemon counts rotations in its
+            metrics as they happen, not at its next disk measure).
     """
 
     def __init__(
-        self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES, keep: int = DEFAULT_KEEP
+        self,
+        path: Path,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        keep: int = DEFAULT_KEEP,
+        on_rotate: Callable[[], None] | None = None,
     ) -> None:
         if max_bytes < 1 or keep < 0:
             raise ValueError("max_bytes must be positive and keep not negative")
         self.path = path
         self.max_bytes = max_bytes
         self.keep = keep
-        self.rotations = 0  # since start: the daemon's metrics read it
+        self.on_rotate = on_rotate
+        self.rotations = 0  # since start
         path.parent.mkdir(parents=True, exist_ok=True)
         self._repair()
         self._size = path.stat().st_size if path.exists() else 0
@@ -112,6 +119,8 @@ class EventLog:
         _fsync_dir(self.path.parent)  # the renames survive a crash before the next write
         self._size = 0
         self.rotations += 1
+        if self.on_rotate is not None:
+            self.on_rotate()
 
     def size(self) -> int:
         """Bytes in the current log and its rotated files."""

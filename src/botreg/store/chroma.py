@@ -393,14 +393,18 @@ class ChromaStore:
             embedding_function: The function the collection records (the one
                 queries use), as when it was created.
             stop: Checked between batches (of at most `COPY_BATCH` chunks);
-                when true, the copy is dropped and `CopyStoppedError` raised.
+                when true, `CopyStoppedError` is raised at once and the partial
+                copy is left as it is: dropping it can take longer than the
+                copy so far (seconds for 20,000 chunks), time a stopping daemon
+                has not got. The caller records it and drops it later.
 
         Returns:
             The number of chunks copied.
 
         Raises:
-            CopyStoppedError: if `stop()` became true.
-            StoreUnavailableError: if the copy does not hold what the source holds.
+            CopyStoppedError: if `stop()` became true (the partial copy stays).
+            StoreUnavailableError: if the copy does not hold what the source holds
+                (the copy is dropped).
         """
         self.drop_collection(target)
         origin = self.client.get_collection(source, embedding_function=embedding_function)
@@ -431,7 +435,9 @@ class ChromaStore:
                     f"copy of {source} is incomplete ({self.count(copy)} of "
                     f"{self.count(origin)} chunks); the old collection stays"
                 )
-        except BaseException:
+        except CopyStoppedError:
+            raise  # prompt: the partial copy stays for the caller to drop later
+        except Exception:
             self.drop_collection(target)
             raise
         return copied
