@@ -275,15 +275,27 @@ class Syncer:
             raise BotregError(str(exc)) from None
 
     def store_for(self, settings: StoreSettings) -> ChromaStore:
-        """The store an environment names (reopened only when its settings change)."""
-        if self._store is None or self._store_settings != settings:
-            with self._store_guard.writing():  # no read is under way on the old one
-                if self._store is not None:
-                    self._store.close()
-                    self._store = None
-                self._store = ChromaStore(settings, self.data.root)
-                self._store_settings = settings
-        return self._store
+        """The store an environment names (replaced only when its settings change).
+
+        The new store is opened first and swapped in only once it opened: a commit
+        naming a store that cannot open fails its apply while the old store keeps
+        serving the last good commit (closing first left no store at all, and a
+        half-released embedded client broke the next open of the same folder).
+
+        Raises:
+            BotregError: if the new store cannot be opened (the old one stays).
+        """
+        if self._store is not None and self._store_settings == settings:
+            return self._store
+        # The same embedded folder under other settings shares this process's store
+        # lock and Chroma's per-path client system: both are reference-counted, so
+        # opening the new one before closing the old one is safe.
+        new = ChromaStore(settings, self.data.root)
+        with self._store_guard.writing():  # no read is under way on the old one
+            old, self._store, self._store_settings = self._store, new, settings
+            if old is not None:
+                old.close()
+        return new
 
     def _knowledge_settings(self, source: GitTreeSource) -> KnowledgeSettings:
         try:

@@ -1,0 +1,87 @@
+"""Fixes found by testers on the merged #10: a bad store setting does not break the
+served store, stops are prompt in every phase, interrupted cycles are not failures,
+readiness survives a restart, a corrupt ledger is an operator error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from botreg.daemon.run import Daemon, DaemonOptions
+from botreg.daemon.sync import SyncOptions
+from sync_helpers import commit
+
+BAD_STORE = "    type: http\n    host: chroma.example.invalid\n    port: 8000\n"
+GOOD_STORE = "    type: persistent\n    path: chroma            # relative to the data dir\n"
+
+
+@pytest.fixture
+def daemon(git_registry: Path, tmp_path: Path) -> Iterator[Daemon]:
+    """A daemon with its start-up done (no cycle run yet, no HTTP server)."""
+    d = Daemon(
+        SyncOptions(git_registry.as_uri(), data_dir=tmp_path / "data"),
+        DaemonOptions(listen=None),
+    )
+    with d._running():
+        yield d
+
+
+def cycle(d: Daemon) -> str:
+    """One cycle as the daemon's loop runs it; its result."""
+    assert d.syncer is not None
+    result = d._cycle(d.syncer)
+    d._after_cycle(result)
+    return result.result
+
+
+# --- item 6: one bad commit must not break the embedded store ---------------------------
+
+
+def test_a_commit_naming_an_unreachable_store_keeps_the_old_one_serving(
+    daemon: Daemon, git_registry: Path
+) -> None:
+    assert cycle(daemon) == "synced"
+    assert daemon.readiness is not None and daemon.readiness() == (True, [])
+    env = git_registry / "environments" / "development.yaml"
+    good = env.read_text()
+    assert GOOD_STORE in good
+    env.write_text(good.replace(GOOD_STORE, BAD_STORE))
+    commit(git_registry, "store on a host that does not exist")
+    assert cycle(daemon) == "failed"  # as expected: the new store cannot open
+    assert daemon.syncer is not None
+    assert "chroma.example.invalid" in daemon.syncer.status.doc["last_error"]
+    # before: 503 "store unreachable" and queries failing until a restart
+    assert daemon.readiness() == (True, [])
+    assert daemon._query("billing", "purchase orders", 2)
+    assert cycle(daemon) == "failed"  # the retry of the same head changes nothing
+    assert daemon.readiness() == (True, [])
+    assert daemon._query("billing", "purchase orders", 2)
+    env.write_text(good)
+    fixed = commit(git_registry, "back to the embedded store")
+    assert cycle(daemon) == "synced"  # before: AttributeError in phase apply, every cycle
+    assert daemon.syncer.status.doc["applied_commit"] == fixed
+    assert daemon.readiness() == (True, [])
+    assert daemon._query("billing", "purchase orders", 2)
+
+
+def test_other_settings_for_the_same_folder_swap_the_client_without_breaking_it(
+    daemon: Daemon, git_registry: Path, tmp_path: Path
+) -> None:
+    # New settings, same folder: the new client opens while the old one is still open
+    # (Chroma shares one system per path), then the old one closes: the new must work.
+    assert cycle(daemon) == "synced"
+    env = git_registry / "environments" / "development.yaml"
+    env.write_text(env.read_text().replace("path: chroma ", "path: ./chroma "))
+    commit(git_registry, "the same folder, spelt otherwise")
+    assert cycle(daemon) == "synced"
+    assert daemon.syncer is not None and daemon.syncer.store is not None
+    assert daemon.syncer.store.location == str((tmp_path / "data" / "chroma").resolve())
+    assert daemon.readiness is not None and daemon.readiness() == (True, [])
+    assert daemon._query("billing", "purchase orders", 2)
+    env.write_text(env.read_text().replace("path: ./chroma ", "path: chroma "))
+    (git_registry / "knowledge" / "billing" / "new.md").write_text("# Vouchers\n\nVouchers.\n")
+    commit(git_registry, "and back, with a new file")
+    assert cycle(daemon) == "synced"  # the ingest writes through the swapped client
+    assert daemon._query("billing", "vouchers", 1)[0]["path"] == "knowledge/billing/new.md"
