@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from botreg.daemon.run import Daemon, DaemonOptions
-from botreg.daemon.sync import SyncOptions
-from sync_helpers import commit
+from botreg.daemon.sync import APPLIED_KEY, Syncer, SyncOptions
+from sync_helpers import SyncHarness, commit
 
 BAD_STORE = "    type: http\n    host: chroma.example.invalid\n    port: 8000\n"
 GOOD_STORE = "    type: persistent\n    path: chroma            # relative to the data dir\n"
@@ -85,3 +85,91 @@ def test_other_settings_for_the_same_folder_swap_the_client_without_breaking_it(
     commit(git_registry, "and back, with a new file")
     assert cycle(daemon) == "synced"  # the ingest writes through the swapped client
     assert daemon._query("billing", "vouchers", 1)[0]["path"] == "knowledge/billing/new.md"
+
+
+# --- item 1: a stop is honoured in validation, diff and emit -----------------------------
+
+
+def add_bots(repo: Path, count: int) -> None:
+    """`count` more valid bots (copies of the billing assistant)."""
+    text = (repo / "bots" / "billing-assistant.yaml").read_text()
+    for n in range(count):
+        (repo / "bots" / f"extra-{n:03}.yaml").write_text(
+            text.replace("name: Billing Assistant", f"name: Extra {n}")
+        )
+
+
+class StopIn:
+    """A `should_stop` that says True from the `after`-th question asked in `phase`."""
+
+    def __init__(self, phase: str, after: int) -> None:
+        self.phase, self.after, self.asked = phase, after, 0
+        self.syncer: Syncer | None = None
+
+    def __call__(self) -> bool:
+        assert self.syncer is not None
+        if self.syncer._phase != self.phase:
+            return False
+        self.asked += 1
+        return self.asked > self.after
+
+
+def harness(git_registry: Path, data: Path, stop: StopIn) -> SyncHarness:
+    h = SyncHarness(git_registry.as_uri(), data)
+    h.syncer.should_stop = stop
+    stop.syncer = h.syncer
+    return h
+
+
+def test_a_stop_is_honoured_between_files_in_validation(git_registry: Path, tmp_path: Path) -> None:
+    add_bots(git_registry, 40)
+    commit(git_registry, "40 more bots")
+    stop = StopIn("validate", after=5)
+    h = harness(git_registry, tmp_path / "data", stop)
+    try:
+        result = h.sync()
+        # before: validation ran to its end, the stop was seen in apply only
+        assert (result.result, result.phase) == ("interrupted", "validate")
+        assert len(h.syncer._validation_cache) == 5  # five files checked, then it stopped
+        assert h.events == []  # nothing emitted, nothing applied
+        assert h.syncer.ledger.get(APPLIED_KEY) == ""
+        stop.after = 10**9  # the restart redoes the cycle (the cached five are not redone)
+        assert h.sync().result == "synced"
+    finally:
+        h.close()
+
+
+def test_a_stop_is_honoured_between_files_in_the_diff(git_registry: Path, tmp_path: Path) -> None:
+    stop = StopIn("diff", after=3)
+    h = harness(git_registry, tmp_path / "data", stop)
+    try:
+        result = h.sync()  # the initial commit: every file is a change
+        # before: the diff never asked, the stop was seen in apply only
+        assert (result.result, result.phase) == ("interrupted", "diff")
+        assert stop.asked == 4  # asked before each file: the fourth said stop
+        assert h.events == []
+        assert h.syncer.ledger.get(APPLIED_KEY) == ""
+    finally:
+        h.close()
+
+
+def test_a_stop_is_honoured_between_change_events_and_the_rerun_resends_the_same_ids(
+    git_registry: Path, tmp_path: Path
+) -> None:
+    add_bots(git_registry, 20)
+    commit(git_registry, "20 more bots")
+    stop = StopIn("emit", after=4)
+    h = harness(git_registry, tmp_path / "data", stop)
+    try:
+        result = h.sync()
+        assert (result.result, result.phase) == ("interrupted", "emit")
+        sent = [e.id for e in h.events]
+        assert len(sent) == 4  # before: all 23 bots and the rest were emitted
+        assert h.syncer.ledger.get(APPLIED_KEY) == ""  # nothing applied
+        stop.after = 10**9
+        assert h.sync().result == "synced"
+        again = [e.id for e in h.events]
+        assert again[:4] == sent  # consumers deduplicate the re-sent ones
+        assert len(h.of("botreg.bot.created")) == 23
+    finally:
+        h.close()

@@ -36,6 +36,7 @@ from typing import Any
 
 from botreg.changes import ChangeSet, FileChange, KeyChange, compute_changes
 from botreg.changes.clip import clip_changes
+from botreg.changes.engine import DiffInterrupted
 from botreg.daemon.metrics import Metrics
 from botreg.daemon.status import DaemonStatus
 from botreg.datadir import DataDir
@@ -49,7 +50,7 @@ from botreg.registry.view import RegistryView
 from botreg.resolve import allowed_environ
 from botreg.store.chroma import ChromaStore, ReadWriteLock, StoreUnavailableError
 from botreg.store.settings import KnowledgeSettings, StoreSettings
-from botreg.validation.runner import ResultCache, validate_registry
+from botreg.validation.runner import ResultCache, ValidationInterrupted, validate_registry
 
 __all__ = ["CycleResult", "SyncOptions", "Syncer"]
 
@@ -120,6 +121,21 @@ def _bounded_changes(changes: Sequence[KeyChange]) -> dict[str, Any]:
     return {"changes": kept, **({"changes_truncated": left_out} if left_out else {})}
 
 
+class _EmitInterrupted(Exception):  # noqa: N818 - a stop asked for, not an error
+    """A stop between two change events: the rest are sent by the re-run (same ids)."""
+
+
+# A stop asked for mid-cycle, whichever phase noticed it: nothing failed, nothing
+# half-applied (the ledger makes a partial ingest safe), the next run resumes.
+_INTERRUPTIONS = (
+    FetchInterrupted,
+    ValidationInterrupted,
+    DiffInterrupted,
+    _EmitInterrupted,
+    IngestInterrupted,
+)
+
+
 class _PhaseError(Exception):
     def __init__(self, phase: str, message: str) -> None:
         super().__init__(message)
@@ -145,7 +161,9 @@ class Syncer:
             bus: Where the change events go.
             status: The status document.
             metrics: The daemon's metrics (a fresh registry if None).
-            should_stop: Asked between ingest batches: True ends the cycle as interrupted.
+            should_stop: Asked during the fetch, between files in validation and diff,
+                between change events and between ingest batches: True ends the
+                cycle as interrupted.
         """
         self.options = options
         self.bus = bus
@@ -324,7 +342,7 @@ class Syncer:
             self.status.update(last_attempt=now)
             applied = self.ledger.get(APPLIED_KEY)
             result = self._cycle(applied, durations)
-        except (IngestInterrupted, FetchInterrupted):  # a stop: not a failure (no event, no log)
+        except _INTERRUPTIONS:  # a stop: not a failure (no event, no failure log)
             result = CycleResult(
                 "interrupted", applied, self._head, error="stopped mid-cycle", phase=self._phase
             )
@@ -400,7 +418,9 @@ class Syncer:
         # 3. validate
         self._phase = "validate"
         t = time.monotonic()
-        report = validate_registry(source, cache=self._validation_cache)
+        report = validate_registry(
+            source, cache=self._validation_cache, should_stop=self.should_stop
+        )
         durations["validate"] = time.monotonic() - t
         if not report.ok:
             findings = [
@@ -469,7 +489,7 @@ class Syncer:
             FileChange(*change)
             for change in self.mirror.diff(old_source.commit if old_source else "", head)
         ]
-        changes = compute_changes(old_source, source, files)
+        changes = compute_changes(old_source, source, files, self.should_stop)
         durations["diff"] = time.monotonic() - t
 
         # 5. events, then apply
@@ -502,7 +522,10 @@ class Syncer:
         return CycleResult("synced", applied, head, counts=counts)
 
     def _emit_changes(self, changes: ChangeSet, applied: str, head: str) -> None:
+        """One event per change; a stop is honoured between events (15,000 bots are
+        15,000 events): the re-run sends them all again with the same ids."""
         for bot in changes.bots:
+            self._stop_point()
             self._emit(
                 bot.event_type,
                 bot.path,
@@ -516,6 +539,7 @@ class Syncer:
                 head,
             )
         for file in changes.knowledge:
+            self._stop_point()
             self._emit(
                 file.event_type,
                 file.path,
@@ -529,6 +553,7 @@ class Syncer:
                 head,
             )
         for env in changes.environments:
+            self._stop_point()
             self._emit(
                 "botreg.environment.changed",
                 env.path,
@@ -543,6 +568,7 @@ class Syncer:
                 head,
             )
         for reg in changes.registry + changes.domains:
+            self._stop_point()
             self._emit(
                 "botreg.registry.changed",
                 reg.path,
@@ -555,6 +581,10 @@ class Syncer:
                 applied,
                 head,
             )
+
+    def _stop_point(self) -> None:
+        if self.should_stop():
+            raise _EmitInterrupted
 
     def _apply(self, source: GitTreeSource, head: str, applied: str) -> dict[str, int]:
         try:
