@@ -4,13 +4,15 @@ readiness survives a restart, a corrupt ledger is an operator error."""
 
 from __future__ import annotations
 
+import logging
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from botreg.daemon.run import Daemon, DaemonOptions
-from botreg.daemon.sync import APPLIED_KEY, Syncer, SyncOptions
+from botreg.daemon.sync import APPLIED_KEY, CycleResult, Syncer, SyncOptions
 from sync_helpers import SyncHarness, commit
 
 BAD_STORE = "    type: http\n    host: chroma.example.invalid\n    port: 8000\n"
@@ -167,9 +169,59 @@ def test_a_stop_is_honoured_between_change_events_and_the_rerun_resends_the_same
         assert len(sent) == 4  # before: all 23 bots and the rest were emitted
         assert h.syncer.ledger.get(APPLIED_KEY) == ""  # nothing applied
         stop.after = 10**9
-        assert h.sync().result == "synced"
+        done = h.sync()
+        assert done.result == "synced"
+        assert done.durations["emit"] >= 0  # the emit phase has its own duration now
         again = [e.id for e in h.events]
         assert again[:4] == sent  # consumers deduplicate the re-sent ones
         assert len(h.of("botreg.bot.created")) == 23
     finally:
         h.close()
+
+
+# --- item 2: an interrupted cycle is not a failure ---------------------------------------
+
+
+def test_an_interrupted_cycle_is_logged_at_info_not_as_a_failure(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon.stop()  # the TERM came: the fetch is the first to see it
+    with caplog.at_level(logging.DEBUG, logger="botreg.daemon"):
+        assert cycle(daemon) == "interrupted"
+    cycles = [r for r in caplog.records if r.getMessage().startswith("cycle ")]
+    assert len(cycles) == 1
+    record = cycles[0]
+    # before: WARNING "cycle failed in phase fetch ...: stopped mid-cycle"
+    assert record.levelno == logging.INFO
+    assert record.getMessage().startswith("cycle interrupted")
+    fields = record.__dict__["fields"]
+    assert fields["result"] == "interrupted"
+    assert "phase" not in fields and "error" not in fields
+
+
+class StubHTTP:
+    def stop(self) -> None:
+        pass
+
+
+def test_after_a_stop_the_read_model_is_not_warmed(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cycle(daemon) == "synced"
+    warmed: list[int] = []
+
+    def warm() -> None:  # what a TERM to the process group does to git cat-file
+        warmed.append(1)
+        raise subprocess.CalledProcessError(-15, ["git", "cat-file", "--batch"])
+
+    monkeypatch.setattr(daemon.read_model, "warm", warm)
+    monkeypatch.setattr(daemon, "http", StubHTTP())  # warmed only when serving HTTP
+    daemon.stop()
+    with caplog.at_level(logging.WARNING, logger="botreg.daemon"):
+        daemon._after_cycle(CycleResult("noop", "a", "a"))
+        assert warmed == []  # before: warmed, and the dead cat-file logged a WARNING
+        # a warm that was under way when the stop came fails quietly
+        monkeypatch.setattr(daemon, "stopping", lambda: len(warmed) > 0)
+        daemon._after_cycle(CycleResult("noop", "a", "a"))
+    assert warmed == [1]
+    assert [r.getMessage() for r in caplog.records] == []

@@ -221,6 +221,8 @@ class Daemon:
         """Report a rejected head as a metric: the daemon keeps serving its last good commit."""
         if result.result in ("rejected", "synced", "noop"):
             self._rejected_head().set(1 if result.result == "rejected" else 0)
+        if self.stopping():  # nothing more to prepare for a daemon on its way out
+            return
         syncer = self.syncer
         if result.result in ("rejected", "noop") and syncer is not None and syncer.store is None:
             # the store could not open at start-up, or a reopen after a compaction
@@ -230,7 +232,12 @@ class Daemon:
             try:  # the read model follows the applied commit here, not on the first request
                 self.read_model.warm()
             except Exception as exc:  # a read that fails later says why; the loop goes on
-                logger.warning("could not load the read model: %s: %s", type(exc).__name__, exc)
+                if self.stopping():
+                    # a TERM to the process group also ends its git children
+                    # (`cat-file --batch died`): that is the stop, not a fault
+                    logger.debug("read model load ended by the stop: %r", exc)
+                else:
+                    logger.warning("could not load the read model: %s: %s", type(exc).__name__, exc)
 
     def _rejected_head(self) -> Any:
         return self.metrics.gauge(
@@ -314,6 +321,15 @@ class Daemon:
             )
             for line in finding_lines(result.findings, result.counts.get("findings")):
                 logger.warning("rejected %s: %s", target, line)
+        elif result.result == "interrupted":
+            # a stop asked for: nothing failed (no phase, no error), the next run resumes
+            logger.info(
+                "cycle interrupted by a stop after %.2f s (%s..%s); the next run resumes",
+                seconds,
+                source,
+                target,
+                extra=extra,
+            )
         else:
             logger.warning(
                 "cycle failed in phase %s after %.2f s (%s..%s): %s",
