@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from botreg.cli import main
 from botreg.daemon.run import Daemon, DaemonOptions
 from botreg.daemon.sync import APPLIED_KEY, CycleResult, Syncer, SyncOptions
 from sync_helpers import SyncHarness, commit
@@ -225,3 +226,38 @@ def test_after_a_stop_the_read_model_is_not_warmed(
         daemon._after_cycle(CycleResult("noop", "a", "a"))
     assert warmed == [1]
     assert [r.getMessage() for r in caplog.records] == []
+
+
+# --- item 4: a corrupt ledger is the operator's to fix, not a bug ------------------------
+
+
+def test_a_corrupt_ledger_is_exit_2_naming_the_file_and_the_way_out(
+    git_registry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    sync = ["sync", "--source", str(git_registry), "--data-dir", str(data), "--once"]
+    assert main(sync) == 0
+    ledger = data / "ledger.sqlite"
+    for extra in ledger.parent.glob("ledger.sqlite-*"):
+        extra.unlink()
+    ledger.write_text("garbage\n")
+    capsys.readouterr()
+    commands = [
+        sync,
+        ["ingest", "--repo", str(git_registry), "--data-dir", str(data)],
+        ["query", "--repo", str(git_registry), "--data-dir", str(data), "--domain", "billing", "x"],
+    ]
+    for argv in commands:
+        # before: "unexpected error: DatabaseError: file is not a database ... a bug", exit 3
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"cannot open the ledger {ledger}: file is not a database" in err
+        assert "unexpected" not in err and "Traceback" not in err
+        assert f"mv {ledger} " in err and f"mv {data / 'chroma'} " in err
+    # the way out the message gives works: both moved away, the next sync rebuilds
+    ledger.rename(tmp_path / "ledger.bad")
+    (data / "chroma").rename(tmp_path / "chroma.bad")
+    assert main(sync) == 0
+    query = ["query", "--repo", str(git_registry), "--data-dir", str(data), "--domain", "billing"]
+    assert main([*query, "--format", "json", "refunds"]) == 0
+    assert "refunds.md" in capsys.readouterr().out
