@@ -4,6 +4,7 @@ readiness survives a restart, a corrupt ledger is an operator error."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import subprocess
 from collections.abc import Iterator
@@ -261,3 +262,40 @@ def test_a_corrupt_ledger_is_exit_2_naming_the_file_and_the_way_out(
     query = ["query", "--repo", str(git_registry), "--data-dir", str(data), "--domain", "billing"]
     assert main([*query, "--format", "json", "refunds"]) == 0
     assert "refunds.md" in capsys.readouterr().out
+
+
+# --- item 5: the files a cycle could not ingest are named in the log --------------------
+
+
+def test_sync_once_logs_each_refused_file_bounded_like_findings(
+    git_registry: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import botreg.daemon.sync as sync_module
+
+    # the operator's chunk ceiling lowered to 1: every file of two sections is refused
+    monkeypatch.setattr(
+        sync_module,
+        "KnowledgeIngestionManager",
+        functools.partial(sync_module.KnowledgeIngestionManager, max_chunks_per_file=1),
+    )
+    for n in range(60):
+        (git_registry / "knowledge" / "product" / f"too-big-{n:02}.md").write_text(
+            f"# One {n}\n\nFirst part.\n\n# Two {n}\n\nSecond part.\n"
+        )
+    commit(git_registry, "60 files over the ceiling")
+    data = tmp_path / "data"
+    with caplog.at_level(logging.INFO, logger="botreg.daemon"):
+        assert main(["sync", "--source", str(git_registry), "--data-dir", str(data), "--once"]) == 1
+    [summary] = [r for r in caplog.records if r.getMessage().startswith("cycle synced")]
+    total = summary.__dict__["fields"]["counts"]["files_failed"]
+    assert total > 60
+    named = [r.getMessage() for r in caplog.records if r.getMessage().startswith("not ingested")]
+    # before: only "cycle synced ... files_failed N", no file named
+    assert len(named) == 51  # 50 files, then the count of the rest
+    assert all(r.levelno == logging.WARNING for r in caplog.records if "not ingested" in r.msg)
+    assert any("knowledge/product/too-big-00.md: " in line for line in named[:50])
+    assert all(": " in line.split(": ", 1)[1] for line in named[:50])  # path: reason
+    assert named[50].endswith(f"and {total - 50} more")

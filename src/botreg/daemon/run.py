@@ -40,7 +40,7 @@ from botreg.daemon.housekeeping import Housekeeper, HousekeepingOptions
 from botreg.daemon.http import DaemonHTTP, read_token_file
 from botreg.daemon.metrics import Metrics
 from botreg.daemon.readiness import Readiness, default_stale_after
-from botreg.daemon.status import DaemonStatus, finding_lines
+from botreg.daemon.status import FINDINGS_SHOWN, DaemonStatus, finding_lines
 from botreg.daemon.sync import REJECTED_KEY, CycleResult, Syncer, SyncOptions
 from botreg.datadir import DataDir
 from botreg.errors import UsageError
@@ -49,6 +49,8 @@ from botreg.events.bus import stdout_sink
 from botreg.events.log import EventLog
 from botreg.events.webhook import DEAD_LETTER_AFTER, WebhookSink
 from botreg.registry.index import ResolvedBots
+from botreg.registry.layout import escape_unsafe
+from botreg.secrets import mask_text
 
 __all__ = ["Daemon", "DaemonOptions"]
 
@@ -308,6 +310,15 @@ class Daemon:
                 counts or "nothing changed",
                 extra=extra,
             )
+            # which files, and why: bounded like findings, masked (messages may quote them)
+            failed = result.failed_files
+            total = max(result.counts.get("files_failed", 0), len(failed))
+            for item in failed[:FINDINGS_SHOWN]:
+                text = f"{item.get('path', '')}: {item.get('message', '')}"
+                logger.warning("not ingested %s: %s", target, escape_unsafe(mask_text(text)))
+            if total > min(len(failed), FINDINGS_SHOWN):
+                shown = min(len(failed), FINDINGS_SHOWN)
+                logger.warning("not ingested %s: and %d more", target, total - shown)
         elif result.result == "rejected" and not result.findings:  # the same head again
             logger.debug("cycle rejected: %s is still rejected, serving %s", target, source)
         elif result.result == "rejected":

@@ -58,6 +58,7 @@ logger = logging.getLogger("botreg.daemon")
 
 APPLIED_KEY = "sync.applied_commit"
 MAX_FINDINGS = 200  # findings kept in the status and the rejected event: bounded
+MAX_FAILED_FILES = 200  # refused knowledge files a cycle result keeps (the log shows 50)
 REJECTED_KEY = "sync.rejected_commit"
 
 
@@ -89,6 +90,9 @@ class CycleResult:
     phase: str = ""
     # A rejected commit's findings (at most MAX_FINDINGS; counts["findings"] has the total).
     findings: list[dict[str, Any]] = field(default_factory=list)
+    # Knowledge files the apply refused, {"path", "message"} (at most MAX_FAILED_FILES;
+    # counts["files_failed"] has the total): the log names them.
+    failed_files: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -500,7 +504,8 @@ class Syncer:
         durations["emit"] = time.monotonic() - t
         self._phase = "apply"
         t = time.monotonic()
-        counts = self._apply(source, head, applied)
+        failed_files: list[dict[str, str]] = []
+        counts = self._apply(source, head, applied, failed_files)
         durations["ingest"] = time.monotonic() - t
         counts.update(changes.counts())
 
@@ -522,7 +527,7 @@ class Syncer:
             applied,
             head,
         )
-        return CycleResult("synced", applied, head, counts=counts)
+        return CycleResult("synced", applied, head, counts=counts, failed_files=failed_files)
 
     def _emit_changes(self, changes: ChangeSet, applied: str, head: str) -> None:
         """One event per change; a stop is honoured between events (15,000 bots are
@@ -589,7 +594,10 @@ class Syncer:
         if self.should_stop():
             raise _EmitInterrupted
 
-    def _apply(self, source: GitTreeSource, head: str, applied: str) -> dict[str, int]:
+    def _apply(
+        self, source: GitTreeSource, head: str, applied: str, failed_files: list[dict[str, str]]
+    ) -> dict[str, int]:
+        """Bring every domain in line with `head`; the files refused go to `failed_files`."""
         try:
             settings = self._knowledge_settings(source)
             store = self.store_for(settings.store)
@@ -639,6 +647,8 @@ class Syncer:
                 # good chunks keep serving), so one file cannot hold back later commits.
                 file_errors.append(f"{domain}: {len(result.errors)} file(s) failed")
                 files_failed += len(result.errors)
+                room = MAX_FAILED_FILES - len(failed_files)
+                failed_files.extend(result.errors[: max(0, room)])
                 self._emit(
                     "botreg.knowledge.ingest_failed",
                     f"knowledge/{domain}",
