@@ -5,17 +5,23 @@ readiness survives a restart, a corrupt ledger is an operator error."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import subprocess
+import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from botreg.cli import main
 from botreg.daemon.run import Daemon, DaemonOptions
 from botreg.daemon.sync import APPLIED_KEY, CycleResult, Syncer, SyncOptions
+from conftest import git
 from sync_helpers import SyncHarness, commit
+from test_prompt_stop import wait_for
 
 BAD_STORE = "    type: http\n    host: chroma.example.invalid\n    port: 8000\n"
 GOOD_STORE = "    type: persistent\n    path: chroma            # relative to the data dir\n"
@@ -299,3 +305,105 @@ def test_sync_once_logs_each_refused_file_bounded_like_findings(
     assert any("knowledge/product/too-big-00.md: " in line for line in named[:50])
     assert all(": " in line.split(": ", 1)[1] for line in named[:50])  # path: reason
     assert named[50].endswith(f"and {total - 50} more")
+
+
+# --- item 3: readiness at a restart -----------------------------------------------------
+
+
+def synced_once(git_registry: Path, data: Path) -> None:
+    assert main(["sync", "--source", str(git_registry), "--data-dir", str(data), "--once"]) == 0
+
+
+def test_not_ready_until_the_read_model_of_the_applied_commit_is_loaded(
+    git_registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    synced_once(git_registry, data)
+    d = Daemon(
+        SyncOptions(git_registry.as_uri(), data_dir=data), DaemonOptions(listen="127.0.0.1:1")
+    )
+    monkeypatch.setattr(d, "_start_http", lambda status: None)  # the rule, not the socket
+    release = threading.Event()
+    real_warm = d.read_model.warm
+
+    def slow_warm() -> None:  # 15,000 bots take seconds: here, until released
+        assert release.wait(10)
+        real_warm()
+
+    monkeypatch.setattr(d.read_model, "warm", slow_warm)
+    with d._running():  # start-up only: no cycle runs
+        assert d.readiness is not None
+        # before: ready at once, and the first GET /bots paid the whole load
+        assert d.readiness() == (False, ["read model loading"])
+        release.set()  # the background load finishes
+        wait_for(lambda: d.readiness is not None and d.readiness() == (True, []))
+        assert d.read_model.loaded_commit() == git(git_registry, "rev-parse", "HEAD").strip()
+
+
+def age_saved_fetch(data: Path, seconds: float) -> float:
+    """Make the saved status say the last fetch and success were `seconds` ago."""
+    path = data / "status.json"
+    doc = json.loads(path.read_text())
+    when = datetime.now(UTC) - timedelta(seconds=seconds)
+    doc["last_fetch"] = doc["last_success"] = when.isoformat(timespec="seconds")
+    path.write_text(json.dumps(doc))
+    return datetime.fromisoformat(doc["last_fetch"]).timestamp()
+
+
+def test_the_staleness_clock_survives_a_restart(git_registry: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    synced_once(git_registry, data)
+    age_saved_fetch(data, 3600)  # last fetched an hour ago; stale after 300 s
+    gone = git_registry.rename(tmp_path / "gone")  # and the remote is gone
+    d = Daemon(SyncOptions(git_registry.as_uri(), data_dir=data), DaemonOptions(listen=None))
+    with d._running():
+        assert d.readiness is not None
+        ready, reasons = d.readiness()
+        # before: Ready for another --stale-after, the clock restarted with the process
+        assert not ready and reasons[0].startswith("last successful fetch 3")
+        assert cycle(d) == "failed"  # the fetch fails: still stale
+        assert not d.readiness()[0]
+        gone.rename(git_registry)
+        assert cycle(d) == "noop"  # a fetch succeeded: fresh again
+        assert d.readiness() == (True, [])
+
+
+def test_a_recent_saved_fetch_keeps_a_restarted_daemon_ready(
+    git_registry: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    synced_once(git_registry, data)
+    age_saved_fetch(data, 60)
+    d = Daemon(SyncOptions(git_registry.as_uri(), data_dir=data), DaemonOptions(listen=None))
+    with d._running():
+        assert d.readiness is not None and d.readiness() == (True, [])
+
+
+def gauge(d: Daemon, name: str) -> float | None:
+    for family in text_string_to_metric_families(d.metrics.render().decode()):
+        for sample in family.samples:
+            if sample.name == name:
+                return float(sample.value)
+    return None
+
+
+def test_the_timestamp_gauges_are_restored_at_start_up_and_set_by_each_fetch(
+    git_registry: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    synced_once(git_registry, data)
+    saved = age_saved_fetch(data, 600)
+    (git_registry / "bots" / "broken.yaml").write_text("name: [\n")
+    commit(git_registry, "a head that stays rejected")
+    d = Daemon(SyncOptions(git_registry.as_uri(), data_dir=data), DaemonOptions(listen=None))
+    with d._running():
+        # before: absent after a restart, and never set while the head stays rejected
+        assert gauge(d, "botreg_last_success_timestamp_seconds") == saved
+        assert gauge(d, "botreg_last_fetch_timestamp_seconds") == saved
+        assert cycle(d) == "rejected"
+        assert gauge(d, "botreg_last_success_timestamp_seconds") == saved
+        fetched = gauge(d, "botreg_last_fetch_timestamp_seconds")
+        assert fetched is not None and fetched > saved + 500  # this fetch, not the saved one
+    families = {f.name: f for f in text_string_to_metric_families(d.metrics.render().decode())}
+    assert families["botreg_last_fetch_timestamp_seconds"].type == "gauge"
+    assert families["botreg_last_fetch_timestamp_seconds"].documentation

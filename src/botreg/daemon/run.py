@@ -39,7 +39,7 @@ from botreg.api.git_backend import applied_commit
 from botreg.daemon.housekeeping import Housekeeper, HousekeepingOptions
 from botreg.daemon.http import DaemonHTTP, read_token_file
 from botreg.daemon.metrics import Metrics
-from botreg.daemon.readiness import Readiness, default_stale_after
+from botreg.daemon.readiness import Readiness, default_stale_after, status_timestamp
 from botreg.daemon.status import FINDINGS_SHOWN, DaemonStatus, finding_lines
 from botreg.daemon.sync import REJECTED_KEY, CycleResult, Syncer, SyncOptions
 from botreg.datadir import DataDir
@@ -119,6 +119,15 @@ def _watched_refs(source: str) -> list[Path]:
     if not (git_dir / "refs").is_dir():
         raise UsageError(f"--watch needs a local repository; {source} is not one")
     return [git_dir]
+
+
+def _saved_status(path: Path) -> dict[str, Any]:
+    """The status document the previous run saved ({} if none or unreadable)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 class Daemon:
@@ -357,6 +366,9 @@ class Daemon:
         if self.options.webhook:  # before anything is opened or locked
             _check_webhook_url(self.options.webhook)
         with self.data.locked(f"botreg sync {self.sync_options.source}"):
+            # what the previous run saved: the staleness clock and the timestamp gauges
+            # go on from there rather than from this start
+            saved = _saved_status(self.data.root / "status.json")
             status = DaemonStatus(
                 self.data.root / "status.json",
                 source=self.sync_options.source,
@@ -390,12 +402,20 @@ class Daemon:
             self.syncer = Syncer(
                 self.sync_options, self.bus, status, self.metrics, should_stop=self.stopping
             )
+            last_fetch = status_timestamp(saved.get("last_fetch"))
+            self._restore_timestamps(last_fetch, status_timestamp(saved.get("last_success")))
             self.readiness = Readiness(
-                lambda: self._conditions_view(status), self._store_ok, self.stale_after
+                lambda: self._conditions_view(status),
+                self._store_ok,
+                self.stale_after,
+                last_fetch=last_fetch,
+                # served only over HTTP: without it nobody waits for the read model
+                read_model_loaded=self._read_model_loaded if self.options.listen else None,
             )
             try:
                 self._open_applied_store(self.syncer, status)
                 if self.options.listen:
+                    self._start_read_model()
                     self._start_http(status)
                 yield
             finally:
@@ -412,6 +432,42 @@ class Daemon:
                 if file_handle is not None:
                     with suppress(OSError):  # a full disk: the events were reported per cycle
                         file_handle.close()
+
+    def _restore_timestamps(self, last_fetch: float | None, last_success: float | None) -> None:
+        """The last fetch and success gauges from the saved status: alerts on their age
+        must not lose them at a restart (a rejected head never sets them again)."""
+        if last_success is not None:
+            self.metrics.gauge(
+                "botreg_last_success_timestamp_seconds", "Unix time of the last successful cycle"
+            ).set(last_success)
+        if last_fetch is not None:
+            self.metrics.gauge(
+                "botreg_last_fetch_timestamp_seconds",
+                "Unix time of the last successful fetch of the source",
+            ).set(last_fetch)
+
+    def _read_model_loaded(self) -> bool:
+        # Loaded once since the start: after a commit, the cycle's warm moves it by the
+        # changed bots (requests wait for that, they do not fail); going unready then
+        # would take every replica out of service at each large commit.
+        applied = self.syncer.status.doc.get("applied_commit") if self.syncer else ""
+        return not applied or bool(self.read_model.loaded_commit())
+
+    def _start_read_model(self) -> None:
+        """Load the applied commit's read model in the background: `/readyz` says
+        `read model loading` until it is (15,000 bots take seconds), and the first
+        cycle does not wait for it."""
+
+        def load() -> None:
+            try:
+                self.read_model.warm()
+            except Exception as exc:  # the next cycle's warm tries again
+                if self.stopping():
+                    logger.debug("read model load ended by the stop: %r", exc)
+                else:
+                    logger.warning("could not load the read model: %s: %s", type(exc).__name__, exc)
+
+        threading.Thread(target=load, name="botreg-read-model", daemon=True).start()
 
     def _count(self, event: CloudEvent) -> None:
         self.metrics.counter(

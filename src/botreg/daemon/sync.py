@@ -405,6 +405,10 @@ class Syncer:
         durations["fetch"] = time.monotonic() - t
         self.status.set_condition("FetchFailed", False, "Fetched")
         self.status.update(last_fetch=datetime.now(UTC).isoformat(timespec="seconds"))
+        self.metrics.gauge(
+            "botreg_last_fetch_timestamp_seconds",
+            "Unix time of the last successful fetch of the source",
+        ).set(time.time())
         self.status.update(head_commit=head)
         self._head = head
         if not head:
