@@ -153,9 +153,19 @@ def test_readiness_rule() -> None:
     assert rule.evaluate(_doc(applied_commit="")) == (False, ["no commit applied yet"])
     down = Readiness(_doc, lambda: False, stale_after=300)
     assert down() == (False, ["store unreachable"])
-    # just started: an old fetch from before the restart does not count against it
-    fresh = Readiness(lambda: _doc(last_fetch=old), lambda: True, stale_after=300)
-    assert fresh() == (True, [])
+    # just started: the fetch saved before the restart counts until this process fetches
+    # (it used to be forgiven: a daemon whose remote is gone looked fresh after a restart)
+    recent = (datetime.now(UTC) - timedelta(seconds=60)).timestamp()
+    restarted = Readiness(lambda: _doc(last_fetch=""), lambda: True, 300, last_fetch=recent)
+    assert restarted() == (True, [])
+    long_ago = Readiness(lambda: _doc(last_fetch=""), lambda: True, 300, last_fetch=now - 600)
+    ready, reasons = long_ago()
+    assert not ready and len(reasons) == 1 and reasons[0].startswith("last successful fetch 6")
+    # this process's own fetch wins over the saved one
+    fetched_now = Readiness(_doc, lambda: True, 300, last_fetch=now - 600)
+    assert fetched_now() == (True, [])
+    loading = Readiness(_doc, lambda: True, 300, read_model_loaded=lambda: False)
+    assert loading() == (False, ["read model loading"])
     never = Readiness(lambda: _doc(last_fetch=""), lambda: True, stale_after=300, since=now - 400)
     assert not never()[0] and "no successful fetch since the start" in never()[1][0]
     assert default_stale_after(30) == 300 and default_stale_after(600) == 1800

@@ -9,7 +9,7 @@ includes or excludes files adds or deletes them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "BotChange",
     "ChangeSet",
     "ConfigChange",
+    "DiffInterrupted",
     "FileChange",
     "KnowledgeFileChange",
     "compute_changes",
@@ -120,13 +121,27 @@ def _status(data: Any) -> str:
     return str(data.get("status", "")) if isinstance(data, dict) else ""
 
 
-def compute_changes(old: Tree | None, new: Tree, files: Sequence[FileChange]) -> ChangeSet:
+class DiffInterrupted(Exception):  # noqa: N818 - a stop asked for, not an error
+    """`should_stop` said True between two files: the diff was abandoned."""
+
+
+def compute_changes(
+    old: Tree | None,
+    new: Tree,
+    files: Sequence[FileChange],
+    should_stop: Callable[[], bool] | None = None,
+) -> ChangeSet:
     """Typed changes between two trees.
 
     Args:
         old: The old tree (None: everything in `files` is new).
         new: The new tree.
         files: The changed files (git's tree diff, renames detected).
+        should_stop: Asked between files (the daemon's stop: a diff of 15,000 bots
+            takes seconds); True abandons the diff.
+
+    Raises:
+        DiffInterrupted: if `should_stop` said True.
     """
     old_view = RegistryView.of(old) if old is not None else None
     new_view = RegistryView.of(new)
@@ -134,6 +149,8 @@ def compute_changes(old: Tree | None, new: Tree, files: Sequence[FileChange]) ->
     touched: set[str] = set()
     rules_changed: set[str] = set()  # domains whose _domain.yaml changed
     for file in files:
+        if should_stop is not None and should_stop():
+            raise DiffInterrupted
         touched.update(p for p in (file.path, file.old_path) if p)
         for path in (file.path, file.old_path):
             info = classify(path) if path else None

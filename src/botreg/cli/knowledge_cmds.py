@@ -122,8 +122,8 @@ def _manager(
     policy = confinement.StorePolicy.from_args(args)
     # the policy in force: the embedding function is built from it, deep in ingestion
     with confinement.use_store_policy(policy), data_dir.locked(f"botreg {args.command}"):
+        ledger = Ledger(data_dir.ledger)  # first: a damaged ledger must not leave a store open
         store = ChromaStore(settings.store, data_dir.root, policy)
-        ledger = Ledger(data_dir.ledger)
         try:
             yield KnowledgeIngestionManager(
                 view.source,

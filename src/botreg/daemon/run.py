@@ -39,8 +39,8 @@ from botreg.api.git_backend import applied_commit
 from botreg.daemon.housekeeping import Housekeeper, HousekeepingOptions, rotation_counter
 from botreg.daemon.http import DaemonHTTP, read_token_file
 from botreg.daemon.metrics import Metrics
-from botreg.daemon.readiness import Readiness, default_stale_after
-from botreg.daemon.status import DaemonStatus, finding_lines
+from botreg.daemon.readiness import Readiness, default_stale_after, status_timestamp
+from botreg.daemon.status import FINDINGS_SHOWN, DaemonStatus, finding_lines
 from botreg.daemon.sync import REJECTED_KEY, CycleResult, Syncer, SyncOptions
 from botreg.datadir import DataDir
 from botreg.errors import UsageError
@@ -49,6 +49,8 @@ from botreg.events.bus import stdout_sink
 from botreg.events.log import EventLog
 from botreg.events.webhook import DEAD_LETTER_AFTER, WebhookSink
 from botreg.registry.index import ResolvedBots
+from botreg.registry.layout import escape_unsafe
+from botreg.secrets import mask_text
 
 __all__ = ["Daemon", "DaemonOptions"]
 
@@ -117,6 +119,15 @@ def _watched_refs(source: str) -> list[Path]:
     if not (git_dir / "refs").is_dir():
         raise UsageError(f"--watch needs a local repository; {source} is not one")
     return [git_dir]
+
+
+def _saved_status(path: Path) -> dict[str, Any]:
+    """The status document the previous run saved ({} if none or unreadable)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 class Daemon:
@@ -221,6 +232,8 @@ class Daemon:
         """Report a rejected head as a metric: the daemon keeps serving its last good commit."""
         if result.result in ("rejected", "synced", "noop"):
             self._rejected_head().set(1 if result.result == "rejected" else 0)
+        if self.stopping():  # nothing more to prepare for a daemon on its way out
+            return
         syncer = self.syncer
         if result.result in ("rejected", "noop") and syncer is not None and syncer.store is None:
             # the store could not open at start-up, or a reopen after a compaction
@@ -230,7 +243,12 @@ class Daemon:
             try:  # the read model follows the applied commit here, not on the first request
                 self.read_model.warm()
             except Exception as exc:  # a read that fails later says why; the loop goes on
-                logger.warning("could not load the read model: %s: %s", type(exc).__name__, exc)
+                if self.stopping():
+                    # a TERM to the process group also ends its git children
+                    # (`cat-file --batch died`): that is the stop, not a fault
+                    logger.debug("read model load ended by the stop: %r", exc)
+                else:
+                    logger.warning("could not load the read model: %s: %s", type(exc).__name__, exc)
 
     def _rejected_head(self) -> Any:
         return self.metrics.gauge(
@@ -301,6 +319,15 @@ class Daemon:
                 counts or "nothing changed",
                 extra=extra,
             )
+            # which files, and why: bounded like findings, masked (messages may quote them)
+            failed = result.failed_files
+            total = max(result.counts.get("files_failed", 0), len(failed))
+            for item in failed[:FINDINGS_SHOWN]:
+                text = f"{item.get('path', '')}: {item.get('message', '')}"
+                logger.warning("not ingested %s: %s", target, escape_unsafe(mask_text(text)))
+            if total > min(len(failed), FINDINGS_SHOWN):
+                shown = min(len(failed), FINDINGS_SHOWN)
+                logger.warning("not ingested %s: and %d more", target, total - shown)
         elif result.result == "rejected" and not result.findings:  # the same head again
             logger.debug("cycle rejected: %s is still rejected, serving %s", target, source)
         elif result.result == "rejected":
@@ -314,6 +341,15 @@ class Daemon:
             )
             for line in finding_lines(result.findings, result.counts.get("findings")):
                 logger.warning("rejected %s: %s", target, line)
+        elif result.result == "interrupted":
+            # a stop asked for: nothing failed (no phase, no error), the next run resumes
+            logger.info(
+                "cycle interrupted by a stop after %.2f s (%s..%s); the next run resumes",
+                seconds,
+                source,
+                target,
+                extra=extra,
+            )
         else:
             logger.warning(
                 "cycle failed in phase %s after %.2f s (%s..%s): %s",
@@ -330,6 +366,9 @@ class Daemon:
         if self.options.webhook:  # before anything is opened or locked
             _check_webhook_url(self.options.webhook)
         with self.data.locked(f"botreg sync {self.sync_options.source}"):
+            # what the previous run saved: the staleness clock and the timestamp gauges
+            # go on from there rather than from this start
+            saved = _saved_status(self.data.root / "status.json")
             status = DaemonStatus(
                 self.data.root / "status.json",
                 source=self.sync_options.source,
@@ -370,12 +409,20 @@ class Daemon:
             self.syncer = Syncer(
                 self.sync_options, self.bus, status, self.metrics, should_stop=self.stopping
             )
+            last_fetch = status_timestamp(saved.get("last_fetch"))
+            self._restore_timestamps(last_fetch, status_timestamp(saved.get("last_success")))
             self.readiness = Readiness(
-                lambda: self._conditions_view(status), self._store_ok, self.stale_after
+                lambda: self._conditions_view(status),
+                self._store_ok,
+                self.stale_after,
+                last_fetch=last_fetch,
+                # served only over HTTP: without it nobody waits for the read model
+                read_model_loaded=self._read_model_loaded if self.options.listen else None,
             )
             try:
                 self._open_applied_store(self.syncer, status)
                 if self.options.listen:
+                    self._start_read_model()
                     self._start_http(status)
                 yield
             finally:
@@ -392,6 +439,42 @@ class Daemon:
                 if file_handle is not None:
                     with suppress(OSError):  # a full disk: the events were reported per cycle
                         file_handle.close()
+
+    def _restore_timestamps(self, last_fetch: float | None, last_success: float | None) -> None:
+        """The last fetch and success gauges from the saved status: alerts on their age
+        must not lose them at a restart (a rejected head never sets them again)."""
+        if last_success is not None:
+            self.metrics.gauge(
+                "botreg_last_success_timestamp_seconds", "Unix time of the last successful cycle"
+            ).set(last_success)
+        if last_fetch is not None:
+            self.metrics.gauge(
+                "botreg_last_fetch_timestamp_seconds",
+                "Unix time of the last successful fetch of the source",
+            ).set(last_fetch)
+
+    def _read_model_loaded(self) -> bool:
+        # Loaded once since the start: after a commit, the cycle's warm moves it by the
+        # changed bots (requests wait for that, they do not fail); going unready then
+        # would take every replica out of service at each large commit.
+        applied = self.syncer.status.doc.get("applied_commit") if self.syncer else ""
+        return not applied or bool(self.read_model.loaded_commit())
+
+    def _start_read_model(self) -> None:
+        """Load the applied commit's read model in the background: `/readyz` says
+        `read model loading` until it is (15,000 bots take seconds), and the first
+        cycle does not wait for it."""
+
+        def load() -> None:
+            try:
+                self.read_model.warm()
+            except Exception as exc:  # the next cycle's warm tries again
+                if self.stopping():
+                    logger.debug("read model load ended by the stop: %r", exc)
+                else:
+                    logger.warning("could not load the read model: %s: %s", type(exc).__name__, exc)
+
+        threading.Thread(target=load, name="botreg-read-model", daemon=True).start()
 
     def _count(self, event: CloudEvent) -> None:
         self.metrics.counter(

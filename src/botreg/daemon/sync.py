@@ -36,6 +36,7 @@ from typing import Any
 
 from botreg.changes import ChangeSet, FileChange, KeyChange, compute_changes
 from botreg.changes.clip import clip_changes
+from botreg.changes.engine import DiffInterrupted
 from botreg.daemon.metrics import Metrics
 from botreg.daemon.status import DaemonStatus
 from botreg.datadir import DataDir
@@ -49,7 +50,7 @@ from botreg.registry.view import RegistryView
 from botreg.resolve import allowed_environ
 from botreg.store.chroma import ChromaStore, ReadWriteLock, StoreUnavailableError
 from botreg.store.settings import KnowledgeSettings, StoreSettings
-from botreg.validation.runner import ResultCache, validate_registry
+from botreg.validation.runner import ResultCache, ValidationInterrupted, validate_registry
 
 __all__ = ["CycleResult", "SyncOptions", "Syncer"]
 
@@ -57,6 +58,7 @@ logger = logging.getLogger("botreg.daemon")
 
 APPLIED_KEY = "sync.applied_commit"
 MAX_FINDINGS = 200  # findings kept in the status and the rejected event: bounded
+MAX_FAILED_FILES = 200  # refused knowledge files a cycle result keeps (the log shows 50)
 REJECTED_KEY = "sync.rejected_commit"
 
 
@@ -88,6 +90,9 @@ class CycleResult:
     phase: str = ""
     # A rejected commit's findings (at most MAX_FINDINGS; counts["findings"] has the total).
     findings: list[dict[str, Any]] = field(default_factory=list)
+    # Knowledge files the apply refused, {"path", "message"} (at most MAX_FAILED_FILES;
+    # counts["files_failed"] has the total): the log names them.
+    failed_files: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -120,6 +125,21 @@ def _bounded_changes(changes: Sequence[KeyChange]) -> dict[str, Any]:
     return {"changes": kept, **({"changes_truncated": left_out} if left_out else {})}
 
 
+class _EmitInterrupted(Exception):  # noqa: N818 - a stop asked for, not an error
+    """A stop between two change events: the rest are sent by the re-run (same ids)."""
+
+
+# A stop asked for mid-cycle, whichever phase noticed it: nothing failed, nothing
+# half-applied (the ledger makes a partial ingest safe), the next run resumes.
+_INTERRUPTIONS = (
+    FetchInterrupted,
+    ValidationInterrupted,
+    DiffInterrupted,
+    _EmitInterrupted,
+    IngestInterrupted,
+)
+
+
 class _PhaseError(Exception):
     def __init__(self, phase: str, message: str) -> None:
         super().__init__(message)
@@ -145,7 +165,9 @@ class Syncer:
             bus: Where the change events go.
             status: The status document.
             metrics: The daemon's metrics (a fresh registry if None).
-            should_stop: Asked between ingest batches: True ends the cycle as interrupted.
+            should_stop: Asked during the fetch, between files in validation and diff,
+                between change events and between ingest batches: True ends the
+                cycle as interrupted.
         """
         self.options = options
         self.bus = bus
@@ -275,15 +297,27 @@ class Syncer:
             raise BotregError(str(exc)) from None
 
     def store_for(self, settings: StoreSettings) -> ChromaStore:
-        """The store an environment names (reopened only when its settings change)."""
-        if self._store is None or self._store_settings != settings:
-            with self._store_guard.writing():  # no read is under way on the old one
-                if self._store is not None:
-                    self._store.close()
-                    self._store = None
-                self._store = ChromaStore(settings, self.data.root)
-                self._store_settings = settings
-        return self._store
+        """The store an environment names (replaced only when its settings change).
+
+        The new store is opened first and swapped in only once it opened: a commit
+        naming a store that cannot open fails its apply while the old store keeps
+        serving the last good commit (closing first left no store at all, and a
+        half-released embedded client broke the next open of the same folder).
+
+        Raises:
+            BotregError: if the new store cannot be opened (the old one stays).
+        """
+        if self._store is not None and self._store_settings == settings:
+            return self._store
+        # The same embedded folder under other settings shares this process's store
+        # lock and Chroma's per-path client system: both are reference-counted, so
+        # opening the new one before closing the old one is safe.
+        new = ChromaStore(settings, self.data.root)
+        with self._store_guard.writing():  # no read is under way on the old one
+            old, self._store, self._store_settings = self._store, new, settings
+            if old is not None:
+                old.close()
+        return new
 
     def _knowledge_settings(self, source: GitTreeSource) -> KnowledgeSettings:
         try:
@@ -312,7 +346,7 @@ class Syncer:
             self.status.update(last_attempt=now)
             applied = self.ledger.get(APPLIED_KEY)
             result = self._cycle(applied, durations)
-        except (IngestInterrupted, FetchInterrupted):  # a stop: not a failure (no event, no log)
+        except _INTERRUPTIONS:  # a stop: not a failure (no event, no failure log)
             result = CycleResult(
                 "interrupted", applied, self._head, error="stopped mid-cycle", phase=self._phase
             )
@@ -371,6 +405,10 @@ class Syncer:
         durations["fetch"] = time.monotonic() - t
         self.status.set_condition("FetchFailed", False, "Fetched")
         self.status.update(last_fetch=datetime.now(UTC).isoformat(timespec="seconds"))
+        self.metrics.gauge(
+            "botreg_last_fetch_timestamp_seconds",
+            "Unix time of the last successful fetch of the source",
+        ).set(time.time())
         self.status.update(head_commit=head)
         self._head = head
         if not head:
@@ -388,7 +426,9 @@ class Syncer:
         # 3. validate
         self._phase = "validate"
         t = time.monotonic()
-        report = validate_registry(source, cache=self._validation_cache)
+        report = validate_registry(
+            source, cache=self._validation_cache, should_stop=self.should_stop
+        )
         durations["validate"] = time.monotonic() - t
         if not report.ok:
             findings = [
@@ -457,15 +497,19 @@ class Syncer:
             FileChange(*change)
             for change in self.mirror.diff(old_source.commit if old_source else "", head)
         ]
-        changes = compute_changes(old_source, source, files)
+        changes = compute_changes(old_source, source, files, self.should_stop)
         durations["diff"] = time.monotonic() - t
 
         # 5. events, then apply
         self._phase = "emit"
+        t = time.monotonic()
         self._emit_changes(changes, applied, head)
+        # its own duration: one event per changed bot is seconds at 15,000 bots
+        durations["emit"] = time.monotonic() - t
         self._phase = "apply"
         t = time.monotonic()
-        counts = self._apply(source, head, applied)
+        failed_files: list[dict[str, str]] = []
+        counts = self._apply(source, head, applied, failed_files)
         durations["ingest"] = time.monotonic() - t
         counts.update(changes.counts())
 
@@ -487,10 +531,13 @@ class Syncer:
             applied,
             head,
         )
-        return CycleResult("synced", applied, head, counts=counts)
+        return CycleResult("synced", applied, head, counts=counts, failed_files=failed_files)
 
     def _emit_changes(self, changes: ChangeSet, applied: str, head: str) -> None:
+        """One event per change; a stop is honoured between events (15,000 bots are
+        15,000 events): the re-run sends them all again with the same ids."""
         for bot in changes.bots:
+            self._stop_point()
             self._emit(
                 bot.event_type,
                 bot.path,
@@ -504,6 +551,7 @@ class Syncer:
                 head,
             )
         for file in changes.knowledge:
+            self._stop_point()
             self._emit(
                 file.event_type,
                 file.path,
@@ -517,6 +565,7 @@ class Syncer:
                 head,
             )
         for env in changes.environments:
+            self._stop_point()
             self._emit(
                 "botreg.environment.changed",
                 env.path,
@@ -531,6 +580,7 @@ class Syncer:
                 head,
             )
         for reg in changes.registry + changes.domains:
+            self._stop_point()
             self._emit(
                 "botreg.registry.changed",
                 reg.path,
@@ -544,7 +594,14 @@ class Syncer:
                 head,
             )
 
-    def _apply(self, source: GitTreeSource, head: str, applied: str) -> dict[str, int]:
+    def _stop_point(self) -> None:
+        if self.should_stop():
+            raise _EmitInterrupted
+
+    def _apply(
+        self, source: GitTreeSource, head: str, applied: str, failed_files: list[dict[str, str]]
+    ) -> dict[str, int]:
+        """Bring every domain in line with `head`; the files refused go to `failed_files`."""
         try:
             settings = self._knowledge_settings(source)
             store = self.store_for(settings.store)
@@ -594,6 +651,8 @@ class Syncer:
                 # good chunks keep serving), so one file cannot hold back later commits.
                 file_errors.append(f"{domain}: {len(result.errors)} file(s) failed")
                 files_failed += len(result.errors)
+                room = MAX_FAILED_FILES - len(failed_files)
+                failed_files.extend(result.errors[: max(0, room)])
                 self._emit(
                     "botreg.knowledge.ingest_failed",
                     f"knowledge/{domain}",

@@ -26,7 +26,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DomainState", "IngestionStatus", "Ledger", "StoredChunk"]
+from botreg.errors import BotregError
+
+__all__ = ["DomainState", "IngestionStatus", "Ledger", "LedgerError", "StoredChunk"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS domains (
@@ -122,16 +124,68 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class LedgerError(BotregError):
+    """The ledger cannot be opened: the data dir is unreadable (exit code 2)."""
+
+    exit_code = 2
+
+
+def _unusable(path: Path, exc: Exception) -> LedgerError:
+    """What an operator reads when the ledger does not open: the file, why, and the way out.
+
+    The ledger records what the Chroma store holds (chunk ids, file blobs, the
+    applied commit), so a new ledger beside the old store would not know the
+    chunks already there: they would never be deleted. Hence both go, together.
+    """
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    store = path.parent / "chroma"
+    return LedgerError(
+        f"cannot open the ledger {path}: {reason}. It records what the knowledge store "
+        "holds and cannot be rebuilt on its own: restore it from a backup taken with the "
+        f"store, or (with no botreg process running on this data dir) move it away together "
+        f"with the store folder (by default {store}), e.g. `mv {path} {path}.bad` and "
+        f"`mv {store} {store}.bad`; the next sync then ingests every knowledge file again "
+        "and sends the change events of the whole registry"
+    )
+
+
 class Ledger:
     """SQLite ledger (WAL, synchronous=FULL: a committed record survives a crash)."""
 
     def __init__(self, path: Path) -> None:
+        """Open (or create) the ledger.
+
+        Args:
+            path: The SQLite file (its folder is created if missing).
+
+        Raises:
+            LedgerError: if the file is not a usable SQLite database (corrupt,
+                not a database, unreadable): exit 2, with what to do.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:  # a folder in its place, no permission
+            raise LedgerError(
+                f"cannot open the ledger {path}: {exc}: check that the data dir is "
+                "readable and writable by this user"
+            ) from None
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.OperationalError as exc:
+            self._db.close()
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise  # another process holds it for longer than the timeout: not damage
+            raise LedgerError(
+                f"cannot open the ledger {path}: {exc}: check that the data dir is "
+                "readable and writable by this user"
+            ) from None
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
+            self._db.close()
+            raise _unusable(path, exc) from None
 
     def close(self) -> None:
         """Close the database."""

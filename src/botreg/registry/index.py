@@ -407,6 +407,11 @@ class ResolvedBots:
         not pay the load: O(changed bots), O(1) when nothing changed."""
         self._current()
 
+    def loaded_commit(self) -> str:
+        """The commit whose bots are loaded and resolved ('' before the first load): cheap,
+        for readiness."""
+        return self._state[0]
+
     def _current(self) -> tuple[IndexSnapshot, str, dict[tuple[str, str], _Resolved]]:
         commit = self.commit()
         if not commit:

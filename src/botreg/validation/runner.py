@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -38,7 +38,7 @@ from botreg.validation.knowledge import check_knowledge_file
 from botreg.validation.portability import find_portability_issues
 from botreg.validation.schema import SCHEMA_FILES, check_schema, warm_up
 
-__all__ = ["Report", "validate_registry"]
+__all__ = ["Report", "ValidationInterrupted", "validate_registry"]
 
 _CHECKED_KINDS = frozenset(
     {
@@ -100,6 +100,15 @@ _worker_snapshot: Snapshot | None = None
 
 
 ResultCache = MutableMapping[tuple[str, str, bool, str], _FileResult]
+StopCheck = Callable[[], bool]
+
+
+class ValidationInterrupted(Exception):  # noqa: N818 - a stop asked for, not an error
+    """`should_stop` said True between two files: the validation was abandoned."""
+
+
+def _never() -> bool:
+    return False
 
 
 def validate_registry(
@@ -107,6 +116,7 @@ def validate_registry(
     paths: Sequence[str] | None = None,
     *,
     cache: ResultCache | None = None,
+    should_stop: StopCheck | None = None,
 ) -> Report:
     """Validate a registry.
 
@@ -117,9 +127,14 @@ def validate_registry(
             A long-running caller (the daemon) passes the same mapping each time,
             so a commit that changes one file re-checks that file only; entries
             of files no longer in the tree are dropped.
+        should_stop: Asked between files (the daemon's stop): True abandons the
+            validation. Results of files checked so far stay in `cache`.
 
     Returns:
         A report whose findings are sorted by path, line and column.
+
+    Raises:
+        ValidationInterrupted: if `should_stop` said True.
     """
     started = time.perf_counter()
     snap = Snapshot(source)
@@ -138,7 +153,8 @@ def validate_registry(
         facts_only += [p for p in snap.paths(FileKind.BOT) if p not in selected]
     tasks = [(p, True) for p in checked] + [(p, False) for p in facts_only]
 
-    results = {r.path: r for r in _run_cached(snap, tasks, cache)}
+    stop = should_stop or _never
+    results = {r.path: r for r in _run_cached(snap, tasks, cache, stop)}
     findings = _layout_findings(snap, full)
     for result in results.values():
         findings += result.findings
@@ -160,10 +176,10 @@ def validate_registry(
 
 
 def _run_cached(
-    snap: Snapshot, tasks: list[tuple[str, bool]], cache: ResultCache | None
+    snap: Snapshot, tasks: list[tuple[str, bool]], cache: ResultCache | None, stop: StopCheck
 ) -> list[_FileResult]:
     if cache is None:
-        return _run(snap, tasks)
+        return _run(snap, tasks, stop)
     settings = repr(snap.settings)
     keys: dict[tuple[str, bool], tuple[str, str, bool, str]] = {}
     for path, full in tasks:
@@ -173,10 +189,13 @@ def _run_cached(
             continue  # no content id (a submodule): always checked
         keys[(path, full)] = (path, blob, full, settings)
     todo = [task for task in tasks if keys.get(task) not in cache]
-    computed = _run(snap, todo)
-    for (path, full), result in zip(todo, computed, strict=True):
-        if (path, full) in keys:
-            cache[keys[(path, full)]] = result
+
+    def keep(task: tuple[str, bool], result: _FileResult) -> None:
+        # as each file is done: a stopped run keeps what it checked for the next one
+        if task in keys:
+            cache[keys[task]] = result
+
+    computed = _run(snap, todo, stop, keep)
     by_task = dict(zip(todo, computed, strict=True))
     results = [by_task[task] if task in by_task else cache[keys[task]] for task in tasks]
     current = set(keys.values())
@@ -194,15 +213,35 @@ def _jobs(tasks: int) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
 
 
-def _run(snap: Snapshot, tasks: list[tuple[str, bool]]) -> list[_FileResult]:
-    """Check files, in worker processes when there are many and cores to spare."""
+def _run(
+    snap: Snapshot,
+    tasks: list[tuple[str, bool]],
+    stop: StopCheck = _never,
+    keep: Callable[[tuple[str, bool], _FileResult], None] | None = None,
+) -> list[_FileResult]:
+    """Check files, in worker processes when there are many and cores to spare.
+
+    `stop` is asked between files (a SIGTERM must not wait for 15,000 of them);
+    `keep` gets each result as it comes.
+    """
+    results: list[_FileResult] = []
+
+    def collect(task: tuple[str, bool], result: _FileResult) -> None:
+        if keep is not None:
+            keep(task, result)
+        results.append(result)
+
     jobs = min(_jobs(len(tasks)), 8)
     # Forking is safe only for sources that share no live resources with the
     # parent (a git tree reads through one `git cat-file` process), and only
     # while no other thread runs (a forked child inherits their held locks).
     fork_safe = getattr(snap.source, "fork_safe", False) and threading.active_count() == 1
     if jobs <= 1 or not fork_safe or "fork" not in multiprocessing.get_all_start_methods():
-        return [_check_file(snap, path, full) for path, full in tasks]
+        for task in tasks:
+            if stop():
+                raise ValidationInterrupted
+            collect(task, _check_file(snap, *task))
+        return results
     # fork: workers inherit the snapshot (file list, settings) and the compiled
     # schemas without pickling or compiling them again
     for kind in SCHEMA_FILES:
@@ -210,7 +249,13 @@ def _run(snap: Snapshot, tasks: list[tuple[str, bool]]) -> list[_FileResult]:
     context = multiprocessing.get_context("fork")
     with context.Pool(jobs, initializer=_init_worker, initargs=(snap,)) as pool:
         chunk = max(16, len(tasks) // (jobs * 8))
-        return list(pool.imap(_check_in_worker, tasks, chunksize=chunk))
+        for task, result in zip(
+            tasks, pool.imap(_check_in_worker, tasks, chunksize=chunk), strict=True
+        ):
+            if stop():  # leaving the `with` terminates the workers
+                raise ValidationInterrupted
+            collect(task, result)
+        return results
 
 
 def _init_worker(snap: Snapshot) -> None:
