@@ -1188,3 +1188,44 @@ def test_mirror_gc_logs_only_what_it_reclaimed(
     assert f"{reclaimed} bytes reclaimed" in lines[0].getMessage()
     got = _samples(h.syncer.metrics)
     assert got[("botreg_mirror_reclaimed_bytes_total", ())] == reclaimed
+
+
+def test_a_batch_of_events_is_fsynced_once_and_durable_across_a_rotation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cycle's change events: one fsync for the batch (was one per event), and a
+    rotation inside the batch syncs what the renamed file holds first."""
+    import os as os_module
+
+    from botreg.events import CloudEvent
+    from botreg.events.bus import EventBus
+    from botreg.events.log import EventLog, read_events
+
+    synced: list[int] = []
+    real_fsync = os_module.fsync
+    monkeypatch.setattr(
+        "botreg.events.log.os.fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1]
+    )
+    log = EventLog(tmp_path / "events.jsonl", max_bytes=4096, keep=3)
+    bus = EventBus(log)
+
+    def event(n: int) -> CloudEvent:
+        return CloudEvent(type="botreg.bot.updated", source="s", id=f"e{n}", subject=f"b{n}")
+
+    with bus.batch():
+        for n in range(10):
+            bus.publish(event(n))
+        assert synced == []  # nothing synced yet inside the batch
+    assert len(synced) == 1
+    synced.clear()
+    with bus.batch():
+        for n in range(10, 60):  # ~50 events of ~200 bytes: rotations at 4 KiB
+            bus.publish(event(n))
+    rotations = log.rotations
+    # per rotation the file before its rename and the folder after it; then the end
+    assert rotations >= 2 and len(synced) == 2 * rotations + 1
+    ids = [e["id"] for e in read_events(tmp_path / "events.jsonl")]
+    assert ids[-50:] == [f"e{n}" for n in range(10, 60)]
+    synced.clear()
+    bus.publish(event(99))  # outside a batch: durable at once, as before
+    assert len(synced) == 1

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import TextIO
 
 from botreg.events.log import EventLog
@@ -70,6 +71,13 @@ class EventBus:
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call `subscriber` with every event; returns a function that unsubscribes."""
         return self._subscribers.subscribe(subscriber)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Events published inside reach the log at once and are fsynced together at
+        the end (see `EventLog.batch`); subscribers still get each one as it comes."""
+        with self.log.batch() if self.log is not None else nullcontext():
+            yield
 
     def publish(self, event: CloudEvent) -> None:
         """Write the event to the log, then hand it to every subscriber."""

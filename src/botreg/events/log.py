@@ -20,6 +20,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -75,6 +76,8 @@ class EventLog:
         self.keep = keep
         self.on_rotate = on_rotate
         self.rotations = 0  # since start
+        self._deferred = 0  # > 0 inside `batch()`: one fsync at its end
+        self._unsynced = False
         path.parent.mkdir(parents=True, exist_ok=True)
         self._repair()
         self._size = path.stat().st_size if path.exists() else 0
@@ -96,8 +99,38 @@ class EventLog:
         with open(self.path, "ab") as handle:
             handle.write(line)
             handle.flush()
-            os.fsync(handle.fileno())
+            if self._deferred:
+                self._unsynced = True
+            else:
+                os.fsync(handle.fileno())
             self._size = handle.tell()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Appends inside are written at once and made durable together, at the end.
+
+        For a cycle's change events: one fsync per event was 1.8 s of 5,000
+        events. Safe because a cycle is applied only after its events: a crash
+        inside the batch re-runs the cycle, which sends the same ids again.
+        """
+        self._deferred += 1
+        try:
+            yield
+        finally:
+            self._deferred -= 1
+            if not self._deferred and self._unsynced:
+                self._unsynced = False
+                self._sync_file()
+
+    def _sync_file(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:  # rotated away with nothing after: the rename synced it
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def rotate(self) -> None:
         """Rename the log to `<name>-1` (shifting older ones) and start a new one.
@@ -106,6 +139,9 @@ class EventLog:
         """
         if not self.path.exists():
             return
+        if self._unsynced:  # what a batch wrote is durable before the file is renamed
+            self._sync_file()
+            self._unsynced = False
         for old in rotated_logs(self.path):  # oldest first, so no rename overwrites
             number = int(old.name.rsplit("-", 1)[1])
             if number >= self.keep:
