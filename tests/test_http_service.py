@@ -445,19 +445,39 @@ def test_an_idle_connection_is_answered_408_and_closed(serve: Callable[..., Daem
     assert status_of(answer) == 408
 
 
-def test_a_connection_beyond_the_limit_is_answered_503(serve: Callable[..., DaemonHTTP]) -> None:
-    http = serve(max_connections=4, header_timeout=30)
+def test_at_the_connection_limit_probes_are_served_and_the_rest_refused(
+    serve: Callable[..., DaemonHTTP],
+) -> None:
+    """2,048 idle connections made /healthz 503: a liveness probe would restart a
+    healthy pod under a slowloris. Beyond the limit probes are served, others 503."""
+    http = serve(max_connections=4, probe_slots=2, header_timeout=30)
     held = [socket.create_connection(endpoint(http), timeout=10) for _ in range(4)]
     try:
         time.sleep(0.2)  # let the server accept them (a wait, not a timed assertion)
-        answer = exchange(http, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert status_of(answer) == 503 and b"too many connections" in answer
+        health = exchange(http, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive asked
+        assert status_of(health) == 200 and health.endswith(b"ok\n")  # and closed after
+        absolute = exchange(http, b"GET http://x/healthz/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(absolute) == 200
+        ready = exchange(http, b"GET /readyz?verbose HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(ready) == 503  # answered normally: the fake daemon is not ready
+        assert json.loads(ready.split(b"\r\n\r\n", 1)[1])["reasons"] == ["no commit applied yet"]
+        other = exchange(http, b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(other) == 503 and b"too many connections" in other
+        assert b"connection: close" in other.lower()
+        # the probe slots taken by silent clients: a new client waits in the listen
+        # queue (no reset) and is served once a silent one is refused (2 s)
+        silent = [socket.create_connection(endpoint(http), timeout=10) for _ in range(2)]
+        held += silent
+        time.sleep(0.2)
+        waited = exchange(http, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(waited) == 200
+        assert [status_of(read_all(sock)) for sock in silent] == [503, 503]
     finally:
         for sock in held:
             sock.close()
     answer = b""
     for _ in range(50):  # once they are gone, service resumes
-        answer = exchange(http, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = exchange(http, b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         if status_of(answer) == 200:
             break
         time.sleep(0.05)
