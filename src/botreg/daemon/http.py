@@ -18,15 +18,19 @@ token file that becomes empty or unreadable closes them (503), never opens them.
 The server is a `uvicorn.Server` on one event loop in a background thread of the
 daemon's process. Its costs are bounded whatever the clients do:
 
-- connections: at most `max_connections`; one more is answered 503 and closed at
-  once (it holds no file descriptor beyond that answer);
+- connections: at most `max_connections`, then `probe_slots` more that serve only
+  `/healthz` and `/readyz` (anything else 503 and close); beyond those, clients
+  wait in the listen queue (the server's own accept loop stops accepting, so a
+  burst is never accepted only to be reset); the soft descriptor limit is raised
+  to the hard one and the bounds fit what it leaves;
 - threads: the handlers that block (status, store, registry) run on a pool of at
   most `max_threads` workers; idle and slow connections cost no thread;
 - time: request headers must arrive within `header_timeout` of the first byte
-  (slowloris), a hook body within `body_timeout`, an idle keep-alive connection is
-  closed after `keep_alive` seconds;
+  (slowloris), a body on any route within `body_timeout` of its headers, an idle
+  keep-alive connection is closed after `keep_alive` seconds;
 - memory: a hook body is capped at `max_body` while it streams, whatever
-  Content-Length says; a malformed Content-Length is a 400 from h11.
+  Content-Length says; other routes take no body (413 at once); a malformed
+  request is a JSON 400 and a close.
 
 Every answer is masked (`mask_text`, `mask_config`) and strict JSON, whatever
 handler built it; a handler that fails answers 500 with the exception's type,
@@ -442,7 +446,8 @@ class _Server(uvicorn.Server):
                     return
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     continue  # that client is gone; the next one may be there
-                raise
+                self._out_of_descriptors(exc)  # anything else: pause and retry the same way
+                return
             conn.setblocking(False)
             task = self._loop.create_task(self._connect(conn))
             self._connecting.add(task)
@@ -461,9 +466,10 @@ class _Server(uvicorn.Server):
         now = time.monotonic()
         if now - self._warned >= _WARN_EVERY:
             self._warned = now
+            what = "out of file descriptors" if exc.errno in _OUT_OF_FDS else "accept failed"
             logger.warning(
-                "out of file descriptors (%s, %d connections open): new HTTP connections "
-                "wait in the listen queue",
+                "%s (%s, %d connections open): new HTTP connections wait in the listen queue",
+                what,
                 exc.strerror, len(self.server_state.connections),
             )  # fmt: skip
 
