@@ -134,12 +134,12 @@ SERVE_UNDER_A_LOW_LIMIT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("held", [0, 120])
+@pytest.mark.parametrize("held", [0, 200])
 def test_a_burst_under_a_low_descriptor_limit_is_all_answered_quietly(held: int) -> None:
     """Under `prlimit --nofile=256:256` only 32 of 600 concurrent `GET /healthz` were
     answered (at 1,024: 215 reset unanswered) and every failed accept logged an EMFILE
     traceback (2,024 of them, 923 KB in ~1 s). Now connections beyond the budget wait
-    in the listen queue, and running out of descriptors (120 held elsewhere, as the
+    in the listen queue, and running out of descriptors (200 held elsewhere, as the
     store would) is one warning line, no traceback."""
     need_descriptors(2048)
     child = subprocess.Popen(
@@ -155,6 +155,7 @@ def test_a_burst_under_a_low_descriptor_limit_is_all_answered_quietly(held: int)
         assert address, "the server did not start"
         for _ in range(600):
             socks.append(connect(address))
+        time.sleep(0.3)  # the server accepts what it can hold (a wait, not an assertion)
         for sock in socks:
             sock.sendall(HEALTHZ)
         answers = read_answers(socks)

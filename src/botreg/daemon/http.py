@@ -422,6 +422,14 @@ class _Server(uvicorn.Server):
             self._loop.add_reader(self.listener.fileno(), self._accept)
             self._accepting = True
 
+    def released(self) -> None:
+        """A connection closed: its slot and descriptor are free, accept again now
+        (rather than after the pause that running out of descriptors began)."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self.resume()
+
     def _pause(self) -> None:
         if self._accepting and self._loop is not None:
             self._loop.remove_reader(self.listener.fileno())
@@ -735,7 +743,7 @@ class DaemonHTTP:
             lambda why: self._rejected.labels(reason=why).inc(),
         )
         self.server = _Server(config, self.socket, self.max_connections + self.probe_slots)
-        config.settings.released = self.server.resume
+        config.settings.released = self.server.released
         self.thread = threading.Thread(target=self._serve, name="botreg-http", daemon=True)
 
     @property
