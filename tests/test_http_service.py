@@ -445,19 +445,39 @@ def test_an_idle_connection_is_answered_408_and_closed(serve: Callable[..., Daem
     assert status_of(answer) == 408
 
 
-def test_a_connection_beyond_the_limit_is_answered_503(serve: Callable[..., DaemonHTTP]) -> None:
-    http = serve(max_connections=4, header_timeout=30)
+def test_at_the_connection_limit_probes_are_served_and_the_rest_refused(
+    serve: Callable[..., DaemonHTTP],
+) -> None:
+    """2,048 idle connections made /healthz 503: a liveness probe would restart a
+    healthy pod under a slowloris. Beyond the limit probes are served, others 503."""
+    http = serve(max_connections=4, probe_slots=2, header_timeout=30)
     held = [socket.create_connection(endpoint(http), timeout=10) for _ in range(4)]
     try:
         time.sleep(0.2)  # let the server accept them (a wait, not a timed assertion)
-        answer = exchange(http, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert status_of(answer) == 503 and b"too many connections" in answer
+        health = exchange(http, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive asked
+        assert status_of(health) == 200 and health.endswith(b"ok\n")  # and closed after
+        absolute = exchange(http, b"GET http://x/healthz/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(absolute) == 200
+        ready = exchange(http, b"GET /readyz?verbose HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(ready) == 503  # answered normally: the fake daemon is not ready
+        assert json.loads(ready.split(b"\r\n\r\n", 1)[1])["reasons"] == ["no commit applied yet"]
+        other = exchange(http, b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(other) == 503 and b"too many connections" in other
+        assert b"connection: close" in other.lower()
+        # the probe slots taken by silent clients: a new client waits in the listen
+        # queue (no reset) and is served once a silent one is refused (2 s)
+        silent = [socket.create_connection(endpoint(http), timeout=10) for _ in range(2)]
+        held += silent
+        time.sleep(0.2)
+        waited = exchange(http, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(waited) == 200
+        assert [status_of(read_all(sock)) for sock in silent] == [503, 503]
     finally:
         for sock in held:
             sock.close()
     answer = b""
     for _ in range(50):  # once they are gone, service resumes
-        answer = exchange(http, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = exchange(http, b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         if status_of(answer) == 200:
             break
         time.sleep(0.05)
@@ -674,6 +694,202 @@ def test_the_token_file_check_names_an_unreadable_file(tmp_path: Path) -> None:
     from botreg.cli.daemon_cmds import _check_api_token_file
 
     with pytest.raises(UsageError, match="cannot read it"):
-        _check_api_token_file(tmp_path)  # a directory: read_bytes fails
+        _check_api_token_file(tmp_path / "missing")
     with pytest.raises(UsageError, match="is empty"):
         _check_api_token_file(Path(os.devnull))
+
+
+# --- hostile clients (issue #10 attacker and tester findings) ---------------------------
+
+
+def test_a_huge_declared_body_on_a_get_route_is_refused_at_once(
+    serve: Callable[..., DaemonHTTP],
+) -> None:
+    """`GET /healthz` with `Content-Length: 1000000000` was accepted and held."""
+    http = serve()
+    for framing in (b"Content-Length: 1000000000", b"Transfer-Encoding: chunked"):
+        answer = exchange(http, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n\r\n")
+        assert status_of(answer) == 413 and b"takes no request body" in answer
+        assert b"connection: close" in answer.lower()
+    assert 'botreg_http_rejected_total{reason="too_large"} 2.0' in http.telemetry.render().decode()
+
+
+@pytest.mark.parametrize("target", [b"GET /healthz", b"POST /hooks/git"])
+def test_a_body_trickled_byte_by_byte_is_cut_off_on_every_route(
+    serve: Callable[..., DaemonHTTP], fake: Fake, target: bytes
+) -> None:
+    """A body sent 1 byte/s kept `GET /healthz` open past every timeout (45 s seen):
+    uvicorn re-armed keep-alive at each byte. The body deadline holds on any route."""
+    http = serve(body_timeout=0.5, keep_alive=60)
+    sent = 0
+    with socket.create_connection(endpoint(http), timeout=10) as sock:
+        sock.sendall(target + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n")
+        try:
+            for _ in range(200):  # at 25 ms a byte this takes 5 s if nobody stops it
+                sock.sendall(b"x")
+                sent += 1
+                time.sleep(0.025)
+        except OSError:
+            pass  # cut off
+        answer = read_all(sock)
+    assert sent < 200
+    if target.startswith(b"GET"):
+        assert status_of(answer) == 200  # answered at once, then the body is not waited for
+    else:
+        assert status_of(answer) == 408 and b"request body not received" in answer
+    assert fake.woken == 0
+    assert 'botreg_http_rejected_total{reason="body_timeout"}' in http.telemetry.render().decode()
+
+
+def test_a_stop_with_open_connections_logs_no_error(
+    fake: Fake, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`ERROR uvicorn.error: Cancel 150 running task(s)` at a routine stop fired alerts."""
+    http = DaemonHTTP("127.0.0.1", 0, **fake.kwargs(body_timeout=60))
+    http.start()
+    socks = []
+    try:
+        for _ in range(30):  # handlers waiting on bodies that never come
+            sock = socket.create_connection(endpoint(http), timeout=10)
+            sock.sendall(b"POST /hooks/git HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\nab")
+            socks.append(sock)
+        deadline = time.monotonic() + 10
+        while len(http.server.server_state.tasks) < 30 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(http.server.server_state.tasks) == 30
+        with caplog.at_level(logging.DEBUG):
+            http.stop()
+    finally:
+        for sock in socks:
+            sock.close()
+    assert not http.thread.is_alive()
+    loud = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert loud == [], [r.getMessage() for r in loud]
+    assert len([r for r in caplog.records if r.name in ("botreg.http", "uvicorn.error")]) <= 1
+
+
+@pytest.mark.parametrize("upgrade", [b"h2c", b"websocket"])
+def test_upgrade_requests_are_served_without_a_log_line(
+    serve: Callable[..., DaemonHTTP], caplog: pytest.LogCaptureFixture, upgrade: bytes
+) -> None:
+    """Each `Connection: Upgrade` request logged two uvicorn WARNINGs (log flooding)."""
+    http = serve()
+    one = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: " + upgrade
+    pipelined = (
+        one + b"\r\n\r\n"
+    ) * 20 + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with caplog.at_level(logging.DEBUG):
+        answer = exchange(http, pipelined)
+    assert answer.count(b"HTTP/1.1 200 OK") == 21
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /hooks/git HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+        b"POST /hooks/git HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"G(T /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /healthz\r\nHost: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\x00\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n",
+        "GET /h\u00e9althz HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+    ],
+)
+def test_uvicorns_own_400s_are_json_with_a_length_and_a_close(
+    serve: Callable[..., DaemonHTTP], request_bytes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """They were text/plain "Invalid HTTP request received.", no Content-Length."""
+    http = serve()
+    with caplog.at_level(logging.DEBUG):
+        answer = exchange(http, request_bytes)
+    assert status_of(answer) == 400
+    head, _, body = answer.partition(b"\r\n\r\n")
+    headers = head.lower()
+    assert b"content-type: application/json" in headers and b"connection: close" in headers
+    assert f"content-length: {len(body)}".encode() in headers
+    assert json.loads(body) == {"error": "malformed HTTP request"}
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_chunked_body_cut_short_is_not_blamed_on_content_length(
+    serve: Callable[..., DaemonHTTP],
+) -> None:
+    http = serve()
+    head = b"POST /hooks/git HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"
+    answer = exchange(http, head, half_close=True)
+    assert status_of(answer) == 400
+    assert b"Content-Length" not in answer.partition(b"\r\n\r\n")[2]
+    assert b"before the request body ended" in answer
+
+
+def test_absolute_form_targets_are_routed_by_their_path(fake: Fake) -> None:
+    """`GET http://host/healthz` got 401: the path held scheme and host (RFC 7230 5.3.2)."""
+    http = DaemonHTTP("127.0.0.1", 0, **fake.kwargs(api_token=lambda: b"let-me-in"))
+    try:
+        with client(http) as c:
+            assert c.get("/healthz").status_code == 200
+        http.start()
+        for target, code in [
+            (b"http://x/healthz", 200),
+            (b"HTTPS://x:8470/readyz", 503),  # open, and not ready
+            (b"http://x/status", 401),  # still needs the token
+        ]:
+            answer = exchange(
+                http, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            assert status_of(answer) == code, target
+        auth = b"Authorization: Bearer let-me-in\r\n"
+        answer = exchange(
+            http,
+            b"GET http://x/status HTTP/1.1\r\nHost: x\r\n" + auth + b"Connection: close\r\n\r\n",
+        )
+        assert status_of(answer) == 200
+    finally:
+        http.stop()
+
+
+def test_a_deeply_nested_signed_hook_body_is_a_400(fake: Fake) -> None:
+    """`[` x 100,000, correctly signed, was `500 internal error (RecursionError)`."""
+    deep = b"[" * 100_000
+    http = DaemonHTTP("127.0.0.1", 0, **fake.kwargs())
+    try:
+        with client(http) as c:
+            answer = c.post(
+                "/hooks/git", content=deep, headers={"X-Hub-Signature-256": signed(deep)}
+            )
+            assert answer.status_code == 400 and "nested deeper" in answer.json()["result"]
+            form = b"payload=%7B%7D"  # GitHub's form-encoded delivery: not JSON, still a push
+            ok = c.post("/hooks/git", content=form, headers={"X-Hub-Signature-256": signed(form)})
+            assert ok.status_code == 202
+    finally:
+        http.stop()
+    assert fake.woken == 1
+
+
+def test_a_token_of_unicode_whitespace_is_empty(
+    git_registry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """NBSP + ideographic space started, and `Bearer <those bytes>` got 200."""
+    blank = b"\xc2\xa0\xe3\x80\x80\n"
+    token = tmp_path / "token"
+    token.write_bytes(blank)
+    assert read_token_file(token) == b""  # while running: fail closed (503)
+    args = [*sync_args(git_registry, tmp_path), "--listen", "127.0.0.1:0"]
+    assert main([*args, "--api-token-file", str(token), "--interval", "3600"]) == 2
+    assert f"--api-token-file {token} is empty" in capsys.readouterr().err
+    http = DaemonHTTP("127.0.0.1", 0, **Fake().kwargs(api_token=lambda: read_token_file(token)))
+    try:
+        with client(http) as c:
+            headers = {"Authorization": b"Bearer " + blank.strip()}
+            assert c.get("/status", headers=headers).status_code == 503  # type: ignore[arg-type]
+    finally:
+        http.stop()
+
+
+def test_a_directory_as_token_file_says_it_is_a_directory(tmp_path: Path) -> None:
+    from botreg.cli.daemon_cmds import _check_api_token_file
+
+    with pytest.raises(UsageError, match="is a directory"):
+        _check_api_token_file(tmp_path)

@@ -270,11 +270,13 @@ def _check_api_token_file(path: Path) -> None:
     Raises:
         UsageError: if it cannot be read or holds only whitespace.
     """
+    if path.is_dir():
+        raise UsageError(f"--api-token-file {path} is a directory: give the file holding the token")
     try:
         token = path.read_bytes().strip()
     except OSError as exc:
         raise UsageError(f"--api-token-file {path}: cannot read it ({exc.strerror})") from None
-    if not token:
+    if not token.decode("utf-8", errors="replace").strip():  # NBSP, U+3000: not only ASCII
         raise UsageError(
             f"--api-token-file {path} is empty: put the token the HTTP API requires in it "
             "(e.g. `openssl rand -hex 32 > FILE`)"

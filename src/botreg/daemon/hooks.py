@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
+from typing import Any
+
+from botreg.registry.content import ContentError, load_json_bounded
 
 __all__ = ["HookVerdict", "verify_push"]
 
@@ -62,10 +64,29 @@ def verify_push(
         return HookVerdict(200, "pong")
     if event not in ("push", "push hook"):
         return HookVerdict(202, f"ignored event {event}")
-    try:
-        ref = json.loads(body or b"{}").get("ref", "")
-    except (ValueError, AttributeError):
+    payload = _payload(body)
+    if isinstance(payload, HookVerdict):
+        return payload
+    ref = payload.get("ref", "") if isinstance(payload, dict) else ""
+    if not isinstance(ref, str):
         ref = ""
     if ref and ref != f"refs/heads/{branch}":
         return HookVerdict(202, f"ignored push to {ref}")
     return HookVerdict(202, "sync triggered", trigger=True)
+
+
+def _payload(body: bytes) -> Any:
+    """The hook's JSON payload, parsed within the operator's bounds.
+
+    A body that is not JSON at all (GitHub's form-encoded delivery) gives None and the
+    push is taken as it was before; a JSON body that is malformed or nested too deeply
+    is a 400: `json.loads` on `[` x 100,000 raised RecursionError (a 500).
+    """
+    if body.lstrip()[:1] not in (b"{", b"["):
+        return None
+    try:
+        return load_json_bounded(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        return HookVerdict(400, "the push body is not UTF-8 JSON")
+    except ContentError as exc:
+        return HookVerdict(400, f"the push body is not valid JSON: {exc.message}")

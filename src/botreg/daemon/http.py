@@ -18,15 +18,19 @@ token file that becomes empty or unreadable closes them (503), never opens them.
 The server is a `uvicorn.Server` on one event loop in a background thread of the
 daemon's process. Its costs are bounded whatever the clients do:
 
-- connections: at most `max_connections`; one more is answered 503 and closed at
-  once (it holds no file descriptor beyond that answer);
+- connections: at most `max_connections`, then `probe_slots` more that serve only
+  `/healthz` and `/readyz` (anything else 503 and close); beyond those, clients
+  wait in the listen queue (the server's own accept loop stops accepting, so a
+  burst is never accepted only to be reset); the soft descriptor limit is raised
+  to the hard one and the bounds fit what it leaves;
 - threads: the handlers that block (status, store, registry) run on a pool of at
   most `max_threads` workers; idle and slow connections cost no thread;
 - time: request headers must arrive within `header_timeout` of the first byte
-  (slowloris), a hook body within `body_timeout`, an idle keep-alive connection is
-  closed after `keep_alive` seconds;
+  (slowloris), a body on any route within `body_timeout` of its headers, an idle
+  keep-alive connection is closed after `keep_alive` seconds;
 - memory: a hook body is capped at `max_body` while it streams, whatever
-  Content-Length says; a malformed Content-Length is a 400 from h11.
+  Content-Length says; other routes take no body (413 at once); a malformed
+  request is a JSON 400 and a close.
 
 Every answer is masked (`mask_text`, `mask_config`) and strict JSON, whatever
 handler built it; a handler that fails answers 500 with the exception's type,
@@ -37,6 +41,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import functools
 import hmac
 import json
 import logging
@@ -47,7 +53,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, cast
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import h11
@@ -71,6 +77,11 @@ MAX_BODY = 5 * 1024 * 1024
 _OPEN = ("/healthz", "/readyz", "/hooks/git")  # no bearer token: probes and signed hooks
 _SIGNATURES = ("x-hub-signature-256", "x-gitea-signature", "x-gogs-signature", "x-gitlab-token")
 _FD_RESERVE = 256  # descriptors kept for the store, git and the logs beyond the connections
+_NO_BODY_MAX = 4096  # bytes of body a route other than the hook accepts (they read none)
+_PROBES = ("/healthz", "/readyz")  # answered even at the connection limit
+_ACCEPT_BATCH = 64  # connections accepted per wake-up of the listening socket
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_WARN_EVERY = 60.0  # seconds between two warnings of the same trouble
 
 
 _tokens: dict[str, tuple[tuple[int, int, int], bytes]] = {}
@@ -106,9 +117,40 @@ def read_token_file(path: os.PathLike[str] | str) -> bytes:
             token = handle.read(64 * 1024).strip()  # a token, not a file to slurp
     except OSError:
         return b""
+    if is_blank(token):  # NBSP, ideographic space...: bytes.strip() sees only ASCII
+        token = b""
     with _tokens_lock:
         _tokens[name] = (key, token)
     return token
+
+
+def is_blank(token: bytes) -> bool:
+    """Whether a token file's content is empty or only whitespace, Unicode included.
+
+    Args:
+        token: the file's bytes.
+
+    Returns:
+        True when nothing but whitespace (ASCII or Unicode, e.g. U+00A0, U+3000) is left.
+    """
+    return not token.decode("utf-8", errors="replace").strip()
+
+
+def _path_of(target: str) -> str:
+    """The path a request is routed by: an absolute-form target (`http://host/x`,
+    RFC 7230 5.3.2: servers must accept it) is routed by its path; no trailing slash."""
+    if not target.startswith("/") and target[:8].lower().startswith(("http://", "https://")):
+        target = urlsplit(target).path
+    return target.rstrip("/") or "/"
+
+
+def _is_probe(request_line: bytes | bytearray) -> bool:
+    """Whether a request line asks for /healthz or /readyz (GET or HEAD, any target form)."""
+    parts = request_line.strip().split(b" ")
+    if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD"):
+        return False
+    target = parts[1].decode("latin-1").partition("?")[0]
+    return _path_of(target) in _PROBES
 
 
 def _render(body: str | bytes | dict[str, Any] | list[Any]) -> bytes:
@@ -148,11 +190,18 @@ class _Settings:
     """What the protocol layer needs from its DaemonHTTP (shared by every connection)."""
 
     def __init__(
-        self, max_connections: int, header_timeout: float, reject: Callable[[str], None]
+        self,
+        max_connections: int,
+        header_timeout: float,
+        body_timeout: float,
+        reject: Callable[[str], None],
     ) -> None:
         self.max_connections = max_connections
         self.header_timeout = header_timeout
+        self.probe_timeout = min(2.0, header_timeout)  # a probe's request line, at the limit
+        self.body_timeout = body_timeout
         self.reject = reject
+        self.released: Callable[[], None] = lambda: None  # a connection closed
 
 
 class _Config(uvicorn.Config):
@@ -165,33 +214,64 @@ class _Protocol(H11Protocol):
     uvicorn arms no timer before the first request of a connection, nor while the
     headers of a later one trickle in: a client sending one byte a second held the
     connection forever. Here the headers must be complete within `header_timeout`
-    of the connection (or of the first byte of a later request), else 408 and close.
-    It also refuses connections beyond the limit at once (uvicorn accepts them all
-    and answers 503 only when a request is complete), and answers a client that
-    half-closes in the middle of a request with 400 instead of silence.
+    of the connection (or of the first byte of a later request), else 408 and close;
+    and a body, on any route, must be complete within `body_timeout` of its headers
+    (uvicorn re-arms keep-alive at every byte: `GET /healthz` with a body trickled at
+    1 byte/s stayed open forever), else 408 (or a close, once answered).
+
+    Beyond `max_connections` a connection is probe-only: its request line must come
+    within `probe_timeout`; `/healthz` and `/readyz` are served (a liveness probe must
+    not fail under a slowloris), anything else is answered 503 and closed. It answers
+    a client that half-closes in the middle of a request with 400 instead of silence,
+    and its own malformed-request 400s in the daemon's JSON shape.
     """
 
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         self._settings = cast(_Config, config).settings
         self._deadline: asyncio.TimerHandle | None = None
+        self._body_deadline: asyncio.TimerHandle | None = None
+        self._held: bytearray | None = None  # probe-only: the request line, held back
+        self._probe = False  # accepted beyond max_connections: one probe answer at most
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self._settings.max_connections:
-            self._refuse(503, "Service Unavailable", "too many connections", "connections")
+            self._probe = True
+            self._held = bytearray()
+            self._arm(self._settings.probe_timeout)
             return
-        self._arm()
+        self._arm(self._settings.header_timeout)
 
     def data_received(self, data: bytes) -> None:
+        if self._held is not None:  # over the limit: a probe, or 503
+            self._held += data
+            line, found, _ = self._held.partition(b"\n")
+            if not found and len(self._held) < 8192:
+                return
+            if not found or not _is_probe(line):
+                self._refuse(503, "Service Unavailable", "too many connections", "connections")
+                return
+            data, self._held = bytes(self._held), None
         super().data_received(data)
         if self.transport.is_closing():
             self._disarm()
-        elif self.conn.their_state is h11.IDLE:
+            self._disarm_body()
+            return
+        state = self.conn.their_state
+        if state is h11.IDLE:
             if self._deadline is None:  # a request has begun: its headers have a deadline
-                self._arm()
-        else:  # headers complete (the body has its own timeout) or the connection is done
-            self._disarm()
+                self._arm(self._settings.header_timeout)
+            self._disarm_body()
+        else:
+            self._disarm()  # headers complete: the body has its own deadline
+            if state is h11.SEND_BODY:
+                if self._body_deadline is None:
+                    self._body_deadline = self.loop.call_later(
+                        self._settings.body_timeout, self._body_expired
+                    )
+            else:
+                self._disarm_body()
 
     def eof_received(self) -> bool | None:  # type: ignore[override]
         state = self.conn.their_state
@@ -200,45 +280,92 @@ class _Protocol(H11Protocol):
             # a complete request, then a half-close: answer it, then close
             cycle.keep_alive = False
             return True
-        if state is h11.IDLE and self.conn.trailing_data[0]:
+        if self._held is not None:
+            self._refuse(503, "Service Unavailable", "too many connections", "connections")
+        elif state is h11.IDLE and self.conn.trailing_data[0]:
             self._refuse(400, "Bad Request", "incomplete request headers", "malformed")
         elif state is h11.SEND_BODY and cycle is not None and not cycle.response_started:
-            # Content-Length promised more than was sent: the handler must not wait on
+            # the body ended early (Content-Length or chunked): the handler must not wait on
             cycle.disconnected = True
             cycle.message_event.set()
             self._refuse(
-                400, "Bad Request", "the body is shorter than its Content-Length", "malformed"
-            )
+                400, "Bad Request", "the connection closed before the request body ended",
+                "malformed",
+            )  # fmt: skip
         return None  # asyncio closes the transport (after flushing an answer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._disarm_body()
         super().connection_lost(exc)
+        self._settings.released()
+
+    def on_response_complete(self) -> None:
+        if self._probe:
+            self.transport.close()  # over the limit: one answer, then the slot is freed
+        super().on_response_complete()
+
+    def _should_upgrade(self) -> bool:
+        # No WebSocket or h2c here (ws="none"): the Upgrade header is ignored and the
+        # request served as HTTP/1.1 (RFC 9110 7.8). uvicorn logged two warnings per
+        # request: 5,000 pipelined requests gave 10,000 log lines.
+        return False
 
     def send_400_response(self, msg: str) -> None:
-        self._settings.reject("malformed")  # h11 refused it: bad Content-Length, bad line
-        super().send_400_response(msg)
+        # h11 refused it (bad Content-Length, bad line, NUL, TLS): uvicorn sent text/plain
+        # without a length, ended by a close; the daemon's JSON shape instead
+        self._refuse(400, "Bad Request", "malformed HTTP request", "malformed")
 
-    def _arm(self) -> None:
+    def _arm(self, seconds: float) -> None:
         self._disarm()
-        self._deadline = self.loop.call_later(self._settings.header_timeout, self._expired)
+        self._deadline = self.loop.call_later(seconds, self._expired)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
+    def _disarm_body(self) -> None:
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+
     def _expired(self) -> None:
         self._deadline = None
-        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+        if self.transport.is_closing():
+            return
+        if self._held is not None:
+            self._refuse(503, "Service Unavailable", "too many connections", "connections")
+        elif self.conn.their_state is h11.IDLE:
             limit = self._settings.header_timeout
             self._refuse(
                 408, "Request Timeout", f"request headers not received within {limit:g} s",
                 "header_timeout",
             )  # fmt: skip
 
+    def _body_expired(self) -> None:
+        self._body_deadline = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.SEND_BODY:
+            return
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started:
+            limit = self._settings.body_timeout
+            self._refuse(
+                408, "Request Timeout", f"request body not received within {limit:g} s",
+                "body_timeout",
+            )  # fmt: skip
+            if cycle is not None:
+                cycle.message_event.set()  # a handler reading the body gives up now
+            return
+        # answered already (a route that reads no body): the rest is not waited for
+        self._settings.reject("body_timeout")
+        cycle.keep_alive = False
+        if cycle.response_complete:
+            self.transport.close()
+
     def _refuse(self, code: int, reason: str, message: str, why: str) -> None:
         self._settings.reject(why)
+        self._held = None
         if self.cycle is not None:
             self.cycle.disconnected = True  # the handler's late answer goes nowhere
         self.transport.write(_raw_answer(code, reason, message))
@@ -246,7 +373,28 @@ class _Protocol(H11Protocol):
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, embedded: no signal handlers, and a stop that always ends."""
+    """uvicorn's server, embedded: no signal handlers, its own accept loop, and a
+    stop that always ends quietly.
+
+    asyncio's server accepts up to `backlog` connections per wake-up whatever the
+    descriptors left: a burst of 1,500 under a limit of 1,024 logged 2,024 EMFILE
+    tracebacks and reset the connections it could not answer. Here connections are
+    accepted only while fewer than `ceiling` are open (the others wait in the listen
+    queue, answered later rather than reset), and running out of descriptors pauses
+    accepting briefly with one warning a minute, no traceback.
+    """
+
+    def __init__(self, config: _Config, listener: socket.socket, ceiling: int) -> None:
+        super().__init__(config)
+        self.listener = listener
+        self.ceiling = ceiling
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._factory: Callable[[], asyncio.Protocol] | None = None
+        self._accepting = False
+        self._closed = False
+        self._connecting: set[asyncio.Task[None]] = set()
+        self._retry: asyncio.TimerHandle | None = None
+        self._warned = -_WARN_EVERY
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -254,7 +402,97 @@ class _Server(uvicorn.Server):
         # the main thread already; this keeps it so if the daemon ever runs us there.
         yield
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])  # no asyncio server: we accept ourselves
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_loop_exception)
+        self._loop = loop
+        self._factory = functools.partial(
+            _Protocol, config=self.config, server_state=self.server_state,
+            app_state=self.lifespan.state,
+        )  # fmt: skip
+        self.listener.setblocking(False)
+        self.resume()
+
+    def resume(self) -> None:
+        """Accept again if below the ceiling (called when a connection closes)."""
+        if self._accepting or self._closed or self._retry is not None or self._loop is None:
+            return
+        if self._open() < self.ceiling:
+            self._loop.add_reader(self.listener.fileno(), self._accept)
+            self._accepting = True
+
+    def released(self) -> None:
+        """A connection closed: its slot and descriptor are free, accept again now
+        (rather than after the pause that running out of descriptors began)."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self.resume()
+
+    def _pause(self) -> None:
+        if self._accepting and self._loop is not None:
+            self._loop.remove_reader(self.listener.fileno())
+            self._accepting = False
+
+    def _open(self) -> int:
+        return len(self.server_state.connections) + len(self._connecting)
+
+    def _accept(self) -> None:
+        assert self._loop is not None and self._factory is not None
+        for _ in range(_ACCEPT_BATCH):
+            if self._open() >= self.ceiling:
+                self._pause()  # beyond the ceiling clients wait in the listen queue
+                return
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_FDS:
+                    self._out_of_descriptors(exc)
+                    return
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
+                    continue  # that client is gone; the next one may be there
+                self._out_of_descriptors(exc)  # anything else: pause and retry the same way
+                return
+            conn.setblocking(False)
+            task = self._loop.create_task(self._connect(conn))
+            self._connecting.add(task)
+            task.add_done_callback(self._connecting.discard)
+
+    async def _connect(self, conn: socket.socket) -> None:
+        assert self._loop is not None and self._factory is not None
+        try:
+            await self._loop.connect_accepted_socket(self._factory, conn)
+        except OSError:  # gone before its transport was made
+            conn.close()
+
+    def _out_of_descriptors(self, exc: OSError) -> None:
+        assert self._loop is not None
+        self._pause()
+        now = time.monotonic()
+        if now - self._warned >= _WARN_EVERY:
+            self._warned = now
+            what = "out of file descriptors" if exc.errno in _OUT_OF_FDS else "accept failed"
+            logger.warning(
+                "%s (%s, %d connections open): new HTTP connections wait in the listen queue",
+                what,
+                exc.strerror, len(self.server_state.connections),
+            )  # fmt: skip
+
+        def retry() -> None:
+            self._retry = None
+            self.resume()
+
+        self._retry = self._loop.call_later(0.1, retry)
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._closed = True
+        self._pause()
+        if self._retry is not None:
+            self._retry.cancel()
+        open_connections = len(self.server_state.connections)
         await super().shutdown(sockets)
         # Whatever outlived the graceful wait (a hook body trickling in) is cut now,
         # so the loop closes with no transport left open.
@@ -263,6 +501,24 @@ class _Server(uvicorn.Server):
             if transport is not None:
                 transport.abort()
         await asyncio.sleep(0)
+        logger.debug("the HTTP server stopped (%d connections were open)", open_connections)
+
+
+_loop_warned: dict[str, float] = {}
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The HTTP loop's unhandled errors: one WARNING line, no traceback, at most one a
+    minute per kind (asyncio's default logs a multi-line traceback for each)."""
+    message = str(context.get("message", "error in the HTTP event loop"))
+    exc = context.get("exception")
+    kind = f"{message}:{type(exc).__name__}"
+    now = time.monotonic()
+    if now - _loop_warned.get(kind, -_WARN_EVERY) < _WARN_EVERY:
+        return
+    _loop_warned[kind] = now
+    detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+    logger.warning("HTTP event loop: %s%s", message, detail)
 
 
 class _QuietUvicorn(logging.Filter):
@@ -275,6 +531,10 @@ class _QuietUvicorn(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING or record.msg in self.NOISE:
+            return False
+        if str(record.msg).startswith("Cancel %s running task(s)"):
+            # a stop with requests still in flight is routine: _Server.shutdown says it
+            # at debug (this ERROR fired log-based alerts at every normal stop)
             return False
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
@@ -292,22 +552,40 @@ def _quiet_uvicorn() -> None:
         uv.addFilter(_QuietUvicorn())
 
 
-def _fd_budget(wanted: int) -> int:
-    """Connections the process can hold: raise the soft descriptor limit if it is
-    below `wanted` plus a reserve (as Go does), else lower the connection limit."""
+def _fd_budget(wanted: int, probes: int) -> tuple[int, int]:
+    """Connections (and probe slots) the descriptors allow.
+
+    The soft RLIMIT_NOFILE is raised to the hard limit when lower (as Go and nginx
+    do); beyond what the daemon keeps for itself (Chroma, SQLite, git, logs: a
+    quarter of the limit, at most `_FD_RESERVE`) the rest is shared by connections.
+
+    Args:
+        wanted: the configured connection limit.
+        probes: the configured probe slots beyond it.
+
+    Returns:
+        `(max_connections, probe_slots)`, lowered (with a warning) when they do not fit.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = wanted + _FD_RESERVE
-    if soft != resource.RLIM_INFINITY and soft < need:
-        if hard == resource.RLIM_INFINITY or hard >= need:
-            with contextlib.suppress(ValueError, OSError):
-                resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
-                return wanted
-        capped = max(16, soft - _FD_RESERVE)
-        logger.warning(
-            "the descriptor limit (%d) allows %d HTTP connections, not %d", soft, capped, wanted
-        )
-        return capped
-    return wanted
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 4 * (wanted + probes))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            logger.debug("raised the soft descriptor limit from %d to %d", soft, target)
+            soft = target
+        except (ValueError, OSError) as exc:
+            logger.debug("could not raise the soft descriptor limit from %d: %s", soft, exc)
+    if soft == resource.RLIM_INFINITY:
+        return wanted, probes
+    room = soft - min(_FD_RESERVE, soft // 4)
+    if room >= wanted + probes:
+        return wanted, probes
+    probes = min(probes, max(1, room // 8))
+    capped = max(16, room - probes)
+    logger.warning(
+        "the descriptor limit (%d) allows %d HTTP connections, not %d", soft, capped, wanted
+    )
+    return capped, probes
 
 
 def _bind(host: str, port: int, backlog: int) -> socket.socket:
@@ -368,6 +646,7 @@ class DaemonHTTP:
         keep_alive: int = 5,
         max_body: int = MAX_BODY,
         backlog: int = 2048,
+        probe_slots: int = 64,
     ) -> None:
         """Bind `host:port` and prepare the server (not yet serving).
 
@@ -389,13 +668,16 @@ class DaemonHTTP:
             api_token: the bearer token; None means no authentication (loopback
                 only, checked by the caller), an empty token fails closed (503).
             telemetry: the daemon's metrics, where requests and refusals are counted.
-            max_connections: open connections; one more is answered 503 and closed.
+            max_connections: open connections; beyond them only probes are served.
             max_threads: worker threads for the handlers that block.
             header_timeout: seconds for a request's headers to arrive.
             body_timeout: seconds for a hook's body to arrive.
             keep_alive: seconds an idle keep-alive connection stays open.
             max_body: bytes of a hook's body.
             backlog: the listen queue (the kernel caps it at net.core.somaxconn).
+            probe_slots: connections beyond `max_connections` that serve only
+                `/healthz` and `/readyz` (others: 503); past them clients wait in
+                the listen queue.
         """
         self.status = status
         self.metrics = metrics
@@ -427,7 +709,7 @@ class DaemonHTTP:
             "(connections, header_timeout, body_timeout, too_large, malformed)",
             ["reason"],
         )
-        self.max_connections = _fd_budget(max_connections)
+        self.max_connections, self.probe_slots = _fd_budget(max_connections, probe_slots)
         self.socket = _bind(host, port, backlog)
         _quiet_uvicorn()
         app = Starlette(
@@ -449,16 +731,19 @@ class DaemonHTTP:
             server_header=False,
             headers=[("server", "botreg")],
             backlog=backlog,
-            limit_concurrency=self.max_connections + 1,  # ours refuses first, at connect
+            # ours limits first (the accept loop, the probe-only slots)
+            limit_concurrency=self.max_connections + self.probe_slots + 1,
             timeout_keep_alive=keep_alive,
             timeout_graceful_shutdown=1,
         )
         config.settings = _Settings(
             self.max_connections,
             header_timeout,
+            body_timeout,
             lambda why: self._rejected.labels(reason=why).inc(),
         )
-        self.server = _Server(config)
+        self.server = _Server(config, self.socket, self.max_connections + self.probe_slots)
+        config.settings.released = self.server.released
         self.thread = threading.Thread(target=self._serve, name="botreg-http", daemon=True)
 
     @property
@@ -492,7 +777,7 @@ class DaemonHTTP:
 
     def _serve(self) -> None:
         try:
-            self.server.run(sockets=[self.socket])
+            self.server.run(sockets=[])  # _Server accepts on self.socket itself
         except BaseException as exc:  # the thread's boundary: say it, the daemon goes on
             logger.error("the HTTP server stopped: %s: %s", type(exc).__name__, exc)
 
@@ -503,7 +788,7 @@ class DaemonHTTP:
         if scope["type"] != "http":  # lifespan (the test client's); uvicorn runs none
             await self._app(scope, receive, send)
             return
-        path = scope["path"].rstrip("/") or "/"
+        path = _path_of(scope["path"])
         scope = {**scope, "path": path}
         route = _route(path)
         started = time.perf_counter()
@@ -515,7 +800,9 @@ class DaemonHTTP:
             await send(message)
 
         try:
-            refusal = self._authorize(path, scope["headers"])
+            refusal = self._authorize(path, scope["headers"]) or self._no_body(
+                route, scope["headers"]
+            )
             if refusal is not None:
                 await refusal(scope, receive, measured)
             else:
@@ -547,6 +834,25 @@ class DaemonHTTP:
         if given and hmac.compare_digest(given.strip(), token):
             return None
         return Response(b"", status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    def _no_body(self, route: str, headers: list[tuple[bytes, bytes]]) -> Response | None:
+        """413 at once for a body on a route that reads none (all but the hook).
+
+        A declared body over `_NO_BODY_MAX`, or a chunked one (its size is unknown),
+        is refused unread with `Connection: close`: `GET /healthz` with
+        `Content-Length: 1000000000` was accepted and held its connection.
+        """
+        if route == "/hooks/git":
+            return None  # the hook has its own cap, `max_body`
+        for name, value in headers:
+            too_large = name == b"transfer-encoding" or (
+                name == b"content-length" and (not value.isdigit() or int(value) > _NO_BODY_MAX)
+            )
+            if too_large:
+                self._rejected.labels(reason="too_large").inc()
+                message = f"this endpoint takes no request body (at most {_NO_BODY_MAX} bytes)"
+                return _answer(413, {"error": message}, headers={"Connection": "close"})
+        return None
 
     async def _blocking(self, handler: Callable[[], Response]) -> Response:
         """Run a handler that may block on the bounded worker pool; 500 if it fails."""
