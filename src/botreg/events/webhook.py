@@ -11,20 +11,26 @@ while it fails it gets one request per backoff step, however many events wait.
 An event still failing after `dead_letter_after` seconds becomes a dead letter
 (listed and replayed with `botreg events --dead-letter` / `--replay`), so one
 bad day does not hold the line forever. A redirect is a failure, never followed.
+Each attempt has a deadline for the whole of it (`timeout`), not only for each
+network step: a receiver trickling its answer a byte at a time is cut off when
+the deadline passes, and the attempt counts as a failed delivery.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import random
+import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -75,6 +81,65 @@ class _DeliveryError(Exception):
         self.result = result
 
 
+class _Deadline:
+    """Ends an attempt that outlives its deadline, by shutting its socket down.
+
+    httpx's timeouts apply to each network step (connect, each read, each write),
+    so a receiver sending one byte every few seconds keeps an attempt alive
+    forever. A timer armed for the whole attempt shuts the connection's socket
+    down when it fires; the blocked read returns at once and httpx raises. The
+    socket is learnt from httpx's `trace` extension when the connection is made
+    (the client keeps one connection, so the newest one is the one in use).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._timer: threading.Timer | None = None
+        self.passed = False
+
+    def trace(self, name: str, info: dict[str, Any]) -> None:
+        """httpx's trace callback: remember each new connection's socket."""
+        if name != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            with self._lock:
+                self._socket = sock
+                passed = self.passed
+            if passed:  # the deadline passed while connecting: no request on it
+                self._shut(sock)
+
+    def arm(self, seconds: float) -> None:
+        """Start the clock of one attempt."""
+        self.passed = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        """The attempt is over (whatever its result): stop the clock."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.passed = True
+            sock = self._socket
+        if sock is not None:
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        # shutdown, not close: it wakes a read blocked in the delivery thread; the
+        # base class's, so a TLS socket is shut at the TCP level too. An OSError:
+        # already closed, nothing is in flight on it.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 class WebhookSink:
     """A bus subscriber that queues events and delivers them in a thread.
 
@@ -82,7 +147,8 @@ class WebhookSink:
         url: The receiver; `user:password@` becomes a Basic Authorization header.
         outbox: The SQLite outbox file (created if missing).
         secret_file: HMAC key file, re-read at each delivery (rotation applies at once).
-        timeout: Seconds for each network step of one delivery (connect, send, read).
+        timeout: Seconds one delivery attempt may take, in all (and so each of its
+            network steps): a receiver still answering then is cut off.
         base_delay: The first retry's delay; it doubles with each failure in a row.
         max_delay: The longest delay between two attempts.
         dead_letter_after: Seconds after which an event that still fails is given up on.
@@ -150,6 +216,7 @@ class WebhookSink:
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
             transport=transport,
         )
+        self._deadline = _Deadline()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="botreg-webhook", daemon=True)
@@ -213,19 +280,33 @@ class WebhookSink:
         secret = self._secret()
         if secret:
             headers["X-Botreg-Signature"] = signature(secret, body)
+        deadline = self._deadline
+        deadline.arm(self.timeout)
         try:
-            with self._client.stream("POST", self.url, content=body, headers=headers) as response:
+            with self._client.stream(
+                "POST",
+                self.url,
+                content=body,
+                headers=headers,
+                extensions={"trace": deadline.trace},
+            ) as response:
                 read = 0
                 for chunk in response.iter_raw():
                     read += len(chunk)
-                    if read > _MAX_RESPONSE_BYTES:
+                    if read > _MAX_RESPONSE_BYTES or deadline.passed:
                         break  # the connection is dropped, not the event's result
                 status = response.status_code
-        except httpx.TimeoutException as exc:
-            raise _DeliveryError("error", f"timed out ({type(exc).__name__})") from None
+                if deadline.passed:  # an answer is only had once it is complete
+                    raise httpx.ReadTimeout("the attempt's deadline passed")
         except httpx.HTTPError as exc:
+            if deadline.passed or isinstance(exc, httpx.TimeoutException):
+                raise _DeliveryError(
+                    "error", f"timed out: no complete answer within {self.timeout:g} s"
+                ) from None
             # httpx's messages name the error, not the URL; redacted all the same
             raise _DeliveryError("error", f"{type(exc).__name__}: {redact_url(str(exc))}") from None
+        finally:
+            deadline.disarm()
         if 300 <= status < 400:  # never followed: urllib re-sent a body-less GET elsewhere
             raise _DeliveryError("redirected", f"HTTP {status} (redirects are not followed)")
         if not 200 <= status < 300:
