@@ -590,3 +590,48 @@ def test_a_trickling_receiver_cannot_hold_a_delivery_past_its_deadline(
     head = dead_letters(tmp_path / "outbox.sqlite")[0]
     assert head.attempts >= 1 and "timed out" in head.last_error
     assert "0.5 s" in head.last_error
+
+
+def test_dead_letters_record_attempts_and_errors_and_the_messages_agree(
+    tmp_path: Path,
+    receivers: Callable[..., Receiver],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Dead letters read `after 0 attempts ... ()` and `after 0 attempts: `, and a retry
+    was promised for an event already given up on (issue #10)."""
+    dead = receivers(lambda _n: 500)
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    for n in range(3):
+        outbox.enqueue(f"event-{n:03d}", event(n).to_json().encode(), now=time.time() - 7200)
+    outbox.enqueue("event-003", event(3).to_json().encode())  # recent: keeps its place
+    outbox.close()
+    caplog.set_level(logging.WARNING, logger="botreg.webhook")
+    sink = WebhookSink(dead.url, tmp_path / "outbox.sqlite", base_delay=5, dead_letter_after=3600)
+    try:
+        wait_for(lambda: sink.dead_lettered == 3)
+    finally:
+        sink.close()
+    letters = {d.id: (d.attempts, d.last_error) for d in dead_letters(tmp_path / "outbox.sqlite")}
+    unsent = "never sent: queued behind an event the receiver failed (HTTP 500)"
+    assert letters == {
+        "event-000": (1, "HTTP 500"),
+        "event-001": (0, unsent),
+        "event-002": (0, unsent),
+    }
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "botreg.webhook"]
+    assert lines[0].startswith(f"webhook delivery to {dead.url} failed: HTTP 500 (event event-000")
+    assert "attempt 1, given up on, 1 waiting, next attempt in" in lines[0]
+    assert lines[1].startswith("webhook event event-000 given up on after 1 attempt over 7")
+    assert "(last error: HTTP 500)" in lines[1]
+    assert lines[2].startswith("2 webhook events (event-001 ... event-002) given up on without")
+    assert f"({unsent})" in lines[2]
+    assert len(lines) == 3  # event-003 waits out the 5 s backoff: no line about event-000 again
+    assert not any("0 attempts" in line or "()" in line for line in lines)
+
+    assert main(["events", "--data-dir", str(tmp_path), "--dead-letter"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].startswith("event-000  botreg.bot.updated  queued ")
+    assert listed[0].endswith(" after 1 attempt: HTTP 500")
+    assert all(line.endswith(f" {unsent}") for line in listed[1:]) and len(listed) == 3

@@ -477,7 +477,12 @@ def _print_dead_letters(outbox: Outbox, fmt: str) -> None:
         return
     for row in rows:
         subject = f" {row['subject']}" if row["subject"] else ""
+        attempts = row["attempts"]
+        # the same words as the daemon's log line; an outbox written before errors
+        # were recorded for unsent events has none: say so rather than print ""
+        error = row["last_error"] or ("never sent" if not attempts else "no error recorded")
+        tried = f"after {attempts} attempt{'' if attempts == 1 else 's'}: " if attempts else ""
         sys.stdout.write(
             f"{row['id']}  {row['type']}{subject}  queued {row['queued_at']}, given up "
-            f"{row['dead_at']} after {row['attempts']} attempts: {row['last_error']}\n"
+            f"{row['dead_at']} {tried}{error}\n"
         )

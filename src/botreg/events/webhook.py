@@ -320,20 +320,38 @@ class WebhookSink:
     def _refresh(self) -> None:
         self._depth, self._oldest = self._outbox.stats()
 
-    def _expire(self) -> None:
-        """Give up on the events that have failed for too long: they leave the line."""
-        for dead in self._outbox.expire(time.time() - self.dead_letter_after):
+    def _give_up(self, dead: list[DeadLetter]) -> None:
+        """Count, log and announce the events just moved to the dead letters."""
+        never_sent = [d for d in dead if d.attempts == 0]
+        for letter in dead:
             self.dead_lettered += 1
             self._dead_letters.inc()
+            if letter.attempts:
+                logger.warning(
+                    "webhook event %s given up on after %d attempt%s over %.0f s "
+                    "(last error: %s); `botreg events --dead-letter` lists it, `--replay` "
+                    "sends it again",
+                    letter.id,
+                    letter.attempts,
+                    "" if letter.attempts == 1 else "s",
+                    letter.dead_at - letter.queued_at,
+                    letter.last_error,
+                )
+        if never_sent:  # one line, not one per event: a long outage queues thousands
+            first, last = never_sent[0], never_sent[-1]
             logger.warning(
-                "webhook event %s given up on after %d attempts over %.0f s (%s); "
-                "`botreg events --dead-letter` lists it, `--replay` sends it again",
-                dead.id,
-                dead.attempts,
-                dead.dead_at - dead.queued_at,
-                dead.last_error,
+                "%d webhook event%s (%s%s) given up on without being sent, after %.0f s "
+                "or more in the outbox (%s); `botreg events --dead-letter` lists them, "
+                "`--replay` sends them again",
+                len(never_sent),
+                "" if len(never_sent) == 1 else "s",
+                first.id,
+                "" if first is last else f" ... {last.id}",
+                last.dead_at - last.queued_at,
+                last.last_error,
             )
-            self._notify(dead)
+        for letter in dead:
+            self._notify(letter)
 
     def _notify(self, dead: DeadLetter) -> None:
         if self.on_dead_letter is None:
@@ -377,18 +395,27 @@ class WebhookSink:
             self.failures += 1
             delay = self._backoff(failures)
             self._outbox.failed(entry.seq, str(failure))
-            self._expire()
+            dead = self._outbox.expire(
+                time.time() - self.dead_letter_after,
+                unsent_error=f"never sent: queued behind an event the receiver failed ({failure})",
+            )
             self._refresh()
+            # the attempt's line first, then the dead letters; an event given up on
+            # is not promised a retry
+            outcome = f"{self._depth} waiting"
+            if self._depth:
+                outcome += f", next attempt in {delay:.1f}s"
+            if any(letter.seq == entry.seq for letter in dead):
+                outcome = f"given up on, {outcome}"
             logger.warning(
-                "webhook delivery to %s failed: %s (event %s, attempt %d, %d waiting, "
-                "retry in %.1fs)",
+                "webhook delivery to %s failed: %s (event %s, attempt %d, %s)",
                 redact_url(self.url),
                 failure,
                 entry.id,
                 entry.attempts + 1,
-                self._depth,
-                delay,
+                outcome,
             )
+            self._give_up(dead)
             # new events do not cut the backoff short: that is what keeps a dead
             # receiver at one request per step; close() does
             self._stop.wait(timeout=delay)
