@@ -379,23 +379,46 @@ def _mapping(value: Any) -> dict[Any, Any]:
 
 
 def run_events(args: argparse.Namespace) -> int:
-    """Print events (one JSON object per line)."""
+    """Print events (one JSON object per line).
+
+    A data dir that does not exist is an error (exit 1, as for `botreg status`),
+    with or without --follow. In an existing data dir with no event log yet,
+    --follow waits for the daemon to write one (it says so on stderr); without
+    it, there is nothing to print and that is an error too. A closed stdout
+    (`| head`) ends the command quietly, as everywhere in the CLI.
+    """
     if args.dead_letter or args.replay or args.id is not None:
         return run_dead_letters(args)
     from botreg.datadir import DataDir
-    from botreg.events.log import read_events
+    from botreg.events.log import read_events, rotated_logs
 
-    log = DataDir(args.data_dir).events
+    data_dir = Path(args.data_dir)
+    log = DataDir(data_dir).events
+    hint = "has `botreg sync` run with this --data-dir?"
+    if not data_dir.is_dir():  # --follow would otherwise wait, silently, for ever
+        raise BotregError(f"{data_dir}: no such data directory, so no event log ({hint})")
+    files = [*rotated_logs(log), *([log] if log.exists() else [])]
+    if not files:
+        if not args.follow:
+            raise BotregError(f"{log}: no event log here ({hint})")
+        print(
+            f"botreg: {log} does not exist yet; waiting for the daemon to write it "
+            "(Ctrl-C to stop)",
+            file=sys.stderr,
+        )
     try:
-        if args.since and not args.follow:
-            ids = [e.get("id") for e in read_events(log)]
-            if args.since not in ids:
-                raise BotregError(f"no event with id {args.since} in {log}")
+        # an id not in the log now never will be (ids are new): do not wait for it
+        if args.since and files and args.since not in (e.get("id") for e in read_events(log)):
+            raise BotregError(_since_not_found(args.since, log, files))
+        if args.since and not files:
+            raise BotregError(f"no event with id {args.since}: {log} does not exist yet")
         for event in read_events(log, since=args.since, follow=args.follow):
             sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
             sys.stdout.flush()
     except KeyboardInterrupt:
         return 0
+    except BrokenPipeError:
+        raise  # stdout closed (`| head`): main() ends quietly, not a read error
     except OSError as exc:
         raise BotregError(f"{log}: cannot read the event log ({exc.strerror or exc})") from None
     except (ValueError, AttributeError):
@@ -403,6 +426,19 @@ def run_events(args: argparse.Namespace) -> int:
         # only, so this is damage, not input to trust
         raise BotregError(f"{log}: damaged event log (a line is not a JSON object)") from None
     return 0
+
+
+def _since_not_found(event_id: str, log: Path, files: list[Path]) -> str:
+    """The --since error, naming every file searched (the log and its rotated files)."""
+    rotated = [f.name for f in files if f != log]
+    if not rotated:
+        where = f"{log} (no rotated files are kept beside it)"
+    else:
+        where = f"{log} or its rotated files {', '.join(rotated)} in {log.parent}"
+    return (
+        f"no event with id {event_id} in {where}: an older event may have been rotated "
+        "away (see --events-keep), or the id is mistyped"
+    )
 
 
 def run_dead_letters(args: argparse.Namespace) -> int:
