@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -46,3 +47,63 @@ def test_every_event_type_is_documented() -> None:
     for event_type in EVENT_TYPES:
         family, _, leaf = event_type.rpartition(".")
         assert f"`{event_type}`" in table or (f"`.{leaf}`" in table and family in table), event_type
+
+
+def _subparser(name: str) -> argparse.ArgumentParser:
+    from botreg.cli import build_parser
+
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    found: argparse.ArgumentParser = sub.choices[name]
+    return found
+
+
+def _section(title: str) -> str:
+    start = README.index(f"\n{title}\n")
+    end = README.find("\n#", start + len(title) + 2)
+    return README[start:end]
+
+
+def test_every_sync_flag_is_in_the_readme_flags_table() -> None:
+    """--events-max-bytes, --events-keep, --gc-interval, --compact-interval were missing."""
+    table = _section("### `botreg sync --source URL_OR_PATH [options]`")
+    rows = [line for line in table.splitlines() if line.startswith("| `--")]
+    for action in _subparser("sync")._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag != "--help":
+                assert any(f"`{flag}" in row for row in rows), f"README lacks a row for {flag}"
+
+
+def test_every_sync_flag_with_a_default_shows_it_in_help() -> None:
+    """`--help` showed no default for --branch and --data-dir."""
+    for name in ("sync", "status", "events"):
+        for action in _subparser(name)._actions:
+            if action.default in (None, False, [], argparse.SUPPRESS) or action.required:
+                continue
+            assert action.help and "default" in action.help, (name, action.option_strings)
+
+
+def test_once_help_and_readme_agree_on_what_exit_1_means() -> None:
+    """`--once` help said "commit rejected or a domain failed"; README and code say more."""
+    from botreg.daemon.sync import CycleResult
+
+    meaning = (
+        "commit rejected, the cycle failed, or the commit applied without some knowledge files"
+    )
+    [once] = [a for a in _subparser("sync")._actions if "--once" in a.option_strings]
+    assert once.help is not None and f"1 {meaning}" in " ".join(once.help.split())
+    assert f"1 ({meaning})" in " ".join((_subparser("sync").description or "").split())
+    [row] = [x for x in README.splitlines() if x.startswith("| `--once` |")]
+    assert f"1 ({meaning})" in row
+    # ... which is what the code does: a commit applied without a file exits 1
+    applied_without = CycleResult("synced", "a", "b", counts={"files_failed": 1})
+    assert applied_without.exit_code == 1
+
+
+def test_the_api_token_file_is_described_as_re_read_on_change() -> None:
+    """The Python API section said the token file "is read at each request"."""
+    api = " ".join(
+        _section("### The daemon's read API (the seed's HTTP registry contract)").split()
+    )
+    assert "read at each request" not in api
+    assert "the file is re-read when it changes" in api

@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # the hook never imports the daemon
 
 __all__ = ["ask_daemon", "register"]
 
+_DATA_DIR_HELP = "the daemon's state: ledger, mirror, event log, webhook outbox (default: .botreg)"
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `sync`, `status` and `events` subcommands."""
@@ -28,7 +30,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="keep a knowledge store and change events in step with a branch",
         description="Pull a branch of a registry repository, diff commits into change events "
         "and re-ingest what changed. With --once: one cycle, then exit 0 (synced or nothing to "
-        "do), 1 (commit rejected or a domain failed), 2 (usage), 3 (unexpected).",
+        "do), 1 (commit rejected, the cycle failed, or the commit applied without some "
+        "knowledge files), 2 (usage), 3 (unexpected).",
     )
     p.add_argument(
         "--source",
@@ -36,15 +39,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="URL_OR_PATH",
         help="the registry repository (URL or local path)",
     )
-    p.add_argument("--branch", default="main")
+    p.add_argument(
+        "--branch", default="main", metavar="B", help="the branch to follow (default: main)"
+    )
     p.add_argument(
         "--env",
         default="development",
         metavar="ENV",
         help="environment whose store and embedding to use (default: development)",
     )
-    p.add_argument("--data-dir", default=".botreg", metavar="DIR")
-    p.add_argument("--once", action="store_true", help="run one cycle and exit")
+    p.add_argument("--data-dir", default=".botreg", metavar="DIR", help=_DATA_DIR_HELP)
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="run one cycle and exit: 0 synced or nothing to do; 1 commit rejected, the cycle "
+        "failed, or the commit applied without some knowledge files",
+    )
     p.add_argument("--interval", type=float, default=30, help="seconds between polls (default 30)")
     p.add_argument(
         "--stale-after",
@@ -147,12 +157,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=run_sync)
 
     s = sub.add_parser("status", help="show the sync daemon's status")
-    s.add_argument("--data-dir", default=".botreg", metavar="DIR")
-    s.add_argument("--format", choices=("text", "json"), default="text")
+    s.add_argument("--data-dir", default=".botreg", metavar="DIR", help=_DATA_DIR_HELP)
+    s.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output (default: text)"
+    )
     s.set_defaults(handler=run_status)
 
     e = sub.add_parser("events", help="print the event log")
-    e.add_argument("--data-dir", default=".botreg", metavar="DIR")
+    e.add_argument("--data-dir", default=".botreg", metavar="DIR", help=_DATA_DIR_HELP)
     e.add_argument("--since", metavar="ID", help="only events after this event id")
     e.add_argument("--follow", action="store_true", help="keep printing new events")
     e.add_argument(
@@ -166,7 +178,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="move dead letters back to the webhook outbox for delivery (all, or --id)",
     )
     e.add_argument("--id", metavar="ID", help="with --replay: only the dead letter with this id")
-    e.add_argument("--format", choices=("text", "json"), default="text", help="with --dead-letter")
+    e.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="with --dead-letter: the listing's form (default: text)",
+    )
     e.set_defaults(handler=run_events)
 
 
