@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,3 +109,72 @@ def test_the_api_token_file_is_described_as_re_read_on_change() -> None:
     )
     assert "read at each request" not in api
     assert "the file is re-read when it changes" in api
+
+
+def _readme_examples() -> list[dict[str, Any]]:
+    events = _section("### Events")
+    block = events[events.index("```json\n") + 8 : events.index("\n```", events.index("```json"))]
+    return [json.loads(line) for line in block.splitlines()]
+
+
+def test_readme_event_examples_have_the_fields_a_real_daemon_emits(
+    git_registry: Path, tmp_path: Path
+) -> None:
+    """The bot.* and knowledge.file.* examples lacked `commit`; an ingest_failed example
+    named a Chroma store error that gives sync.failed instead (issue #10 testers)."""
+    from sync_helpers import SyncHarness, commit
+
+    harness = SyncHarness(git_registry.as_uri(), tmp_path / "data")
+    try:
+        harness.sync()
+        real = list(harness.events)
+        bot = git_registry / "bots/product-guide.yaml"
+        bot.write_text(bot.read_text().replace("name: Product Guide", "name: Product Guide 2"))
+        (git_registry / "knowledge/product/new.md").write_text("# New\n\nA page.\n")
+        commit(git_registry)
+        harness.sync()
+        real += harness.events
+    finally:
+        harness.close()
+    examples = _readme_examples()
+    documented = {e["type"] for e in examples}
+    seen = set()
+    for event in real:
+        doc = event.to_dict()
+        if doc["type"] not in documented:
+            continue
+        seen.add(doc["type"])
+        for example in (e for e in examples if e["type"] == doc["type"]):
+            assert set(example) == set(doc), doc["type"]
+            assert set(example["data"]) == set(doc["data"]), doc["type"]
+    assert {
+        "botreg.bot.created",
+        "botreg.bot.updated",
+        "botreg.knowledge.file.added",
+        "botreg.knowledge.ingested",
+        "botreg.sync.completed",
+    } <= seen
+    for example in examples:  # every change event names the commit being applied
+        if example["type"].startswith(("botreg.bot.", "botreg.knowledge.file.")):
+            assert len(example["data"]["commit"]) == 40, example["type"]
+    # a store that cannot be opened fails the cycle (sync.failed, phase apply): a domain's
+    # ingest_failed with an `error` is one the store opened for and the domain could not use
+    for example in examples:
+        assert "Chroma store" not in json.dumps(example), example["type"]
+    failed = [e for e in examples if e["type"] == "botreg.sync.failed"]
+    assert failed and all(e["data"]["phase"] in _PHASES for e in failed)
+
+
+_PHASES = {"fetch", "validate", "diff", "emit", "apply", "advance"}
+
+
+def test_the_cycles_metric_row_lists_every_result() -> None:
+    """The `botreg_sync_cycles_total` row lacked `interrupted`."""
+    import inspect
+
+    from botreg.daemon import sync
+
+    [row] = [x for x in README.splitlines() if x.startswith("| `botreg_sync_cycles_total` |")]
+    for result in ("synced", "noop", "rejected", "failed", "interrupted"):
+        assert result in row
+        assert f'"{result}"' in inspect.getsource(sync)  # a result the code does give
