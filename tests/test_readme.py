@@ -178,3 +178,23 @@ def test_the_cycles_metric_row_lists_every_result() -> None:
     for result in ("synced", "noop", "rejected", "failed", "interrupted"):
         assert result in row
         assert f'"{result}"' in inspect.getsource(sync)  # a result the code does give
+
+
+def test_the_read_model_table_is_the_bench_output_and_the_bench_measures_what_it_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's rows were not the bench's labels, and "first GET after a change ...
+    parsed" raced the daemon's warm of the read model (0 or 1 by luck)."""
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(PROJECT / "bench"))
+    bench = importlib.import_module("api")
+    monkeypatch.delitem(sys.modules, "api")
+    out = bench.run(20, 3, tmp_path)  # a small registry: every row, a few seconds
+    section = _section("### Read model performance")
+    rows = [line.split(" | ")[0][2:] for line in section.splitlines() if line.startswith("| ")]
+    assert rows[1:] == list(out)  # the header aside, the bench's rows, in its order
+    assert out["one change: bot files the daemon parsed (apply to first GET)"] == "1"
+    assert out["poll, one change"].endswith(", 1 parsed")
+    assert "http.server" not in section.split("Before,")[0]  # the HTTP layer of today
