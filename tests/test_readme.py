@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,3 +49,152 @@ def test_every_event_type_is_documented() -> None:
     for event_type in EVENT_TYPES:
         family, _, leaf = event_type.rpartition(".")
         assert f"`{event_type}`" in table or (f"`.{leaf}`" in table and family in table), event_type
+
+
+def _subparser(name: str) -> argparse.ArgumentParser:
+    from botreg.cli import build_parser
+
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    found: argparse.ArgumentParser = sub.choices[name]
+    return found
+
+
+def _section(title: str) -> str:
+    start = README.index(f"\n{title}\n")
+    end = README.find("\n#", start + len(title) + 2)
+    return README[start:end]
+
+
+def test_every_sync_flag_is_in_the_readme_flags_table() -> None:
+    """--events-max-bytes, --events-keep, --gc-interval, --compact-interval were missing."""
+    table = _section("### `botreg sync --source URL_OR_PATH [options]`")
+    rows = [line for line in table.splitlines() if line.startswith("| `--")]
+    for action in _subparser("sync")._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag != "--help":
+                assert any(f"`{flag}" in row for row in rows), f"README lacks a row for {flag}"
+
+
+def test_every_sync_flag_with_a_default_shows_it_in_help() -> None:
+    """`--help` showed no default for --branch and --data-dir."""
+    for name in ("sync", "status", "events"):
+        for action in _subparser(name)._actions:
+            if action.default in (None, False, [], argparse.SUPPRESS) or action.required:
+                continue
+            assert action.help and "default" in action.help, (name, action.option_strings)
+
+
+def test_once_help_and_readme_agree_on_what_exit_1_means() -> None:
+    """`--once` help said "commit rejected or a domain failed"; README and code say more."""
+    from botreg.daemon.sync import CycleResult
+
+    meaning = (
+        "commit rejected, the cycle failed, or the commit applied without some knowledge files"
+    )
+    [once] = [a for a in _subparser("sync")._actions if "--once" in a.option_strings]
+    assert once.help is not None and f"1 {meaning}" in " ".join(once.help.split())
+    assert f"1 ({meaning})" in " ".join((_subparser("sync").description or "").split())
+    [row] = [x for x in README.splitlines() if x.startswith("| `--once` |")]
+    assert f"1 ({meaning})" in row
+    # ... which is what the code does: a commit applied without a file exits 1
+    applied_without = CycleResult("synced", "a", "b", counts={"files_failed": 1})
+    assert applied_without.exit_code == 1
+
+
+def test_the_api_token_file_is_described_as_re_read_on_change() -> None:
+    """The Python API section said the token file "is read at each request"."""
+    api = " ".join(
+        _section("### The daemon's read API (the seed's HTTP registry contract)").split()
+    )
+    assert "read at each request" not in api
+    assert "the file is re-read when it changes" in api
+
+
+def _readme_examples() -> list[dict[str, Any]]:
+    events = _section("### Events")
+    block = events[events.index("```json\n") + 8 : events.index("\n```", events.index("```json"))]
+    return [json.loads(line) for line in block.splitlines()]
+
+
+def test_readme_event_examples_have_the_fields_a_real_daemon_emits(
+    git_registry: Path, tmp_path: Path
+) -> None:
+    """The bot.* and knowledge.file.* examples lacked `commit`; an ingest_failed example
+    named a Chroma store error that gives sync.failed instead (issue #10 testers)."""
+    from sync_helpers import SyncHarness, commit
+
+    harness = SyncHarness(git_registry.as_uri(), tmp_path / "data")
+    try:
+        harness.sync()
+        real = list(harness.events)
+        bot = git_registry / "bots/product-guide.yaml"
+        bot.write_text(bot.read_text().replace("name: Product Guide", "name: Product Guide 2"))
+        (git_registry / "knowledge/product/new.md").write_text("# New\n\nA page.\n")
+        commit(git_registry)
+        harness.sync()
+        real += harness.events
+    finally:
+        harness.close()
+    examples = _readme_examples()
+    documented = {e["type"] for e in examples}
+    seen = set()
+    for event in real:
+        doc = event.to_dict()
+        if doc["type"] not in documented:
+            continue
+        seen.add(doc["type"])
+        for example in (e for e in examples if e["type"] == doc["type"]):
+            assert set(example) == set(doc), doc["type"]
+            assert set(example["data"]) == set(doc["data"]), doc["type"]
+    assert {
+        "botreg.bot.created",
+        "botreg.bot.updated",
+        "botreg.knowledge.file.added",
+        "botreg.knowledge.ingested",
+        "botreg.sync.completed",
+    } <= seen
+    for example in examples:  # every change event names the commit being applied
+        if example["type"].startswith(("botreg.bot.", "botreg.knowledge.file.")):
+            assert len(example["data"]["commit"]) == 40, example["type"]
+    # a store that cannot be opened fails the cycle (sync.failed, phase apply): a domain's
+    # ingest_failed with an `error` is one the store opened for and the domain could not use
+    for example in examples:
+        assert "Chroma store" not in json.dumps(example), example["type"]
+    failed = [e for e in examples if e["type"] == "botreg.sync.failed"]
+    assert failed and all(e["data"]["phase"] in _PHASES for e in failed)
+
+
+_PHASES = {"fetch", "validate", "diff", "emit", "apply", "advance"}
+
+
+def test_the_cycles_metric_row_lists_every_result() -> None:
+    """The `botreg_sync_cycles_total` row lacked `interrupted`."""
+    import inspect
+
+    from botreg.daemon import sync
+
+    [row] = [x for x in README.splitlines() if x.startswith("| `botreg_sync_cycles_total` |")]
+    for result in ("synced", "noop", "rejected", "failed", "interrupted"):
+        assert result in row
+        assert f'"{result}"' in inspect.getsource(sync)  # a result the code does give
+
+
+def test_the_read_model_table_is_the_bench_output_and_the_bench_measures_what_it_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's rows were not the bench's labels, and "first GET after a change ...
+    parsed" raced the daemon's warm of the read model (0 or 1 by luck)."""
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(PROJECT / "bench"))
+    bench = importlib.import_module("api")
+    monkeypatch.delitem(sys.modules, "api")
+    out = bench.run(20, 3, tmp_path)  # a small registry: every row, a few seconds
+    section = _section("### Read model performance")
+    rows = [line.split(" | ")[0][2:] for line in section.splitlines() if line.startswith("| ")]
+    assert rows[1:] == list(out)  # the header aside, the bench's rows, in its order
+    assert out["one change: bot files the daemon parsed (apply to first GET)"] == "1"
+    assert out["poll, one change"].endswith(", 1 parsed")
+    assert "http.server" not in section.split("Before,")[0]  # the HTTP layer of today

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sqlite3
 import threading
 import time
@@ -24,7 +25,7 @@ from botreg.daemon.metrics import Metrics
 from botreg.daemon.run import Daemon, DaemonOptions
 from botreg.daemon.sync import SyncOptions
 from botreg.events import CloudEvent
-from botreg.events.outbox import Outbox
+from botreg.events.outbox import DeadLetter, Outbox
 from botreg.events.webhook import WebhookSink
 
 
@@ -124,6 +125,14 @@ def dead_letter_ids(path: Path) -> list[str]:
     outbox = Outbox(path)
     try:
         return [d.id for d in outbox.dead_letters()]
+    finally:
+        outbox.close()
+
+
+def dead_letters(path: Path) -> list[DeadLetter]:
+    outbox = Outbox(path)
+    try:
+        return outbox.dead_letters()
     finally:
         outbox.close()
 
@@ -492,3 +501,137 @@ def test_a_webhook_url_that_is_not_http_is_a_usage_error(
     assert main([*args, "--webhook", url]) == 2
     err = capsys.readouterr().err
     assert "--webhook" in err and "http:// or https://" in err and "Traceback" not in err
+
+
+class Trickler:
+    """A receiver that answers slowly but never stalls: 1 byte every 0.1 s.
+
+    `phase` "body": `200 OK` and `Content-Length: 1000000` at once, then the body
+    byte by byte; "headers": the status line, then a header byte by byte. Each
+    byte comes well within any per-step read timeout, so only a deadline for the
+    whole attempt ends it (issue #10: one attempt was still in flight after 77 s).
+    """
+
+    def __init__(self, phase: str) -> None:
+        self.phase = phase
+        self.connections = 0
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/events"
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            thread = threading.Thread(target=self._trickle, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                conn.recv(65536)  # the request (small: one event)
+                if self.phase == "body":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+                else:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                while not self.stop.wait(0.1):
+                    conn.sendall(b"a")
+            except OSError:
+                return  # the client gave up: what is wanted
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=5)
+        self.listener.close()
+
+
+@pytest.mark.parametrize("phase", ["body", "headers"])
+def test_a_trickling_receiver_cannot_hold_a_delivery_past_its_deadline(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, phase: str
+) -> None:
+    """A receiver trickling its answer held deliveries forever: 0 dead letters (issue #10)."""
+    trickler = Trickler(phase)
+    metrics = Metrics()
+    given_up: list[CloudEvent] = []
+    sink = WebhookSink(
+        trickler.url,
+        tmp_path / "outbox.sqlite",
+        timeout=0.5,  # the whole attempt; each byte comes after 0.1 s, within any step
+        base_delay=0.05,
+        max_delay=0.1,
+        dead_letter_after=1.0,
+        metrics=metrics,
+        on_dead_letter=given_up.append,
+    )
+    try:
+        for n in range(3):
+            sink(event(n))
+        wait_for(lambda: len(given_up) == 3, timeout=8)
+        values = samples(metrics)
+    finally:
+        sink.close()
+        trickler.close()
+    assert [e.id for e in given_up] == ["event-000", "event-001", "event-002"]
+    assert values[("botreg_webhook_deliveries_total", (("result", "error"),))] >= 1
+    assert ("botreg_webhook_deliveries_total", (("result", "delivered"),)) not in values
+    assert values[("botreg_webhook_outbox_depth", ())] == 0
+    assert values[("botreg_webhook_dead_letters_total", ())] == 3
+    # each attempt was cut at the deadline: its connection closed, the next one new
+    assert trickler.connections >= 2
+    head = dead_letters(tmp_path / "outbox.sqlite")[0]
+    assert head.attempts >= 1 and "timed out" in head.last_error
+    assert "0.5 s" in head.last_error
+
+
+def test_dead_letters_record_attempts_and_errors_and_the_messages_agree(
+    tmp_path: Path,
+    receivers: Callable[..., Receiver],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Dead letters read `after 0 attempts ... ()` and `after 0 attempts: `, and a retry
+    was promised for an event already given up on (issue #10)."""
+    dead = receivers(lambda _n: 500)
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    for n in range(3):
+        outbox.enqueue(f"event-{n:03d}", event(n).to_json().encode(), now=time.time() - 7200)
+    outbox.enqueue("event-003", event(3).to_json().encode())  # recent: keeps its place
+    outbox.close()
+    caplog.set_level(logging.WARNING, logger="botreg.webhook")
+    sink = WebhookSink(dead.url, tmp_path / "outbox.sqlite", base_delay=5, dead_letter_after=3600)
+    try:
+        wait_for(lambda: sink.dead_lettered == 3)
+    finally:
+        sink.close()
+    letters = {d.id: (d.attempts, d.last_error) for d in dead_letters(tmp_path / "outbox.sqlite")}
+    unsent = "never sent: queued behind an event the receiver failed (HTTP 500)"
+    assert letters == {
+        "event-000": (1, "HTTP 500"),
+        "event-001": (0, unsent),
+        "event-002": (0, unsent),
+    }
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "botreg.webhook"]
+    assert lines[0].startswith(f"webhook delivery to {dead.url} failed: HTTP 500 (event event-000")
+    assert "attempt 1, given up on, 1 waiting, next attempt in" in lines[0]
+    assert lines[1].startswith("webhook event event-000 given up on after 1 attempt over 7")
+    assert "(last error: HTTP 500)" in lines[1]
+    assert lines[2].startswith("2 webhook events (event-001 ... event-002) given up on without")
+    assert f"({unsent})" in lines[2]
+    assert len(lines) == 3  # event-003 waits out the 5 s backoff: no line about event-000 again
+    assert not any("0 attempts" in line or "()" in line for line in lines)
+
+    assert main(["events", "--data-dir", str(tmp_path), "--dead-letter"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].startswith("event-000  botreg.bot.updated  queued ")
+    assert listed[0].endswith(" after 1 attempt: HTTP 500")
+    assert all(line.endswith(f" {unsent}") for line in listed[1:]) and len(listed) == 3

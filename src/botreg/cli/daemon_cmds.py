@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # the hook never imports the daemon
 
 __all__ = ["ask_daemon", "register"]
 
+_DATA_DIR_HELP = "the daemon's state: ledger, mirror, event log, webhook outbox (default: .botreg)"
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `sync`, `status` and `events` subcommands."""
@@ -28,7 +30,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="keep a knowledge store and change events in step with a branch",
         description="Pull a branch of a registry repository, diff commits into change events "
         "and re-ingest what changed. With --once: one cycle, then exit 0 (synced or nothing to "
-        "do), 1 (commit rejected or a domain failed), 2 (usage), 3 (unexpected).",
+        "do), 1 (commit rejected, the cycle failed, or the commit applied without some "
+        "knowledge files), 2 (usage), 3 (unexpected).",
     )
     p.add_argument(
         "--source",
@@ -36,15 +39,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="URL_OR_PATH",
         help="the registry repository (URL or local path)",
     )
-    p.add_argument("--branch", default="main")
+    p.add_argument(
+        "--branch", default="main", metavar="B", help="the branch to follow (default: main)"
+    )
     p.add_argument(
         "--env",
         default="development",
         metavar="ENV",
         help="environment whose store and embedding to use (default: development)",
     )
-    p.add_argument("--data-dir", default=".botreg", metavar="DIR")
-    p.add_argument("--once", action="store_true", help="run one cycle and exit")
+    p.add_argument("--data-dir", default=".botreg", metavar="DIR", help=_DATA_DIR_HELP)
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="run one cycle and exit: 0 synced or nothing to do; 1 commit rejected, the cycle "
+        "failed, or the commit applied without some knowledge files",
+    )
     p.add_argument("--interval", type=float, default=30, help="seconds between polls (default 30)")
     p.add_argument(
         "--stale-after",
@@ -147,12 +157,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=run_sync)
 
     s = sub.add_parser("status", help="show the sync daemon's status")
-    s.add_argument("--data-dir", default=".botreg", metavar="DIR")
-    s.add_argument("--format", choices=("text", "json"), default="text")
+    s.add_argument("--data-dir", default=".botreg", metavar="DIR", help=_DATA_DIR_HELP)
+    s.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output (default: text)"
+    )
     s.set_defaults(handler=run_status)
 
     e = sub.add_parser("events", help="print the event log")
-    e.add_argument("--data-dir", default=".botreg", metavar="DIR")
+    e.add_argument("--data-dir", default=".botreg", metavar="DIR", help=_DATA_DIR_HELP)
     e.add_argument("--since", metavar="ID", help="only events after this event id")
     e.add_argument("--follow", action="store_true", help="keep printing new events")
     e.add_argument(
@@ -166,7 +178,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="move dead letters back to the webhook outbox for delivery (all, or --id)",
     )
     e.add_argument("--id", metavar="ID", help="with --replay: only the dead letter with this id")
-    e.add_argument("--format", choices=("text", "json"), default="text", help="with --dead-letter")
+    e.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="with --dead-letter: the listing's form (default: text)",
+    )
     e.set_defaults(handler=run_events)
 
 
@@ -381,23 +398,46 @@ def _mapping(value: Any) -> dict[Any, Any]:
 
 
 def run_events(args: argparse.Namespace) -> int:
-    """Print events (one JSON object per line)."""
+    """Print events (one JSON object per line).
+
+    A data dir that does not exist is an error (exit 1, as for `botreg status`),
+    with or without --follow. In an existing data dir with no event log yet,
+    --follow waits for the daemon to write one (it says so on stderr); without
+    it, there is nothing to print and that is an error too. A closed stdout
+    (`| head`) ends the command quietly, as everywhere in the CLI.
+    """
     if args.dead_letter or args.replay or args.id is not None:
         return run_dead_letters(args)
     from botreg.datadir import DataDir
-    from botreg.events.log import read_events
+    from botreg.events.log import read_events, rotated_logs
 
-    log = DataDir(args.data_dir).events
+    data_dir = Path(args.data_dir)
+    log = DataDir(data_dir).events
+    hint = "has `botreg sync` run with this --data-dir?"
+    if not data_dir.is_dir():  # --follow would otherwise wait, silently, for ever
+        raise BotregError(f"{data_dir}: no such data directory, so no event log ({hint})")
+    files = [*rotated_logs(log), *([log] if log.exists() else [])]
+    if not files:
+        if not args.follow:
+            raise BotregError(f"{log}: no event log here ({hint})")
+        print(
+            f"botreg: {log} does not exist yet; waiting for the daemon to write it "
+            "(Ctrl-C to stop)",
+            file=sys.stderr,
+        )
     try:
-        if args.since and not args.follow:
-            ids = [e.get("id") for e in read_events(log)]
-            if args.since not in ids:
-                raise BotregError(f"no event with id {args.since} in {log}")
+        # an id not in the log now never will be (ids are new): do not wait for it
+        if args.since and files and args.since not in (e.get("id") for e in read_events(log)):
+            raise BotregError(_since_not_found(args.since, log, files))
+        if args.since and not files:
+            raise BotregError(f"no event with id {args.since}: {log} does not exist yet")
         for event in read_events(log, since=args.since, follow=args.follow):
             sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
             sys.stdout.flush()
     except KeyboardInterrupt:
         return 0
+    except BrokenPipeError:
+        raise  # stdout closed (`| head`): main() ends quietly, not a read error
     except OSError as exc:
         raise BotregError(f"{log}: cannot read the event log ({exc.strerror or exc})") from None
     except (ValueError, AttributeError):
@@ -405,6 +445,19 @@ def run_events(args: argparse.Namespace) -> int:
         # only, so this is damage, not input to trust
         raise BotregError(f"{log}: damaged event log (a line is not a JSON object)") from None
     return 0
+
+
+def _since_not_found(event_id: str, log: Path, files: list[Path]) -> str:
+    """The --since error, naming every file searched (the log and its rotated files)."""
+    rotated = [f.name for f in files if f != log]
+    if not rotated:
+        where = f"{log} (no rotated files are kept beside it)"
+    else:
+        where = f"{log} or its rotated files {', '.join(rotated)} in {log.parent}"
+    return (
+        f"no event with id {event_id} in {where}: an older event may have been rotated "
+        "away (see --events-keep), or the id is mistyped"
+    )
 
 
 def run_dead_letters(args: argparse.Namespace) -> int:
@@ -479,7 +532,12 @@ def _print_dead_letters(outbox: Outbox, fmt: str) -> None:
         return
     for row in rows:
         subject = f" {row['subject']}" if row["subject"] else ""
+        attempts = row["attempts"]
+        # the same words as the daemon's log line; an outbox written before errors
+        # were recorded for unsent events has none: say so rather than print ""
+        error = row["last_error"] or ("never sent" if not attempts else "no error recorded")
+        tried = f"after {attempts} attempt{'' if attempts == 1 else 's'}: " if attempts else ""
         sys.stdout.write(
             f"{row['id']}  {row['type']}{subject}  queued {row['queued_at']}, given up "
-            f"{row['dead_at']} after {row['attempts']} attempts: {row['last_error']}\n"
+            f"{row['dead_at']} {tried}{error}\n"
         )

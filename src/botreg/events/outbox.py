@@ -152,16 +152,31 @@ class Outbox:
             ).fetchone()
         return int(count), None if oldest is None else float(oldest)
 
-    def expire(self, queued_before: float, now: float | None = None) -> list[DeadLetter]:
-        """Move the events queued before `queued_before` to the dead letters, in order."""
+    def expire(
+        self, queued_before: float, now: float | None = None, unsent_error: str = ""
+    ) -> list[DeadLetter]:
+        """Move the events queued before `queued_before` to the dead letters, in order.
+
+        Args:
+            queued_before: Events queued before this time (epoch seconds) go.
+            now: The time of death (default: now).
+            unsent_error: The error recorded for an event never attempted (one that
+                waited behind a failing head): why it was not sent.
+
+        Returns:
+            The new dead letters, oldest first.
+        """
         dead_at = time.time() if now is None else now
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                # an event never attempted has no error of its own: it gets the reason
+                # it was not sent, so no dead letter reads "0 attempts" and nothing else
                 rows = self._db.execute(
-                    "SELECT seq, id, body, attempts, queued_at, last_error FROM outbox "
-                    "WHERE queued_at < ? ORDER BY seq",
-                    (queued_before,),
+                    "SELECT seq, id, body, attempts, queued_at, "
+                    "CASE WHEN attempts = 0 AND last_error = '' THEN ? ELSE last_error END "
+                    "FROM outbox WHERE queued_at < ? ORDER BY seq",
+                    (unsent_error, queued_before),
                 ).fetchall()
                 self._db.executemany(
                     "INSERT OR REPLACE INTO dead_letter (seq, id, body, attempts, queued_at, "

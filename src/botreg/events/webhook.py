@@ -11,20 +11,26 @@ while it fails it gets one request per backoff step, however many events wait.
 An event still failing after `dead_letter_after` seconds becomes a dead letter
 (listed and replayed with `botreg events --dead-letter` / `--replay`), so one
 bad day does not hold the line forever. A redirect is a failure, never followed.
+Each attempt has a deadline for the whole of it (`timeout`), not only for each
+network step: a receiver trickling its answer a byte at a time is cut off when
+the deadline passes, and the attempt counts as a failed delivery.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import random
+import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -75,6 +81,65 @@ class _DeliveryError(Exception):
         self.result = result
 
 
+class _Deadline:
+    """Ends an attempt that outlives its deadline, by shutting its socket down.
+
+    httpx's timeouts apply to each network step (connect, each read, each write),
+    so a receiver sending one byte every few seconds keeps an attempt alive
+    forever. A timer armed for the whole attempt shuts the connection's socket
+    down when it fires; the blocked read returns at once and httpx raises. The
+    socket is learnt from httpx's `trace` extension when the connection is made
+    (the client keeps one connection, so the newest one is the one in use).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._timer: threading.Timer | None = None
+        self.passed = False
+
+    def trace(self, name: str, info: dict[str, Any]) -> None:
+        """httpx's trace callback: remember each new connection's socket."""
+        if name != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            with self._lock:
+                self._socket = sock
+                passed = self.passed
+            if passed:  # the deadline passed while connecting: no request on it
+                self._shut(sock)
+
+    def arm(self, seconds: float) -> None:
+        """Start the clock of one attempt."""
+        self.passed = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        """The attempt is over (whatever its result): stop the clock."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.passed = True
+            sock = self._socket
+        if sock is not None:
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        # shutdown, not close: it wakes a read blocked in the delivery thread; the
+        # base class's, so a TLS socket is shut at the TCP level too. An OSError:
+        # already closed, nothing is in flight on it.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 class WebhookSink:
     """A bus subscriber that queues events and delivers them in a thread.
 
@@ -82,7 +147,8 @@ class WebhookSink:
         url: The receiver; `user:password@` becomes a Basic Authorization header.
         outbox: The SQLite outbox file (created if missing).
         secret_file: HMAC key file, re-read at each delivery (rotation applies at once).
-        timeout: Seconds for each network step of one delivery (connect, send, read).
+        timeout: Seconds one delivery attempt may take, in all (and so each of its
+            network steps): a receiver still answering then is cut off.
         base_delay: The first retry's delay; it doubles with each failure in a row.
         max_delay: The longest delay between two attempts.
         dead_letter_after: Seconds after which an event that still fails is given up on.
@@ -150,6 +216,7 @@ class WebhookSink:
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
             transport=transport,
         )
+        self._deadline = _Deadline()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="botreg-webhook", daemon=True)
@@ -213,19 +280,33 @@ class WebhookSink:
         secret = self._secret()
         if secret:
             headers["X-Botreg-Signature"] = signature(secret, body)
+        deadline = self._deadline
+        deadline.arm(self.timeout)
         try:
-            with self._client.stream("POST", self.url, content=body, headers=headers) as response:
+            with self._client.stream(
+                "POST",
+                self.url,
+                content=body,
+                headers=headers,
+                extensions={"trace": deadline.trace},
+            ) as response:
                 read = 0
                 for chunk in response.iter_raw():
                     read += len(chunk)
-                    if read > _MAX_RESPONSE_BYTES:
+                    if read > _MAX_RESPONSE_BYTES or deadline.passed:
                         break  # the connection is dropped, not the event's result
                 status = response.status_code
-        except httpx.TimeoutException as exc:
-            raise _DeliveryError("error", f"timed out ({type(exc).__name__})") from None
+                if deadline.passed:  # an answer is only had once it is complete
+                    raise httpx.ReadTimeout("the attempt's deadline passed")
         except httpx.HTTPError as exc:
+            if deadline.passed or isinstance(exc, httpx.TimeoutException):
+                raise _DeliveryError(
+                    "error", f"timed out: no complete answer within {self.timeout:g} s"
+                ) from None
             # httpx's messages name the error, not the URL; redacted all the same
             raise _DeliveryError("error", f"{type(exc).__name__}: {redact_url(str(exc))}") from None
+        finally:
+            deadline.disarm()
         if 300 <= status < 400:  # never followed: urllib re-sent a body-less GET elsewhere
             raise _DeliveryError("redirected", f"HTTP {status} (redirects are not followed)")
         if not 200 <= status < 300:
@@ -239,20 +320,38 @@ class WebhookSink:
     def _refresh(self) -> None:
         self._depth, self._oldest = self._outbox.stats()
 
-    def _expire(self) -> None:
-        """Give up on the events that have failed for too long: they leave the line."""
-        for dead in self._outbox.expire(time.time() - self.dead_letter_after):
+    def _give_up(self, dead: list[DeadLetter]) -> None:
+        """Count, log and announce the events just moved to the dead letters."""
+        never_sent = [d for d in dead if d.attempts == 0]
+        for letter in dead:
             self.dead_lettered += 1
             self._dead_letters.inc()
+            if letter.attempts:
+                logger.warning(
+                    "webhook event %s given up on after %d attempt%s over %.0f s "
+                    "(last error: %s); `botreg events --dead-letter` lists it, `--replay` "
+                    "sends it again",
+                    letter.id,
+                    letter.attempts,
+                    "" if letter.attempts == 1 else "s",
+                    letter.dead_at - letter.queued_at,
+                    letter.last_error,
+                )
+        if never_sent:  # one line, not one per event: a long outage queues thousands
+            first, last = never_sent[0], never_sent[-1]
             logger.warning(
-                "webhook event %s given up on after %d attempts over %.0f s (%s); "
-                "`botreg events --dead-letter` lists it, `--replay` sends it again",
-                dead.id,
-                dead.attempts,
-                dead.dead_at - dead.queued_at,
-                dead.last_error,
+                "%d webhook event%s (%s%s) given up on without being sent, after %.0f s "
+                "or more in the outbox (%s); `botreg events --dead-letter` lists them, "
+                "`--replay` sends them again",
+                len(never_sent),
+                "" if len(never_sent) == 1 else "s",
+                first.id,
+                "" if first is last else f" ... {last.id}",
+                last.dead_at - last.queued_at,
+                last.last_error,
             )
-            self._notify(dead)
+        for letter in dead:
+            self._notify(letter)
 
     def _notify(self, dead: DeadLetter) -> None:
         if self.on_dead_letter is None:
@@ -296,18 +395,27 @@ class WebhookSink:
             self.failures += 1
             delay = self._backoff(failures)
             self._outbox.failed(entry.seq, str(failure))
-            self._expire()
+            dead = self._outbox.expire(
+                time.time() - self.dead_letter_after,
+                unsent_error=f"never sent: queued behind an event the receiver failed ({failure})",
+            )
             self._refresh()
+            # the attempt's line first, then the dead letters; an event given up on
+            # is not promised a retry
+            outcome = f"{self._depth} waiting"
+            if self._depth:
+                outcome += f", next attempt in {delay:.1f}s"
+            if any(letter.seq == entry.seq for letter in dead):
+                outcome = f"given up on, {outcome}"
             logger.warning(
-                "webhook delivery to %s failed: %s (event %s, attempt %d, %d waiting, "
-                "retry in %.1fs)",
+                "webhook delivery to %s failed: %s (event %s, attempt %d, %s)",
                 redact_url(self.url),
                 failure,
                 entry.id,
                 entry.attempts + 1,
-                self._depth,
-                delay,
+                outcome,
             )
+            self._give_up(dead)
             # new events do not cut the backoff short: that is what keeps a dead
             # receiver at one request per step; close() does
             self._stop.wait(timeout=delay)
