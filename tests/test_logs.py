@@ -193,6 +193,16 @@ def test_git_output_is_one_record(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "does not appear to be a git repository" in err
     for line in err.splitlines():  # git's several lines stay in their record
         assert LINE.match(line), line
+    # and in the event and the status: one line (the README promises it)
+    failed = [
+        json.loads(line)
+        for line in (tmp_path / "d" / "events.jsonl").read_text().splitlines()
+        if '"botreg.sync.failed"' in line
+    ]
+    assert failed and "\n" not in failed[-1]["data"]["error"]
+    assert "does not appear to be a git repository" in failed[-1]["data"]["error"]
+    status = json.loads((tmp_path / "d" / "status.json").read_text())
+    assert "\n" not in status["conditions"]["FetchFailed"]["message"]
 
 
 def test_a_rejected_commit_logs_each_finding_bounded_and_status_shows_them(

@@ -400,8 +400,9 @@ class Syncer:
             head = self.mirror.fetch(self.should_stop)
         except FetchError as exc:
             durations["fetch"] = time.monotonic() - t
-            self.status.set_condition("FetchFailed", True, "FetchFailed", str(exc))
-            raise _PhaseError("fetch", str(exc)) from None
+            message = " ".join(str(exc).split())  # git's stderr: one line in events and status
+            self.status.set_condition("FetchFailed", True, "FetchFailed", message)
+            raise _PhaseError("fetch", message) from None
         durations["fetch"] = time.monotonic() - t
         self.status.set_condition("FetchFailed", False, "Fetched")
         self.status.update(last_fetch=datetime.now(UTC).isoformat(timespec="seconds"))

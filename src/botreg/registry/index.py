@@ -384,6 +384,8 @@ class ResolvedBots:
         # one attribute, swapped whole, so a reader never pairs a commit with another's
         # results: (commit, environment blob, (bot blob, environment blob) -> resolved)
         self._state: tuple[str, str, dict[tuple[str, str], _Resolved]] = ("", "", {})
+        # GET /bots's body for (commit, environment blob, resolved map): joined once
+        self._bots_body: tuple[tuple[str, str, int], bytes] | None = None
         self._environment: tuple[str, dict[str, Any]] = ("", {})  # its blob, its data
 
     def close(self) -> None:
@@ -493,13 +495,19 @@ class ResolvedBots:
         from botreg.secrets import dumps_strict, mask_value
 
         snapshot, env_blob, resolved = self._current()
+        key = (snapshot.commit, env_blob, id(resolved))
+        cached = self._bots_body
+        if cached is not None and cached[0] == key:  # the whole body, once per commit
+            return cached[1]
         commit = dumps_strict(mask_value(snapshot.commit, "commit"))
         parts = []
         for bot_id in snapshot.ids:
             found = resolved.get((snapshot.bots[bot_id].blob, env_blob))
             if found is not None:
                 parts.append(self._item_json(bot_id, commit, found))
-        return ("[" + ", ".join(parts) + "]").encode()
+        body = ("[" + ", ".join(parts) + "]").encode()
+        self._bots_body = (key, body)
+        return body
 
     def bot_json(self, bot_id: str) -> bytes | None:
         """`GET /bots/{bot_id}` as JSON (see `bots_json`), or None: O(1)."""
