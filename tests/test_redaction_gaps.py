@@ -9,6 +9,7 @@ as a URL's user name, a key that is a token, and BR107 echoing a long number.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -406,3 +407,26 @@ def test_secrets_named_in_quoted_text_and_on_command_lines(text: str, shown: str
     from botreg.secrets import mask_text
 
     assert mask_text(text) == shown
+
+
+def test_a_query_token_in_the_source_never_rests_in_the_mirror_config(tmp_path: Path) -> None:
+    """`--source https://host/repo.git?private_token=...`: mirror.git/config (0644)
+    keeps the masked URL; git gets the real one from the daemon's environment."""
+    import subprocess
+
+    from botreg.git.mirror import GitMirror
+
+    source = "https://git.example.invalid/team/bots.git?private_token=QueryTok3n9981"
+    mirror = GitMirror(tmp_path / "mirror.git", source, "main")
+    config = (tmp_path / "mirror.git" / "config").read_text()
+    assert "QueryTok3n9981" not in config and "private_token=" in config
+    assert "QueryTok3n9981" not in mirror.url
+    env = {**os.environ, **mirror._environment()}
+    url = subprocess.run(
+        ["git", "--git-dir", str(tmp_path / "mirror.git"), "ls-remote", "--get-url", "origin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert url == source  # what git fetches from is the real URL

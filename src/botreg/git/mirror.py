@@ -121,6 +121,7 @@ class GitMirror:
         self.credentials = credentials or Credentials()
         self.timeout = timeout
         self._authorization: str | None = None  # from userinfo in an http(s) --source
+        self._secret_url: str | None = None  # the source URL with a query credential
         self._busy = threading.Lock()  # a fetch and a gc never run at once
         if (path / "HEAD").is_file():
             self.repo = git.Repo(path)
@@ -138,7 +139,13 @@ class GitMirror:
             return Path(source).resolve().as_uri()  # a local path
         # never at rest in mirror.git/config: sent as a header at each fetch instead
         bare, self._authorization = split_url_credentials(source)
-        return bare
+        shown = redact_url(bare)
+        if shown != bare:
+            # a credential in the query (`?private_token=`): the config file keeps the
+            # masked URL, and git rewrites it to the real one from our environment
+            # (`url.<real>.insteadOf`), which only this process and git see
+            self._secret_url = bare
+        return shown
 
     @property
     def url(self) -> str:
@@ -160,14 +167,16 @@ class GitMirror:
                 raise FetchError(f"cannot read the token file: {exc.strerror}") from None
             basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
             authorization = f"Basic {basic}"
+        config: list[tuple[str, str]] = []
         if authorization is not None:
-            env.update(
-                {
-                    "GIT_CONFIG_COUNT": "1",
-                    "GIT_CONFIG_KEY_0": "http.extraHeader",
-                    "GIT_CONFIG_VALUE_0": f"Authorization: {authorization}",
-                }
-            )
+            config.append(("http.extraHeader", f"Authorization: {authorization}"))
+        if self._secret_url is not None:
+            config.append((f"url.{self._secret_url}.insteadOf", self._remote_url))
+        for n, (key, value) in enumerate(config):  # git's config from the environment
+            env[f"GIT_CONFIG_KEY_{n}"] = key
+            env[f"GIT_CONFIG_VALUE_{n}"] = value
+        if config:
+            env["GIT_CONFIG_COUNT"] = str(len(config))
         if self.credentials.ssh_key_file is not None:
             key = shlex.quote(str(self.credentials.ssh_key_file))
             env["GIT_SSH_COMMAND"] = (
