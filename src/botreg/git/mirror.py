@@ -214,6 +214,7 @@ class GitMirror:
         executable = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
         git_dir = self.path.resolve()  # a relative data dir must not resolve against cwd twice
         command = [executable, f"--git-dir={git_dir}", "fetch", "--prune", "--no-tags"]
+        command += ["--no-write-fetch-head"]  # it would record the URL, query token included
         command += ["origin", refspec]
         env = {**os.environ, **self._environment(), "LC_ALL": "C", "LANGUAGE": "C"}
         stop = should_stop or (lambda: False)
