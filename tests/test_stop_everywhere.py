@@ -407,3 +407,30 @@ def test_the_timestamp_gauges_are_restored_at_start_up_and_set_by_each_fetch(
     families = {f.name: f for f in text_string_to_metric_families(d.metrics.render().decode())}
     assert families["botreg_last_fetch_timestamp_seconds"].type == "gauge"
     assert families["botreg_last_fetch_timestamp_seconds"].documentation
+
+
+def test_a_commit_that_moves_the_store_ingests_everything_into_the_new_one(
+    git_registry: Path, tmp_path: Path
+) -> None:
+    """Before: the ledger's records (of the old store) skipped every file as
+    unchanged, so the new store stayed empty while the daemon said ready."""
+    from sync_helpers import SyncHarness, commit
+
+    data = tmp_path / "data"
+    harness = SyncHarness(git_registry.as_uri(), data)
+    try:
+        assert harness.sync().result == "synced"
+        before = harness.stored("billing")
+        assert before
+        env = git_registry / "environments/development.yaml"
+        env.write_text(env.read_text().replace("path: chroma ", "path: chroma-moved "))
+        commit(git_registry, "move the store")
+        result = harness.sync()
+        assert result.result == "synced", result.error
+        assert result.counts["chunks_embedded"] > 0
+        assert harness.stored("billing") == before  # the same chunks, in the new store
+        assert (data / "chroma-moved").is_dir()
+        again = harness.sync()
+        assert again.result == "noop"
+    finally:
+        harness.close()
