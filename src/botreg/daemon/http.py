@@ -436,7 +436,10 @@ class _Server(uvicorn.Server):
             self._accepting = False
 
     def _open(self) -> int:
-        return len(self.server_state.connections) + len(self._connecting)
+        # a finished connect is already among the connections (its discard callback
+        # may not have run yet): counted twice it paused accepting below the ceiling
+        pending = sum(1 for task in self._connecting if not task.done())
+        return len(self.server_state.connections) + pending
 
     def _accept(self) -> None:
         assert self._loop is not None and self._factory is not None
@@ -459,7 +462,13 @@ class _Server(uvicorn.Server):
             conn.setblocking(False)
             task = self._loop.create_task(self._connect(conn))
             self._connecting.add(task)
-            task.add_done_callback(self._connecting.discard)
+            task.add_done_callback(self._connected)
+
+    def _connected(self, task: asyncio.Task[None]) -> None:
+        """A connect finished: if accepting paused while it was pending, the slot it
+        held may be free now (a connect that failed, or a count that has settled)."""
+        self._connecting.discard(task)
+        self.resume()
 
     async def _connect(self, conn: socket.socket) -> None:
         assert self._loop is not None and self._factory is not None
