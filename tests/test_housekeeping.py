@@ -1229,3 +1229,31 @@ def test_a_batch_of_events_is_fsynced_once_and_durable_across_a_rotation(
     synced.clear()
     bus.publish(event(99))  # outside a batch: durable at once, as before
     assert len(synced) == 1
+
+
+def test_deletions_made_by_sync_once_count_towards_compaction(
+    git_registry: Path, tmp_path: Path
+) -> None:
+    """`sync --once` deleted 9,000 chunks and the ledger recorded none: a daemon
+    started afterwards saw a dead share of 0 and never compacted."""
+    from botreg.cli import main
+    from botreg.knowledge.ledger import Ledger
+    from sync_helpers import commit
+
+    data = tmp_path / "data"
+    bulk = git_registry / "knowledge/billing/bulk.md"
+    bulk.write_text("# Bulk\n\n" + _bulk(60))
+    commit(git_registry, "bulk")
+    once = ["sync", "--source", str(git_registry), "--data-dir", str(data), "--once"]
+    assert main(once) == 0
+    bulk.unlink()
+    commit(git_registry, "drop bulk")
+    assert main(once) == 0
+    ledger = Ledger(data / "ledger.sqlite")
+    try:
+        state = ledger.domain("billing")
+        assert state is not None
+        dead = int(ledger.get("store.dead_chunks." + state.collection, "0") or 0)
+    finally:
+        ledger.close()
+    assert dead >= 60

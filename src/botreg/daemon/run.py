@@ -192,6 +192,9 @@ class Daemon:
         """One cycle (`--once`): 0 synced or nothing to do, 1 rejected or failed."""
         with self._running():
             assert self.syncer is not None
+            # no housekeeping runs in --once, but what it needs is recorded: the chunks
+            # this cycle deletes count towards a later daemon's compaction
+            Housekeeper.for_syncer(self.syncer, self.options.housekeeping, self._stop.is_set)
             result = self._cycle(self.syncer)
             self._after_cycle(result)
             return result.exit_code
