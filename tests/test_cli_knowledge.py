@@ -177,3 +177,19 @@ def test_ingest_refuses_a_knowledge_file_holding_a_private_key(
         capsys, "query", "--repo", "registry", "--domain", "product", "-k", "50", "deploy key"
     )
     assert code == 0 and body[64:128] not in out and body[3000:3064] not in out
+
+
+def test_ingest_into_a_moved_store_fills_it(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`botreg ingest` after the environment names another store path: the ledger's
+    records described the old store, so every file was skipped as unchanged and the
+    new store stayed empty."""
+    assert run(capsys, "ingest", "--repo", "registry")[0] == 0
+    env = repo / "environments/development.yaml"
+    env.write_text(env.read_text().replace("path: chroma ", "path: chroma-moved "))
+    code, out, err = run(capsys, "ingest", "--repo", "registry", "--format", "json")
+    assert code == 0 and "the store moved" in err
+    doc = json.loads(out)
+    assert all(r["chunks_embedded"] > 0 for r in doc["results"])
+    assert (Path(".botreg") / "chroma-moved").is_dir()
+    code, out, _ = run(capsys, "query", "--repo", "registry", "--domain", "billing", "orders")
+    assert code == 0 and out.startswith("1. ")

@@ -106,13 +106,14 @@ def _progress_printer(domain: list[str]) -> Any:
 
 @contextmanager
 def _manager(
-    args: argparse.Namespace, *, progress: Any = None
+    args: argparse.Namespace, *, progress: Any = None, writing: bool = False
 ) -> Iterator[KnowledgeIngestionManager]:
     from botreg.datadir import DataDir
     from botreg.knowledge.ingest import KnowledgeIngestionManager
     from botreg.knowledge.ledger import Ledger
     from botreg.registry.source import WorkingTreeSource
     from botreg.registry.view import RegistryView
+    from botreg.secrets import mask_text
     from botreg.store.chroma import ChromaStore
 
     repo = Path(args.repo)
@@ -124,6 +125,14 @@ def _manager(
     with confinement.use_store_policy(policy), data_dir.locked(f"botreg {args.command}"):
         ledger = Ledger(data_dir.ledger)  # first: a damaged ledger must not leave a store open
         store = ChromaStore(settings.store, data_dir.root, policy)
+        if writing:  # another store than the ledger's records describe: fill it
+            moved = ledger.follow_store(settings.store.identity)
+            if moved:
+                print(
+                    f"botreg: the store moved ({mask_text(moved)} -> "
+                    f"{mask_text(settings.store.identity)}): ingesting every domain into it",
+                    file=sys.stderr,
+                )
         try:
             yield KnowledgeIngestionManager(
                 view.source,
@@ -207,7 +216,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     _check_domain_names(args.domain)
     current = [""]
     printer = _progress_printer(current)
-    with _manager(args, progress=printer) as manager:
+    with _manager(args, progress=printer, writing=True) as manager:
         domains = manager.domains()
         unknown = sorted(set(args.domain) - set(domains))
         if unknown:

@@ -61,7 +61,6 @@ APPLIED_KEY = "sync.applied_commit"
 MAX_FINDINGS = 200  # findings kept in the status and the rejected event: bounded
 MAX_FAILED_FILES = 200  # refused knowledge files a cycle result keeps (the log shows 50)
 REJECTED_KEY = "sync.rejected_commit"
-STORE_KEY = "sync.store"  # which store the ledger's records describe
 
 
 @dataclass(frozen=True)
@@ -604,32 +603,14 @@ class Syncer:
 
     def _follow_store_move(self, settings: StoreSettings) -> None:
         """A commit that points the environment at another store (a new path, host,
-        tenant or database) gets every domain ingested there: the ledger's records
-        describe the old store, and would skip every file as unchanged, leaving the
-        new store empty while the status says ready. The old store is left as it is."""
-        identity = "|".join(
-            str(v)
-            for v in (
-                settings.type,
-                settings.path if settings.type == "persistent" else "",
-                settings.host,
-                settings.port if settings.type != "persistent" else "",
-                settings.tenant,
-                settings.database,
-            )
-        )
-        recorded = self.ledger.get(STORE_KEY)
-        if recorded and recorded != identity:
+        tenant or database) gets every domain ingested there (`Ledger.follow_store`)."""
+        moved = self.ledger.follow_store(settings.identity)
+        if moved:
             logger.warning(
                 "the store moved (%s -> %s): ingesting every domain into the new store",
-                mask_text(recorded),
-                mask_text(identity),
+                mask_text(moved),
+                mask_text(settings.identity),
             )
-            for state in self.ledger.domains():
-                self.ledger.forget_collection(state.collection)
-                self.ledger.forget_domain(state.domain)
-        if recorded != identity:
-            self.ledger.put(STORE_KEY, identity)
 
     def _apply(
         self, source: GitTreeSource, head: str, applied: str, failed_files: list[dict[str, str]]

@@ -63,6 +63,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+_STORE_KEY = "sync.store"  # which store the records describe (`follow_store`)
+
+
 class IngestionStatus(StrEnum):
     """Where a domain's ingestion stands (as in the seed)."""
 
@@ -368,6 +371,27 @@ class Ledger:
         with self.transaction() as db:
             db.execute("DELETE FROM chunks WHERE collection = ?", (collection,))
             db.execute("DELETE FROM files WHERE collection = ?", (collection,))
+
+    def follow_store(self, identity: str) -> str:
+        """Record which store the ledger describes; if it was another one, forget every
+        domain's records so the next ingest fills the new store (instead of skipping
+        every file as unchanged and leaving it empty). Returns the previous identity
+        when the store moved, else "". The old store itself is left as it is."""
+        recorded = self.get(_STORE_KEY)
+        if recorded == identity:
+            return ""
+        moved = recorded if recorded else ""
+        with self.transaction() as db:
+            if moved:
+                db.execute("DELETE FROM chunks")
+                db.execute("DELETE FROM files")
+                db.execute("DELETE FROM domains")
+            db.execute(
+                "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "value=excluded.value",
+                (_STORE_KEY, _text(identity)),
+            )
+        return moved
 
     # --- free-form values (the daemon's applied commit, ...) -------------------------
 

@@ -64,6 +64,23 @@ class StoreSettings:
     # variables of the operator's environment expanded into the section (names, not values)
     operator_vars: tuple[str, ...] = ()
 
+    @property
+    def identity(self) -> str:
+        """Which store this is (where its data lives), without any credential: the
+        ledger records it, so a move to another store is noticed."""
+        persistent = self.type == "persistent"
+        return "|".join(
+            str(v)
+            for v in (
+                self.type,
+                self.path if persistent else "",
+                "" if persistent else self.host,
+                "" if persistent else self.port,
+                self.tenant,
+                self.database,
+            )
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingSettings:
