@@ -94,6 +94,42 @@ def _disk_usage(path: Path) -> tuple[int, int]:
     return total, loose
 
 
+class _Killed(Exception):  # noqa: N818 - internal: git was killed
+    def __init__(self, stopped: bool) -> None:
+        super().__init__("stopped" if stopped else "timed out")
+        self.stopped = stopped
+
+
+def _run_git(
+    command: list[str], cwd: Path, env: dict[str, str], timeout: float, stop: Callable[[], bool]
+) -> tuple[int, bytes]:
+    """Run git in its own process group, asking `stop` every 0.1 s; `(returncode,
+    stderr)`. A stop or the timeout kills the group (git's helpers: remote-https,
+    ssh, repack, prune too) and raises `_Killed`. OSError if git cannot start."""
+    proc = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _out, err = proc.communicate(timeout=0.1)
+            return proc.returncode, err
+        except subprocess.TimeoutExpired:
+            stopping = stop()
+            if not stopping and time.monotonic() < deadline:
+                continue
+            with suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise _Killed(stopping) from None
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """Where credentials come from (files, read at each fetch)."""
@@ -226,37 +262,17 @@ class GitMirror:
         self, command: list[str], git_dir: Path, env: dict[str, str], stop: Callable[[], bool]
     ) -> str:
         try:
-            # its own process group: a kill reaches git's helpers (remote-https, ssh) too
-            proc = subprocess.Popen(
-                command,
-                cwd=git_dir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
+            returncode, err = _run_git(command, git_dir, env, self.timeout, stop)
         except OSError as exc:
             raise FetchError(f"cannot run git: {exc.strerror or exc}") from None
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                _out, err = proc.communicate(timeout=0.1)
-                break
-            except subprocess.TimeoutExpired:
-                stopping = stop()
-                if not stopping and time.monotonic() < deadline:
-                    continue
-                with suppress(OSError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-                if stopping:
-                    raise FetchInterrupted("fetch interrupted by a stop") from None
-                raise FetchError(
-                    f"fetch of {redact_url(self.source)} {self.branch} failed: "
-                    f"timed out after {self.timeout:g} s"
-                ) from None
-        if proc.returncode != 0:
+        except _Killed as killed:
+            if killed.stopped:
+                raise FetchInterrupted("fetch interrupted by a stop") from None
+            raise FetchError(
+                f"fetch of {redact_url(self.source)} {self.branch} failed: "
+                f"timed out after {self.timeout:g} s"
+            ) from None
+        if returncode != 0:
             detail = redact_url(err.decode("utf-8", "replace").strip())
             raise FetchError(
                 f"fetch of {redact_url(self.source)} {self.branch} failed: {detail[-500:]}"
@@ -306,36 +322,17 @@ class GitMirror:
             bytes_before, loose_before = _disk_usage(self.path)
             self.clean_stale_locks()
             try:
-                proc = subprocess.Popen(
-                    command,
-                    cwd=git_dir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,  # a kill reaches repack and prune too
-                )
+                returncode, err = _run_git(command, git_dir, env, timeout, stop)
             except OSError as exc:
                 raise MaintenanceError(f"cannot run git gc: {exc.strerror or exc}") from None
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    _out, err = proc.communicate(timeout=0.1)
-                    break
-                except subprocess.TimeoutExpired:
-                    stopping = stop()
-                    if not stopping and time.monotonic() < deadline:
-                        continue
-                    with suppress(OSError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.communicate()
-                    self.clean_stale_locks()  # what the killed gc held: the mirror stays usable
-                    if stopping:
-                        raise MaintenanceInterrupted("git gc interrupted by a stop") from None
-                    raise MaintenanceError(
-                        f"git gc of the mirror failed: timed out after {timeout:g} s"
-                    ) from None
-            if proc.returncode != 0:
+            except _Killed as killed:
+                self.clean_stale_locks()  # what the killed gc held: the mirror stays usable
+                if killed.stopped:
+                    raise MaintenanceInterrupted("git gc interrupted by a stop") from None
+                raise MaintenanceError(
+                    f"git gc of the mirror failed: timed out after {timeout:g} s"
+                ) from None
+            if returncode != 0:
                 detail = " ".join(err.decode("utf-8", "replace").split())[-300:]
                 raise MaintenanceError(f"git gc of the mirror failed: {detail}")
             bytes_after, loose_after = _disk_usage(self.path)
