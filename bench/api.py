@@ -33,7 +33,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import build_registry
+from sync import commit, git
 
 from botreg.api.git_backend import GitRegistryBackend, applied_commit
 from botreg.api.reload import RegistryPoller
@@ -62,18 +62,6 @@ TARGETS = {
     "GET /bots": "< 200 ms",
     "poll, no change": "< 50 ms",
 }
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def commit(repo: Path, message: str) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
 
 
 def timed(call: Callable[[], Any]) -> float:

@@ -20,55 +20,27 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from sync import commit, git
+
 from botreg.daemon.housekeeping import Housekeeper, HousekeepingOptions
 from botreg.daemon.metrics import Metrics
 from botreg.daemon.status import DaemonStatus
 from botreg.daemon.sync import Syncer, SyncOptions
+from botreg.datadir import disk_bytes
 from botreg.events import EventBus
 from botreg.events.log import EventLog, rotated_logs
 from botreg.resources import template_dir
 
-ENV = {
-    **os.environ,
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=ENV, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def commit(repo: Path, message: str) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
-
 
 def du(*paths: Path) -> int:
-    total = 0
-    for path in paths:
-        if path.is_file():
-            total += path.stat().st_blocks * 512
-            continue
-        for root, _dirs, files in os.walk(path):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(root, name)).st_blocks * 512
-                except OSError:
-                    continue
-    return total
+    return sum(disk_bytes(path) for path in paths)
 
 
 def process() -> dict[str, int]:
@@ -190,8 +162,7 @@ def main() -> int:
                 print(f"  {step} commits, {time.monotonic() - started:.0f} s", file=sys.stderr)
         if keeper is not None:  # what a daemon left running would have done by now
             time.sleep(3)
-            for task in keeper.tasks:
-                keeper._schedule(task, 0)
+            keeper.run_all()
             cycle()
         end = sample(data)
         elapsed = time.monotonic() - started

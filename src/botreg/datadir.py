@@ -19,7 +19,14 @@ from pathlib import Path
 from botreg.errors import BotregError, UsageError
 from botreg.secrets import redact_url
 
-__all__ = ["RESERVED_NAMES", "DataDir", "DataDirError", "DataDirLockedError", "is_reserved"]
+__all__ = [
+    "RESERVED_NAMES",
+    "DataDir",
+    "DataDirError",
+    "DataDirLockedError",
+    "disk_bytes",
+    "is_reserved",
+]
 
 
 # What botreg itself keeps at the top of a data dir: an embedded store folder
@@ -120,3 +127,18 @@ class DataDir:
             yield
         finally:
             handle.close()  # closing releases the lock
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes on disk of a file, or of every file below a folder, counted in blocks as
+    `du` counts them (a 200-byte file takes a whole block); 0 if it is gone."""
+    if path.is_file():
+        return path.stat().st_blocks * 512
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue  # removed meanwhile
+    return total

@@ -24,7 +24,6 @@ a compaction dropped a collection, with its readers held off by a
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import sqlite3
@@ -34,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from botreg.datadir import disk_bytes
 from botreg.errors import BotregError
 from botreg.store.settings import StoreSettings
 from botreg.validation.confinement import (
@@ -446,7 +446,7 @@ class ChromaStore:
         """Bytes an embedded store takes on disk (None for a server)."""
         if self.settings.type == "http":
             return None
-        return _disk_bytes(Path(self.location))
+        return disk_bytes(Path(self.location))
 
     def remove_orphan_segments(self) -> int:
         """Remove the index folders of dropped collections (embedded store); returns bytes.
@@ -473,19 +473,7 @@ class ChromaStore:
         freed = 0
         for folder in folders:
             if folder.name not in known:
-                size = _disk_bytes(folder)
+                size = disk_bytes(folder)
                 shutil.rmtree(folder, ignore_errors=True)
-                freed += size - (_disk_bytes(folder) if folder.exists() else 0)
+                freed += size - (disk_bytes(folder) if folder.exists() else 0)
         return freed
-
-
-def _disk_bytes(path: Path) -> int:
-    """Bytes on disk below `path` (blocks, as `du` counts them)."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except OSError:
-                continue
-    return total
