@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from botreg.registry.source import WorkingTreeSource
 from botreg.validation.runner import Report, validate_registry
@@ -27,3 +30,15 @@ def write(root: Path, rel: str, text: str | bytes) -> Path:
     else:
         target.write_text(text, encoding="utf-8")
     return target
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30, step: float = 0.05) -> Any:
+    """Poll until `condition()` gives something true and return it (a bound on
+    waiting, not a timed assertion); AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s")

@@ -26,18 +26,8 @@ from botreg.daemon.run import Daemon, DaemonOptions
 from botreg.daemon.sync import SyncOptions
 from botreg.events.log import read_events
 from conftest import git
-from helpers import write
+from helpers import wait_for, write
 from sync_helpers import commit
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s")
 
 
 def events(data: Path) -> list[dict[str, Any]]:

@@ -27,19 +27,9 @@ from botreg.events.log import read_events
 from botreg.knowledge.ingest import IngestInterrupted
 from botreg.knowledge.ledger import IngestionStatus
 from conftest import git
-from helpers import write
+from helpers import wait_for, write
 from knowledge_helpers import Harness
 from sync_helpers import commit
-
-
-def wait_for(condition: Any, timeout: float = 30, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s")
 
 
 def bulk(repo: Path, files: int, sections: int, domain: str = "product") -> None:

@@ -18,7 +18,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,7 +42,7 @@ from botreg.secrets import (
     mask_text,
     redact_url,
 )
-from helpers import codes, validate
+from helpers import codes, validate, wait_for
 from sync_helpers import commit
 
 PEM_LINES = ("MIIEowIBAAKCAQEAzQ7PemBodySecretLine1", "Kx9PemSecondLine4RtVb")
@@ -131,16 +130,6 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s")
 
 
 def logged_types(data: Path) -> str:

@@ -27,16 +27,7 @@ from botreg.daemon.sync import SyncOptions
 from botreg.events import CloudEvent
 from botreg.events.outbox import DeadLetter, Outbox
 from botreg.events.webhook import WebhookSink
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20, step: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s")
+from helpers import wait_for
 
 
 class Receiver:
