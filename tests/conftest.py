@@ -65,3 +65,12 @@ def _no_ceilings_from_outside(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
             monkeypatch.delenv(name)
     yield
     set_ceilings(None)  # `--max-...` flags put their ceilings in force for the process
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh redis-server on 127.0.0.1 for this test; its URL (db 0)."""
+    from tests.redis_server import redis_server
+
+    with redis_server(tmp_path / "redis") as port:
+        yield f"redis://127.0.0.1:{port}/0"
