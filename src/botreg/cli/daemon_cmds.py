@@ -89,6 +89,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="give up on a webhook event still failing after this long: it becomes a dead "
         "letter (`botreg events --dead-letter`) and stops holding the line (default 86400)",
     )
+    rs = p.add_argument_group("events on a Redis stream (see README 'Events on Redis Streams')")
+    rs.add_argument(
+        "--events-redis",
+        metavar="URL",
+        help="also append every event to a Redis stream: redis://[:PASSWORD@]HOST:PORT/DB, "
+        "rediss://... (TLS) or unix:///PATH; a Redis down only delays events (they wait in "
+        "the outbox)",
+    )
+    rs.add_argument(
+        "--events-stream",
+        default="botreg:events",
+        metavar="NAME",
+        help="the stream's key (default botreg:events)",
+    )
+    rs.add_argument(
+        "--events-maxlen",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="trim the stream to about N entries at each append (XADD MAXLEN ~; default "
+        "100000, at least 1000 so a follower away for a restart still finds its place)",
+    )
     p.add_argument("--token-file", type=Path, metavar="F", help="HTTPS token (re-read each fetch)")
     p.add_argument("--ssh-key-file", type=Path, metavar="F", help="SSH private key for the source")
     p.add_argument(
@@ -210,6 +232,7 @@ def run_sync(args: argparse.Namespace) -> int:
             remember_secret_file(path)
     if args.api_token_file is not None:
         _check_api_token_file(args.api_token_file)
+    _check_events_redis(args)
     housekeeping = _housekeeping_options(args)
     from botreg.daemon.logs import configured_logging
 
@@ -239,9 +262,40 @@ def run_sync(args: argparse.Namespace) -> int:
                 webhook_dead_letter_after=args.webhook_dead_letter_after,
                 stale_after=args.stale_after,
                 housekeeping=housekeeping,
+                events_redis=args.events_redis,
+                events_stream=args.events_stream,
+                events_maxlen=args.events_maxlen,
             ),
         )
         return daemon.run_once() if args.once else daemon.run()
+
+
+def _check_events_redis(args: argparse.Namespace) -> None:
+    """--events-redis, --events-stream and --events-maxlen, as usage errors (exit 2)."""
+    from botreg.events.redis_stream import (
+        MIN_MAXLEN,
+        check_redis_url,
+        check_stream_name,
+        remember_redis_credentials,
+    )
+
+    if args.events_redis is not None:
+        remember_redis_credentials(args.events_redis)  # masked in every output from now on
+        try:
+            check_redis_url(args.events_redis)
+        except ValueError as exc:  # the message shows the URL redacted
+            raise UsageError(f"--events-redis {exc}") from None
+    try:
+        check_stream_name(args.events_stream)
+    except ValueError as exc:
+        raise UsageError(f"--events-stream: {exc}") from None
+    if args.events_maxlen < MIN_MAXLEN:
+        # trimming removes whole stream nodes (100 entries): a smaller stream would
+        # drop what a follower away for a restart has not read yet
+        raise UsageError(
+            f"--events-maxlen {args.events_maxlen}: at least {MIN_MAXLEN}, so a follower "
+            "away for a restart still finds its place in the stream (default 100000)"
+        )
 
 
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}

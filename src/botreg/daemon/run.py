@@ -47,6 +47,7 @@ from botreg.errors import UsageError
 from botreg.events import CloudEvent, EventBus, event_id
 from botreg.events.bus import stdout_sink
 from botreg.events.log import EventLog
+from botreg.events.redis_stream import DEFAULT_MAXLEN, DEFAULT_STREAM, RedisStreamSink
 from botreg.events.webhook import DEAD_LETTER_AFTER, WebhookSink
 from botreg.registry.index import ResolvedBots
 from botreg.registry.layout import escape_unsafe
@@ -74,6 +75,10 @@ class DaemonOptions:
     # seconds without a successful fetch before /readyz fails (None: default_stale_after)
     stale_after: float | None = None
     housekeeping: HousekeepingOptions = field(default_factory=HousekeepingOptions)
+    # --events-redis: append every event to this Redis stream (None: no Redis sink)
+    events_redis: str | None = None
+    events_stream: str = DEFAULT_STREAM
+    events_maxlen: int = DEFAULT_MAXLEN
 
 
 def _parse_listen(listen: str) -> tuple[str, int]:
@@ -110,6 +115,28 @@ def _check_webhook_url(url: str) -> None:
             f"--webhook {redact_url(url)}: expected an http:// or https:// URL with a host "
             "(for example https://hooks.example.com/botreg)"
         )
+
+
+def _check_events_redis(options: DaemonOptions) -> None:
+    """--events-redis, --events-stream, --events-maxlen checked before anything opens."""
+    from botreg.events.redis_stream import (
+        check_redis_url,
+        check_stream_name,
+        remember_redis_credentials,
+    )
+
+    assert options.events_redis is not None
+    remember_redis_credentials(options.events_redis)  # before a message can quote it
+    try:
+        check_redis_url(options.events_redis)
+    except ValueError as exc:  # the message shows the URL redacted
+        raise UsageError(f"--events-redis {exc}") from None
+    try:
+        check_stream_name(options.events_stream)
+    except ValueError as exc:
+        raise UsageError(f"--events-stream: {exc}") from None
+    if options.events_maxlen < 1:
+        raise UsageError("--events-maxlen must be at least 1")
 
 
 def _watched_refs(source: str) -> list[Path]:
@@ -153,6 +180,7 @@ class Daemon:
         self.http: DaemonHTTP | None = None
         self.syncer: Syncer | None = None
         self.webhook: WebhookSink | None = None
+        self.redis_stream: RedisStreamSink | None = None
         self.bus: EventBus | None = None
         self.readiness: Readiness | None = None
         self.stale_after = (
@@ -368,6 +396,8 @@ class Daemon:
     def _running(self) -> Iterator[None]:
         if self.options.webhook:  # before anything is opened or locked
             _check_webhook_url(self.options.webhook)
+        if self.options.events_redis:
+            _check_events_redis(self.options)
         with self.data.locked(f"botreg sync {self.sync_options.source}"):
             # what the previous run saved: the staleness clock and the timestamp gauges
             # go on from there rather than from this start
@@ -409,6 +439,19 @@ class Daemon:
                     on_dead_letter=self._dead_lettered,
                 )
                 self.bus.subscribe(self.webhook)
+            if self.options.events_redis:
+                # never connects here: a Redis down at start-up only delays the events
+                try:
+                    self.redis_stream = RedisStreamSink(
+                        self.options.events_redis,
+                        self.data.root / "outbox.sqlite",
+                        stream=self.options.events_stream,
+                        maxlen=self.options.events_maxlen,
+                        metrics=self.metrics,
+                    )
+                except ValueError as exc:  # the message is redacted
+                    raise UsageError(f"--events-redis {exc}") from None
+                self.bus.subscribe(self.redis_stream)
             self.syncer = Syncer(
                 self.sync_options, self.bus, status, self.metrics, should_stop=self.stopping
             )
@@ -435,6 +478,8 @@ class Daemon:
                         (self.data.root / "daemon.json").unlink()
                 if self.webhook is not None:
                     self.webhook.close(drain=2)
+                if self.redis_stream is not None:
+                    self.redis_stream.close(drain=2)
                 status.update(running=False)
                 status.save()
                 self.syncer.close()

@@ -130,7 +130,7 @@ def check_redis_url(url: str) -> str:
     if parts.scheme == "unix":
         if not parts.path:
             raise ValueError(f"{problem} (a unix:// URL needs the socket's path)")
-        return shown
+        return _client_reads(url, shown, problem)
     if not parts.hostname:
         raise ValueError(f"{problem} (no host)")
     if port == 0:
@@ -138,6 +138,20 @@ def check_redis_url(url: str) -> str:
     db = unquote(parts.path).strip("/")
     if db and not db.isdigit():
         raise ValueError(f"{problem} (the path is the database number, e.g. /0)")
+    return _client_reads(url, shown, problem)
+
+
+def _client_reads(url: str, shown: str, problem: str) -> str:
+    """The redacted URL if redis-py reads its query parameters too (`?db=`, `?ssl_*=`)."""
+    from redis.connection import parse_url
+
+    try:
+        parse_url(url)
+        # a parameter no connection takes (`?foo=`) fails only when one is made;
+        # making one (unconnected) finds it now, not at the first event
+        redis.Redis.from_url(url).connection_pool.make_connection().disconnect()
+    except (ValueError, TypeError) as exc:  # its messages name the parameter, not the value
+        raise ValueError(f"{problem} ({redact_url(str(exc)).rstrip('.')})") from None
     return shown
 
 
@@ -227,6 +241,15 @@ class RedisStreamSink:
             "botreg_redis_append_duration_seconds",
             "Time of one MULTI/EXEC append of a batch to the Redis stream, whatever its result",
         )
+        # no client-side retries: the thread's backoff is the only one, and each call
+        # is bounded by the socket timeouts
+        self._client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
         self._outbox = Outbox(outbox, sink=REDIS)
         # read at scrape time from what the thread last saw: the age keeps growing
         # while it sleeps out a backoff
@@ -238,15 +261,6 @@ class RedisStreamSink:
             "botreg_redis_outbox_oldest_age_seconds",
             "Age of the oldest event waiting for the Redis stream: the stream's lag (0 when empty)",
         ).set_function(self._oldest_age)
-        # no client-side retries: the thread's backoff is the only one, and each call
-        # is bounded by the socket timeouts
-        self._client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
         self._last_seq = 0  # the newest seq this sink queued (0: none yet)
         self._progress = threading.Condition()
         self._wake = threading.Event()
