@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from tests.redis_server import redis_server
 
 from botreg.cli import main
 from botreg.daemon.metrics import Metrics
@@ -21,7 +22,6 @@ from botreg.events.log import read_events
 from botreg.events.outbox import Outbox
 from botreg.events.redis_stream import REDIS, RedisStreamSink
 from helpers import wait_for
-from tests.redis_server import redis_server
 
 STREAM = "botreg:events"
 
@@ -230,6 +230,10 @@ def _sync(*args: str) -> int:
     return main(["sync", "--once", "--listen", "off", *args])
 
 
+def _sync_to(source: Path, data: Path, url: str) -> int:
+    return _sync("--source", str(source), "--data-dir", str(data), "--events-redis", url)
+
+
 def test_sync_once_appends_exactly_the_runs_events_in_log_order(
     git_registry: Path, redis_url: str, tmp_path: Path
 ) -> None:
@@ -255,7 +259,7 @@ def test_redis_down_at_start_up_queues_then_delivers_in_order(
     with redis_server(folder) as port:
         pass  # a port that was free, now refused
     url = f"redis://127.0.0.1:{port}/0"
-    assert _sync("--source", str(git_registry), "--data-dir", str(data), "--events-redis", url) == 0
+    assert _sync_to(git_registry, data, url) == 0
     logged = [e["id"] for e in read_events(data / "events.jsonl")]
     outbox = Outbox(data / "outbox.sqlite", sink=REDIS)
     try:
@@ -264,7 +268,7 @@ def test_redis_down_at_start_up_queues_then_delivers_in_order(
         outbox.close()
     with redis_server(folder, port):
         # nothing new to sync: the events of the first run go out at this start
-        assert _sync("--source", str(git_registry), "--data-dir", str(data), "--events-redis", url) == 0
+        assert _sync_to(git_registry, data, url) == 0
         assert [g["id"] for g in entries(url)] == logged
 
 
@@ -322,7 +326,7 @@ def test_the_password_never_reaches_a_log_line_an_error_or_an_event(
     admin = redis.Redis.from_url(redis_url)
     admin.config_set("requirepass", PASSWORD)
     admin.close()
-    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    port = redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
     good = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
     # a wrong password: the server refuses, the errors are logged
     wrong = f"redis://botreg:{PASSWORD[::-1]}@127.0.0.1:{port}/0?password={PASSWORD[::-1]}"
@@ -334,7 +338,7 @@ def test_the_password_never_reaches_a_log_line_an_error_or_an_event(
     finally:
         sink.close()
     data = tmp_path / "data"
-    assert _sync("--source", str(git_registry), "--data-dir", str(data), "--events-redis", good) == 0
+    assert _sync_to(git_registry, data, good) == 0
     got = entries_with_password(port)
     assert got and [g["id"] for g in got] == [e["id"] for e in read_events(data / "events.jsonl")]
     out, err = capsys.readouterr()
