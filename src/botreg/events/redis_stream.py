@@ -143,13 +143,11 @@ def check_redis_url(url: str) -> str:
 
 def _client_reads(url: str, shown: str, problem: str) -> str:
     """The redacted URL if redis-py reads its query parameters too (`?db=`, `?ssl_*=`)."""
-    from redis.connection import parse_url
-
     try:
-        parse_url(url)
-        # a parameter no connection takes (`?foo=`) fails only when one is made;
-        # making one (unconnected) finds it now, not at the first event
-        redis.Redis.from_url(url).connection_pool.make_connection().disconnect()
+        # from_url reads the query (`?db=x` fails here); a parameter no connection
+        # takes (`?foo=`) fails only when one is made: making one, unconnected,
+        # finds it now rather than at the first event
+        redis.Redis.from_url(url).connection_pool.make_connection()
     except (ValueError, TypeError) as exc:  # its messages name the parameter, not the value
         raise ValueError(f"{problem} ({redact_url(str(exc)).rstrip('.')})") from None
     return shown
