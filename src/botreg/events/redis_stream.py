@@ -320,7 +320,9 @@ class RedisStreamSink:
             self.flush(drain)
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+        # a short grace even without a drain: an append in flight to a healthy Redis
+        # takes milliseconds, and cutting it off would append its batch twice
+        self._thread.join(timeout=min(0.5, max(0.1, deadline - time.monotonic())))
         if self._thread.is_alive():
             # a reply that never comes: shutting the sockets down wakes the blocked
             # read at once (redis-py's disconnect calls shutdown(SHUT_RDWR))
@@ -384,6 +386,8 @@ class RedisStreamSink:
                     self._stop.wait(timeout=self._backoff(failures))
                     continue
                 except Exception as exc:  # a bug must not end deliveries for good
+                    if self._stop.is_set():
+                        return  # a call cut off by close() fails in its own way
                     failures += 1
                     logger.error("Redis stream delivery failed: %s: %s", type(exc).__name__, exc)
                     self._stop.wait(timeout=self._backoff(failures))
