@@ -20,7 +20,8 @@ from botreg.errors import BotregError
 from botreg.events import CloudEvent
 from botreg.events.log import read_events
 from botreg.events.outbox import Outbox
-from botreg.events.redis_stream import REDIS, RedisStreamSink
+from botreg.events.redis_stream import REDIS, RedisStreamSink, remember_redis_credentials
+from botreg.secrets import mask_text
 from helpers import wait_for
 
 STREAM = "botreg:events"
@@ -363,3 +364,13 @@ def entries_with_password(port: str) -> list[dict[str, Any]]:
         return [fields for _id, fields in client.xrange(STREAM)]
     finally:
         client.close()
+
+
+def test_the_user_name_is_not_made_a_secret(tmp_path: Path) -> None:
+    # a user name such as `botreg` registered as a secret would mask the word in
+    # every later message of the process ("***: error: not a *** registry")
+    remember_redis_credentials(f"redis://botreg:{PASSWORD}@127.0.0.1:6379/0")
+    assert mask_text("botreg: error: not a botreg registry") == (
+        "botreg: error: not a botreg registry"
+    )
+    assert mask_text(f"AUTH botreg {PASSWORD}") == "AUTH botreg ***"

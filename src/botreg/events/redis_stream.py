@@ -89,24 +89,26 @@ class Fence(Protocol):
 
 
 def remember_redis_credentials(url: str) -> None:
-    """Register the password and user name of a Redis URL as secrets of the process.
+    """Register the password of a Redis URL as a secret of the process.
 
     Call it before anything can print the URL or an error about it: from then on
-    `mask_text` (every log line, error message and event) masks them.
+    `mask_text` (every log line, error message and event) masks it. The user
+    name is not registered: it is no secret (`default`, `botreg` would be masked
+    in every message), and `redact_url` drops the whole userinfo of a URL anyway.
     """
-    values: list[str | None] = []
+    values: list[str] = []
     try:
         parts = urlsplit(url)
-        values += [parts.password, parts.username]
+        if parts.password:
+            values.append(parts.password)
         for name, found in parse_qs(parts.query).items():
-            if name.lower() in ("password", "username", "user"):
+            if name.lower() == "password":
                 values.extend(found)
     except ValueError:  # unparsable: redact_url still drops the userinfo
         pass
     for value in values:
-        if value:
-            remember_secret(value)
-            remember_secret(unquote(value))
+        remember_secret(value)
+        remember_secret(unquote(value))
 
 
 def check_redis_url(url: str) -> str:
