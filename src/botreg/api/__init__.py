@@ -4,6 +4,7 @@ from botreg.api.backends import InMemoryBackend, RegistryBackend
 from botreg.api.caching import CachingRegistryManager, ConfigCachingManager
 from botreg.api.git_backend import GitRegistryBackend, RegistryValidationError
 from botreg.api.models import Registration, ReloadMode, ResolvedConfig
+from botreg.api.redis_follower import RedisEventFollower
 from botreg.api.reload import EventLogFollower, HotReloadManager, RegistryPoller
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "GitRegistryBackend",
     "HotReloadManager",
     "InMemoryBackend",
+    "RedisEventFollower",
     "Registration",
     "RegistryBackend",
     "RegistryPoller",

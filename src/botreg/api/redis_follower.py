@@ -126,6 +126,7 @@ class RedisEventFollower:
         self._thread: threading.Thread | None = None
         self._client: Any = None
         self._down = False  # inside an outage: its warning was given
+        self._gap_check = False  # set on (re)connect; done by the thread, not start()'s caller
         self._name = redact_url(url)
 
     # -- the EventSource face -------------------------------------------------
@@ -212,7 +213,7 @@ class RedisEventFollower:
             else:
                 self._cursor = "0-0" if self.start_id in ("0", "") else self.start_id
             return
-        self._check_gap(client, self._cursor)
+        self._gap_check = True  # resuming: were entries trimmed while away?
 
     def _position_group(self, client: Any) -> None:
         import redis
@@ -222,9 +223,7 @@ class RedisEventFollower:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-            for group in client.xinfo_groups(self.stream):
-                if _text(group.get("name")) == self.group:
-                    self._check_gap(client, _text(group.get("last-delivered-id", "0-0")))
+            self._gap_check = True  # an existing group: were entries trimmed past it?
 
     def _last_id(self, client: Any) -> str:
         info = self._stream_info(client)
@@ -240,19 +239,26 @@ class RedisEventFollower:
         return info
 
     def _check_gap(self, client: Any, cursor: str) -> None:
-        """Deliver a gap event if entries after `cursor` were trimmed away."""
-        if cursor in ("0", "0-0"):
+        """Deliver a gap event if entries after `cursor` were trimmed away.
+
+        Trimming removes the oldest entries first: while the cursor's own entry
+        is still there, nothing after it went. Without it, entries after the
+        cursor were lost when the stream starts past the cursor and something
+        was ever removed from it (a Redis restarted empty removed nothing).
+        """
+        if cursor in ("0", "0-0") or client.xrange(self.stream, cursor, cursor, count=1):
             return
         info = self._stream_info(client)
         if not info:
             return
         first = info.get("first-entry")
         first_id = _text(first[0]) if first else ""
-        deleted = info.get("max-deleted-entry-id")  # Redis >= 7: exact
-        if deleted is not None:
-            lost = _parse_id(_text(deleted)) > _parse_id(cursor)
-        else:  # older servers: a first entry past the cursor may mean trimmed entries
-            lost = bool(first_id) and _parse_id(first_id) > _parse_id(cursor)
+        added, length = info.get("entries-added"), info.get("length", 0)
+        removed = added is None or int(added) > int(length)  # unknown before Redis 7
+        deleted = _parse_id(_text(info.get("max-deleted-entry-id") or "0-0"))
+        lost = deleted > _parse_id(cursor) or (
+            removed and bool(first_id) and _parse_id(first_id) > _parse_id(cursor)
+        )
         if not lost:
             return
         logger.warning(
@@ -281,7 +287,7 @@ class RedisEventFollower:
                 if self._client is None:
                     self._connect()
                     if self._down:
-                        logger.warning("redis event stream at %s is back", self._name)
+                        logger.info("redis event stream at %s is back", self._name)
                         self._down = False
                     delay = 0.1
                 if self.group is not None:
@@ -312,6 +318,9 @@ class RedisEventFollower:
 
     def _read_broadcast(self) -> None:
         assert self._cursor is not None
+        if self._gap_check:
+            self._check_gap(self._client, self._cursor)
+            self._gap_check = False
         reply = self._client.xread(
             {self.stream: self._cursor}, count=self.count, block=self.block_ms
         )
@@ -326,6 +335,11 @@ class RedisEventFollower:
             self._check_gap(self._client, self._cursor)
 
     def _read_group(self) -> None:
+        if self._gap_check:
+            for group in self._client.xinfo_groups(self.stream):
+                if _text(group.get("name")) == self.group:
+                    self._check_gap(self._client, _text(group.get("last-delivered-id", "0-0")))
+            self._gap_check = False
         # own pending entries first (a restart under the same name), then new ones
         pending = self._entries(
             self._client.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=self.count)
