@@ -2,6 +2,7 @@
 
 from botreg.api.backends import InMemoryBackend, RegistryBackend
 from botreg.api.caching import CachingRegistryManager, ConfigCachingManager
+from botreg.api.events import Event, EventType, create_event_bus
 from botreg.api.git_backend import GitRegistryBackend, RegistryValidationError
 from botreg.api.models import Registration, ReloadMode, ResolvedConfig
 from botreg.api.redis_follower import RedisEventFollower
@@ -10,7 +11,9 @@ from botreg.api.reload import EventLogFollower, HotReloadManager, RegistryPoller
 __all__ = [
     "CachingRegistryManager",
     "ConfigCachingManager",
+    "Event",
     "EventLogFollower",
+    "EventType",
     "GitRegistryBackend",
     "HotReloadManager",
     "InMemoryBackend",
@@ -21,4 +24,5 @@ __all__ = [
     "RegistryValidationError",
     "ReloadMode",
     "ResolvedConfig",
+    "create_event_bus",
 ]
