@@ -24,8 +24,15 @@ import redis
 from tests.helpers import wait_for
 from tests.redis_server import redis_server
 
-from botreg.api import HotReloadManager, InMemoryBackend, RedisEventFollower, ReloadMode
+from botreg.api import (
+    HotReloadManager,
+    HTTPRegistryBackend,
+    InMemoryBackend,
+    RedisEventFollower,
+    ReloadMode,
+)
 from botreg.api.caching import CachingRegistryManager, bots_to_invalidate
+from botreg.errors import BotregError
 from botreg.events.model import CloudEvent
 
 STREAM = "botreg:events"
@@ -391,3 +398,66 @@ def test_malformed_entries_are_skipped_and_the_follower_keeps_going(
     finally:
         follower.stop()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_the_http_backend_reads_a_daemons_bots(git_registry: Path, tmp_path: Path) -> None:
+    from tests.test_daemon import Running
+
+    daemon = Running(str(git_registry), tmp_path / "data")
+    try:
+        served = wait_for(lambda: daemon.get("/bots")[1])  # once its first cycle applied
+
+        async def scenario() -> None:
+            backend = HTTPRegistryBackend(daemon.url)
+            await backend.initialize()
+            assert await backend.list_ids() == sorted(b["bot_id"] for b in served)
+            assert await backend.count() == len(served)
+            guide = await backend.get("product-guide")
+            assert guide is not None and guide.config["llm"]["model"] == "gpt-4o-mini"
+            assert await backend.get("no-such-bot") is None
+            assert not await backend.exists("no-such-bot")
+            with pytest.raises(BotregError, match="read-only"):
+                await backend.register("x", {})
+            await backend.close()
+
+        asyncio.run(scenario())
+    finally:
+        daemon.stop()
+
+
+def test_the_http_backend_asks_for_the_followers_applied_commit() -> None:
+    import httpx
+
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.params.get("at") == "c2":
+            return httpx.Response(409, json={"error": "commit c2 is not applied here"})
+        item = {"bot_id": "a", "config": {"x": 1}, "status": "active"}
+        return httpx.Response(200, json=item, headers={"X-Botreg-Commit": "c1"})
+
+    follower = RedisEventFollower("redis://app:T0psecretT0ken@127.0.0.1:1/0")
+    backend = HTTPRegistryBackend(
+        "http://daemon:8080",
+        token="Bearer-s3cret-t0ken",
+        consistent_with=follower,
+        transport=httpx.MockTransport(answer),
+    )
+
+    async def scenario() -> None:
+        assert (await backend.get("a")) is not None  # nothing applied yet: no `at`
+        assert "at" not in seen[-1].url.params
+        assert seen[-1].headers["Authorization"] == "Bearer Bearer-s3cret-t0ken"
+        follower.applied_commit = "c1"
+        registration = await backend.get("a/b")
+        assert registration is not None and registration.commit == "c1"
+        assert seen[-1].url.params["at"] == "c1"
+        assert seen[-1].url.raw_path.startswith(b"/bots/a%2Fb")
+        follower.applied_commit = "c2"
+        with pytest.raises(BotregError, match=r"HTTP 409.*c2") as caught:
+            await backend.get("a")
+        assert "s3cret" not in str(caught.value)
+        await backend.close()
+
+    asyncio.run(scenario())
