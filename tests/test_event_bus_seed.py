@@ -193,3 +193,15 @@ def test_bus_configs(tmp_path: Path) -> None:
     assert (bus.url, bus.stream) == ("rediss://cache.internal:6380/0", "s")
     with pytest.raises(TypeError, match="subscribe"):
         create_event_bus({"backend": "memory"}).subscribe("topic-without-handler")
+
+
+def test_importing_the_api_loads_neither_redis_nor_httpx() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, botreg.api\n"
+        "print(sorted({'redis', 'httpx'} & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
