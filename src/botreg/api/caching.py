@@ -49,7 +49,11 @@ def bots_to_invalidate(event: CloudEvent) -> set[str]:
     if event.type.startswith("botreg.bot."):
         bot_id = event.data.get("bot_id")
         return {str(bot_id)} if bot_id else {ALL}
-    if event.type in ("botreg.environment.changed", "botreg.sync.history_rewritten"):
+    if event.type in (
+        "botreg.environment.changed",
+        "botreg.sync.history_rewritten",
+        "botreg.events.gap",  # a follower missed events (stream trimmed): any bot may be stale
+    ):
         return {ALL}
     return set()
 
