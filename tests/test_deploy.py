@@ -13,9 +13,11 @@ import json
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -38,7 +40,7 @@ from tests.compose_processes import (
 from botreg.cli import build_parser
 from botreg.resources import template_dir
 from botreg.store.settings import KnowledgeSettings
-from helpers import codes, validate
+from helpers import codes, validate, wait_for
 
 DEPLOY = PROJECT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -64,18 +66,22 @@ def _sync_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse_sync(args: list[str]) -> argparse.Namespace:
-    """`botreg sync` arguments through botreg's own parser, the pending flags set aside."""
-    parser = _sync_parser()
-    known = set(parser._option_string_actions)
-    kept: list[str] = []
-    rest = iter(args)
+def _without_pending(argv: list[str]) -> list[str]:
+    """`botreg sync` arguments without the pending flags this branch's parser lacks."""
+    known = set(_sync_parser()._option_string_actions)
+    out: list[str] = []
+    rest = iter(argv)
     for arg in rest:
         if arg in PENDING_FLAGS and arg not in known:
             next(rest)  # its value
             continue
-        kept.append(arg)
-    return build_parser().parse_args(kept)
+        out.append(arg)
+    return out
+
+
+def _parse_sync(args: list[str]) -> argparse.Namespace:
+    """`botreg sync` arguments through botreg's own parser, the pending flags set aside."""
+    return build_parser().parse_args(_without_pending(args))
 
 
 def _flag(args: list[str], flag: str) -> str:
@@ -531,3 +537,53 @@ def test_compose_redis_and_chroma_run_as_local_processes(local: dict[str, Any]) 
     for service in (redis, chroma):
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", service.port)) != 0
+
+
+def test_compose_daemon_syncs_the_stack_environment_into_the_chroma_service(
+    tmp_path: Path,
+) -> None:
+    """The compose file's chroma and daemon-a, as processes: the committed compose
+    environment reaches the Chroma service through CHROMA_HOST/PORT and --store-host,
+    and the API answers with the secret's token (and not without it)."""
+    registry = tmp_path / "registry"
+    shutil.copytree(template_dir(), registry)
+    shutil.copy(ENVIRONMENT, registry / "environments" / "compose.yaml")
+    for args in (("init", "-q", "-b", "main"), ("add", "-A"), ("commit", "-q", "-m", "init")):
+        subprocess.run(["git", *args], cwd=registry, check=True, capture_output=True)
+    services = translate(tmp_path / "stack", {"BOTREG_SOURCE": str(registry)})
+    chroma, daemon = services["chroma"], services["daemon-a"]
+    daemon.argv = _without_pending(daemon.argv)
+    token = Path(_flag(daemon.argv, "--api-token-file")).read_text().strip()
+    with started([chroma, daemon]) as procs:
+
+        def get(path: str, auth: bool = True) -> tuple[int, Any]:
+            request = urllib.request.Request(f"http://{daemon.address}{path}")
+            if auth:
+                request.add_header("Authorization", f"Bearer {token}")
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                with exc:
+                    return exc.code, exc.read()
+
+        wait_for(lambda: get("/readyz", auth=False)[0] == 200, timeout=60, step=0.2)
+        status, bots = get("/bots")
+        assert status == 200
+        assert sorted(b["bot_id"] for b in bots) == sorted(
+            p.stem for p in (registry / "bots").glob("*.yaml")
+        )
+        assert get("/bots", auth=False)[0] == 401
+        # the knowledge went to the compose chroma service, not an embedded store
+        import chromadb
+        from chromadb.config import Settings
+
+        client = chromadb.HttpClient(
+            host="127.0.0.1", port=chroma.port, settings=Settings(anonymized_telemetry=False)
+        )
+        assert client.list_collections(), "no collection in the Chroma service"
+        assert not (daemon.folder / "data" / "chroma").exists()
+        procs["daemon-a"].send_signal(signal.SIGTERM)
+        assert procs["daemon-a"].wait(timeout=30) == 0
+    log = (daemon.folder / "output.log").read_text()
+    assert token not in log
