@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
@@ -270,10 +269,26 @@ async def _run(settings: Settings, out: TextIO) -> int:
 
         async def invalidate_all(self) -> int:
             count = await super().invalidate_all()
-            if not self.closing:
-                for bot_id in await self.backend.list_ids():
-                    self.reload(bot_id)
+            if not self.closing:  # an environment change, a rewritten history, a gap
+                task = asyncio.get_running_loop().create_task(self.reload_all())
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
             return count
+
+        async def reload_all(self) -> None:
+            """Load every bot the daemons serve, retried until one answers."""
+            delay = settings.retry_seconds
+            while not self.closing:
+                try:
+                    bot_ids = await self.backend.list_ids()
+                except Exception as exc:  # a daemon restarting, a failover: retry
+                    print(f"example-app: listing bots failed ({exc}); retrying", file=sys.stderr)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _MAX_RETRY_DELAY)
+                    continue
+                for bot_id in bot_ids:
+                    self.reload(bot_id)
+                return
 
     bots = Bots()
     hot = HotReloadManager(backend, bots, event_bus=follower, mode=ReloadMode.EVENT_DRIVEN)
@@ -293,15 +308,9 @@ async def _run(settings: Settings, out: TextIO) -> int:
     await hot.initialize()  # subscribed before the follower starts: no event missed
     await asyncio.to_thread(follower.start)
     try:
-        while not stop.is_set():  # the first load: every bot, retried until a daemon answers
-            try:
-                for bot_id in await backend.list_ids():
-                    bots.reload(bot_id)
-                break
-            except Exception as exc:
-                print(f"example-app: listing bots failed ({exc}); retrying", file=sys.stderr)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), settings.retry_seconds)
+        first = loop.create_task(bots.reload_all())  # the first load: every bot
+        bots.tasks.add(first)
+        first.add_done_callback(bots.tasks.discard)
         await stop.wait()
     finally:
         bots.closing = True
