@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import re
 import shlex
 import shutil
@@ -587,3 +588,117 @@ def test_compose_daemon_syncs_the_stack_environment_into_the_chroma_service(
         assert procs["daemon-a"].wait(timeout=30) == 0
     log = (daemon.folder / "output.log").read_text()
     assert token not in log
+
+
+# The example app's loop with stand-ins for the parts not on this branch yet
+# (RedisEventFollower: the daemon's event log followed by EventLogFollower;
+# HTTPRegistryBackend: a JSON file of the served configs). Everything between them
+# (HotReloadManager, CachingRegistryManager, the Invalidator holding a commit's
+# events until it completes) is botreg's real code.
+_STAND_INS = """
+import json, runpy, sys
+from pathlib import Path
+
+import botreg.api as api
+from botreg.api import EventLogFollower
+from botreg.api.models import Registration
+
+STATE, LOG, APP = (Path(a) for a in sys.argv[1:4])
+
+
+class Follower(EventLogFollower):
+    def __init__(self, url, stream="botreg:events", *, cursor_file=None, **_):
+        super().__init__(LOG, poll=0.05)
+        self.applied_commit = ""
+        self.subscribe(self._applied)  # first: set before the other subscribers run
+
+    def _applied(self, event):
+        if event.type == "botreg.sync.completed":
+            self.applied_commit = event.data["to"]
+
+
+class Backend:
+    def __init__(self, url, token=None, *, consistent_with=None):
+        assert token, "the API token file was not read"
+
+    async def get(self, bot_id):
+        state = json.loads(STATE.read_text())
+        config = state["bots"].get(bot_id)
+        return None if config is None else Registration(bot_id, config, commit=state["commit"])
+
+    async def list_ids(self):
+        return sorted(json.loads(STATE.read_text())["bots"])
+
+
+api.RedisEventFollower, api.HTTPRegistryBackend = Follower, Backend
+sys.argv = [str(APP), *sys.argv[4:]]
+runpy.run_path(str(APP), run_name="__main__")
+"""
+
+
+def test_example_app_reloads_what_the_events_name_and_stops_on_sigterm(tmp_path: Path) -> None:
+    from botreg.events.model import CloudEvent
+
+    app = load_app()
+    state, log, token = tmp_path / "state.json", tmp_path / "events.jsonl", tmp_path / "token"
+    token.write_text("an-api-token-of-the-stack\n")
+    log.touch()
+    bots = {"a": {"name": "A", "v": 1}, "b": {"name": "B"}, "c": {"name": "C"}}
+    state.write_text(json.dumps({"commit": "c1", "bots": bots}))
+    script = tmp_path / "stand_ins.py"
+    script.write_text(_STAND_INS)
+    env = {
+        "BOTREG_REDIS_URL": "redis://:a-redis-password@127.0.0.1:1/0",
+        "BOTREG_REGISTRY_URL": "http://127.0.0.1:1",
+        "BOTREG_API_TOKEN_FILE": str(token),
+        "BOTREG_APP_NAME": "app-1",
+    }
+    out = tmp_path / "out.jsonl"
+    with open(out, "wb") as stdout, open(tmp_path / "err.txt", "wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(state), str(log), str(APP)],
+            env={**os.environ, **env},
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:
+
+        def lines() -> list[dict[str, Any]]:
+            return [json.loads(x) for x in out.read_text().splitlines() if x.strip()]
+
+        first = wait_for(lambda: len(lines()) >= 3 and lines())
+        assert {(r["bot_id"], r["commit"], r["config_sha256"]) for r in first} == {
+            (b, "c1", app.config_hash(c)) for b, c in bots.items()
+        }
+        assert all(r["app"] == "app-1" and r["status"] == "loaded" for r in first)
+
+        def publish(*events: CloudEvent) -> None:
+            with open(log, "a") as handle:
+                for event in events:
+                    handle.write(event.to_json() + "\n")
+
+        # commit c2 changes a and removes c: the app reloads exactly those, at c2
+        changed = {"a": {"name": "A", "v": 2}, "b": bots["b"]}
+        publish(CloudEvent("botreg.bot.updated", "s", "e1", data={"bot_id": "a", "commit": "c2"}))
+        publish(CloudEvent("botreg.bot.removed", "s", "e2", data={"bot_id": "c", "commit": "c2"}))
+        state.write_text(json.dumps({"commit": "c2", "bots": changed}))  # the daemon applies
+        publish(CloudEvent("botreg.sync.completed", "s", "e3", data={"to": "c2"}))
+        after = wait_for(lambda: len(lines()) >= 5 and lines()[3:])
+        assert sorted((r["bot_id"], r["status"], r["commit"]) for r in after) == [
+            ("a", "loaded", "c2"),
+            ("c", "removed", "c2"),
+        ]
+        assert next(r for r in after if r["bot_id"] == "a")["config_sha256"] == app.config_hash(
+            changed["a"]
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = (tmp_path / "err.txt").read_text()
+    assert "Traceback" not in err
+    assert "a-redis-password" not in err + out.read_text()
+    assert "an-api-token-of-the-stack" not in err + out.read_text()
+    assert len(lines()) == 5  # b was not reloaded: nothing named it
