@@ -103,6 +103,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="F",
         help="bearer token the HTTP API requires (needed beyond loopback)",
     )
+    ha = p.add_argument_group("high availability (see README 'High availability')")
+    ha.add_argument(
+        "--ha-redis",
+        metavar="URL",
+        help="run as one of several daemons of one registry and one Chroma server: a lease "
+        "in this Redis (redis://, rediss:// or unix://) elects the leader, the others serve "
+        "reads and take over; with --once, exit 1 if another daemon holds the lease",
+    )
+    ha.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="the leader's lease (at least 1; default 15): a dead leader is replaced within "
+        "two lease periods",
+    )
+    ha.add_argument(
+        "--ha-group",
+        metavar="NAME",
+        help="daemons with the same group share one lease (default: derived from the source, "
+        "branch and environment)",
+    )
     hk = p.add_argument_group("housekeeping (between cycles; see README 'Housekeeping')")
     hk.add_argument(
         "--events-max-bytes",
@@ -210,6 +232,7 @@ def run_sync(args: argparse.Namespace) -> int:
             remember_secret_file(path)
     if args.api_token_file is not None:
         _check_api_token_file(args.api_token_file)
+    _check_ha_flags(args)
     housekeeping = _housekeeping_options(args)
     from botreg.daemon.logs import configured_logging
 
@@ -239,9 +262,26 @@ def run_sync(args: argparse.Namespace) -> int:
                 webhook_dead_letter_after=args.webhook_dead_letter_after,
                 stale_after=args.stale_after,
                 housekeeping=housekeeping,
+                ha_redis=args.ha_redis,
+                lease_seconds=args.lease_seconds,
+                ha_group=args.ha_group,
             ),
         )
         return daemon.run_once() if args.once else daemon.run()
+
+
+def _check_ha_flags(args: argparse.Namespace) -> None:
+    """The HA flags, checked before anything starts (usage errors, exit 2)."""
+    if not math.isfinite(args.lease_seconds) or args.lease_seconds < 1:
+        raise UsageError(f"--lease-seconds {args.lease_seconds:g}: must be at least 1 (default 15)")
+    if args.ha_redis is not None:
+        from botreg.daemon.lease import check_redis_url
+
+        check_redis_url(args.ha_redis)  # also remembers its password as a secret
+    elif args.ha_group is not None:
+        raise UsageError("--ha-group needs --ha-redis URL (the Redis the group's lease is in)")
+    if args.ha_group is not None and not args.ha_group.strip():
+        raise UsageError("--ha-group: give a non-empty name")
 
 
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
