@@ -251,14 +251,14 @@ def _botreg(tmp_path: Path, name: str, *args: str) -> subprocess.Popen[str]:
         "XDG_STATE_HOME": str(tmp_path / "state"),
         "BOTREG_TEST_EMBED_DELAY": "0.5",
     }
-    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - the process owns it
-    return subprocess.Popen(
-        [sys.executable, "-m", "botreg", *args],
-        env=environ,
-        text=True,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
+    with open(tmp_path / f"{name}.log", "w") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "botreg", *args],
+            env=environ,
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
 
 
 def _stored(ledger_file: Path) -> int:

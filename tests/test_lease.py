@@ -172,3 +172,22 @@ def test_adoption_rebuilds_the_records_ingest_would_have(
             fresh.close()
     finally:
         h.close()
+
+
+def test_once_leads_records_the_commit_releases_and_warns_of_an_embedded_store(
+    git_registry: Path, tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    password_url = redis_url.replace("redis://", "redis://:s3cret-pass@")
+    args = ["sync", "--source", str(git_registry), "--data-dir", str(tmp_path / "d"), "--once"]
+    # (redis-py sends the password; this server needs none): it is never shown
+    assert main([*args, "--ha-redis", password_url, "--ha-group", "g", "--log-level", "debug"]) == 0
+    err = capsys.readouterr().err
+    assert "s3cret-pass" not in err and "Traceback" not in err
+    assert "embedded store" in err  # each daemon would keep its own store
+    probe = Lease(redis_url, "g", 5)
+    try:
+        head = git_registry.joinpath(".git/refs/heads/main").read_text().strip()
+        assert SharedState(probe).read().commit == head  # recorded as applied
+        assert probe.client.get("botreg:ha:g:lease") is None  # released at the exit
+    finally:
+        probe.close()
