@@ -227,6 +227,8 @@ def adopt_store(
                 )
             offset += len(ids)
         adopted[name] = records
+    # the records now describe this store: a later apply must not take it for a move
+    ledger.follow_store(store.settings.identity)
     ledger.adopt(adopted, ADOPTED_BLOB)
     record_domains(ledger, domains, commit)
     return sum(len(records) for records in adopted.values())

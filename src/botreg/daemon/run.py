@@ -379,8 +379,17 @@ class Daemon:
             except Exception as exc:  # the cycle re-fetches; the events start from ours
                 logger.warning("could not serve the leader's commit before leading: %s", exc)
         if state.writer != lease.holder:
-            # the ledger may not describe the store: rebuild it at the first apply
+            # the ledger may not describe the store: rebuild it now if the applied
+            # commit's store opens (housekeeping must not act on stale records), else
+            # at the first apply, once the commit names the store
             syncer.adopt_pending = (state.domains, state.commit)
+            if syncer.store is None and state.commit:
+                self._open_applied_store(syncer, syncer.status)
+            if syncer.store is not None:
+                try:
+                    syncer.adopt(syncer.store)
+                except Exception as exc:  # retried at the first apply
+                    logger.warning("could not adopt the store yet: %s: %s", type(exc).__name__, exc)
         self._published = (state.commit, state.domains)
         self._set_role("leader", token)
         return True

@@ -641,7 +641,7 @@ class Syncer:
             raise _PhaseError("apply", str(exc)) from None
         self._follow_store_move(settings.store)
         if self.adopt_pending is not None:
-            self._adopt(store)
+            self.adopt(store)
         manager = KnowledgeIngestionManager(
             source,
             store,
@@ -741,12 +741,16 @@ class Syncer:
         totals["files_failed"] = files_failed
         return totals
 
-    def _adopt(self, store: ChromaStore) -> None:
+    def adopt(self, store: ChromaStore) -> None:
         """A takeover: rebuild the ledger's records from the shared store (see
-        `botreg.daemon.ha.adopt_store`) before the first ingest as leader."""
+        `botreg.daemon.ha.adopt_store`) before the first write as leader.
+
+        Uses and clears `adopt_pending` (nothing to do if it is None).
+        """
         from botreg.daemon.ha import adopt_store
 
-        assert self.adopt_pending is not None
+        if self.adopt_pending is None:
+            return
         domains, commit = self.adopt_pending
         started = time.monotonic()
         chunks = adopt_store(store, self.ledger, domains, commit)
