@@ -191,3 +191,43 @@ def test_once_leads_records_the_commit_releases_and_warns_of_an_embedded_store(
         assert probe.client.get("botreg:ha:g:lease") is None  # released at the exit
     finally:
         probe.close()
+
+
+class _Sink:
+    """Stands in for the Redis Streams sink (contract section 3): records flushes."""
+
+    def __init__(self, delivered: bool) -> None:
+        self.delivered = delivered
+        self.timeouts: list[float] = []
+
+    def flush(self, timeout: float) -> bool:
+        self.timeouts.append(timeout)
+        return self.delivered
+
+
+def test_the_applied_commit_is_recorded_only_once_the_stream_sink_flushed(
+    git_registry: Path, tmp_path: Path, redis_url: str
+) -> None:
+    from botreg.daemon.run import Daemon, DaemonOptions
+    from botreg.daemon.sync import SyncOptions
+
+    def once(sink: _Sink) -> int:
+        daemon = Daemon(
+            SyncOptions(git_registry.as_uri(), data_dir=tmp_path / "d"),
+            DaemonOptions(listen=None, ha_redis=redis_url, lease_seconds=3, ha_group="g"),
+        )
+        daemon.redis_sink = sink  # type: ignore[attr-defined]  # where STREAM wires it
+        return daemon.run_once()
+
+    probe = Lease(redis_url, "g", 5)
+    try:
+        down = _Sink(delivered=False)
+        assert once(down) == 0
+        assert down.timeouts == [3.0]  # waited up to one lease period
+        assert SharedState(probe).read().commit == ""  # events not out: not applied
+        up = _Sink(delivered=True)
+        assert once(up) == 0  # a noop cycle: the commit is recorded now
+        head = git_registry.joinpath(".git/refs/heads/main").read_text().strip()
+        assert up.timeouts == [3.0] and SharedState(probe).read().commit == head
+    finally:
+        probe.close()
