@@ -670,6 +670,9 @@ class Daemon:
                 self.sync_options, self.bus, status, self.metrics, should_stop=self.stopping
             )
             status.update(role=self.role)
+            if self.options.listen:
+                # /bots and /readyz are at the new commit before anyone hears it applied
+                self.syncer.before_completed = self.read_model.warm
             if self.options.ha_redis is not None:
                 self._start_ha(self.options.ha_redis, self.syncer)
             last_fetch = status_timestamp(saved.get("last_fetch"))

@@ -200,6 +200,8 @@ class Syncer:
         self._store_metrics_done = False  # applied commit and chunk gauges set once
         self._applied_label = ""  # the commit botreg_applied_commit_info shows
         self._chunk_domains: set[str] = set()  # the domains botreg_chunks shows
+        # called once a commit is applied, before `botreg.sync.completed` is published
+        self.before_completed: Callable[[], None] | None = None
         # HA: checked before every store write and event publish (None: no HA)
         self.fence: Fence | None = None
         # HA: set by a takeover; the next apply rebuilds the ledger's records from the
@@ -539,6 +541,13 @@ class Syncer:
         self.ledger.put(APPLIED_KEY, head)
         self.ledger.put(REJECTED_KEY, "")
         self.status.update(applied_commit=head)
+        if self.before_completed is not None:
+            try:  # e.g. the daemon's read model: a reader told "completed" gets the new commit
+                self.before_completed()
+            except Exception as exc:  # the read then loads it; the commit is applied
+                # a stop also ends the git children the load uses: not a fault then
+                level = logging.DEBUG if self.should_stop() else logging.WARNING
+                logger.log(level, "could not prepare reads of %s: %s", head[:12], _short(exc))
         self._emit(
             "botreg.sync.completed",
             "",
