@@ -105,7 +105,7 @@ def test_http_surface(
     wait_for(lambda: completed(tmp_path / "data"))
     assert d.get("/healthz") == (200, "ok\n")
     status, ready = d.get("/readyz")
-    assert (status, ready) == (200, {"ready": True, "reasons": []})
+    assert (status, ready) == (200, {"ready": True, "reasons": [], "role": "single"})
     status, doc = d.get("/status")
     head = git(git_registry, "rev-parse", "HEAD").strip()
     assert status == 200 and doc["applied_commit"] == head

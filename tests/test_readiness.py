@@ -57,7 +57,9 @@ def test_a_restarted_daemon_is_ready_and_answers_queries_without_a_new_commit(
     assert first.stop() == 0
     again = start(daemons, git_registry, data, interval=3600)
     # before: 503 "store unreachable" until someone pushed (the store opened on apply)
-    wait_for(lambda: again.get("/readyz") == (200, {"ready": True, "reasons": []}))
+    wait_for(
+        lambda: again.get("/readyz") == (200, {"ready": True, "reasons": [], "role": "single"})
+    )
     assert ready_condition(again)["status"] == "True"  # /status agrees
     status, found = again.get("/knowledge/billing/query?q=purchase+orders&k=2")
     assert status == 200 and len(found["results"]) == 2
@@ -94,7 +96,7 @@ def test_a_rejected_head_keeps_a_serving_daemon_ready(
     synced_at = time.monotonic()
     while time.monotonic() - synced_at < 4.0:  # past --stale-after since the last apply
         time.sleep(0.1)
-    assert d.get("/readyz") == (200, {"ready": True, "reasons": []})
+    assert d.get("/readyz") == (200, {"ready": True, "reasons": [], "role": "single"})
     _status, doc = d.get("/status")
     assert doc["applied_commit"] == good and doc["rejected_commit"] == bad
     assert doc["conditions"]["Ready"]["status"] == "True"

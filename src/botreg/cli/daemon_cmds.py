@@ -125,6 +125,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="F",
         help="bearer token the HTTP API requires (needed beyond loopback)",
     )
+    ha = p.add_argument_group("high availability (see README 'High availability')")
+    ha.add_argument(
+        "--ha-redis",
+        metavar="URL",
+        help="run as one of several daemons of one registry and one Chroma server: a lease "
+        "in this Redis (redis://, rediss:// or unix://) elects the leader, the others serve "
+        "reads and take over; with --once, exit 1 if another daemon holds the lease",
+    )
+    ha.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="the leader's lease (at least 1; default 15): a dead leader is replaced within "
+        "two lease periods",
+    )
+    ha.add_argument(
+        "--ha-group",
+        metavar="NAME",
+        help="daemons with the same group share one lease (default: derived from the source, "
+        "branch and environment)",
+    )
     hk = p.add_argument_group("housekeeping (between cycles; see README 'Housekeeping')")
     hk.add_argument(
         "--events-max-bytes",
@@ -233,6 +255,7 @@ def run_sync(args: argparse.Namespace) -> int:
     if args.api_token_file is not None:
         _check_api_token_file(args.api_token_file)
     _check_events_redis(args)
+    _check_ha_flags(args)
     housekeeping = _housekeeping_options(args)
     from botreg.daemon.logs import configured_logging
 
@@ -265,6 +288,9 @@ def run_sync(args: argparse.Namespace) -> int:
                 events_redis=args.events_redis,
                 events_stream=args.events_stream,
                 events_maxlen=args.events_maxlen,
+                ha_redis=args.ha_redis,
+                lease_seconds=args.lease_seconds,
+                ha_group=args.ha_group,
             ),
         )
         return daemon.run_once() if args.once else daemon.run()
@@ -272,19 +298,11 @@ def run_sync(args: argparse.Namespace) -> int:
 
 def _check_events_redis(args: argparse.Namespace) -> None:
     """--events-redis, --events-stream and --events-maxlen, as usage errors (exit 2)."""
-    from botreg.events.redis_stream import (
-        MIN_MAXLEN,
-        check_redis_url,
-        check_stream_name,
-        remember_redis_credentials,
-    )
+    from botreg.events.redis_stream import MIN_MAXLEN, check_stream_name
+    from botreg.redis_url import usage_checked
 
     if args.events_redis is not None:
-        remember_redis_credentials(args.events_redis)  # masked in every output from now on
-        try:
-            check_redis_url(args.events_redis)
-        except ValueError as exc:  # the message shows the URL redacted
-            raise UsageError(f"--events-redis {exc}") from None
+        usage_checked(args.events_redis, "--events-redis")  # its password masked from now on
     try:
         check_stream_name(args.events_stream)
     except ValueError as exc:
@@ -296,6 +314,20 @@ def _check_events_redis(args: argparse.Namespace) -> None:
             f"--events-maxlen {args.events_maxlen}: at least {MIN_MAXLEN}, so a follower "
             "away for a restart still finds its place in the stream (default 100000)"
         )
+
+
+def _check_ha_flags(args: argparse.Namespace) -> None:
+    """The HA flags, checked before anything starts (usage errors, exit 2)."""
+    if not math.isfinite(args.lease_seconds) or args.lease_seconds < 1:
+        raise UsageError(f"--lease-seconds {args.lease_seconds:g}: must be at least 1 (default 15)")
+    if args.ha_redis is not None:
+        from botreg.daemon.lease import check_redis_url
+
+        check_redis_url(args.ha_redis)  # also remembers its password as a secret
+    elif args.ha_group is not None:
+        raise UsageError("--ha-group needs --ha-redis URL (the Redis the group's lease is in)")
+    if args.ha_group is not None and not args.ha_group.strip():
+        raise UsageError("--ha-group: give a non-empty name")
 
 
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}

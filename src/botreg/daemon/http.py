@@ -47,6 +47,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import resource
 import socket
 import threading
@@ -74,6 +75,8 @@ __all__ = ["MAX_BODY", "DaemonHTTP", "read_token_file"]
 
 logger = logging.getLogger("botreg.http")
 MAX_BODY = 5 * 1024 * 1024
+AT_WAIT = 5.0  # seconds `?at=COMMIT` waits for this daemon to apply or follow COMMIT
+_COMMIT = re.compile(r"[0-9a-f]{4,40}")
 _OPEN = ("/healthz", "/readyz", "/hooks/git")  # no bearer token: probes and signed hooks
 _SIGNATURES = ("x-hub-signature-256", "x-gitea-signature", "x-gogs-signature", "x-gitlab-token")
 _FD_RESERVE = 256  # descriptors kept for the store, git and the logs beyond the connections
@@ -648,6 +651,9 @@ class DaemonHTTP:
         domain_status: Callable[[str], dict[str, Any] | None] | None = None,
         api_token: Callable[[], bytes | None] | None = None,
         telemetry: Metrics | None = None,
+        role: Callable[[], str] | None = None,
+        served_commit: Callable[[], str] | None = None,
+        serves: Callable[[str], bool] | None = None,
         max_connections: int = 2048,
         max_threads: int = 16,
         header_timeout: float = 10.0,
@@ -677,6 +683,10 @@ class DaemonHTTP:
             api_token: the bearer token; None means no authentication (loopback
                 only, checked by the caller), an empty token fails closed (503).
             telemetry: the daemon's metrics, where requests and refusals are counted.
+            role: the HA role (leader, standby, single) `/readyz` reports.
+            served_commit: the commit `/bots` answers come from (`X-Botreg-Commit`).
+            serves: True if a commit is the served one or one of its ancestors
+                (`?at=COMMIT`: otherwise wait up to `AT_WAIT` seconds, then 409).
             max_connections: open connections; beyond them only probes are served.
             max_threads: worker threads for the handlers that block.
             header_timeout: seconds for a request's headers to arrive.
@@ -700,6 +710,9 @@ class DaemonHTTP:
         self.domain_status = domain_status
         self.api_token = api_token
         self.telemetry = telemetry or Metrics()
+        self.role = role
+        self.served_commit = served_commit
+        self.serves = serves
         self.max_threads = max_threads
         self.body_timeout = body_timeout
         self.max_body = max_body
@@ -905,7 +918,10 @@ class DaemonHTTP:
     async def _readyz(self, request: Request) -> Response:
         def handle() -> Response:
             ready, reasons = self.readiness()
-            return _answer(200 if ready else 503, {"ready": ready, "reasons": reasons})
+            body: dict[str, Any] = {"ready": ready, "reasons": reasons}
+            if self.role is not None:
+                body["role"] = self.role()
+            return _answer(200 if ready else 503, body)
 
         return await self._blocking(handle)
 
@@ -915,11 +931,53 @@ class DaemonHTTP:
     async def _metrics(self, request: Request) -> Response:
         return await self._blocking(lambda: _answer(200, self.metrics(), CONTENT_TYPE))
 
+    def _at(self, request: Request) -> Response | None:
+        """`?at=COMMIT` (contract section 5): None once COMMIT is served (or an ancestor
+        of the served commit), waiting up to `AT_WAIT` s; else a 409 (400 if malformed).
+        Runs on a worker thread (it sleeps)."""
+        at = request.query_params.get("at")
+        if at is None or self.serves is None:
+            return None
+        if not _COMMIT.fullmatch(at):
+            return _answer(400, {"error": "at: expected a commit id (4 to 40 hex digits)"})
+        deadline = time.monotonic() + AT_WAIT
+        while not self.serves(at):
+            if time.monotonic() >= deadline:
+                served = self.served_commit() if self.served_commit is not None else ""
+                return _answer(
+                    409,
+                    {
+                        "error": f"commit {at} is not applied here yet (serving "
+                        f"{served[:12] or 'nothing'}); retry later or ask another daemon",
+                        "served_commit": served,
+                    },
+                )
+            time.sleep(0.1)
+        return None
+
+    def _served(self, render: Callable[[], Any]) -> Response:
+        """A 200 with `render()` and the `X-Botreg-Commit` it came from (the commit is
+        read before and after: a commit applied in between is read again)."""
+        commit = self.served_commit or (lambda: "")
+        for _ in range(3):
+            before = commit()
+            body = render()
+            after = commit()
+            if before == after:
+                break
+        if body is None:
+            return _answer(404, {"error": "not found"})
+        return _answer(200, body, headers={"X-Botreg-Commit": after} if after else None)
+
     async def _bots(self, request: Request) -> Response:
         bots = self.bots
         if bots is None:
             return _answer(404, {"error": "not found"})
-        return await self._blocking(lambda: _answer(200, bots()))
+
+        def handle() -> Response:
+            return self._at(request) or self._served(bots)
+
+        return await self._blocking(handle)
 
     async def _bot(self, request: Request) -> Response:
         bot_id = str(request.path_params["bot_id"])
@@ -927,18 +985,24 @@ class DaemonHTTP:
         if bot is None and bots is None:
             return _answer(404, {"error": "not found"})
 
-        def handle() -> Response:
+        def find() -> dict[str, Any] | bytes | None:
             if bot is not None:
-                found = bot(bot_id)
-            else:
-                assert bots is not None
-                every = bots()
-                if isinstance(every, bytes):
-                    every = json.loads(every)
-                found = next((b for b in every if b["bot_id"] == bot_id), None)
-            if found is None:
+                return bot(bot_id)
+            assert bots is not None
+            every = bots()
+            if isinstance(every, bytes):
+                every = json.loads(every)
+            found: dict[str, Any] | None = next((b for b in every if b["bot_id"] == bot_id), None)
+            return found
+
+        def handle() -> Response:
+            refused = self._at(request)
+            if refused is not None:
+                return refused
+            answer = self._served(find)
+            if answer.status_code == 404:
                 return _answer(404, {"error": f"bot {bot_id!r} not found"})
-            return _answer(200, found)
+            return answer
 
         return await self._blocking(handle)
 

@@ -32,16 +32,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from botreg.api.git_backend import applied_commit
+from botreg.daemon.ha import SharedState
 from botreg.daemon.housekeeping import Housekeeper, HousekeepingOptions, rotation_counter
 from botreg.daemon.http import DaemonHTTP, read_token_file
+from botreg.daemon.lease import Lease, check_redis_url, lease_key
 from botreg.daemon.metrics import Metrics
 from botreg.daemon.readiness import Readiness, default_stale_after, status_timestamp
 from botreg.daemon.status import FINDINGS_SHOWN, DaemonStatus, finding_lines
-from botreg.daemon.sync import REJECTED_KEY, CycleResult, Syncer, SyncOptions
+from botreg.daemon.sync import APPLIED_KEY, REJECTED_KEY, CycleResult, Syncer, SyncOptions
 from botreg.datadir import DataDir
 from botreg.errors import UsageError
 from botreg.events import CloudEvent, EventBus, event_id
@@ -79,6 +82,10 @@ class DaemonOptions:
     events_redis: str | None = None
     events_stream: str = DEFAULT_STREAM
     events_maxlen: int = DEFAULT_MAXLEN
+    # high availability (see botreg.daemon.ha): the lease's Redis, its period, its group
+    ha_redis: str | None = None
+    lease_seconds: float = 15.0
+    ha_group: str | None = None  # None: derived from the source, branch and environment
 
 
 def _parse_listen(listen: str) -> tuple[str, int]:
@@ -119,18 +126,11 @@ def _check_webhook_url(url: str) -> None:
 
 def _check_events_redis(options: DaemonOptions) -> None:
     """--events-redis, --events-stream, --events-maxlen checked before anything opens."""
-    from botreg.events.redis_stream import (
-        check_redis_url,
-        check_stream_name,
-        remember_redis_credentials,
-    )
+    from botreg.events.redis_stream import check_stream_name
+    from botreg.redis_url import usage_checked
 
     assert options.events_redis is not None
-    remember_redis_credentials(options.events_redis)  # before a message can quote it
-    try:
-        check_redis_url(options.events_redis)
-    except ValueError as exc:  # the message shows the URL redacted
-        raise UsageError(f"--events-redis {exc}") from None
+    usage_checked(options.events_redis, "--events-redis")
     try:
         check_stream_name(options.events_stream)
     except ValueError as exc:
@@ -197,6 +197,21 @@ class Daemon:
                 )
         if options.watch:
             _watched_refs(sync.source)
+        # HA: leader, standby, or single (no --ha-redis)
+        self.role = "single"
+        self.lease: Lease | None = None
+        self.shared: SharedState | None = None
+        self.ha_group = ""  # the lease's group (set with --ha-redis)
+        self._published: tuple[str, dict[str, Any]] | None = None  # last shared state written
+        self._followed: tuple[str, dict[str, Any]] | None = None  # last shared state served
+        self._ha_warned: set[str] = set()  # HA warnings logged once each
+        if options.ha_redis is not None:
+            check_redis_url(options.ha_redis)  # a usage error before anything starts
+            if options.lease_seconds < 1:
+                raise UsageError(
+                    f"--lease-seconds {options.lease_seconds:g}: must be at least 1 "
+                    "(the default is 15)"
+                )
 
     # --- control -----------------------------------------------------------------------
 
@@ -217,20 +232,49 @@ class Daemon:
     # --- running -----------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """One cycle (`--once`): 0 synced or nothing to do, 1 rejected or failed."""
+        """One cycle (`--once`): 0 synced or nothing to do, 1 rejected or failed.
+
+        With `--ha-redis`: the lease is taken first (waiting up to one lease period),
+        the cycle runs as leader and the lease is released; if another daemon holds
+        it, a BotregError (exit 1) says so.
+        """
         with self._running():
             assert self.syncer is not None
+            if self.lease is not None:
+                self._lead_once(self.lease)
             # no housekeeping runs in --once, but what it needs is recorded: the chunks
             # this cycle deletes count towards a later daemon's compaction
             Housekeeper.for_syncer(self.syncer, self.options.housekeeping, self._stop.is_set)
             result = self._cycle(self.syncer)
             self._after_cycle(result)
+            if self.lease is not None and result.result in ("synced", "noop"):
+                self._publish_state()
             return result.exit_code
+
+    def _lead_once(self, lease: Lease) -> None:
+        """`--once --ha-redis`: become the leader within one lease period, or fail."""
+        from botreg.errors import BotregError
+
+        deadline = time.monotonic() + lease.seconds
+        while not self._try_lead():
+            if self._stop.is_set() or time.monotonic() > deadline:
+                try:
+                    holder = lease.client.get(lease_key(lease.group, "lease")) or "unknown"
+                except Exception:
+                    holder = "unknown (Redis did not answer)"
+                raise BotregError(
+                    f"HA group {lease.group}: the lease is held by another daemon ({holder}) "
+                    f"and was not released within {lease.seconds:g} s; nothing was synced. "
+                    "The leader keeps the store in step: run --once when it is stopped"
+                )
+            self._wake.wait(min(0.5, lease.seconds / 10))
 
     def run(self) -> int:
         """Cycles until SIGTERM/SIGINT (0), or until `--max-failures` failures in a row (1)."""
         with self._running(), self._signals(), self._watching():
             assert self.syncer is not None
+            if self.lease is not None:
+                return self._run_ha(self.syncer, self.lease)
             failures = 0
             housekeeper = Housekeeper.for_syncer(
                 self.syncer, self.options.housekeeping, self._stop.is_set
@@ -259,6 +303,210 @@ class Daemon:
                 self._wake.wait(timeout=delay)  # a wake (hook, SIGHUP, --watch) cuts it short
             return 0
 
+    # --- high availability ---------------------------------------------------------------
+
+    def _run_ha(self, syncer: Syncer, lease: Lease) -> int:
+        """The HA loop: as leader, cycles as `run` does and records each applied commit
+        in the shared state; as standby, follows the shared state and tries to take
+        the lease every lease/3 (a dead leader's lease expires within one period)."""
+        housekeeper = Housekeeper.for_syncer(syncer, self.options.housekeeping, self._stop.is_set)
+        failures = 0
+        next_try = 0.0
+        poll = min(1.0, lease.seconds / 5)
+        self._set_role("standby")
+        while not self._stop.is_set():
+            self._wake.clear()
+            if not lease.held():
+                self._set_role("standby")
+                self._follow()
+                if time.monotonic() >= next_try:
+                    next_try = time.monotonic() + lease.seconds / 3
+                    if self._try_lead():
+                        continue
+                self._wake.wait(timeout=poll)
+                continue
+            result = self._cycle(syncer)
+            self._after_cycle(result)
+            if self._stop.is_set():
+                break
+            if result.result == "fenced":
+                lease.release()  # whatever is left of it: the other daemon leads
+                self._set_role("standby")
+                continue
+            if result.result in ("synced", "noop", "rejected"):
+                self._publish_state()
+            housekeeper.run_due()
+            self._publish_state()  # a compaction may have moved a domain's collection
+            if result.result == "failed":
+                failures += 1
+                budget = self.options.max_failures
+                if budget and failures >= budget:
+                    logger.error("stopping after %d failed cycles in a row", failures)
+                    return 1
+                delay = min(MAX_BACKOFF, 2.0**failures) * random.uniform(0.5, 1.0)
+            else:
+                failures = 0
+                delay = self.options.interval * random.uniform(0.9, 1.1)
+            self.metrics.gauge(
+                "botreg_consecutive_failures", "Failed sync cycles in a row (0 after a success)"
+            ).set(failures)
+            self._wake.wait(timeout=delay)  # a lost lease wakes it too
+        return 0
+
+    def _ha_warning(self, key: str, message: str, *args: Any) -> None:
+        """Log an HA warning once per distinct key (a standby polls every second)."""
+        if key not in self._ha_warned:
+            self._ha_warned.add(key)
+            logger.warning(message, *args)
+
+    def _set_role(self, role: str, token: int = 0) -> None:
+        """Record a role change: one log line (with the token), the gauge, the status."""
+        if role == self.role:
+            return
+        previous, self.role = self.role, role
+        self.metrics.gauge(
+            "botreg_ha_leader", "1 while this daemon is the HA leader (writes), else 0"
+        ).set(1 if role == "leader" else 0)
+        if self.syncer is not None:
+            self.syncer.status.update(role=role)
+        if role == "leader":
+            if previous == "standby":
+                self.metrics.counter(
+                    "botreg_ha_takeovers_total", "Times this daemon took the HA lease over"
+                ).inc()
+            logger.info("HA role: leader (fencing token %d)", token)
+        else:
+            logger.info("HA role: %s (was %s)", role, previous)
+
+    def _try_lead(self) -> bool:
+        """Take the lease if it is free; on success prepare the takeover and return True."""
+        lease, shared, syncer = self.lease, self.shared, self.syncer
+        assert lease is not None and shared is not None and syncer is not None
+        try:
+            token = lease.try_acquire()
+            if not token:
+                return False
+            # read after acquiring: the previous leader cannot write it any more
+            state = shared.read()
+        except Exception as exc:  # Redis unreachable: stay standby, retry
+            self._ha_warning(
+                "acquire", "cannot reach the HA Redis at %s: %s", lease.where, type(exc).__name__
+            )
+            lease.release()
+            return False
+        self._ha_warned.discard("acquire")
+        if state.commit and state.commit != syncer.ledger.get(APPLIED_KEY):
+            try:
+                syncer.follow_commit(state.commit, state.domains)
+            except Exception as exc:  # the cycle re-fetches; the events start from ours
+                logger.warning("could not serve the leader's commit before leading: %s", exc)
+        if state.writer != lease.holder:
+            # the ledger may not describe the store: rebuild it now if the applied
+            # commit's store opens (housekeeping must not act on stale records), else
+            # at the first apply, once the commit names the store
+            syncer.adopt_pending = (state.domains, state.commit)
+            if syncer.store is None and state.commit:
+                self._open_applied_store(syncer, syncer.status)
+            if syncer.store is not None:
+                try:
+                    syncer.adopt(syncer.store)
+                except Exception as exc:  # retried at the first apply
+                    logger.warning("could not adopt the store yet: %s: %s", type(exc).__name__, exc)
+        self._published = (state.commit, state.domains)
+        self._set_role("leader", token)
+        return True
+
+    def _publish_state(self) -> None:
+        """Leader: record the applied commit and collections in the shared state, once
+        its events are out (a Redis sink flushed: contract section 3)."""
+        lease, shared, syncer = self.lease, self.shared, self.syncer
+        if lease is None or shared is None or syncer is None or not lease.held():
+            return
+        from botreg.daemon.ha import domain_map
+        from botreg.daemon.lease import FencedError
+
+        applied = syncer.ledger.get(APPLIED_KEY)
+        domains = domain_map(syncer.ledger)
+        if not applied or self._published == (applied, domains):
+            return
+        sink = self.redis_stream
+        if sink is not None and not sink.flush(timeout=lease.seconds):
+            self._ha_warning(
+                "flush",
+                "the events of %s are not all in the stream yet: not recorded as applied "
+                "in the HA state (retried after the next cycle)",
+                applied[:12],
+            )
+            return
+        self._ha_warned.discard("flush")
+        try:
+            shared.write(applied, domains)
+        except FencedError as exc:
+            logger.warning("not recorded as applied: %s", exc)
+            lease.release()
+            self._set_role("standby")
+            return
+        except Exception as exc:  # Redis down: the next cycle tries again
+            self._ha_warning(
+                "publish",
+                "cannot record the applied commit at %s: %s",
+                lease.where,
+                type(exc).__name__,
+            )
+            return
+        self._ha_warned.discard("publish")
+        self._published = (applied, domains)
+
+    def _follow(self) -> None:
+        """Standby: serve the commit the shared state names (fetch, record, warm)."""
+        lease, shared, syncer = self.lease, self.shared, self.syncer
+        assert lease is not None and shared is not None and syncer is not None
+        try:
+            state = shared.read()
+        except Exception as exc:
+            self._ha_warning(
+                "follow", "cannot read the HA state at %s: %s", lease.where, type(exc).__name__
+            )
+            return
+        self._ha_warned.discard("follow")
+        # the leader's state is this standby's source: reading it is its fetch
+        syncer.status.update(last_fetch=datetime.now(UTC).isoformat(timespec="seconds"))
+        if not state.commit or self._followed == (state.commit, state.domains):
+            return
+        try:
+            if not syncer.follow_commit(state.commit, state.domains):
+                return  # not fetchable yet: the next poll retries
+        except Exception as exc:
+            if not self.stopping():
+                self._ha_warning(
+                    f"follow:{state.commit}",
+                    "cannot serve the leader's commit %s: %s",
+                    state.commit[:12],
+                    exc,
+                )
+            return
+        self._followed = (state.commit, state.domains)
+        self._open_applied_store(syncer, syncer.status)
+        syncer.status.save()
+        logger.info("following the leader: serving %s", state.commit[:12])
+        if self.http is not None:
+            try:
+                self.read_model.warm()
+            except Exception as exc:  # the next request loads it
+                logger.warning("could not load the read model: %s: %s", type(exc).__name__, exc)
+
+    def _warn_embedded_store(self) -> None:
+        """HA needs one store both daemons share: an embedded one is each daemon's own."""
+        store = self.syncer.store if self.syncer is not None else None
+        if store is not None and store.settings.type != "http":
+            self._ha_warning(
+                "embedded",
+                "--ha-redis with an embedded store (%s): each daemon keeps its own store, "
+                "so a standby serves no knowledge and a takeover re-embeds everything; "
+                "use a Chroma server (knowledge.store type: http) for HA",
+                store.location,
+            )
+
     def _after_cycle(self, result: CycleResult) -> None:
         """Report a rejected head as a metric: the daemon keeps serving its last good commit."""
         if result.result in ("rejected", "synced", "noop"):
@@ -270,6 +518,8 @@ class Daemon:
             # the store could not open at start-up, or a reopen after a compaction
             # failed: retry each cycle rather than wait for the next commit
             self._open_applied_store(syncer, syncer.status)
+        if self.lease is not None and result.result == "synced":
+            self._warn_embedded_store()
         if self.http is not None and result.result in ("synced", "noop"):
             try:  # the read model follows the applied commit here, not on the first request
                 self.read_model.warm()
@@ -439,6 +689,9 @@ class Daemon:
                     on_dead_letter=self._dead_lettered,
                 )
                 self.bus.subscribe(self.webhook)
+            if self.options.ha_redis is not None:
+                # before the stream sink: its first append already checks the fence
+                self._make_lease(self.options.ha_redis)
             if self.options.events_redis:
                 # never connects here: a Redis down at start-up only delays the events
                 try:
@@ -447,6 +700,7 @@ class Daemon:
                         self.data.root / "outbox.sqlite",
                         stream=self.options.events_stream,
                         maxlen=self.options.events_maxlen,
+                        fence=self.lease,
                         metrics=self.metrics,
                     )
                 except ValueError as exc:  # the message is redacted
@@ -455,6 +709,12 @@ class Daemon:
             self.syncer = Syncer(
                 self.sync_options, self.bus, status, self.metrics, should_stop=self.stopping
             )
+            status.update(role=self.role)
+            if self.options.listen:
+                # /bots and /readyz are at the new commit before anyone hears it applied
+                self.syncer.before_completed = self.read_model.warm
+            if self.lease is not None:
+                self._start_ha(self.lease, self.syncer)
             last_fetch = status_timestamp(saved.get("last_fetch"))
             self._restore_timestamps(last_fetch, status_timestamp(saved.get("last_success")))
             self.readiness = Readiness(
@@ -467,11 +727,16 @@ class Daemon:
             )
             try:
                 self._open_applied_store(self.syncer, status)
+                if self.lease is not None:
+                    self._warn_embedded_store()
                 if self.options.listen:
                     self._start_read_model()
                     self._start_http(status)
                 yield
             finally:
+                if self.lease is not None:  # first: a SIGTERM hands over at once
+                    self.lease.close()
+                    self._set_role("standby")
                 if self.http is not None:
                     self.http.stop()
                     with suppress(OSError):
@@ -487,6 +752,29 @@ class Daemon:
                 if file_handle is not None:
                     with suppress(OSError):  # a full disk: the events were reported per cycle
                         file_handle.close()
+
+    def _make_lease(self, url: str) -> None:
+        """Make the lease (not started: nothing is acquired yet) and the shared state."""
+        from botreg.daemon.ha import default_group
+
+        opts = self.sync_options
+        self.ha_group = self.options.ha_group or default_group(
+            opts.source, opts.branch, opts.environment
+        )
+        self.lease = Lease(url, self.ha_group, self.options.lease_seconds, on_lost=self.wake)
+        self.shared = SharedState(self.lease)
+
+    def _start_ha(self, lease: Lease, syncer: Syncer) -> None:
+        """Fence the syncer with the lease and start renewing it in a thread."""
+        syncer.fence = lease
+        lease.start()
+        logger.info(
+            "HA: group %s, lease %g s, Redis %s, holder %s",
+            self.ha_group,
+            lease.seconds,
+            lease.where,
+            lease.holder,
+        )
 
     def _restore_timestamps(self, last_fetch: float | None, last_success: float | None) -> None:
         """The last fetch and success gauges from the saved status: alerts on their age
@@ -576,6 +864,9 @@ class Daemon:
                 domain_status=self._domain_status,
                 api_token=self._api_token if self.options.api_token_file else None,
                 telemetry=self.metrics,
+                role=lambda: self.role,
+                served_commit=self.read_model.loaded_commit,
+                serves=self._serves,
             )
         except OSError as exc:  # the operator's address (busy, not ours): usage, not a bug
             where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -626,6 +917,33 @@ class Daemon:
                 "lastTransitionTime": doc["conditions"]["Stalled"].get("lastTransitionTime", ""),
             }
         return doc
+
+    def _serves(self, commit: str) -> bool:
+        """True if `commit` (a full or abbreviated id) is the applied commit or one of
+        its ancestors (`?at=`); the read model follows the applied commit on request."""
+        import subprocess
+
+        served = applied_commit(self.data.root)
+        if not served:
+            return False
+        if served.startswith(commit):
+            return True
+        # its own git process: safe on an HTTP thread while a cycle uses the mirror
+        done = subprocess.run(
+            [
+                "git",
+                "--git-dir",
+                str(self.data.mirror),
+                "merge-base",
+                "--is-ancestor",
+                commit,
+                served,
+            ],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+        return done.returncode == 0
 
     def _api_token(self) -> bytes | None:
         """The API token: re-read when its file changes (rotation without restart),

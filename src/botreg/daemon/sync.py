@@ -37,6 +37,7 @@ from typing import Any
 from botreg.changes import ChangeSet, FileChange, KeyChange, compute_changes
 from botreg.changes.clip import clip_changes
 from botreg.changes.engine import DiffInterrupted
+from botreg.daemon.lease import Fence, FencedError
 from botreg.daemon.metrics import Metrics
 from botreg.daemon.status import DaemonStatus
 from botreg.datadir import DataDir
@@ -79,8 +80,10 @@ class SyncOptions:
 
 @dataclass
 class CycleResult:
-    """What one cycle did: `result` is synced, noop, rejected, failed or interrupted
-    (a stop asked for mid-cycle: nothing failed, the next run resumes)."""
+    """What one cycle did: `result` is synced, noop, rejected, failed, interrupted
+    (a stop asked for mid-cycle: nothing failed, the next run resumes) or fenced
+    (an HA leader lost its lease mid-cycle: it stopped before its next write and
+    the new leader finishes the commit)."""
 
     result: str
     from_commit: str = ""
@@ -197,6 +200,13 @@ class Syncer:
         self._store_metrics_done = False  # applied commit and chunk gauges set once
         self._applied_label = ""  # the commit botreg_applied_commit_info shows
         self._chunk_domains: set[str] = set()  # the domains botreg_chunks shows
+        # called once a commit is applied, before `botreg.sync.completed` is published
+        self.before_completed: Callable[[], None] | None = None
+        # HA: checked before every store write and event publish (None: no HA)
+        self.fence: Fence | None = None
+        # HA: set by a takeover; the next apply rebuilds the ledger's records from the
+        # store first (domain -> collection map and commit of the shared state)
+        self.adopt_pending: tuple[dict[str, dict[str, Any]], str] | None = None
         applied = self.ledger.get(APPLIED_KEY)
         self.status.update(applied_commit=applied, source=self.event_source)
 
@@ -210,7 +220,13 @@ class Syncer:
 
     # --- helpers -----------------------------------------------------------------------
 
+    def _check_fence(self) -> None:
+        """Raise FencedError if this daemon may no longer write (HA; no-op otherwise)."""
+        if self.fence is not None:
+            self.fence.check()
+
     def _emit(self, type_: str, subject: str, data: dict[str, Any], *key: str) -> None:
+        self._check_fence()  # a deposed leader publishes nothing
         self.bus.publish(
             CloudEvent(
                 type=type_,
@@ -314,6 +330,7 @@ class Syncer:
         # lock and Chroma's per-path client system: both are reference-counted, so
         # opening the new one before closing the old one is safe.
         new = ChromaStore(settings, self.data.root)
+        new.before_write = self._check_fence
         with self._store_guard.writing():  # no read is under way on the old one
             old, self._store, self._store_settings = self._store, new, settings
             if old is not None:
@@ -351,6 +368,8 @@ class Syncer:
             result = CycleResult(
                 "interrupted", applied, self._head, error="stopped mid-cycle", phase=self._phase
             )
+        except FencedError as exc:  # deposed: not a failure of the commit (no crash log)
+            result = CycleResult("fenced", applied, self._head, error=str(exc), phase=self._phase)
         except _PhaseError as exc:
             result = CycleResult("failed", applied, self._head, error=str(exc), phase=exc.phase)
         except BotregError as exc:
@@ -522,6 +541,13 @@ class Syncer:
         self.ledger.put(APPLIED_KEY, head)
         self.ledger.put(REJECTED_KEY, "")
         self.status.update(applied_commit=head)
+        if self.before_completed is not None:
+            try:  # e.g. the daemon's read model: a reader told "completed" gets the new commit
+                self.before_completed()
+            except Exception as exc:  # the read then loads it; the commit is applied
+                # a stop also ends the git children the load uses: not a fault then
+                level = logging.DEBUG if self.should_stop() else logging.WARNING
+                logger.log(level, "could not prepare reads of %s: %s", head[:12], _short(exc))
         self._emit(
             "botreg.sync.completed",
             "",
@@ -623,6 +649,8 @@ class Syncer:
             self.status.set_condition("IngestFailed", True, "StoreUnavailable", str(exc))
             raise _PhaseError("apply", str(exc)) from None
         self._follow_store_move(settings.store)
+        if self.adopt_pending is not None:
+            self.adopt(store)
         manager = KnowledgeIngestionManager(
             source,
             store,
@@ -647,6 +675,8 @@ class Syncer:
         for domain in domains:
             try:
                 result = manager.ingest(domain)
+            except FencedError:
+                raise  # deposed mid-ingest: the cycle ends, the new leader finishes
             except BotregError as exc:
                 failed.append(f"{domain}: {exc}")
                 self._emit(
@@ -719,6 +749,54 @@ class Syncer:
             self.status.set_condition("IngestFailed", False, "Ingested")
         totals["files_failed"] = files_failed
         return totals
+
+    def adopt(self, store: ChromaStore) -> None:
+        """A takeover: rebuild the ledger's records from the shared store (see
+        `botreg.daemon.ha.adopt_store`) before the first write as leader.
+
+        Uses and clears `adopt_pending` (nothing to do if it is None).
+        """
+        from botreg.daemon.ha import adopt_store
+
+        if self.adopt_pending is None:
+            return
+        domains, commit = self.adopt_pending
+        started = time.monotonic()
+        chunks = adopt_store(store, self.ledger, domains, commit)
+        self.adopt_pending = None
+        logger.info(
+            "adopted the store's %d chunks in %.2f s: every file is re-planned, stored "
+            "chunks are not embedded again",
+            chunks,
+            time.monotonic() - started,
+        )
+
+    def follow_commit(self, commit: str, domains: dict[str, dict[str, Any]]) -> bool:
+        """A standby: serve `commit` and the leader's collections (no ingest, no event).
+
+        Fetches the mirror if the commit is not in it yet. Returns False if the
+        commit is still not there (the leader fetched a newer head: retried later).
+        """
+        from botreg.daemon.ha import record_domains
+
+        if not self.mirror.has_commit(commit):
+            head = self.mirror.fetch(self.should_stop)
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            self.status.update(last_fetch=now, head_commit=head)
+            if not self.mirror.has_commit(commit):
+                return False
+        self.mirror.keep_applied(commit)
+        record_domains(self.ledger, domains, commit)
+        self.ledger.put(APPLIED_KEY, commit)
+        self.status.update(
+            applied_commit=commit,
+            domains={
+                name: {"status": "ready", "error": "", "collection": str(entry.get("collection"))}
+                for name, entry in domains.items()
+            },
+        )
+        self.status.set_condition("Ready", True, "Following", f"serving {commit[:12]}")
+        return True
 
     def _embedded(self, texts: int, seconds: float) -> None:
         """One batch went through the embedding function: its latency and its bill."""
@@ -807,6 +885,10 @@ class Syncer:
         elif result.result == "interrupted":
             self.status.set_condition(
                 "Reconciling", False, "Interrupted", "resumes at the next run"
+            )
+        elif result.result == "fenced":
+            self.status.set_condition(
+                "Reconciling", False, "Fenced", "the lease was lost; another daemon leads"
             )
         else:
             self.status.set_condition("Reconciling", False, "Failed", result.error)

@@ -39,7 +39,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -49,7 +48,8 @@ from botreg.daemon.metrics import Metrics
 from botreg.errors import BotregError
 from botreg.events.model import CloudEvent
 from botreg.events.outbox import Outbox, OutboxEntry
-from botreg.secrets import redact_url, remember_secret
+from botreg.redis_url import check_redis_url, remember_redis_credentials
+from botreg.secrets import redact_url
 
 __all__ = [
     "DEFAULT_MAXLEN",
@@ -72,8 +72,6 @@ DEFAULT_MAXLEN = 100_000
 # stream nodes (100 entries each by default), and a follower away for a restart
 # must still find its cursor in the stream, or it sees a gap and drops every cache.
 MIN_MAXLEN = 1000
-_SCHEMES = ("redis", "rediss", "unix")
-_EXAMPLE = "redis://HOST:PORT/DB, rediss://HOST:PORT/DB or unix:///PATH/redis.sock"
 
 
 class Fence(Protocol):
@@ -86,73 +84,6 @@ class Fence(Protocol):
     def check(self, token: int | None = None) -> None:
         """Raise FencedError (a BotregError) unless `token` still holds the lease."""
         ...
-
-
-def remember_redis_credentials(url: str) -> None:
-    """Register the password of a Redis URL as a secret of the process.
-
-    Call it before anything can print the URL or an error about it: from then on
-    `mask_text` (every log line, error message and event) masks it. The user
-    name is not registered: it is no secret (`default`, `botreg` would be masked
-    in every message), and `redact_url` drops the whole userinfo of a URL anyway.
-    """
-    values: list[str] = []
-    try:
-        parts = urlsplit(url)
-        if parts.password:
-            values.append(parts.password)
-        for name, found in parse_qs(parts.query).items():
-            if name.lower() == "password":
-                values.extend(found)
-    except ValueError:  # unparsable: redact_url still drops the userinfo
-        pass
-    for value in values:
-        remember_secret(value)
-        remember_secret(unquote(value))
-
-
-def check_redis_url(url: str) -> str:
-    """Check a Redis URL the way the client will read it; returns its redacted form.
-
-    Raises:
-        ValueError: not redis://, rediss:// or unix://, no host or socket path, a
-            bad port or database; the message shows the URL redacted.
-    """
-    shown = redact_url(url)
-    problem = f"{shown}: expected {_EXAMPLE}"
-    if any(ch.isspace() or ord(ch) < 32 for ch in url):
-        raise ValueError(f"{shown}: a URL has no spaces or control characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises on a port that is not a number in range
-    except ValueError:
-        raise ValueError(f"{problem} (the port is not a number from 1 to 65535)") from None
-    if parts.scheme not in _SCHEMES or not url.startswith(f"{parts.scheme}://"):
-        raise ValueError(problem)
-    if parts.scheme == "unix":
-        if not parts.path:
-            raise ValueError(f"{problem} (a unix:// URL needs the socket's path)")
-        return _client_reads(url, shown, problem)
-    if not parts.hostname:
-        raise ValueError(f"{problem} (no host)")
-    if port == 0:
-        raise ValueError(f"{problem} (the port is not a number from 1 to 65535)")
-    db = unquote(parts.path).strip("/")
-    if db and not db.isdigit():
-        raise ValueError(f"{problem} (the path is the database number, e.g. /0)")
-    return _client_reads(url, shown, problem)
-
-
-def _client_reads(url: str, shown: str, problem: str) -> str:
-    """The redacted URL if redis-py reads its query parameters too (`?db=`, `?ssl_*=`)."""
-    try:
-        # from_url reads the query (`?db=x` fails here); a parameter no connection
-        # takes (`?foo=`) fails only when one is made: making one, unconnected,
-        # finds it now rather than at the first event
-        redis.Redis.from_url(url).connection_pool.make_connection()
-    except (ValueError, TypeError) as exc:  # its messages name the parameter, not the value
-        raise ValueError(f"{problem} ({redact_url(str(exc)).rstrip('.')})") from None
-    return shown
 
 
 def check_stream_name(name: str) -> None:

@@ -372,6 +372,36 @@ class Ledger:
             db.execute("DELETE FROM chunks WHERE collection = ?", (collection,))
             db.execute("DELETE FROM files WHERE collection = ?", (collection,))
 
+    def adopt(self, collections: dict[str, list[StoredChunk]], blob: str) -> None:
+        """Replace every chunk and file record with what a store holds (an HA takeover).
+
+        Each chunk is recorded as stored; each of its paths as a file with `blob`
+        (a marker no real blob key equals), so the next ingest re-plans every file
+        and finds the stored chunks by id instead of embedding them again.
+
+        Args:
+            collections: collection -> the chunks it holds (id, path, hashes).
+            blob: The file record's blob marker.
+        """
+        with self.transaction() as db:
+            db.execute("DELETE FROM chunks")
+            db.execute("DELETE FROM files")
+            for collection, chunks in collections.items():
+                db.executemany(
+                    "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, 1)",
+                    [
+                        (collection, c.id, _text(c.path), c.content_hash, c.meta_hash)
+                        for c in chunks
+                    ],
+                )
+                per_path: dict[str, int] = {}
+                for c in chunks:
+                    per_path[c.path] = per_path.get(c.path, 0) + 1
+                db.executemany(
+                    "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                    [(collection, _text(p), blob, n) for p, n in per_path.items()],
+                )
+
     def follow_store(self, identity: str) -> str:
         """Record which store the ledger describes; if it was another one, forget every
         domain's records so the next ingest fills the new store (instead of skipping

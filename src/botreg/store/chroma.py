@@ -189,6 +189,9 @@ class ChromaStore:
         )
         self.settings = settings
         self._chroma_settings = chroma_settings  # for a reopen: the same client again
+        # Called before every write (upsert, metadata update, delete, drop, copy): an HA
+        # leader sets its fence here, so a deposed leader fails before it writes.
+        self.before_write: Callable[[], None] | None = None
         self._lock: StoreLock | None = None
         if settings.type == "http":
             check_http_store(
@@ -307,9 +310,15 @@ class ChromaStore:
         """True if the collection exists."""
         return name in {c.name for c in self.client.list_collections()}
 
+    def _writing(self) -> None:
+        """The before-write hook (a fence check), if one is set."""
+        if self.before_write is not None:
+            self.before_write()
+
     def drop_collection(self, name: str) -> None:
         """Delete a collection if it exists."""
         if self.has_collection(name):
+            self._writing()
             self.client.delete_collection(name)
 
     def upsert(
@@ -322,6 +331,7 @@ class ChromaStore:
     ) -> None:
         """Write chunks whole, in batches."""
         for part in _batches(len(ids), self.batch_size):
+            self._writing()
             collection.upsert(
                 ids=list(ids[part]),
                 documents=list(documents[part]),
@@ -334,11 +344,13 @@ class ChromaStore:
     ) -> None:
         """Replace chunk metadata (same key set) without touching text or vectors."""
         for part in _batches(len(ids), self.batch_size):
+            self._writing()
             collection.update(ids=list(ids[part]), metadatas=list(metadatas[part]))
 
     def delete(self, collection: Any, ids: Sequence[str]) -> None:
         """Delete chunks by id, in batches (missing ids are ignored)."""
         for part in _batches(len(ids), self.batch_size):
+            self._writing()
             collection.delete(ids=list(ids[part]))
 
     def embeddings(self, collection: Any, ids: Sequence[str]) -> dict[str, Any]:
@@ -406,6 +418,7 @@ class ChromaStore:
             StoreUnavailableError: if the copy does not hold what the source holds
                 (the copy is dropped).
         """
+        self._writing()
         self.drop_collection(target)
         origin = self.client.get_collection(source, embedding_function=embedding_function)
         copy = self.collection(target, embedding_function)
@@ -422,6 +435,7 @@ class ChromaStore:
                 )
                 if not got["ids"]:
                     break
+                self._writing()
                 copy.upsert(
                     ids=got["ids"],
                     embeddings=got["embeddings"],
