@@ -34,9 +34,10 @@ from botreg.daemon.sync import SyncOptions
 from botreg.events.log import read_events
 from botreg.store.chroma import ChromaStore
 from botreg.store.settings import StoreSettings
-from chroma_server import chroma_server
+from chroma_server import chroma_server, free_port
 from conftest import git
 from helpers import wait_for, write
+from redis_server import redis_server
 from sync_helpers import SyncHarness, commit
 
 ENV = "environments/development.yaml"
@@ -157,6 +158,14 @@ def test_one_leader_and_a_standby_that_serves_the_leaders_commit(
         assert code == 200 and headers["x-botreg-commit"] == head and bot["commit"] == head
         code, status, _ = standby.get("/status")
         assert status["role"] == "standby" and status["applied_commit"] == head
+        # what an operator needs to see: the group, Redis answering, the recorded commit
+        ha = wait_for(lambda: standby.get("/status")[1]["ha"])
+        assert ha["group"] == "test" and ha["redis"] == "reachable" and ha["fence"] == 0
+        assert ha["shared_commit"] == head and ha["last_writer"] == leader.daemon.lease.holder  # type: ignore[union-attr]
+        assert leader.get("/status")[1]["ha"]["fence"] >= 1
+        # counted from 0, so an alert on its rate covers a daemon that never led
+        assert metric(standby.get("/metrics")[1], "botreg_ha_takeovers_total") == 0
+        assert metric(standby.get("/metrics")[1], "botreg_ha_redis_up") == 1
         # knowledge is read from the shared store, through the leader's collections
         code, found, _ = standby.get("/knowledge/billing/query?q=refund&k=2")
         assert code == 200 and found["results"], found
@@ -401,3 +410,74 @@ def test_a_leader_killed_mid_ingest_is_replaced_and_nothing_is_embedded_twice(
         assert _collections(h.syncer.store) == final
     finally:
         h.close()
+
+
+def test_one_repository_written_differently_is_one_group(tmp_path: Path) -> None:
+    """A second daemon started with `/srv/reg/`, `file:///srv/reg` or `/srv/reg/.git`
+    for `/srv/reg` must share the first one's lease, not lead beside it."""
+    from botreg.daemon.ha import default_group
+
+    repo = tmp_path / "reg"
+    (repo / ".git").mkdir(parents=True)
+    same = [
+        str(repo),
+        f"{repo}/",
+        repo.as_uri(),
+        f"{repo}/.git",
+        str(tmp_path / "." / "reg"),
+    ]
+    assert len({default_group(s, "main", "production") for s in same}) == 1
+    urls = [
+        "https://github.com/acme/registry",
+        "https://user:token@GitHub.com/acme/registry.git",
+        "https://github.com:443/acme/registry/",
+    ]
+    assert len({default_group(u, "main", "production") for u in urls}) == 1
+    assert default_group("git@github.com:acme/registry.git", "main", "p") == default_group(
+        "ssh://git@github.com/acme/registry", "main", "p"
+    )
+    # and what differs still differs: another repository, branch or environment
+    base = default_group(urls[0], "main", "production")
+    assert default_group("https://github.com/acme/other", "main", "production") != base
+    assert default_group(urls[0], "release", "production") != base
+    assert default_group(urls[0], "main", "staging") != base
+
+
+@pytest.mark.timeout(120)
+def test_a_redis_outage_shows_in_status_metrics_and_botreg_status(
+    git_registry: Path, tmp_path: Path
+) -> None:
+    """While the HA Redis does not answer nobody leads and commits wait: /status,
+    `botreg status` and a gauge say so (they said `Synced` and nothing else)."""
+    port = free_port()
+    with redis_server(tmp_path / "redis", port):
+        daemon = Running(git_registry.as_uri(), tmp_path / "a", f"redis://127.0.0.1:{port}/0")
+        try:
+            wait_for(lambda: daemon.daemon.role == "leader")
+            wait_for(lambda: daemon.get("/status")[1].get("ha", {}).get("redis") == "reachable")
+        except BaseException:
+            daemon.stop()
+            raise
+    try:  # the server is gone now
+        wait_for(lambda: daemon.get("/status")[1]["ha"]["redis"] == "unreachable", timeout=30)
+        ha = daemon.get("/status")[1]["ha"]
+        assert ha["redis_error"] and ha["redis_since"]
+        assert metric(daemon.get("/metrics")[1], "botreg_ha_redis_up") == 0
+        out = subprocess.run(
+            [sys.executable, "-m", "botreg", "status", "--data-dir", str(tmp_path / "a")],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode in (0, 1), out.stderr
+        assert "HA Redis:    unreachable since" in out.stdout, out.stdout
+        assert "role:        " in out.stdout and "(group test)" in out.stdout
+        with redis_server(tmp_path / "redis", port):  # back: it says so, and leads again
+            wait_for(lambda: daemon.get("/status")[1]["ha"]["redis"] == "reachable", timeout=30)
+            wait_for(lambda: daemon.daemon.role == "leader", timeout=30)
+            assert metric(daemon.get("/metrics")[1], "botreg_ha_redis_up") == 1
+            daemon.stop()
+    finally:
+        if daemon.thread.is_alive():
+            daemon.stop()

@@ -449,6 +449,17 @@ def run_status(args: argparse.Namespace) -> int:
         f"last result: {doc.get('last_result', '') or '-'} at {doc.get('last_attempt', '') or '-'}",
         f"last success:{' ' + (doc.get('last_success') or '-')}",
     ]
+    ha = doc.get("ha")
+    if isinstance(ha, dict):  # --ha-redis: the role, and whether the lease's Redis answers
+        token = f", fencing token {ha['fence']}" if ha.get("fence") else ""
+        redis = str(ha.get("redis") or "-")
+        if redis == "unreachable":
+            redis += f" since {ha.get('redis_since', '-')} ({ha.get('redis_error', '')})"
+        lines.append(f"role:        {doc.get('role', '-')}{token} (group {ha.get('group', '-')})")
+        lines.append(f"HA Redis:    {redis}")
+        lines.append(
+            f"recorded:    {ha.get('shared_commit') or '-'} by {ha.get('last_writer') or '-'}"
+        )
     if doc.get("rejected_commit"):
         findings = doc.get("findings")
         stored = len(findings) if isinstance(findings, list) else 0

@@ -27,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from botreg.daemon.lease import FencedError, Lease, lease_key
@@ -65,13 +67,52 @@ return 1
 def default_group(source: str, branch: str, environment: str) -> str:
     """The HA group two daemons of one registry agree on without `--ha-group`.
 
-    A digest of the source URL (credentials removed), branch and environment:
-    the key names nothing secret and stays short.
+    A digest of the source (see `same_source`), branch and environment: the key
+    names nothing secret and stays short.
     """
+    key = f"{same_source(source)}\0{branch}\0{environment}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def same_source(source: str) -> str:
+    """One spelling for the ways of writing one repository, so that daemons started
+    with `/srv/reg`, `/srv/reg/`, `file:///srv/reg` or `/srv/reg/.git` (or `https://
+    Host/org/reg.git` and `https://host/org/reg`) share one lease instead of each
+    leading on its own: no credentials, no trailing slash or `.git`, a local path
+    made absolute, the scheme and host in lower case, an scp-like `git@host:path`
+    written as ssh://.
+    """
+    from urllib.parse import urlsplit
+
     from botreg.secrets import redact_url
 
-    key = f"{redact_url(source)}\0{branch}\0{environment}"
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
+    text = source.strip()
+    scp = re.fullmatch(r"(?:[^@/:]+@)?([^/:]+):(?!//)(.+)", text)
+    if scp and "://" not in text and not Path(text).exists():
+        text = f"ssh://{scp[1]}/{scp[2].lstrip('/')}"
+    if "://" not in text or text.lower().startswith("file://"):
+        local = Path(text[7:] if text.lower().startswith("file://") else text)
+        path = str(local.expanduser().resolve()) if str(local) else str(local)
+        return "file://" + _bare(path)
+    try:
+        parts = urlsplit(redact_url(text))
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:  # unparsable: the redacted text as it is
+        return _bare(redact_url(text))
+    default = {"https": 443, "http": 80, "ssh": 22, "git": 9418}.get(parts.scheme.lower())
+    netloc = host if port in (None, default) else f"{host}:{port}"
+    return f"{parts.scheme.lower()}://{netloc}{_bare(parts.path)}"
+
+
+def _bare(path: str) -> str:
+    """A repository path without a trailing slash, `/.git` or `.git`."""
+    path = path.rstrip("/")
+    if path.endswith("/.git"):
+        path = path[: -len("/.git")]
+    elif path.endswith(".git"):
+        path = path[: -len(".git")]
+    return path
 
 
 def metadata_hash(metadata: dict[str, Any]) -> str:

@@ -59,6 +59,8 @@ from botreg.secrets import mask_text
 __all__ = ["Daemon", "DaemonOptions"]
 
 logger = logging.getLogger("botreg.daemon")
+# the HA calls whose failure means the HA Redis does not answer (see Daemon._ha_redis)
+_REDIS_CALLS = frozenset({"acquire", "follow", "publish"})
 MAX_BACKOFF = 300.0
 
 
@@ -355,9 +357,42 @@ class Daemon:
 
     def _ha_warning(self, key: str, message: str, *args: Any) -> None:
         """Log an HA warning once per distinct key (a standby polls every second)."""
+        if key in _REDIS_CALLS:  # Redis did not answer: /status and a gauge say so
+            self._ha_redis(False, message % args)
         if key not in self._ha_warned:
             self._ha_warned.add(key)
             logger.warning(message, *args)
+
+    def _ha_ok(self, key: str) -> None:
+        """A call to the HA Redis answered: its warning may be logged again later."""
+        self._ha_warned.discard(key)
+        self._ha_redis(True, "")
+
+    def _ha_redis(self, reachable: bool, error: str) -> None:
+        """Record whether the HA Redis answers (status `ha.redis`, a gauge): during an
+        outage nobody leads and commits wait; an operator must see that, not `Synced`."""
+        self.metrics.gauge(
+            "botreg_ha_redis_up", "1 while the HA Redis answers this daemon, else 0"
+        ).set(1 if reachable else 0)
+        if self.syncer is None:
+            return
+        ha = dict(self.syncer.status.doc.get("ha") or {})
+        was = ha.get("redis")
+        ha["redis"] = "reachable" if reachable else "unreachable"
+        ha["redis_error"] = error
+        if was != ha["redis"]:
+            ha["redis_since"] = datetime.now(UTC).isoformat(timespec="seconds")
+            self.syncer.status.update(ha=ha)
+            self.syncer.status.save()
+        elif ha.get("redis_error") != error:
+            self.syncer.status.update(ha=ha)
+
+    def _ha_shared(self, state: Any) -> None:
+        """Show what the shared state says: the commit recorded as applied, and who wrote it."""
+        if self.syncer is not None:
+            ha = dict(self.syncer.status.doc.get("ha") or {})
+            ha.update(shared_commit=state.commit, last_writer=state.writer)
+            self.syncer.status.update(ha=ha)
 
     def _set_role(self, role: str, token: int = 0) -> None:
         """Record a role change: one log line (with the token), the gauge, the status."""
@@ -368,7 +403,9 @@ class Daemon:
             "botreg_ha_leader", "1 while this daemon is the HA leader (writes), else 0"
         ).set(1 if role == "leader" else 0)
         if self.syncer is not None:
-            self.syncer.status.update(role=role)
+            ha = dict(self.syncer.status.doc.get("ha") or {})
+            ha["fence"] = token if role == "leader" else 0
+            self.syncer.status.update(role=role, ha=ha)
         if role == "leader":
             if previous == "standby":
                 self.metrics.counter(
@@ -394,7 +431,8 @@ class Daemon:
             )
             lease.release()
             return False
-        self._ha_warned.discard("acquire")
+        self._ha_ok("acquire")
+        self._ha_shared(state)
         if state.commit and state.commit != syncer.ledger.get(APPLIED_KEY):
             try:
                 syncer.follow_commit(state.commit, state.domains)
@@ -454,8 +492,10 @@ class Daemon:
                 type(exc).__name__,
             )
             return
-        self._ha_warned.discard("publish")
+        self._ha_ok("publish")
         self._published = (applied, domains)
+        ha = dict(syncer.status.doc.get("ha") or {})
+        syncer.status.update(ha={**ha, "shared_commit": applied, "last_writer": lease.holder})
 
     def _follow(self) -> None:
         """Standby: serve the commit the shared state names (fetch, record, warm)."""
@@ -468,7 +508,8 @@ class Daemon:
                 "follow", "cannot read the HA state at %s: %s", lease.where, type(exc).__name__
             )
             return
-        self._ha_warned.discard("follow")
+        self._ha_ok("follow")
+        self._ha_shared(state)
         # the leader's state is this standby's source: reading it is its fetch
         syncer.status.update(last_fetch=datetime.now(UTC).isoformat(timespec="seconds"))
         if not state.commit or self._followed == (state.commit, state.domains):
@@ -767,6 +808,13 @@ class Daemon:
     def _start_ha(self, lease: Lease, syncer: Syncer) -> None:
         """Fence the syncer with the lease and start renewing it in a thread."""
         syncer.fence = lease
+        # at 0 from the start, so alerts on rate() and absent() cover a standby too
+        self.metrics.counter(
+            "botreg_ha_takeovers_total", "Times this daemon took the HA lease over"
+        )
+        syncer.status.update(
+            ha={"group": self.ha_group, "holder": lease.holder, "lease_seconds": lease.seconds}
+        )
         lease.start()
         logger.info(
             "HA: group %s, lease %g s, Redis %s, holder %s",
