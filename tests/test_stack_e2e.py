@@ -118,7 +118,7 @@ def _get(url: str, token: str) -> tuple[int, Any, dict[str, str]]:
 
 
 def _role(service: LocalService, token: str) -> str:
-    status, body, _ = _get(f"http://{service.address}/readyz", token)
+    _, body, _ = _get(f"http://{service.address}/readyz", token)
     return str(body.get("role", "")) if isinstance(body, dict) else ""
 
 
@@ -241,9 +241,11 @@ def test_compose_stack_leader_killed_mid_ingest_apps_converge_store_equals_fresh
     with started([redis, chroma, a, b], ready_timeout=90) as procs:
         # exactly one leads; the other stands by
         roles = wait_for(
-            lambda: (r := {n: _role(d, token) for n, d in daemons.items()})
-            and sorted(r.values()) == ["leader", "standby"]
-            and r,
+            lambda: (
+                (r := {n: _role(d, token) for n, d in daemons.items()})
+                and sorted(r.values()) == ["leader", "standby"]
+                and r
+            ),
             timeout=60,
             step=0.2,
         )
@@ -255,9 +257,7 @@ def test_compose_stack_leader_killed_mid_ingest_apps_converge_store_equals_fresh
         apps = _apps(services["app"], f"http://{survivor.address}")
         with started(apps, ready_timeout=30) as app_procs:
             # every app loaded every bot once
-            wait_for(
-                lambda: all(len(_last_per_bot(x)) == 3 for x in apps), timeout=60, step=0.2
-            )
+            wait_for(lambda: all(len(_last_per_bot(x)) == 3 for x in apps), timeout=60, step=0.2)
 
             def push(message: str) -> str:
                 sha = commit(registry, message)
