@@ -150,7 +150,8 @@ class LocalService:
             if self.kind == "redis":
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
                     sock.sendall(b"PING\r\n")
-                    return sock.recv(16).startswith(b"+PONG")
+                    # a server with `requirepass` answers NOAUTH: it is up all the same
+                    return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
             path = "/api/v2/heartbeat" if self.kind == "chroma" else "/healthz"
             with urllib.request.urlopen(f"http://{self.address}{path}", timeout=2) as response:
                 return bool(response.status == 200)
