@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
+from botreg.daemon.lease import FencedError, Lease
 from botreg.daemon.metrics import Metrics
 from botreg.events import CloudEvent
 from botreg.events.redis_stream import RedisStreamSink
@@ -117,3 +119,80 @@ def test_a_trickled_reply_is_a_timeout_counted_once_warned_and_the_depth_is_live
     assert len([w for w in warnings if "cannot append events" in w]) == 1, warnings
     assert all("tr1ckle-pw" not in w for w in warnings)
     assert any("no complete answer within 0.5 s" in w for w in warnings), warnings
+
+
+def test_a_lease_renewal_on_a_trickling_redis_ends_by_the_local_deadline(
+    redis_url: str, trickler: Trickler
+) -> None:
+    lease = Lease(redis_url, "g", 1.5)
+    try:
+        assert lease.try_acquire()
+        # from now on the lease's Redis (or a man in the middle) trickles its replies
+        pool = lease.client.connection_pool
+        pool.connection_kwargs["port"] = trickler.port
+        pool.disconnect()
+        pool.reset()  # new connections, made with the new port
+        outcome: list[object] = []
+
+        def renew() -> None:
+            try:
+                outcome.append(lease.renew())
+            except Exception as exc:  # what the renewal thread handles
+                outcome.append(exc)
+
+        worker = threading.Thread(target=renew, daemon=True)
+        worker.start()
+        # before the fix the renewal read the endless reply forever
+        wait_for(lambda: not worker.is_alive(), timeout=8)
+        assert outcome and outcome[0] is not True
+        with pytest.raises(FencedError):  # the check is bounded the same way
+            lease.check()
+    finally:
+        lease.close()
+
+
+# --- 4. a foreign lease key without a TTL -------------------------------------------------
+
+
+def test_a_foreign_lease_key_without_a_ttl_expires_and_a_daemon_takes_over(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="botreg")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    lease = Lease(redis_url, "g", 1)
+    try:
+        client.set("botreg:ha:g:lease", "somevalue")  # no PX: before, nobody ever led again
+        assert lease.try_acquire() == 0  # held by someone: not taken at once...
+        assert 0 < client.pttl("botreg:ha:g:lease") <= 1000  # ...but given a lease period
+        token = wait_for(lease.try_acquire, timeout=8)
+        assert token > 0 and client.get("botreg:ha:g:lease") == lease.holder
+        warned = [r.getMessage() for r in caplog.records if "had no expiry" in r.getMessage()]
+        assert len(warned) == 1, warned
+        assert client.pttl("botreg:ha:g:lease") > 0  # ours: always with an expiry
+    finally:
+        lease.close()
+        client.close()
+
+
+# --- 5. the fencing token after a data loss -----------------------------------------------
+
+
+def test_the_fencing_token_never_goes_backwards_after_flushall(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    lease = Lease(redis_url, "g", 5)
+    try:
+        tokens = []
+        for _ in range(4):
+            tokens.append(lease.try_acquire())
+            lease.release()
+        assert tokens == [1, 2, 3, 4]
+        client.flushall()  # a Redis restart without persistence does the same
+        again = lease.try_acquire()
+        assert again == 5  # before the fix: 1, so a write fenced by 4 looked newer
+        assert client.get("botreg:ha:g:fence") == "5"  # Redis continues from there
+        lease.check(again)
+        with pytest.raises(FencedError):
+            lease.check(4)
+    finally:
+        lease.close()
+        client.close()
