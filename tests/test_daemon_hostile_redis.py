@@ -8,15 +8,19 @@ after FLUSHALL.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
+import re
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
+import yaml
 
 from botreg.daemon.lease import FencedError, Lease
 from botreg.daemon.metrics import Metrics
@@ -196,3 +200,72 @@ def test_the_fencing_token_never_goes_backwards_after_flushall(redis_url: str) -
     finally:
         lease.close()
         client.close()
+
+
+# --- 3. the Redis password on the command line --------------------------------------------
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+
+def _redis_urls_with_a_password(args: list[str]) -> list[str]:
+    found = []
+    for arg in args:
+        for url in re.findall(r"(?:rediss?|unix)://\S+", arg):
+            parts = urlsplit(url)
+            if parts.password or "password=" in parts.query or "$(" in url:
+                found.append(url)
+    # a flag whose value is a variable expanded into the args is as visible in ps
+    for flag, value in itertools.pairwise(args):
+        if flag in ("--events-redis", "--ha-redis"):
+            found.append(value)
+    return found
+
+
+def test_no_manifest_or_compose_argument_carries_a_redis_url() -> None:
+    daemon = [
+        doc
+        for doc in yaml.safe_load_all((DEPLOY / "kubernetes" / "daemon.yaml").read_text())
+        if doc and doc.get("kind") == "Deployment"
+    ]
+    assert daemon
+    for doc in daemon:
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            args = [str(a) for a in container.get("args", []) + container.get("command", [])]
+            assert _redis_urls_with_a_password(args) == [], container["name"]
+            env = {e["name"]: e for e in container.get("env", [])}
+            for name in ("BOTREG_EVENTS_REDIS_URL", "BOTREG_HA_REDIS_URL"):
+                assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "botreg-secrets"
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())
+    for name, service in compose["services"].items():
+        command = service.get("command") or []
+        args = [str(a) for a in (command if isinstance(command, list) else [command])]
+        assert _redis_urls_with_a_password(args) == [], name
+    daemon_env = compose["services"]["daemon-a"]["environment"]
+    assert {"BOTREG_EVENTS_REDIS_URL", "BOTREG_HA_REDIS_URL"} <= set(daemon_env)
+
+
+def test_the_redis_urls_default_to_their_environment_variables(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from botreg.cli import main
+
+    monkeypatch.setenv("BOTREG_EVENTS_REDIS_URL", "ftp://:env-s3cret@127.0.0.1:1/0")
+    # the env var is read: its (bad) URL is refused as --events-redis, password masked
+    assert main(["sync", "--once", "--source", "/nonexistent", "--data-dir", "/tmp/x"]) == 2
+    err = capsys.readouterr().err
+    assert "--events-redis" in err and "env-s3cret" not in err
+    monkeypatch.delenv("BOTREG_EVENTS_REDIS_URL")
+    monkeypatch.setenv("BOTREG_HA_REDIS_URL", "ftp://:env-s3cret@127.0.0.1:1/0")
+    assert main(["sync", "--once", "--source", "/nonexistent", "--data-dir", "/tmp/x"]) == 2
+    err = capsys.readouterr().err
+    assert "--ha-redis" in err and "env-s3cret" not in err
+    help_text = _help(capsys)
+    assert "BOTREG_EVENTS_REDIS_URL" in help_text and "BOTREG_HA_REDIS_URL" in help_text
+
+
+def _help(capsys: pytest.CaptureFixture[str]) -> str:
+    from botreg.cli import main
+
+    with contextlib.suppress(SystemExit):  # argparse's own exit after the help
+        main(["sync", "--help"])
+    return " ".join(capsys.readouterr().out.split())
