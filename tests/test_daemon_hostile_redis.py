@@ -12,7 +12,9 @@ import contextlib
 import itertools
 import logging
 import re
+import select
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,8 @@ import pytest
 import redis
 import yaml
 
+from botreg.daemon import http as http_module
+from botreg.daemon.http import DaemonHTTP
 from botreg.daemon.lease import FencedError, Lease
 from botreg.daemon.metrics import Metrics
 from botreg.events import CloudEvent
@@ -269,3 +273,121 @@ def _help(capsys: pytest.CaptureFixture[str]) -> str:
     with contextlib.suppress(SystemExit):  # argparse's own exit after the help
         main(["sync", "--help"])
     return " ".join(capsys.readouterr().out.split())
+
+
+# --- 2. `?at=` waiters ---------------------------------------------------------------------
+
+APPLIED = "a" * 40
+UNKNOWN = "c" * 40
+
+
+@pytest.fixture
+def at_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[DaemonHTTP, list[str]]]:
+    """A DaemonHTTP whose `?at=` waits last long enough to be seen (60 s), serving
+    APPLIED; append to the list to apply another commit."""
+    monkeypatch.setattr(http_module, "AT_WAIT", 60.0)
+    applied = [APPLIED]
+
+    def serves(commit: str) -> bool | None:
+        if commit == "7" * 40:
+            return None  # a tree or a blob: never applied
+        return any(c.startswith(commit) for c in applied)
+
+    http = DaemonHTTP(
+        "127.0.0.1",
+        0,
+        status=dict,
+        metrics=str,
+        wake=lambda: None,
+        query=lambda d, q, k: [],
+        readiness=lambda: (True, []),
+        hook_secret=lambda: None,
+        branch="main",
+        bots=lambda: [{"bot_id": "x"}],
+        served_commit=lambda: applied[-1],
+        serves=serves,
+    )
+    http.start()
+    yield http, applied
+    http.stop()
+
+
+def _send(address: str, path: str) -> socket.socket:
+    host, port = address.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    return sock
+
+
+def _read(sock: socket.socket) -> str:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    return data.decode("latin-1")
+
+
+def test_a_hundred_at_waiters_hold_no_worker_thread_and_probes_answer(
+    at_server: tuple[DaemonHTTP, list[str]],
+) -> None:
+    http, _ = at_server
+    waiters = [_send(http.address, f"/bots?at={UNKNOWN}") for _ in range(100)]
+    try:
+        # 64 wait (no thread each), the other 36 are refused at once, with Retry-After
+        wait_for(lambda: http._at_waiters == http_module.AT_MAX_WAITERS, timeout=20)
+        answered = wait_for(
+            lambda: (r := select.select(waiters, [], [], 0)[0]) and len(r) >= 36 and r,
+            timeout=20,
+        )
+        refused = [_read(s) for s in answered]
+        assert len(refused) == 36
+        assert all(r.startswith("HTTP/1.1 409") and "retry-after: 1" in r.lower() for r in refused)
+        # the probes answer while the 64 are still waiting (before: queued behind them)
+        for path in ("/readyz", "/healthz", "/status"):
+            assert _read(_send(http.address, path)).startswith("HTTP/1.1 200"), path
+        assert http._at_waiters == http_module.AT_MAX_WAITERS  # still waiting: order shown
+        assert not select.select([s for s in waiters if s not in answered], [], [], 0)[0]
+    finally:
+        for sock in waiters:
+            sock.close()
+
+
+def test_an_at_waiter_is_served_once_its_commit_is_applied(
+    at_server: tuple[DaemonHTTP, list[str]],
+) -> None:
+    http, applied = at_server
+    waiter = _send(http.address, f"/bots?at={UNKNOWN}")
+    wait_for(lambda: http._at_waiters == 1, timeout=20)
+    applied.append(UNKNOWN)  # the daemon applies (or follows) it
+    answer = _read(waiter)
+    assert answer.startswith("HTTP/1.1 200") and f"x-botreg-commit: {UNKNOWN}" in answer.lower()
+    # what can never be applied is refused at once, without waiting
+    assert _read(_send(http.address, "/bots?at=" + "7" * 40)).startswith("HTTP/1.1 409")
+    assert http._at_waiters == 0
+
+
+def test_a_tree_blob_or_unknown_prefix_can_never_be_served(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from botreg.daemon.run import Daemon
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "f.txt").write_text("hello\n")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qm", "one"], check=True)
+
+    def rev(name: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", name], capture_output=True, text=True,
+            check=True,
+        ).stdout.strip()  # fmt: skip
+
+    fake = SimpleNamespace(data=SimpleNamespace(root=tmp_path / "data", mirror=repo / ".git"))
+    serves = Daemon._serves.__get__(fake)
+    assert serves(rev("HEAD^{tree}")) is None  # a tree never becomes applied
+    assert serves(rev("HEAD:f.txt")) is None  # nor a blob
+    assert serves("abcdef0") is None  # nor a prefix of no commit
+    assert serves(rev("HEAD")) is False  # a commit not applied yet may be: wait
+    assert serves("d" * 40) is False  # a full id not fetched yet may be: wait
