@@ -127,8 +127,8 @@ def test_daemon_commands_parse_with_botregs_own_parser(name: str) -> None:
     assert args.interval == 30
     # one Redis for the stream and the lease, one stream: the one the app follows
     app_env = load_compose()["services"]["app"]["environment"]
-    assert _flag(command, "--events-redis") == app_env["BOTREG_REDIS_URL"]
-    assert _flag(command, "--ha-redis") == app_env["BOTREG_REDIS_URL"]
+    assert service["environment"]["BOTREG_EVENTS_REDIS_URL"] == app_env["BOTREG_REDIS_URL"]
+    assert service["environment"]["BOTREG_HA_REDIS_URL"] == app_env["BOTREG_REDIS_URL"]
     assert _flag(command, "--events-stream") == app_env["BOTREG_EVENTS_STREAM"]
     assert float(_flag(command, "--lease-seconds")) > 0
     # the one host that may receive the operator's values is the stack's Chroma
@@ -269,7 +269,7 @@ def test_kubernetes_manifests_parse_and_have_the_kinds() -> None:
         for resource in data["resources"]:
             assert (kustomization.parent / resource).exists(), resource
     secret = _by("Secret", "botreg-secrets")
-    assert set(secret["stringData"]) == {"api-token", "webhook-secret", "git-token"}
+    assert set(secret["stringData"]) == {"api-token", "webhook-secret", "git-token", "redis-url"}
     for value in secret["stringData"].values():
         assert value.startswith("REPLACE-"), "placeholders only, never a real value"
 
@@ -477,7 +477,7 @@ def test_translation_rewrites_hosts_ports_paths_and_secrets(
     assert command[:3] == [sys.executable, "-m", "botreg"]
     assert _flag(command, "--source") == str(tmp_path / "registry")
     assert _flag(command, "--listen") == f"127.0.0.1:{daemon.port}"
-    assert _flag(command, "--events-redis") == f"redis://127.0.0.1:{redis.port}/0"
+    assert daemon.env["BOTREG_EVENTS_REDIS_URL"] == f"redis://127.0.0.1:{redis.port}/0"
     assert _flag(command, "--store-host") == f"127.0.0.1:{chroma.port}"
     assert Path(_flag(command, "--data-dir")) == daemon.folder / "data"
     token_file = Path(_flag(command, "--api-token-file"))

@@ -7,6 +7,10 @@ lease accept and refuse the same URLs with the same messages.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -14,7 +18,7 @@ import redis
 from botreg.errors import UsageError
 from botreg.secrets import redact_url, remember_secret
 
-__all__ = ["check_redis_url", "remember_redis_credentials", "usage_checked"]
+__all__ = ["CallDeadline", "check_redis_url", "remember_redis_credentials", "usage_checked"]
 
 _SCHEMES = ("redis", "rediss", "unix")
 _EXAMPLE = "redis://HOST:PORT/DB, rediss://HOST:PORT/DB or unix:///PATH/redis.sock"
@@ -106,3 +110,57 @@ def usage_checked(url: str, flag: str) -> str:
     except ValueError as exc:
         raise UsageError(f"{flag} {exc}") from None
     return url
+
+
+class CallDeadline:
+    """A deadline for a whole Redis call, not for each read.
+
+    redis-py's `socket_timeout` bounds each `recv`: a server (or a man in the
+    middle) that trickles a never-ending reply, a few bytes every 50 ms, keeps a
+    call alive forever. A timer armed around the whole call disconnects the
+    client's connections when it fires (redis-py's disconnect shuts the socket
+    down, which wakes the blocked read at once) and keeps doing so every
+    `_REPEAT` seconds until the call returns: a connection still being made when
+    it first fired (no socket yet) is cut at the next tick. Safe for calls made
+    from several threads at once (each has its own timer).
+
+    Args:
+        client: The redis-py client whose pool is cut off.
+    """
+
+    _REPEAT = 0.25
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._local = threading.local()
+
+    @property
+    def passed(self) -> bool:
+        """True if this thread's last bounded call ran out of time."""
+        return bool(getattr(self._local, "passed", False))
+
+    @contextlib.contextmanager
+    def bound(self, seconds: float) -> Iterator[None]:
+        """Run the body with the connection cut off after `seconds`; sets `passed`."""
+        done = threading.Event()
+        fired = threading.Event()
+        self._local.passed = False
+        timer = threading.Timer(max(0.0, seconds), self._fire, (done, fired))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            timer.cancel()
+            self._local.passed = fired.is_set()
+
+    def _fire(self, done: threading.Event, fired: threading.Event) -> None:
+        if done.is_set():
+            return
+        fired.set()
+        with contextlib.suppress(Exception):  # a pool closed meanwhile: nothing to cut
+            self._client.connection_pool.disconnect()
+        again = threading.Timer(self._REPEAT, self._fire, (done, fired))
+        again.daemon = True
+        again.start()

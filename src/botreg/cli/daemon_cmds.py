@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,9 +94,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rs.add_argument(
         "--events-redis",
         metavar="URL",
+        # from the environment by default: a password on the command line is in `ps`
+        default=os.environ.get("BOTREG_EVENTS_REDIS_URL") or None,
         help="also append every event to a Redis stream: redis://[:PASSWORD@]HOST:PORT/DB, "
         "rediss://... (TLS) or unix:///PATH; a Redis down only delays events (they wait in "
-        "the outbox)",
+        "the outbox). Default: $BOTREG_EVENTS_REDIS_URL; pass a URL with a password that "
+        "way, not as an argument (arguments are visible in ps)",
     )
     rs.add_argument(
         "--events-stream",
@@ -129,9 +133,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ha.add_argument(
         "--ha-redis",
         metavar="URL",
+        default=os.environ.get("BOTREG_HA_REDIS_URL") or None,
         help="run as one of several daemons of one registry and one Chroma server: a lease "
         "in this Redis (redis://, rediss:// or unix://) elects the leader, the others serve "
-        "reads and take over; with --once, exit 1 if another daemon holds the lease",
+        "reads and take over; with --once, exit 1 if another daemon holds the lease. "
+        "Default: $BOTREG_HA_REDIS_URL (a password belongs there, not in the arguments)",
     )
     ha.add_argument(
         "--lease-seconds",

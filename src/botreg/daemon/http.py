@@ -76,6 +76,7 @@ __all__ = ["MAX_BODY", "DaemonHTTP", "read_token_file"]
 logger = logging.getLogger("botreg.http")
 MAX_BODY = 5 * 1024 * 1024
 AT_WAIT = 5.0  # seconds `?at=COMMIT` waits for this daemon to apply or follow COMMIT
+AT_MAX_WAITERS = 64  # `?at=` requests waiting at once; beyond, 409 + Retry-After at once
 _COMMIT = re.compile(r"[0-9a-f]{4,40}")
 _OPEN = ("/healthz", "/readyz", "/hooks/git")  # no bearer token: probes and signed hooks
 _SIGNATURES = ("x-hub-signature-256", "x-gitea-signature", "x-gogs-signature", "x-gitlab-token")
@@ -653,7 +654,7 @@ class DaemonHTTP:
         telemetry: Metrics | None = None,
         role: Callable[[], str] | None = None,
         served_commit: Callable[[], str] | None = None,
-        serves: Callable[[str], bool] | None = None,
+        serves: Callable[[str], bool | None] | None = None,
         max_connections: int = 2048,
         max_threads: int = 16,
         header_timeout: float = 10.0,
@@ -686,7 +687,8 @@ class DaemonHTTP:
             role: the HA role (leader, standby, single) `/readyz` reports.
             served_commit: the commit `/bots` answers come from (`X-Botreg-Commit`).
             serves: True if a commit is the served one or one of its ancestors
-                (`?at=COMMIT`: otherwise wait up to `AT_WAIT` seconds, then 409).
+                (`?at=COMMIT`: otherwise wait up to `AT_WAIT` seconds, then 409);
+                None if it can never be (not a commit): 409 at once.
             max_connections: open connections; beyond them only probes are served.
             max_threads: worker threads for the handlers that block.
             header_timeout: seconds for a request's headers to arrive.
@@ -717,6 +719,7 @@ class DaemonHTTP:
         self.body_timeout = body_timeout
         self.max_body = max_body
         self._limiter: anyio.CapacityLimiter | None = None
+        self._at_waiters = 0
         self._requests = self.telemetry.counter(
             "botreg_http_requests_total", "HTTP requests answered, by route and status code",
             ["route", "code"],
@@ -931,29 +934,73 @@ class DaemonHTTP:
     async def _metrics(self, request: Request) -> Response:
         return await self._blocking(lambda: _answer(200, self.metrics(), CONTENT_TYPE))
 
-    def _at(self, request: Request) -> Response | None:
+    async def _offload(self, work: Callable[[], Any]) -> Any:
+        """Run a call that may block (git, SQLite) on the bounded worker pool."""
+        if self._limiter is None:  # made on the loop's thread, on first use
+            self._limiter = anyio.CapacityLimiter(self.max_threads)
+        return await anyio.to_thread.run_sync(work, limiter=self._limiter, abandon_on_cancel=True)
+
+    async def _at(self, request: Request) -> Response | None:
         """`?at=COMMIT` (contract section 5): None once COMMIT is served (or an ancestor
         of the served commit), waiting up to `AT_WAIT` s; else a 409 (400 if malformed).
-        Runs on a worker thread (it sleeps)."""
+
+        The wait is on the event loop, not on a worker thread: waiters cost no
+        thread, so they cannot starve `/readyz` (60 of them used to delay it 15 s).
+        At most `AT_MAX_WAITERS` wait at once (beyond: 409 with Retry-After at once).
+        The served commit is re-checked (one git call, on the pool) only when it
+        moves. An id that can never be applied (a tree, a blob, a prefix of no
+        commit: `serves` answers None) is refused at once.
+        """
         at = request.query_params.get("at")
-        if at is None or self.serves is None:
+        serves = self.serves
+        if at is None or serves is None:
             return None
         if not _COMMIT.fullmatch(at):
             return _answer(400, {"error": "at: expected a commit id (4 to 40 hex digits)"})
-        deadline = time.monotonic() + AT_WAIT
-        while not self.serves(at):
-            if time.monotonic() >= deadline:
-                served = self.served_commit() if self.served_commit is not None else ""
-                return _answer(
-                    409,
-                    {
-                        "error": f"commit {at} is not applied here yet (serving "
-                        f"{served[:12] or 'nothing'}); retry later or ask another daemon",
-                        "served_commit": served,
-                    },
-                )
-            time.sleep(0.1)
-        return None
+        current = self.served_commit or (lambda: "")
+        served = current()
+        if served and served.startswith(at):  # the common case: no thread, no git
+            return None
+        verdict = await self._offload(lambda: serves(at))
+        if verdict:
+            return None
+        if verdict is None:
+            return self._not_served(at, "is not a commit of this registry")
+        if self._at_waiters >= AT_MAX_WAITERS:
+            return self._not_served(
+                at, f"is not applied here yet and {AT_MAX_WAITERS} requests wait already",
+                headers={"Retry-After": "1"},
+            )  # fmt: skip
+        self._at_waiters += 1  # only the loop's thread touches it
+        try:
+            deadline = anyio.current_time() + AT_WAIT
+            while anyio.current_time() < deadline:
+                await anyio.sleep(0.1)
+                now = current()
+                if now == served:
+                    continue  # nothing applied since the last check: same answer
+                served = now
+                verdict = await self._offload(lambda: serves(at))
+                if verdict:
+                    return None
+                if verdict is None:
+                    return self._not_served(at, "is not a commit of this registry")
+        finally:
+            self._at_waiters -= 1
+        return self._not_served(at, "is not applied here yet")
+
+    def _not_served(self, at: str, why: str, headers: Mapping[str, str] | None = None) -> Response:
+        """The 409 of `?at=COMMIT`, saying what is served."""
+        served = self.served_commit() if self.served_commit is not None else ""
+        return _answer(
+            409,
+            {
+                "error": f"commit {at} {why} (serving {served[:12] or 'nothing'}); "
+                "retry later or ask another daemon",
+                "served_commit": served,
+            },
+            headers=headers,
+        )
 
     def _served(self, render: Callable[[], Any]) -> Response:
         """A 200 with `render()` and the `X-Botreg-Commit` it came from (the commit is
@@ -974,10 +1021,10 @@ class DaemonHTTP:
         if bots is None:
             return _answer(404, {"error": "not found"})
 
-        def handle() -> Response:
-            return self._at(request) or self._served(bots)
-
-        return await self._blocking(handle)
+        refused = await self._at(request)
+        if refused is not None:
+            return refused
+        return await self._blocking(lambda: self._served(bots))
 
     async def _bot(self, request: Request) -> Response:
         bot_id = str(request.path_params["bot_id"])
@@ -995,10 +1042,11 @@ class DaemonHTTP:
             found: dict[str, Any] | None = next((b for b in every if b["bot_id"] == bot_id), None)
             return found
 
+        refused = await self._at(request)
+        if refused is not None:
+            return refused
+
         def handle() -> Response:
-            refused = self._at(request)
-            if refused is not None:
-                return refused
             answer = self._served(find)
             if answer.status_code == 404:
                 return _answer(404, {"error": f"bot {bot_id!r} not found"})

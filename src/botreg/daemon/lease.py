@@ -5,9 +5,18 @@ writer with a lease on an existing engine (Redis), not a home-made protocol:
 
 - acquire: `SET botreg:ha:<group>:lease <holder> NX PX <ms>`, and in the same
   Lua script `INCR botreg:ha:<group>:fence`: each acquisition gets a new, larger
-  fencing token;
+  fencing token. The token is never lower than the highest this process has
+  seen + 1 (the script takes the max with that floor): after a Redis data loss
+  (FLUSHALL, a restart without persistence) it does not go backwards here.
+  Across processes only Redis persistence (AOF) keeps it growing;
+- a lease key without a TTL is not a botreg lease (botreg always sets PX): a
+  foreign `SET` would block every election forever, so acquisition gives it an
+  expiry of one lease period (one warning) and the next attempt takes over;
 - renew every lease/3 in a thread (Lua: PEXPIRE only while the value is ours);
 - release on a clean stop (Lua: DEL only if ours), so a SIGTERM hands over at once;
+- every Redis call has a deadline for the whole call (`CallDeadline`), not
+  only per read: a server trickling its reply cannot hold a renewal past the
+  local deadline;
 - a local deadline (the last successful acquire/renew, measured from before the
   request was sent, + lease - margin): past it this process stops writing even if
   Redis cannot be reached, because another daemon may already hold the lease.
@@ -30,7 +39,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from botreg.errors import BotregError, UsageError
-from botreg.redis_url import usage_checked
+from botreg.redis_url import CallDeadline, usage_checked
 from botreg.secrets import redact_url
 
 __all__ = ["Fence", "FencedError", "Lease", "check_redis_url", "lease_key", "redis_client"]
@@ -38,13 +47,25 @@ __all__ = ["Fence", "FencedError", "Lease", "check_redis_url", "lease_key", "red
 logger = logging.getLogger("botreg.daemon")
 
 
-# KEYS[1] lease, KEYS[2] fence; ARGV[1] holder, ARGV[2] ms. The token is taken in the
-# same script as the SET: a crash between the two cannot leave a lease without one.
+# KEYS[1] lease, KEYS[2] fence; ARGV[1] holder, ARGV[2] ms, ARGV[3] the token floor.
+# The token is taken in the same script as the SET: a crash between the two cannot
+# leave a lease without one. Returns {token, 0}; {0, 1} when the key had no TTL
+# (a foreign SET: given one lease period); {0, 0} when someone holds it.
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('INCR', KEYS[2])
+  local token = redis.call('INCR', KEYS[2])
+  local floor = tonumber(ARGV[3])
+  if token < floor then
+    token = floor
+    redis.call('SET', KEYS[2], token)
+  end
+  return {token, 0}
 end
-return 0
+if redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {0, 1}
+end
+return {0, 0}
 """
 # KEYS[1] lease, KEYS[2] fence; ARGV[1] holder, ARGV[2] ms, ARGV[3] token
 _RENEW = """
@@ -138,7 +159,11 @@ class Lease:
         self._keys = [lease_key(group, "lease"), lease_key(group, "fence")]
         # a Redis call never blocks longer than a third of the lease: a renewal
         # stuck on a dead socket must not outlive the lease it renews
-        self._client = redis_client(url, max(0.2, self.seconds / 3))
+        self._call_seconds = max(0.2, self.seconds / 3)
+        self._client = redis_client(url, self._call_seconds)
+        # ... and the whole call too: a reply trickled byte by byte passes any read timeout
+        self._call = CallDeadline(self._client)
+        self._seen = 0  # the highest fencing token this process has seen: the next floor
         self._lock = threading.Lock()
         self._token = 0
         self._deadline = 0.0  # time.monotonic() past which we must not write
@@ -177,11 +202,13 @@ class Lease:
         if time.monotonic() >= deadline:
             raise FencedError(f"the lease (token {wanted}) ran out before it was renewed")
         try:
-            current = self._client.get(self._keys[1])
+            with self._call.bound(self._bound(deadline)):
+                current = self._client.get(self._keys[1])
         except Exception as exc:  # redis errors: we cannot prove we still lead
             raise FencedError(
                 f"cannot confirm the lease at {self.where}: {type(exc).__name__}"
             ) from None
+        self._saw(current)
         if str(current) != str(wanted):
             raise FencedError(f"token {wanted} was superseded (now {current})")
 
@@ -199,7 +226,19 @@ class Lease:
         """
         started = time.monotonic()
         ms = int(self.seconds * 1000)
-        token = int(self._client.eval(_ACQUIRE, 2, *self._keys, self.holder, ms))
+        with self._lock:
+            floor = self._seen + 1
+        with self._call.bound(self._call_seconds):
+            answer = self._client.eval(_ACQUIRE, 2, *self._keys, self.holder, ms, floor)
+        token, foreign = int(answer[0]), int(answer[1])
+        if foreign:
+            logger.warning(
+                "the lease key %s had no expiry: not a botreg lease (botreg always sets one), "
+                "e.g. a manual SET; it now expires in %g s, then a daemon takes the lease",
+                self._keys[0],
+                self.seconds,
+            )
+        self._saw(token)
         if token:
             with self._lock:
                 self._token = token
@@ -218,7 +257,11 @@ class Lease:
             return False
         started = time.monotonic()
         ms = int(self.seconds * 1000)
-        ok = int(self._client.eval(_RENEW, 2, *self._keys, self.holder, ms, token))
+        with self._lock:
+            deadline = self._deadline
+        # never past the local deadline: after it the lease is lost anyway
+        with self._call.bound(self._bound(deadline)):
+            ok = int(self._client.eval(_RENEW, 2, *self._keys, self.holder, ms, token))
         with self._lock:
             if self._token != token:  # released meanwhile
                 return False
@@ -235,9 +278,23 @@ class Lease:
         if not token:
             return
         try:
-            self._client.eval(_RELEASE, 1, self._keys[0], self.holder)
+            with self._call.bound(self._call_seconds):
+                self._client.eval(_RELEASE, 1, self._keys[0], self.holder)
         except Exception as exc:  # it expires by itself within one lease period
             logger.warning("could not release the lease at %s: %s", self.where, type(exc).__name__)
+
+    def _bound(self, deadline: float) -> float:
+        """Seconds a call may take: a third of the lease, and not past `deadline`."""
+        return max(0.05, min(self._call_seconds, deadline - time.monotonic()))
+
+    def _saw(self, token: object) -> None:
+        """Remember a token read from Redis: the floor of the next acquisition."""
+        try:
+            value = int(str(token))
+        except ValueError:  # None (no fence key: a data loss) or foreign text
+            return
+        with self._lock:
+            self._seen = max(self._seen, value)
 
     def start(self) -> None:
         """Start the renewal thread (renews every lease/3 while the lease is held)."""

@@ -966,16 +966,26 @@ class Daemon:
             }
         return doc
 
-    def _serves(self, commit: str) -> bool:
+    def _serves(self, commit: str) -> bool | None:
         """True if `commit` (a full or abbreviated id) is the applied commit or one of
-        its ancestors (`?at=`); the read model follows the applied commit on request."""
+        its ancestors (`?at=`); the read model follows the applied commit on request.
+        None if it can never be: a tree, a blob, a tag, or a prefix of no commit (only a
+        commit, or a full id not fetched yet, may become applied)."""
         import subprocess
 
         served = applied_commit(self.data.root)
+        if served.startswith(commit) and served:
+            return True
+        kind = subprocess.run(
+            ["git", "--git-dir", str(self.data.mirror), "cat-file", "-t", commit],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+        if kind.returncode != 0:  # not in the mirror: a full id may be fetched later
+            return False if len(commit) == 40 else None
+        if kind.stdout.strip() != "commit":
+            return None
         if not served:
             return False
-        if served.startswith(commit):
-            return True
         # its own git process: safe on an HTTP thread while a cycle uses the mirror
         done = subprocess.run(
             [

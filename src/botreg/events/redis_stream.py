@@ -14,8 +14,12 @@ those events twice, with the same `id` field, and deduplicate by it.
 A failing Redis (refused, reset, timed out, LOADING, READONLY, out of memory...)
 is retried with an exponential backoff with jitter; the log gets one warning
 when the outage starts and one when appending resumes, not one per attempt.
-Every Redis call has a socket timeout, and `close()` ends a call stuck on a
-server that accepts and never answers, so a stop is prompt.
+Every Redis call has a socket timeout and, because that bounds each read and
+not the call, a deadline for the whole append (`append_deadline`): a server
+that trickles a never-ending reply is cut off and counted as a timeout.
+`close()` ends a call stuck on a server that accepts and never answers, so a
+stop is prompt. The outbox depth and lag gauges read the outbox when scraped,
+so they are right even while an append is stuck.
 
 With a fence (HA, see CONTRACT11 section 2), each event keeps the fencing token
 its publisher held; before a batch is appended each non-zero token is checked
@@ -48,7 +52,7 @@ from botreg.daemon.metrics import Metrics
 from botreg.errors import BotregError
 from botreg.events.model import CloudEvent
 from botreg.events.outbox import Outbox, OutboxEntry
-from botreg.redis_url import check_redis_url, remember_redis_credentials
+from botreg.redis_url import CallDeadline, check_redis_url, remember_redis_credentials
 from botreg.secrets import redact_url
 
 __all__ = [
@@ -120,6 +124,8 @@ class RedisStreamSink:
         metrics: Where to count appends (a fresh registry if not given).
         batch: Events appended per MULTI/EXEC at most.
         timeout: Seconds each connect and each Redis reply may take.
+        append_deadline: Seconds one whole append (connect, MULTI/EXEC, every
+            reply) may take; default twice `timeout`.
         base_delay: The first retry's delay; it doubles with each failure in a row.
         max_delay: The longest delay between two attempts.
 
@@ -138,6 +144,7 @@ class RedisStreamSink:
         metrics: Metrics | None = None,
         batch: int = 100,
         timeout: float = 5.0,
+        append_deadline: float | None = None,
         base_delay: float = 0.25,
         max_delay: float = 30.0,
     ) -> None:
@@ -152,6 +159,7 @@ class RedisStreamSink:
         self.batch = batch
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self.append_deadline = 2 * timeout if append_deadline is None else append_deadline
         self.appended = 0
         self.fenced = 0
         metrics = metrics or Metrics()
@@ -181,13 +189,14 @@ class RedisStreamSink:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
+        self._call = CallDeadline(self._client)
         self._outbox = Outbox(outbox, sink=REDIS)
-        # read at scrape time from what the thread last saw: the age keeps growing
-        # while it sleeps out a backoff
+        # read from the outbox at scrape time (one COUNT): right even while the
+        # thread is stuck in a call, and the age keeps growing while it waits
         self._depth, self._oldest = self._outbox.stats()
         metrics.gauge(
             "botreg_redis_outbox_depth", "Events waiting in the outbox for the Redis stream"
-        ).set_function(lambda: float(self._depth))
+        ).set_function(self._live_depth)
         metrics.gauge(
             "botreg_redis_outbox_oldest_age_seconds",
             "Age of the oldest event waiting for the Redis stream: the stream's lag (0 when empty)",
@@ -270,7 +279,17 @@ class RedisStreamSink:
 
     # --- the delivery thread -----------------------------------------------------------
 
+    def _live(self) -> None:
+        """Read the outbox now (a scrape); a closed outbox keeps the last values."""
+        with contextlib.suppress(sqlite3.Error):
+            self._refresh()
+
+    def _live_depth(self) -> float:
+        self._live()
+        return float(self._depth)
+
     def _oldest_age(self) -> float:
+        self._live()
         oldest = self._oldest
         return 0.0 if oldest is None else max(0.0, time.time() - oldest)
 
@@ -395,25 +414,44 @@ class RedisStreamSink:
         """One MULTI/EXEC of XADDs, in order; raises _AppendError if it did not go through."""
         started = time.perf_counter()
         try:
-            pipe = self._client.pipeline(transaction=True)
-            for entry in entries:
-                pipe.xadd(
-                    self.stream,
-                    {"id": entry.id, "type": _event_type(entry.body), "event": entry.body},
-                    maxlen=self.maxlen,
-                    approximate=True,
+            with self._call.bound(self.append_deadline):
+                pipe = self._client.pipeline(transaction=True)
+                for entry in entries:
+                    pipe.xadd(
+                        self.stream,
+                        {"id": entry.id, "type": _event_type(entry.body), "event": entry.body},
+                        maxlen=self.maxlen,
+                        approximate=True,
+                    )
+                pipe.execute()
+            if self._call.passed:  # cut off, yet an answer came: EXEC may have run
+                raise _AppendError(
+                    "timeout", f"no complete answer within {self.append_deadline:g} s"
                 )
-            pipe.execute()
-        except redis.TimeoutError:
-            raise _AppendError("timeout", "no answer within the socket timeout") from None
-        except redis.ConnectionError as exc:  # refused, reset, LOADING, auth
-            raise _AppendError("connection", _message(exc)) from None
-        except redis.RedisError as exc:  # READONLY, OOM, WRONGTYPE: the server said no
-            raise _AppendError("rejected", _message(exc)) from None
-        except OSError as exc:
-            raise _AppendError("connection", _message(exc)) from None
+        except _AppendError:
+            raise
+        except Exception as exc:
+            if self._call.passed and not self._stop.is_set():
+                # cut off by the whole-append deadline (a trickling reply): a timeout
+                raise _AppendError(
+                    "timeout", f"no complete answer within {self.append_deadline:g} s"
+                ) from None
+            raise _classify(exc) from None
         finally:
             self._duration.observe(time.perf_counter() - started)
+
+
+def _classify(exc: Exception) -> Exception:
+    """The _AppendError of a failed append (other exceptions as they are)."""
+    if isinstance(exc, redis.TimeoutError):
+        return _AppendError("timeout", "no answer within the socket timeout")
+    if isinstance(exc, redis.ConnectionError):  # refused, reset, LOADING, auth
+        return _AppendError("connection", _message(exc))
+    if isinstance(exc, redis.RedisError):  # READONLY, OOM, WRONGTYPE: the server said no
+        return _AppendError("rejected", _message(exc))
+    if isinstance(exc, OSError):
+        return _AppendError("connection", _message(exc))
+    return exc
 
 
 def _event_type(body: bytes) -> str:
