@@ -148,7 +148,8 @@ class SharedState:
         Raises:
             redis.RedisError: if Redis cannot be reached.
         """
-        raw = self.lease.client.hgetall(self.key)
+        with self.lease.bounded():  # a trickled reply must not hold the standby's poll
+            raw = self.lease.client.hgetall(self.key)
         try:
             domains = json.loads(raw.get("domains") or "{}")
         except ValueError:
@@ -174,7 +175,13 @@ class SharedState:
         """
         self.lease.check()
         token = self.lease.token()
-        written = self.lease.client.eval(
+        with self.lease.bounded():
+            written = self._write(token, commit, domains)
+        if not int(written):
+            raise FencedError(f"token {token} was superseded: the shared state was not written")
+
+    def _write(self, token: int, commit: str, domains: dict[str, dict[str, Any]]) -> Any:
+        return self.lease.client.eval(
             _WRITE,
             2,
             self.key,
@@ -187,8 +194,6 @@ class SharedState:
             "domains",
             json.dumps(domains, sort_keys=True),
         )
-        if not int(written):
-            raise FencedError(f"token {token} was superseded: the shared state was not written")
 
 
 def domain_map(ledger: Ledger) -> dict[str, dict[str, Any]]:

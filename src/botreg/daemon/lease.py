@@ -29,6 +29,7 @@ therefore fails before its next write, whatever it was doing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -174,6 +175,11 @@ class Lease:
     def client(self) -> Any:
         """The Redis client (shared with the HA state, which lives in the same server)."""
         return self._client
+
+    def bounded(self) -> contextlib.AbstractContextManager[None]:
+        """A whole-call deadline (a third of the lease) for a call on `client`: the HA
+        state's reads and writes are bounded like the lease's own calls."""
+        return self._call.bound(self._call_seconds)
 
     # --- the Fence protocol ------------------------------------------------------------
 

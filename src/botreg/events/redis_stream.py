@@ -346,7 +346,7 @@ class RedisStreamSink:
                     continue
                 if sent and failures:
                     self._refresh()
-                    logger.warning(
+                    logger.info(
                         "appending to the Redis stream %s at %s resumed after %.1f s "
                         "(%d still waiting)",
                         self.stream,
