@@ -190,6 +190,9 @@ class RedisEventFollower:
         claim_idle_ms: Group: entries pending this long in another consumer
             (a dead one) are claimed by this one.
         dedupe: Event ids remembered to drop entries appended again.
+        reply_deadline: Seconds one Redis call may take in all (default
+            `block_ms` + 5 s); a longer one (a server trickling its answer) has
+            its socket shut down and counts as an outage.
     """
 
     def __init__(
@@ -206,9 +209,14 @@ class RedisEventFollower:
         max_entry_bytes: int = 1024 * 1024,
         claim_idle_ms: int = 30_000,
         dedupe: int = 10_000,
+        reply_deadline: float | None = None,
     ) -> None:
         if block_ms < 1 or count < 1 or max_entry_bytes < 1 or dedupe < 1:
             raise ValueError("block_ms, count, max_entry_bytes and dedupe must be positive")
+        if reply_deadline is None:
+            reply_deadline = block_ms / 1000 + _REPLY_GRACE
+        if reply_deadline <= block_ms / 1000:
+            raise ValueError("reply_deadline must be longer than block_ms")
         password = urlsplit(url).password
         if password:
             # masked wherever it might surface in a message, as written and decoded
@@ -243,7 +251,7 @@ class RedisEventFollower:
         self._wrong_key = False  # the key is not a stream: its error was given
         self._batch = 1  # this read's COUNT: grows while entries are small
         self._oversize = False  # the last batch held an entry over max_entry_bytes
-        self._watchdog = _Watchdog(block_ms / 1000 + _REPLY_GRACE)
+        self._watchdog = _Watchdog(reply_deadline)
         self._gap_check = False  # set on (re)connect; done by the thread, not start()'s caller
         self._name = redact_url(url)
 
@@ -266,7 +274,7 @@ class RedisEventFollower:
         try:
             self._connect()
         except Exception as exc:  # Redis down at start: the thread keeps trying
-            self._outage(exc)
+            self._failed(exc)
         self._thread = threading.Thread(target=self._run, daemon=True, name="botreg-redis-follower")
         self._thread.start()
 
@@ -421,8 +429,6 @@ class RedisEventFollower:
             self._close_client()  # this thread's own client, whatever ended the loop
 
     def _loop(self) -> None:
-        import redis
-
         delay = 0.1
         while not self._stop.is_set():
             try:
@@ -436,10 +442,7 @@ class RedisEventFollower:
                 if self._stop.is_set():
                     return  # stop() shut the socket: not an outage
                 self._close_client()
-                if isinstance(exc, redis.ResponseError) and "WRONGTYPE" in str(exc):
-                    self._wrong_type(exc)
-                else:
-                    self._outage(exc)
+                self._failed(exc)
                 if self._stop.wait(delay):
                     return
                 delay = min(delay * 2, _MAX_DELAY)
@@ -451,6 +454,13 @@ class RedisEventFollower:
                 logger.info("redis event stream at %s is back", self._name)
                 self._down = False
             self._wrong_key = False
+
+    def _failed(self, exc: BaseException) -> None:
+        """Report a failed call: a key of the wrong type, or an outage."""
+        if "WRONGTYPE" in str(exc):  # Redis's error for a key holding another type
+            self._wrong_type(exc)
+        else:
+            self._outage(exc)
 
     def _wrong_type(self, exc: BaseException) -> None:
         """A key that is not a stream: an operator's mistake, one error until fixed."""
