@@ -391,3 +391,16 @@ def test_large_entries_are_read_one_at_a_time(redis_url: str, client: redis.Redi
     before, after, skipped = map(int, out.split())
     assert skipped == ENTRIES
     assert after - before < 3 * ENTRY_MB, (before, after)  # all six at once: ~100 MB more
+
+
+def test_a_restarted_follower_still_has_its_reply_deadline(trickle: Trickle) -> None:
+    follower = RedisEventFollower(
+        f"redis://127.0.0.1:{trickle.port}/0", start="0", block_ms=100, reply_deadline=0.5
+    )
+    follower.start()
+    follower.stop()
+    follower.start()  # again, after stop() closed the first watchdog
+    try:
+        wait_for(lambda: follower.outages == 1)
+    finally:
+        follower.stop()

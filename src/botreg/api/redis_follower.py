@@ -270,6 +270,7 @@ class RedisEventFollower:
         if self._thread is not None:
             return
         self._stop.clear()
+        self._watchdog = _Watchdog(self._watchdog.seconds)  # stop() closed the last one
         self._load_cursor_file()
         try:
             self._connect()
