@@ -21,19 +21,22 @@ def _answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # up, with a password
     except OSError:
         return False
 
 
 @contextmanager
-def redis_server(folder: Path, port: int | None = None) -> Iterator[int]:
+def redis_server(
+    folder: Path, port: int | None = None, password: str | None = None
+) -> Iterator[int]:
     """A redis-server on 127.0.0.1 persisting nothing; yields its port.
 
     Args:
         folder: Its working directory and log file's folder (created).
         port: The port (default: a free one). A restart on the same port keeps
             clients' URLs valid: the tests of a Redis outage use it.
+        password: Set as `requirepass` (clients must AUTH with it).
     """
     executable = shutil.which("redis-server")
     if executable is None:
@@ -56,6 +59,7 @@ def redis_server(folder: Path, port: int | None = None) -> Iterator[int]:
             str(folder),
             "--protected-mode",
             "yes",
+            *(["--requirepass", password] if password else []),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -149,8 +149,9 @@ def test_the_daemons_cloudevents_arrive_on_the_seeds_topics(redis_url: str) -> N
 
         await bus.subscribe("registry:bots", on_bots)
         subscription = await bus.subscribe("knowledge:ingestion", on_knowledge)
-        append(CloudEvent("botreg.bot.created", "d", "e1", data={"bot_id": "a", "commit": "c"}))
-        append(CloudEvent("botreg.sync.completed", "d", "e2", data={"to": "c"}))
+        c = "c" * 40  # applied_commit takes only a full commit id
+        append(CloudEvent("botreg.bot.created", "d", "e1", data={"bot_id": "a", "commit": c}))
+        append(CloudEvent("botreg.sync.completed", "d", "e2", data={"to": c}))
         append(CloudEvent("botreg.knowledge.ingested", "d", "e3", data={"domain": "billing"}))
         append(CloudEvent("botreg.bot.deactivated", "d", "e4", data={"bot_id": "a"}))
         append(CloudEvent("botreg.bot.deactivated", "d", "e4", data={"bot_id": "a"}))  # again
@@ -166,7 +167,7 @@ def test_the_daemons_cloudevents_arrive_on_the_seeds_topics(redis_url: str) -> N
             (EventType.UPDATED, "knowledge:ingestion"),
             (EventType.FAILED, "knowledge:ingestion"),
         ]
-        assert bus.follower.applied_commit == "c"
+        assert bus.follower.applied_commit == c
         await bus.unsubscribe(subscription)
         append(CloudEvent("botreg.knowledge.ingested", "d", "e6", data={"domain": "b"}))
         append(CloudEvent("botreg.bot.updated", "d", "e7", data={"bot_id": "z"}))

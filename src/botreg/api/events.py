@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 from botreg.api.redis_follower import RedisEventFollower
 from botreg.events.bus import Subscribers
 from botreg.events.model import CloudEvent
-from botreg.secrets import dumps_strict, redact_url
+from botreg.secrets import dumps_strict, redact_url, remember_secret
 
 __all__ = [
     "BOTS_TOPIC",
@@ -259,9 +260,6 @@ class RedisEventBus(EventBusBase):
             await client.aclose()
         await super().close()
 
-    def _subscribe_cloudevents(self, callback: Callable[[CloudEvent], None]) -> Callable[[], None]:
-        return self.follower.subscribe(callback)
-
     async def publish(self, topic: str, event: Event) -> None:
         """Append `event` to the stream, for every process following it.
 
@@ -286,17 +284,19 @@ class RedisEventBus(EventBusBase):
             raise ConnectionError(
                 f"publishing to {redact_url(self.url)} failed: {redact_url(str(exc))}"
             ) from None
-        self._to_follower_sources(event)
+        self._to_sources(event)
         await self._dispatch(event)
-
-    def _to_follower_sources(self, event: Event) -> None:
-        cloud = to_cloudevent(event)
-        if cloud is not None:
-            self.follower._subscribers.deliver(cloud)
 
     # -- the follower's thread ----------------------------------------------------
 
     def _on_cloudevent(self, event: CloudEvent) -> None:
+        """A daemon's CloudEvent: to the EventSource subscribers, then the topic's handlers.
+
+        EventSource subscribers are kept apart from the follower's own list, so an
+        application's event (turned into a CloudEvent for them) never comes back
+        here to be dispatched to the topic's handlers a second time.
+        """
+        self._sources.deliver(event)
         seed = from_cloudevent(event)
         if seed is not None:
             self._schedule(seed)
@@ -313,12 +313,14 @@ class RedisEventBus(EventBusBase):
                 datetime.fromisoformat(doc["timestamp"]),
                 str(doc.get("source", "")),
             )
-        except (KeyError, ValueError, TypeError) as exc:
-            logger.debug("skipped application entry %s: %s", entry_id, exc)
+        except Exception as exc:  # anyone can XADD: any malformed entry is skipped
+            logger.debug(
+                "skipped application entry %s: %s", entry_id, f"{type(exc).__name__}: {exc}"
+            )
             return
         if not self.follower.remember(event.id):
             return  # this process published it, or it was appended twice
-        self._to_follower_sources(event)
+        self._to_sources(event)
         self._schedule(event)
 
     def _schedule(self, event: Event) -> None:
@@ -355,7 +357,11 @@ def create_event_bus(config: dict[str, Any]) -> EventBusBase:
             raise ValueError("a redis event bus needs 'url' or 'host'")
         scheme = "rediss" if config.get("ssl") else "redis"
         password = config.get("password")
-        auth = f":{password}@" if password else ""
+        auth = ""
+        if password:
+            remember_secret(str(password))  # before anything could print it
+            # quoted: '%', '/', '@', ':' or '#' in a password would break the URL
+            auth = f":{quote(str(password), safe='')}@"
         url = f"{scheme}://{auth}{host}:{int(config.get('port', 6379))}/{int(config.get('db', 0))}"
     options = {
         k: config[k]

@@ -5,7 +5,9 @@ serves (any of several: leader or standby). With `consistent_with=<a
 RedisEventFollower>` every read asks for the commit the follower last saw
 applied (`?at=<commit>`): a config fetched after an invalidation is never
 older than the change that caused it (a daemon that has not applied it yet
-waits for it, or answers 409).
+waits for it up to 5 s). When the daemon still answers 409 (the commit is not
+there: a forged or far-ahead event), one warning per commit is logged and the
+read is made again without `at`: a bad event delays reads, never breaks them.
 
 httpx is imported when the backend is initialized, so `import botreg.api`
 stays light.
@@ -14,16 +16,21 @@ stays light.
 from __future__ import annotations
 
 import json
+import logging
+from collections import OrderedDict
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from botreg.api.models import Registration, RegistrationStatus
+from botreg.api.redis_follower import is_commit_id
 from botreg.errors import BotregError
 from botreg.secrets import redact_url, remember_secret, split_url_credentials
 
 __all__ = ["HTTPRegistryBackend"]
 
 COMMIT_HEADER = "X-Botreg-Commit"
+logger = logging.getLogger("botreg.api")
+_WARNED_COMMITS = 128  # commits whose 409 was warned about, remembered (bounded)
 
 
 class _Applied(Protocol):
@@ -38,7 +45,10 @@ class HTTPRegistryBackend:
             is sent as Basic auth, never logged.
         token: The daemon's API token (`--api-token-file`), sent as Bearer.
         consistent_with: An object with `applied_commit` (a RedisEventFollower):
-            each read asks for at least that commit.
+            each read asks for at least that commit (a full commit id; anything
+            else is not sent). A 409 for it (not applied there after the
+            daemon's wait) logs one warning per commit and the read is made
+            again without it, answered from the daemon's served commit.
         timeout: Seconds per request (the daemon waits up to 5 s for `at`).
         transport: An httpx transport (tests, proxies); default: a real one.
     """
@@ -65,6 +75,7 @@ class HTTPRegistryBackend:
         self.timeout = timeout
         self.transport = transport
         self.commit = ""  # the commit the last answer was served from
+        self._warned: OrderedDict[str, None] = OrderedDict()
         self._client: Any = None
 
     async def initialize(self) -> None:
@@ -87,19 +98,19 @@ class HTTPRegistryBackend:
 
     async def _get(self, path: str) -> Any:
         """The JSON answer to GET `path`, None for a 404."""
-        import httpx
-
         if self._client is None:
             await self.initialize()
-        params = {}
         at = getattr(self.consistent_with, "applied_commit", "") if self.consistent_with else ""
-        if at:
-            params["at"] = at
+        if at and not is_commit_id(at):
+            logger.debug("not asking for commit %r: not a full commit id", at)
+            at = ""
         where = redact_url(self.url + path)
-        try:
-            response = await self._client.get(self.url + path, params=params)
-        except httpx.HTTPError as exc:
-            raise BotregError(f"reading {where} failed: {redact_url(str(exc))}") from None
+        response = await self._request(path, where, {"at": at} if at else {})
+        if response.status_code == 409 and at:
+            # not applied there even after the daemon's wait: a forged or far-ahead
+            # event must delay reads, not break them; the served commit answers
+            self._warn_once(at, where)
+            response = await self._request(path, where, {})
         if response.status_code == 404:
             return None
         try:
@@ -108,15 +119,35 @@ class HTTPRegistryBackend:
             body = None
         if response.status_code != 200:
             detail = body.get("error") if isinstance(body, dict) else None
-            hint = f" (commit {at} not applied there yet)" if response.status_code == 409 else ""
             raise BotregError(
                 f"reading {where} failed: HTTP {response.status_code}"
-                f"{': ' + redact_url(str(detail)) if detail else ''}{hint}"
+                f"{': ' + redact_url(str(detail)) if detail else ''}"
             )
         if body is None:
             raise BotregError(f"reading {where} failed: the answer is not JSON")
         self.commit = response.headers.get(COMMIT_HEADER, self.commit)
         return body
+
+    async def _request(self, path: str, where: str, params: dict[str, str]) -> Any:
+        import httpx
+
+        try:
+            return await self._client.get(self.url + path, params=params)
+        except httpx.HTTPError as exc:
+            raise BotregError(f"reading {where} failed: {redact_url(str(exc))}") from None
+
+    def _warn_once(self, commit: str, where: str) -> None:
+        if commit in self._warned:
+            return
+        self._warned[commit] = None
+        while len(self._warned) > _WARNED_COMMITS:
+            self._warned.popitem(last=False)
+        logger.warning(
+            "%s has not applied commit %s (the last botreg.sync.completed seen); "
+            "reading its served commit instead",
+            where,
+            commit,
+        )
 
     def _registration(self, item: Any) -> Registration:
         if not isinstance(item, dict) or not isinstance(item.get("bot_id"), str):
