@@ -73,9 +73,12 @@ def _stack(folder: Path, registry: Path) -> dict[str, LocalService]:
     for name in ("daemon-a", "daemon-b"):
         daemon = services[name]
         argv = _set_flag(daemon.argv, "--lease-seconds", LEASE)
-        for flag in ("--events-redis", "--ha-redis"):
-            argv = _set_flag(argv, flag, _with_password(_flag(argv, flag)))
-        services[name] = dataclasses.replace(daemon, argv=argv)
+        # the Redis URLs come by environment, as in compose (never in ps)
+        env = dict(daemon.env)
+        for variable in ("BOTREG_EVENTS_REDIS_URL", "BOTREG_HA_REDIS_URL"):
+            env[variable] = _with_password(env[variable])
+        services[name] = dataclasses.replace(daemon, argv=argv, env=env)
+        assert REDIS_PASSWORD not in " ".join(argv)  # what ps would show
     app = services["app"]
     app_env = {**app.env, "BOTREG_REDIS_URL": _with_password(app.env["BOTREG_REDIS_URL"])}
     services["app"] = dataclasses.replace(app, env=app_env)
