@@ -423,6 +423,7 @@ def test_one_repository_written_differently_is_one_group(tmp_path: Path) -> None
         str(repo),
         f"{repo}/",
         repo.as_uri(),
+        f"file://localhost{repo}",
         f"{repo}/.git",
         str(tmp_path / "." / "reg"),
     ]

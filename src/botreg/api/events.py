@@ -236,7 +236,8 @@ class RedisEventBus(EventBusBase):
         self, url: str, stream: str = "botreg:events", maxlen: int = 100_000, **follower: Any
     ) -> None:
         super().__init__()
-        self.url = url
+        self._url = url  # with its password: used to connect, never shown
+        self.url = redact_url(url)
         self.stream = stream
         self.maxlen = maxlen
         self.follower = RedisEventFollower(url, stream, **follower)
@@ -249,7 +250,7 @@ class RedisEventBus(EventBusBase):
         import redis.asyncio
 
         await super().connect()
-        self._client = redis.asyncio.Redis.from_url(self.url, socket_connect_timeout=5)
+        self._client = redis.asyncio.Redis.from_url(self._url, socket_connect_timeout=5)
         await asyncio.to_thread(self.follower.start)
 
     async def close(self) -> None:

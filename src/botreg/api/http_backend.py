@@ -104,6 +104,8 @@ class HTTPRegistryBackend:
         if at and not is_commit_id(at):
             logger.debug("not asking for commit %r: not a full commit id", at)
             at = ""
+        if at in self._warned:  # refused once after the daemon's wait: not again
+            at = ""
         where = redact_url(self.url + path)
         response = await self._request(path, where, {"at": at} if at else {})
         if response.status_code == 409 and at:
@@ -144,7 +146,7 @@ class HTTPRegistryBackend:
             self._warned.popitem(last=False)
         logger.warning(
             "%s has not applied commit %s (the last botreg.sync.completed seen); "
-            "reading its served commit instead",
+            "reading its served commit instead (and not asking for that commit again)",
             where,
             commit,
         )

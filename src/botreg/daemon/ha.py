@@ -91,6 +91,8 @@ def same_source(source: str) -> str:
     if scp and "://" not in text and not Path(text).exists():
         text = f"ssh://{scp[1]}/{scp[2].lstrip('/')}"
     if "://" not in text or text.lower().startswith("file://"):
+        if text.lower().startswith("file://localhost/"):  # RFC 8089: the same file
+            text = "file://" + text[len("file://localhost") :]
         local = Path(text[7:] if text.lower().startswith("file://") else text)
         path = str(local.expanduser().resolve()) if str(local) else str(local)
         return "file://" + _bare(path)
