@@ -157,7 +157,11 @@ _POISONED_SYNC = textwrap.dedent(
     real = sync.validate_registry
 
     def validate_registry(source, *args, **kwargs):
-        if any(e.path == "knowledge/product/poison.md" for e in source.entries()):
+        # the daemon passes a Snapshot (its entries: a dict by path)
+        paths = source.entries if isinstance(source.entries, dict) else [
+            e.path for e in source.entries()
+        ]
+        if "knowledge/product/poison.md" in paths:
             raise RecursionError("maximum recursion depth exceeded")
         return real(source, *args, **kwargs)
 

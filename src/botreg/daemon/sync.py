@@ -207,6 +207,10 @@ class Syncer:
         # HA: set by a takeover; the next apply rebuilds the ledger's records from the
         # store first (domain -> collection map and commit of the shared state)
         self.adopt_pending: tuple[dict[str, dict[str, Any]], str] | None = None
+        # the applied commit's tree as the last cycle read it: the next cycle's "old"
+        # side of the diff, so a commit reads each tree once (a 5,000-bot tree is
+        # about 0.1 s per read)
+        self._applied_view: tuple[str, RegistryView] | None = None
         applied = self.ledger.get(APPLIED_KEY)
         self.status.update(applied_commit=applied, source=self.event_source)
 
@@ -309,7 +313,7 @@ class Syncer:
             raise BotregError(f"the applied commit {applied[:12]} is not in the mirror")
         source = GitTreeSource(self.mirror.repo, applied, label=f"applied@{applied[:12]}")
         try:
-            return self.store_for(self._knowledge_settings(source).store)
+            return self.store_for(self._knowledge_settings(RegistryView(source), applied).store)
         except _PhaseError as exc:  # the environment file of the applied commit
             raise BotregError(str(exc)) from None
 
@@ -337,14 +341,14 @@ class Syncer:
                 old.close()
         return new
 
-    def _knowledge_settings(self, source: GitTreeSource) -> KnowledgeSettings:
+    def _knowledge_settings(self, view: RegistryView, commit: str) -> KnowledgeSettings:
         try:
             # only what the operator allows: a commit must not read the daemon's environment
-            return RegistryView(source).knowledge_settings(
+            return view.knowledge_settings(
                 self.options.environment, allowed_environ(self.options.allow_env)
             )
         except BotregError as exc:  # missing or unusable environment file
-            raise _PhaseError("apply", f"{exc} (at {source.commit[:12]})") from None
+            raise _PhaseError("apply", f"{exc} (at {commit[:12]})") from None
 
     # --- the cycle ---------------------------------------------------------------------
 
@@ -443,12 +447,13 @@ class Syncer:
 
         self.status.set_condition("Reconciling", True, "NewCommit", f"applying {head[:12]}")
         source = GitTreeSource(self.mirror.repo, head, label=f"{self.options.branch}@{head[:12]}")
+        view = RegistryView(source)  # validate, diff and apply read this one snapshot
 
         # 3. validate
         self._phase = "validate"
         t = time.monotonic()
         report = validate_registry(
-            source, cache=self._validation_cache, should_stop=self.should_stop
+            view.snapshot, cache=self._validation_cache, should_stop=self.should_stop
         )
         durations["validate"] = time.monotonic() - t
         if not report.ok:
@@ -495,9 +500,14 @@ class Syncer:
         # 4. diff
         self._phase = "diff"
         t = time.monotonic()
-        old_source: GitTreeSource | None = None
+        old_view: RegistryView | None = None
         if applied and self.mirror.has_commit(applied):
-            old_source = GitTreeSource(self.mirror.repo, applied)
+            last = self._applied_view
+            old_view = (
+                last[1]
+                if last is not None and last[0] == applied
+                else RegistryView(GitTreeSource(self.mirror.repo, applied))
+            )
             if not self.mirror.is_ancestor(applied, head):
                 self._emit(
                     "botreg.sync.history_rewritten",
@@ -516,9 +526,9 @@ class Syncer:
             )
         files = [
             FileChange(*change)
-            for change in self.mirror.diff(old_source.commit if old_source else "", head)
+            for change in self.mirror.diff(applied if old_view is not None else "", head)
         ]
-        changes = compute_changes(old_source, source, files, self.should_stop)
+        changes = compute_changes(old_view, view, files, self.should_stop)
         durations["diff"] = time.monotonic() - t
 
         # 5. events, then apply
@@ -531,7 +541,7 @@ class Syncer:
         self._phase = "apply"
         t = time.monotonic()
         failed_files: list[dict[str, str]] = []
-        counts = self._apply(source, head, applied, failed_files)
+        counts = self._apply(view, head, applied, failed_files)
         durations["ingest"] = time.monotonic() - t
         counts.update(changes.counts())
 
@@ -540,6 +550,7 @@ class Syncer:
         self.mirror.keep_applied(head)
         self.ledger.put(APPLIED_KEY, head)
         self.ledger.put(REJECTED_KEY, "")
+        self._applied_view = (head, view)
         self.status.update(applied_commit=head)
         if self.before_completed is not None:
             try:  # e.g. the daemon's read model: a reader told "completed" gets the new commit
@@ -639,11 +650,11 @@ class Syncer:
             )
 
     def _apply(
-        self, source: GitTreeSource, head: str, applied: str, failed_files: list[dict[str, str]]
+        self, view: RegistryView, head: str, applied: str, failed_files: list[dict[str, str]]
     ) -> dict[str, int]:
         """Bring every domain in line with `head`; the files refused go to `failed_files`."""
         try:
-            settings = self._knowledge_settings(source)
+            settings = self._knowledge_settings(view, head)
             store = self.store_for(settings.store)
         except BotregError as exc:
             self.status.set_condition("IngestFailed", True, "StoreUnavailable", str(exc))
@@ -652,7 +663,7 @@ class Syncer:
         if self.adopt_pending is not None:
             self.adopt(store)
         manager = KnowledgeIngestionManager(
-            source,
+            view.snapshot,
             store,
             self.ledger,
             settings.embedding,

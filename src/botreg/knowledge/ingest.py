@@ -161,7 +161,8 @@ class KnowledgeIngestionManager:
     """Ingests the knowledge domains of a registry tree into a Chroma store.
 
     Args:
-        source: The registry tree (working tree or git revision).
+        source: The registry tree (working tree or git revision), or a `Snapshot`
+            of it (its loaded documents are shared).
         store: The Chroma store.
         ledger: The ledger beside the store.
         embedding: The environment's embedding settings.
@@ -177,7 +178,7 @@ class KnowledgeIngestionManager:
 
     def __init__(
         self,
-        source: RegistrySource,
+        source: RegistrySource | Snapshot,
         store: ChromaStore,
         ledger: Ledger,
         embedding: EmbeddingSettings,
@@ -189,7 +190,7 @@ class KnowledgeIngestionManager:
         on_embed: EmbedObserver | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
-        self.snapshot = Snapshot(source)
+        self.snapshot = source if isinstance(source, Snapshot) else Snapshot(source)
         self.view = RegistryView(self.snapshot)  # file selection: the daemon's and review's
         self.store = store
         self.ledger = ledger

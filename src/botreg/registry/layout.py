@@ -11,6 +11,7 @@ The layout is a public contract (see README "Repository format"):
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -158,6 +159,10 @@ def knowledge_type(path: str) -> KnowledgeType | None:
     return KnowledgeType(kind, compressed) if kind else None
 
 
+# Pure in the path, and called for every path of a tree each time a tree is read
+# (the daemon reads one to three per commit): the cache keeps a 5,000-bot tree's
+# classification off the per-commit path. Bounded: paths come from repositories.
+@functools.lru_cache(maxsize=1 << 16)
 def classify(path: str) -> PathInfo:
     """Classify a repository-relative POSIX path.
 

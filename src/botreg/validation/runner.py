@@ -112,7 +112,7 @@ def _never() -> bool:
 
 
 def validate_registry(
-    source: RegistrySource,
+    source: RegistrySource | Snapshot,
     paths: Sequence[str] | None = None,
     *,
     cache: ResultCache | None = None,
@@ -121,7 +121,9 @@ def validate_registry(
     """Validate a registry.
 
     Args:
-        source: The registry tree (a working tree or a git revision).
+        source: The registry tree (a working tree or a git revision), or a
+            `Snapshot` of it whose loaded documents the caller shares (the daemon
+            validates, diffs and ingests one snapshot per commit).
         paths: Repository-relative paths to report on; None for the whole registry.
         cache: Per-file results from earlier runs, keyed by path and git blob id.
             A long-running caller (the daemon) passes the same mapping each time,
@@ -137,7 +139,7 @@ def validate_registry(
         ValidationInterrupted: if `should_stop` said True.
     """
     started = time.perf_counter()
-    snap = Snapshot(source)
+    snap = source if isinstance(source, Snapshot) else Snapshot(source)
     full = paths is None
     selected = set(snap.entries) if paths is None else {p for p in paths if p in snap.entries}
     checked = sorted(
@@ -172,7 +174,7 @@ def validate_registry(
         findings = [f for f in findings if f.path in selected or set(f.related) & selected]
     findings = _place_and_suppress(snap, findings)
     findings.sort(key=lambda f: (f.path, f.line, f.column, f.code, f.message))
-    return Report(source.label, checked, findings, time.perf_counter() - started)
+    return Report(snap.source.label, checked, findings, time.perf_counter() - started)
 
 
 def _run_cached(
