@@ -254,15 +254,22 @@ def test_the_redis_urls_default_to_their_environment_variables(
     from botreg.cli import main
 
     monkeypatch.setenv("BOTREG_EVENTS_REDIS_URL", "ftp://:env-s3cret@127.0.0.1:1/0")
-    # the env var is read: its (bad) URL is refused as --events-redis, password masked
+    # the env var is read: its (bad) URL is refused naming the variable, password masked
     assert main(["sync", "--once", "--source", "/nonexistent", "--data-dir", "/tmp/x"]) == 2
     err = capsys.readouterr().err
-    assert "--events-redis" in err and "env-s3cret" not in err
+    assert "$BOTREG_EVENTS_REDIS_URL (the default of --events-redis)" in err
+    assert "env-s3cret" not in err
+    # a flag given wins over the variable, and the message names the flag
+    argv = ["sync", "--once", "--source", "/nonexistent", "--data-dir", "/tmp/x"]
+    assert main([*argv, "--events-redis", "gopher://127.0.0.1:1/0"]) == 2
+    err = capsys.readouterr().err
+    assert "--events-redis gopher://" in err and "BOTREG_EVENTS_REDIS_URL" not in err
     monkeypatch.delenv("BOTREG_EVENTS_REDIS_URL")
     monkeypatch.setenv("BOTREG_HA_REDIS_URL", "ftp://:env-s3cret@127.0.0.1:1/0")
     assert main(["sync", "--once", "--source", "/nonexistent", "--data-dir", "/tmp/x"]) == 2
     err = capsys.readouterr().err
-    assert "--ha-redis" in err and "env-s3cret" not in err
+    assert "$BOTREG_HA_REDIS_URL (the default of --ha-redis)" in err
+    assert "env-s3cret" not in err
     help_text = _help(capsys)
     assert "BOTREG_EVENTS_REDIS_URL" in help_text and "BOTREG_HA_REDIS_URL" in help_text
 

@@ -94,8 +94,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rs.add_argument(
         "--events-redis",
         metavar="URL",
-        # from the environment by default: a password on the command line is in `ps`
-        default=os.environ.get("BOTREG_EVENTS_REDIS_URL") or None,
+        # from the environment by default (see _redis_urls): a password on the command
+        # line is in `ps`
         help="also append every event to a Redis stream: redis://[:PASSWORD@]HOST:PORT/DB, "
         "rediss://... (TLS) or unix:///PATH; a Redis down only delays events (they wait in "
         "the outbox). Default: $BOTREG_EVENTS_REDIS_URL; pass a URL with a password that "
@@ -133,7 +133,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ha.add_argument(
         "--ha-redis",
         metavar="URL",
-        default=os.environ.get("BOTREG_HA_REDIS_URL") or None,
         help="run as one of several daemons of one registry and one Chroma server: a lease "
         "in this Redis (redis://, rediss:// or unix://) elects the leader, the others serve "
         "reads and take over; with --once, exit 1 if another daemon holds the lease. "
@@ -260,8 +259,9 @@ def run_sync(args: argparse.Namespace) -> int:
             remember_secret_file(path)
     if args.api_token_file is not None:
         _check_api_token_file(args.api_token_file)
-    _check_events_redis(args)
-    _check_ha_flags(args)
+    labels = _redis_urls(args)
+    _check_events_redis(args, labels["events_redis"])
+    _check_ha_flags(args, labels["ha_redis"])
     housekeeping = _housekeeping_options(args)
     from botreg.daemon.logs import configured_logging
 
@@ -302,13 +302,32 @@ def run_sync(args: argparse.Namespace) -> int:
         return daemon.run_once() if args.once else daemon.run()
 
 
-def _check_events_redis(args: argparse.Namespace) -> None:
+_REDIS_URL_FLAGS = {
+    "events_redis": ("--events-redis", "BOTREG_EVENTS_REDIS_URL"),
+    "ha_redis": ("--ha-redis", "BOTREG_HA_REDIS_URL"),
+}
+
+
+def _redis_urls(args: argparse.Namespace) -> dict[str, str]:
+    """Fill the Redis URLs not given as flags from their environment variables; returns
+    what each came from, for messages (a bad URL from the environment names the
+    variable the operator has to fix, not a flag they never typed)."""
+    labels = {}
+    for name, (flag, variable) in _REDIS_URL_FLAGS.items():
+        labels[name] = flag
+        if getattr(args, name) is None and os.environ.get(variable):
+            setattr(args, name, os.environ[variable])
+            labels[name] = f"${variable} (the default of {flag}):"
+    return labels
+
+
+def _check_events_redis(args: argparse.Namespace, label: str = "--events-redis") -> None:
     """--events-redis, --events-stream and --events-maxlen, as usage errors (exit 2)."""
     from botreg.events.redis_stream import MIN_MAXLEN, check_stream_name
     from botreg.redis_url import usage_checked
 
     if args.events_redis is not None:
-        usage_checked(args.events_redis, "--events-redis")  # its password masked from now on
+        usage_checked(args.events_redis, label)  # its password masked from now on
     try:
         check_stream_name(args.events_stream)
     except ValueError as exc:
@@ -322,14 +341,14 @@ def _check_events_redis(args: argparse.Namespace) -> None:
         )
 
 
-def _check_ha_flags(args: argparse.Namespace) -> None:
+def _check_ha_flags(args: argparse.Namespace, label: str = "--ha-redis") -> None:
     """The HA flags, checked before anything starts (usage errors, exit 2)."""
     if not math.isfinite(args.lease_seconds) or args.lease_seconds < 1:
         raise UsageError(f"--lease-seconds {args.lease_seconds:g}: must be at least 1 (default 15)")
     if args.ha_redis is not None:
         from botreg.daemon.lease import check_redis_url
 
-        check_redis_url(args.ha_redis)  # also remembers its password as a secret
+        check_redis_url(args.ha_redis, label)  # also remembers its password as a secret
     elif args.ha_group is not None:
         raise UsageError("--ha-group needs --ha-redis URL (the Redis the group's lease is in)")
     if args.ha_group is not None and not args.ha_group.strip():
