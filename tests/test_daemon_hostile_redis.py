@@ -274,6 +274,52 @@ def test_the_redis_urls_default_to_their_environment_variables(
     assert "BOTREG_EVENTS_REDIS_URL" in help_text and "BOTREG_HA_REDIS_URL" in help_text
 
 
+@pytest.mark.parametrize("name", ["BOTREG_EVENTS_REDIS_URL", "BOTREG_HA_REDIS_URL"])
+@pytest.mark.parametrize("password", ["S3c#retPW-1", "S3c/retPW-2", "S3c?retPW-3"])
+def test_a_password_with_an_unencoded_separator_is_refused_and_never_shown(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, password: str
+) -> None:
+    """Observed: `redis://:S3c#retPW@host` was refused as "port is not a number" with
+    the whole password in the message (a parser ends the host part at `#`)."""
+    from botreg.cli import main
+
+    monkeypatch.setenv(name, f"redis://:{password}@127.0.0.1:6379/0")
+    assert main(["sync", "--once", "--source", "/nonexistent", "--data-dir", "/tmp/x"]) == 2
+    err = capsys.readouterr().err
+    assert f"${name}" in err and "percent-encode" in err
+    assert password not in err and password[:3] + password[4:] not in err
+    assert "port is not a number" not in err and "Traceback" not in err
+
+
+def test_a_raw_at_sign_in_a_password_is_masked_whole() -> None:
+    """Observed: `redis://bot:S3c@retPW@host` authenticates (the client reads the host
+    part up to its last `@`), but redaction cut at the first `@` and logs showed
+    `redis://***@retPW@host`."""
+    from botreg.redis_url import remember_redis_credentials
+    from botreg.secrets import mask_text, redact_url
+
+    url = "redis://bot:S3c@retPW-4@127.0.0.1:6379/0"
+    assert "retPW-4" not in redact_url(f"HA: Redis {url}")
+    assert redact_url(url) == "redis://***@127.0.0.1:6379/0"
+    remember_redis_credentials(url)
+    assert "retPW-4" not in mask_text(f"cannot reach bot:S3c@retPW-4 at {url}")
+
+
+@pytest.mark.parametrize("flag", ["--events-redis", "--ha-redis"])
+def test_a_parameter_the_client_refuses_is_a_usage_error_not_a_crash(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Observed: `?ssl_cert_reqs=bogus` raised RedisError at the first connection:
+    exit 3 ("unexpected error") and a crash log."""
+    from botreg.cli import main
+
+    argv = ["sync", "--once", "--source", "/nonexistent", "--data-dir", "/tmp/x"]
+    assert main([*argv, flag, "rediss://127.0.0.1:6391/0?ssl_cert_reqs=bogus"]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and "Certificate Requirements Flag" in err
+    assert "unexpected error" not in err and "Traceback" not in err
+
+
 def _help(capsys: pytest.CaptureFixture[str]) -> str:
     from botreg.cli import main
 

@@ -8,6 +8,7 @@ lease accept and refuse the same URLs with the same messages.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -40,11 +41,35 @@ def remember_redis_credentials(url: str) -> None:
         for name, found in parse_qs(parts.query).items():
             if name.lower() == "password":
                 values.extend(found)
-    except ValueError:  # unparsable: redact_url still drops the userinfo
+    except ValueError:  # unparsable: the loose reading below still finds it
         pass
+    loose = _loose_password(url)
+    if loose:
+        values.append(loose)
     for value in values:
         remember_secret(value)
         remember_secret(unquote(value))
+
+
+def _loose_password(url: str) -> str:
+    """The password as a person meant it when it holds `#`, `/` or `?` unencoded.
+
+    A parser ends the host part at the first `/`, `?` or `#`, so
+    `redis://:pa#ss@host` has no password for it and `:pa` as its host: the
+    whole text before the last `@` is then the secret, whatever a parser says.
+    """
+    rest = url.partition("://")[2]
+    if "@" not in rest:
+        return ""
+    userinfo = rest.rpartition("@")[0]
+    return userinfo.partition(":")[2] or userinfo
+
+
+def _misplaced_userinfo(url: str) -> bool:
+    """True if an `@` lies past the host part (an unencoded `/`, `?` or `#` before it)."""
+    rest = url.partition("://")[2]
+    host_part = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return "@" in rest and "@" not in host_part
 
 
 def check_redis_url(url: str) -> str:
@@ -58,6 +83,11 @@ def check_redis_url(url: str) -> str:
     problem = f"{shown}: expected {_EXAMPLE}"
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
         raise ValueError(f"{shown}: a URL has no spaces or control characters")
+    if _misplaced_userinfo(url):
+        raise ValueError(
+            f"{shown}: the user name or password holds `/`, `?` or `#`: percent-encode "
+            "it (%2F, %3F, %23; also %40 for @, %3A for :, %25 for %)"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port  # raises on a port that is not a number in range
@@ -86,7 +116,10 @@ def _client_reads(url: str, shown: str, problem: str) -> str:
         # takes (`?foo=`) fails only when one is made: making one, unconnected,
         # finds it now rather than at the first event
         redis.Redis.from_url(url).connection_pool.make_connection()
-    except (ValueError, TypeError) as exc:  # its messages name the parameter, not the value
+    # ValueError/TypeError: a bad value (`?db=x`); RedisError: one it refuses when
+    # making the connection (`?ssl_cert_reqs=bogus`). The message is redacted: it
+    # may quote the value
+    except (ValueError, TypeError, redis.RedisError) as exc:
         raise ValueError(f"{problem} ({redact_url(str(exc)).rstrip('.')})") from None
     return shown
 

@@ -146,7 +146,9 @@ _FLAG_SECRET_RE = re.compile(
     r"((?<!\S)--?([A-Za-z][A-Za-z0-9\-]{0,40})[ =])(?!\$\{|-)([^\s'\"]+|'[^'\n]*'|\"[^\"\n]*\")"
 )
 # scheme://userinfo@host: everything before the @ (for URLs the operator gave).
-_URL_USERINFO_RE = re.compile(r"(?<=://)[^/@\s?#]+@")
+# up to the LAST `@` of the host part, as urlsplit reads it: a raw `@` in a
+# password (`redis://u:p@ss@host`) is accepted by clients and must not leak its tail
+_URL_USERINFO_RE = re.compile(r"(?<=://)[^/\s?#]+@")
 # Credential query parameters: ?private_token=..., &access_token=..., &sig=...
 _QUERY_SECRET_RE = re.compile(
     r"([?&;#](?:[A-Za-z0-9_\-.]*(?:token|secret|password|passwd|pwd|apikey|api[_-]?key"
