@@ -193,3 +193,37 @@ def test_ingest_into_a_moved_store_fills_it(repo: Path, capsys: pytest.CaptureFi
     assert (Path(".botreg") / "chroma-moved").is_dir()
     code, out, _ = run(capsys, "query", "--repo", "registry", "--domain", "billing", "orders")
     assert code == 0 and out.startswith("1. ")
+
+
+def test_ingest_into_a_store_moved_back_drops_what_was_deleted_meanwhile(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Store A, then B, a file deleted, then A again: A kept the deleted file's
+    chunks (queries returned them). Now the ledger adopts A's chunks: stale ones go,
+    nothing A holds is embedded again."""
+    env = repo / "environments/development.yaml"
+    assert run(capsys, "ingest", "--repo", "registry")[0] == 0
+    env.write_text(env.read_text().replace("path: chroma ", "path: chroma-b "))
+    assert run(capsys, "ingest", "--repo", "registry")[0] == 0
+    (repo / "knowledge/product/release-notes.txt").unlink()
+    assert run(capsys, "ingest", "--repo", "registry")[0] == 0
+    env.write_text(env.read_text().replace("path: chroma-b ", "path: chroma "))
+    code, out, err = run(capsys, "ingest", "--repo", "registry", "--format", "json")
+    assert code == 0 and "the store moved" in err
+    assert all(r["chunks_embedded"] == 0 for r in json.loads(out)["results"])
+    code, out, _ = run(
+        capsys,
+        "query",
+        "--repo",
+        "registry",
+        "--domain",
+        "product",
+        "-k",
+        "50",
+        "--format",
+        "json",
+        "release",
+    )
+    assert code == 0
+    paths = {hit["path"] for hit in json.loads(out)["results"]}
+    assert paths and not any(p.endswith("release-notes.txt") for p in paths)

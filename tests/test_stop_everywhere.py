@@ -434,3 +434,42 @@ def test_a_commit_that_moves_the_store_ingests_everything_into_the_new_one(
         assert again.result == "noop"
     finally:
         harness.close()
+
+
+def test_a_store_moved_away_and_back_drops_what_was_deleted_meanwhile(
+    git_registry: Path, tmp_path: Path
+) -> None:
+    """Observed: store A, then B, a knowledge file deleted, then A again: A kept the
+    deleted file's chunks for good (queries returned it), since the ledger forgot
+    A's records when it moved to B. Now the ledger adopts what A holds: the stale
+    chunks are deleted and nothing A holds is embedded again."""
+    from sync_helpers import SyncHarness, commit
+
+    data = tmp_path / "data"
+    harness = SyncHarness(git_registry.as_uri(), data)
+    env = git_registry / "environments/development.yaml"
+    gone = git_registry / "knowledge/billing/plans.json"
+    try:
+        assert harness.sync().result == "synced"
+        gone_path = next(p for p, _ in harness.stored("billing") if p.endswith("plans.json"))
+        env.write_text(env.read_text().replace("path: chroma ", "path: chroma-b "))
+        commit(git_registry, "to store B")
+        assert harness.sync().result == "synced"
+        gone.unlink()
+        commit(git_registry, "delete a knowledge file")
+        assert harness.sync().result == "synced"
+        env.write_text(env.read_text().replace("path: chroma-b ", "path: chroma "))
+        commit(git_registry, "back to store A")
+        result = harness.sync()
+        assert result.result == "synced", result.error
+        back = harness.stored("billing")
+        assert not any(path == gone_path for path, _ in back)
+        assert result.counts["chunks_embedded"] == 0  # A held every chunk already
+    finally:
+        harness.close()
+    fresh = SyncHarness(git_registry.as_uri(), tmp_path / "fresh")
+    try:
+        assert fresh.sync().result == "synced"
+        assert fresh.stored("billing") == back
+    finally:
+        fresh.close()

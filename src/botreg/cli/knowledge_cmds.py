@@ -109,6 +109,7 @@ def _manager(
     args: argparse.Namespace, *, progress: Any = None, writing: bool = False
 ) -> Iterator[KnowledgeIngestionManager]:
     from botreg.datadir import DataDir
+    from botreg.knowledge.adopt import follow_store
     from botreg.knowledge.ingest import KnowledgeIngestionManager
     from botreg.knowledge.ledger import Ledger
     from botreg.registry.source import WorkingTreeSource
@@ -126,7 +127,7 @@ def _manager(
         ledger = Ledger(data_dir.ledger)  # first: a damaged ledger must not leave a store open
         store = ChromaStore(settings.store, data_dir.root, policy)
         if writing:  # another store than the ledger's records describe: fill it
-            moved = ledger.follow_store(settings.store.identity)
+            moved = follow_store(store, ledger)  # adopts what the new store holds
             if moved:
                 print(
                     f"botreg: the store moved ({mask_text(moved)} -> "

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from botreg.daemon.lease import FencedError, Lease, lease_key
-from botreg.knowledge.ledger import IngestionStatus, Ledger, StoredChunk
+from botreg.knowledge.adopt import ADOPTED_BLOB, adopt_store_records, metadata_hash
+from botreg.knowledge.ledger import IngestionStatus, Ledger
 from botreg.store.chroma import ChromaStore
 
 __all__ = [
@@ -49,10 +50,6 @@ __all__ = [
 
 logger = logging.getLogger("botreg.daemon")
 
-# The blob recorded for a file whose chunks were adopted from the store: matches
-# no real `<blob>:<settings>` key, so the next ingest re-plans the file.
-ADOPTED_BLOB = "adopted:unknown"
-_PAGE = 1000  # chunks read from the store per request while adopting
 
 # KEYS[1] state, KEYS[2] fence; ARGV[1] token, then field/value pairs
 _WRITE = """
@@ -115,11 +112,6 @@ def _bare(path: str) -> str:
     elif path.endswith(".git"):
         path = path[: -len(".git")]
     return path
-
-
-def metadata_hash(metadata: dict[str, Any]) -> str:
-    """A chunk's metadata hash, exactly as ingest computes it (`_Planned.meta_hash`)."""
-    return hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -239,11 +231,10 @@ def adopt_store(
 ) -> int:
     """Rebuild the ledger's chunk records from the store; returns chunks adopted.
 
-    Every botreg collection of the store is read (ids and metadata, no vectors);
-    each chunk is recorded as stored with its path, content hash and metadata hash,
-    and each file as `ADOPTED_BLOB`: the next ingest re-plans every file, finds
-    the chunks already stored by id (never embedded again), updates metadata that
-    differs, deletes the ones no file produces any more and writes the missing ones.
+    Every chunk of the store is recorded as stored and every file as
+    `ADOPTED_BLOB` (`botreg.knowledge.adopt`): the next ingest re-plans every
+    file without embedding a chunk the store holds. Then the domain rows name
+    the shared state's collections.
 
     Args:
         store: The shared store.
@@ -251,32 +242,6 @@ def adopt_store(
         domains: The shared state's domain -> collection map (may be empty).
         commit: The shared state's applied commit (recorded on the domain rows).
     """
-    adopted: dict[str, list[StoredChunk]] = {}
-    for collection in store.client.list_collections():
-        name = str(collection.name)
-        if not name.startswith("botreg-"):
-            continue
-        records: list[StoredChunk] = []
-        offset = 0
-        while True:
-            got = collection.get(limit=_PAGE, offset=offset, include=["metadatas"])
-            ids = list(got["ids"])
-            if not ids:
-                break
-            for chunk_id, stored in zip(ids, got["metadatas"] or [], strict=True):
-                meta = dict(stored or {})
-                records.append(
-                    StoredChunk(
-                        chunk_id,
-                        str(meta.get("path", "")),
-                        str(meta.get("content_hash", "")),
-                        metadata_hash(meta),
-                    )
-                )
-            offset += len(ids)
-        adopted[name] = records
-    # the records now describe this store: a later apply must not take it for a move
-    ledger.follow_store(store.settings.identity)
-    ledger.adopt(adopted, ADOPTED_BLOB)
+    chunks = adopt_store_records(store, ledger)
     record_domains(ledger, domains, commit)
-    return sum(len(records) for records in adopted.values())
+    return chunks

@@ -45,6 +45,7 @@ from botreg.errors import BotregError, write_crash_log
 from botreg.events import CloudEvent, EventBus, event_id
 from botreg.git.mirror import Credentials, FetchError, FetchInterrupted, GitMirror, redact_url
 from botreg.git.tree import GitTreeSource
+from botreg.knowledge.adopt import follow_store
 from botreg.knowledge.ingest import IngestInterrupted, KnowledgeIngestionManager
 from botreg.knowledge.ledger import Ledger
 from botreg.registry.view import RegistryView
@@ -638,15 +639,16 @@ class Syncer:
         if self.should_stop():
             raise _EmitInterrupted
 
-    def _follow_store_move(self, settings: StoreSettings) -> None:
+    def _follow_store_move(self, store: ChromaStore) -> None:
         """A commit that points the environment at another store (a new path, host,
-        tenant or database) gets every domain ingested there (`Ledger.follow_store`)."""
-        moved = self.ledger.follow_store(settings.identity)
+        tenant or database): the ledger adopts what that store holds, so every domain
+        is brought in line there (`botreg.knowledge.adopt.follow_store`)."""
+        moved = follow_store(store, self.ledger)
         if moved:
             logger.warning(
                 "the store moved (%s -> %s): ingesting every domain into the new store",
                 mask_text(moved),
-                mask_text(settings.identity),
+                mask_text(store.settings.identity),
             )
 
     def _apply(
@@ -659,7 +661,8 @@ class Syncer:
         except BotregError as exc:
             self.status.set_condition("IngestFailed", True, "StoreUnavailable", str(exc))
             raise _PhaseError("apply", str(exc)) from None
-        self._follow_store_move(settings.store)
+        if self.adopt_pending is None:  # a takeover adopts the store anyway
+            self._follow_store_move(store)
         if self.adopt_pending is not None:
             self.adopt(store)
         manager = KnowledgeIngestionManager(
