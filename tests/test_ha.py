@@ -12,6 +12,7 @@ fresh sync's; a deposed leader is fenced before its next write.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -482,3 +483,32 @@ def test_a_redis_outage_shows_in_status_metrics_and_botreg_status(
     finally:
         if daemon.thread.is_alive():
             daemon.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_takeover_with_no_new_commit_brings_the_new_leaders_store_in_line(
+    git_registry: Path, tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Observed (embedded stores, which the README warns against for HA): the new
+    leader adopted its own empty store, said ready, and answered knowledge queries
+    with nothing until the next commit. A takeover now brings the store in line
+    with the applied commit at once, and a standby warns of the embedded store too."""
+    caplog.set_level(logging.INFO, "botreg.daemon")
+    head = git(git_registry, "rev-parse", "HEAD").strip()
+    a = Running(git_registry.as_uri(), tmp_path / "a", redis_url)
+    wait_for(lambda: a.daemon.role == "leader" and a.get("/status")[1]["applied_commit"] == head)
+    b = Running(git_registry.as_uri(), tmp_path / "b", redis_url)
+    try:
+        wait_for(lambda: b.daemon.role == "standby" and b.get("/readyz")[1].get("ready"))
+        assert any("embedded store" in r.getMessage() for r in caplog.records)
+        assert not b.get("/knowledge/billing/query?q=refund&k=2")[1].get("results")
+        a.stop()
+        wait_for(lambda: b.daemon.role == "leader")
+        found = wait_for(
+            lambda: b.get("/knowledge/billing/query?q=refund&k=2")[1].get("results"), timeout=60
+        )
+        assert found
+        wait_for(lambda: any("brought the store in line" in r.getMessage() for r in caplog.records))
+    finally:
+        a.stop()
+        b.stop()

@@ -447,6 +447,7 @@ class Daemon:
             # commit's store opens (housekeeping must not act on stale records), else
             # at the first apply, once the commit names the store
             syncer.adopt_pending = (state.domains, state.commit)
+            syncer.reconcile_pending = True
             if syncer.store is None and state.commit:
                 self._open_applied_store(syncer, syncer.status)
             if syncer.store is not None:
@@ -593,6 +594,8 @@ class Daemon:
             return
         if store is not None:  # debug: `sync --once` stays quiet when nothing changed
             logger.debug("serving the applied commit's store at %s", store.location)
+            if self.lease is not None:  # a standby too: it would serve nothing from it
+                self._warn_embedded_store()
         rejected = syncer.ledger.get(REJECTED_KEY)
         self._rejected_head().set(
             1 if rejected and rejected == status.doc.get("head_commit") else 0

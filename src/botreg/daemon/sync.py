@@ -212,6 +212,10 @@ class Syncer:
         # side of the diff, so a commit reads each tree once (a 5,000-bot tree is
         # about 0.1 s per read)
         self._applied_view: tuple[str, RegistryView] | None = None
+        # HA: set by a takeover; the store is brought in line with the applied commit
+        # even if no new commit comes (an embedded store of a standby is empty, a
+        # shared one may hold a dead leader's partial work): cleared by any apply
+        self.reconcile_pending = False
         applied = self.ledger.get(APPLIED_KEY)
         self.status.update(applied_commit=applied, source=self.event_source)
 
@@ -442,6 +446,8 @@ class Syncer:
 
         # 2. nothing to do?
         if head == applied:
+            if self.reconcile_pending and applied:
+                return self._reconcile(applied, durations)
             return CycleResult("noop", applied, head)
         if head == self.ledger.get(REJECTED_KEY):
             return CycleResult("rejected", applied, head, error="the head is still rejected")
@@ -762,7 +768,32 @@ class Syncer:
         else:
             self.status.set_condition("IngestFailed", False, "Ingested")
         totals["files_failed"] = files_failed
+        self.reconcile_pending = False
         return totals
+
+    def _reconcile(self, applied: str, durations: dict[str, float]) -> CycleResult:
+        """After a takeover with no new commit: bring the store in line with the applied
+        commit (re-plan every file; no change events, the commit's were sent)."""
+        self._phase = "apply"
+        t = time.monotonic()
+        last = self._applied_view
+        view = (
+            last[1]
+            if last is not None and last[0] == applied
+            else RegistryView(GitTreeSource(self.mirror.repo, applied))
+        )
+        failed_files: list[dict[str, str]] = []
+        counts = self._apply(view, applied, applied, failed_files)
+        durations["ingest"] = time.monotonic() - t
+        self._applied_view = (applied, view)
+        logger.info(
+            "brought the store in line with %s after the takeover: %d chunks embedded, "
+            "%d deleted",
+            applied[:12],
+            counts.get("chunks_embedded", 0),
+            counts.get("chunks_deleted", 0),
+        )
+        return CycleResult("synced", applied, applied, counts=counts, failed_files=failed_files)
 
     def adopt(self, store: ChromaStore) -> None:
         """A takeover: rebuild the ledger's records from the shared store (see
