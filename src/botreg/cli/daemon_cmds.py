@@ -129,6 +129,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="F",
         help="bearer token the HTTP API requires (needed beyond loopback)",
     )
+    wr = p.add_argument_group("writes over HTTP (see docs/http-writes.md)")
+    wr.add_argument(
+        "--allow-writes",
+        action="store_true",
+        help="serve POST /bots, PUT and DELETE /bots/{id}: each a validated commit pushed to "
+        "the source's branch with the fetch's credentials (needs --api-token-file; default: "
+        "off, writes answer 403)",
+    )
+    wr.add_argument(
+        "--write-author",
+        default="botreg daemon <botreg@localhost>",
+        metavar="'NAME <EMAIL>'",
+        help="author and committer of the commits writes make (default: "
+        "'botreg daemon <botreg@localhost>')",
+    )
     ha = p.add_argument_group("high availability (see README 'High availability')")
     ha.add_argument(
         "--ha-redis",
@@ -297,6 +312,8 @@ def run_sync(args: argparse.Namespace) -> int:
                 ha_redis=args.ha_redis,
                 lease_seconds=args.lease_seconds,
                 ha_group=args.ha_group,
+                allow_writes=args.allow_writes,
+                write_author=args.write_author,
             ),
         )
         return daemon.run_once() if args.once else daemon.run()

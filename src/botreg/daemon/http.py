@@ -9,6 +9,8 @@ GET  /knowledge/{domain}/query?q=&k=  ranked chunks (so `botreg query` works whi
                                       daemon holds the embedded store)
 GET  /bots, /bots/{bot_id}            the seed's HTTP registry contract:
                                       {"bot_id", "config", "status"}, resolved and masked
+POST /bots, PUT/DELETE /bots/{bot_id} writes, as commits pushed to the source (off
+                                      unless --allow-writes; see botreg.daemon.write_api)
 GET  /knowledge/{domain}              a domain's ingestion status
 
 With an API token (--api-token-file) every endpoint but /healthz, /readyz and the
@@ -29,12 +31,12 @@ daemon's process. Its costs are bounded whatever the clients do:
   (slowloris), a body on any route within `body_timeout` of its headers, an idle
   keep-alive connection is closed after `keep_alive` seconds;
 - memory: a hook body is capped at `max_body` while it streams, whatever
-  Content-Length says; other routes take no body (413 at once); a malformed
-  request is a JSON 400 and a close.
+  Content-Length says, a write's at `write_api.WRITE_MAX_BODY`; other routes take
+  no body (413 at once); a malformed request is a JSON 400 and a close.
 
 Every answer is masked (`mask_text`, `mask_config`) and strict JSON, whatever
-handler built it; a handler that fails answers 500 with the exception's type,
-never a traceback.
+handler built it, errors included (401, 404, 405 with Allow, 413, 415, 500...); a
+handler that fails answers 500 with the exception's type, never a traceback.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from botreg.daemon.hooks import verify_push
 from botreg.daemon.metrics import CONTENT_TYPE, Metrics
+from botreg.daemon.write_api import Reply, WriteAPI, writes_off
 from botreg.secrets import dumps_strict, mask_config, mask_text
 
 __all__ = ["MAX_BODY", "DaemonHTTP", "read_token_file"]
@@ -82,6 +85,7 @@ _OPEN = ("/healthz", "/readyz", "/hooks/git")  # no bearer token: probes and sig
 _SIGNATURES = ("x-hub-signature-256", "x-gitea-signature", "x-gogs-signature", "x-gitlab-token")
 _FD_RESERVE = 256  # descriptors kept for the store, git and the logs beyond the connections
 _NO_BODY_MAX = 4096  # bytes of body a route other than the hook accepts (they read none)
+_WRITES = {("POST", "/bots"), ("PUT", "/bots/{bot_id}")}  # (method, route) that read a body
 _PROBES = ("/healthz", "/readyz")  # answered even at the connection limit
 _ACCEPT_BATCH = 64  # connections accepted per wake-up of the listening socket
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -655,6 +659,7 @@ class DaemonHTTP:
         role: Callable[[], str] | None = None,
         served_commit: Callable[[], str] | None = None,
         serves: Callable[[str], bool | None] | None = None,
+        writes: WriteAPI | None = None,
         max_connections: int = 2048,
         max_threads: int = 16,
         header_timeout: float = 10.0,
@@ -689,6 +694,7 @@ class DaemonHTTP:
             serves: True if a commit is the served one or one of its ancestors
                 (`?at=COMMIT`: otherwise wait up to `AT_WAIT` seconds, then 409);
                 None if it can never be (not a commit): 409 at once.
+            writes: the write routes (`--allow-writes`); None: writes answer 403.
             max_connections: open connections; beyond them only probes are served.
             max_threads: worker threads for the handlers that block.
             header_timeout: seconds for a request's headers to arrive.
@@ -715,6 +721,7 @@ class DaemonHTTP:
         self.role = role
         self.served_commit = served_commit
         self.serves = serves
+        self.writes = writes
         self.max_threads = max_threads
         self.body_timeout = body_timeout
         self.max_body = max_body
@@ -739,7 +746,7 @@ class DaemonHTTP:
         _quiet_uvicorn()
         app = Starlette(
             routes=self._routes(),
-            exception_handlers={404: self._http_error, 405: self._http_error},
+            exception_handlers={HTTPException: self._http_error, Exception: self._server_error},
         )
         app.router.redirect_slashes = False  # the guard strips a trailing slash instead
         self._app = app
@@ -826,7 +833,7 @@ class DaemonHTTP:
 
         try:
             refusal = self._authorize(path, scope["headers"]) or self._no_body(
-                route, scope["headers"]
+                scope["method"], route, scope["headers"]
             )
             if refusal is not None:
                 await refusal(scope, receive, measured)
@@ -858,17 +865,21 @@ class DaemonHTTP:
                 break
         if given and hmac.compare_digest(given.strip(), token):
             return None
-        return Response(b"", status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        message = "this endpoint needs Authorization: Bearer <the daemon's API token>"
+        return _answer(401, {"error": message}, headers={"WWW-Authenticate": "Bearer"})
 
-    def _no_body(self, route: str, headers: list[tuple[bytes, bytes]]) -> Response | None:
-        """413 at once for a body on a route that reads none (all but the hook).
+    def _no_body(
+        self, method: str, route: str, headers: list[tuple[bytes, bytes]]
+    ) -> Response | None:
+        """413 at once for a body on a route that reads none (all but the hook and
+        the writes, which cap their bodies themselves).
 
         A declared body over `_NO_BODY_MAX`, or a chunked one (its size is unknown),
         is refused unread with `Connection: close`: `GET /healthz` with
         `Content-Length: 1000000000` was accepted and held its connection.
         """
-        if route == "/hooks/git":
-            return None  # the hook has its own cap, `max_body`
+        if route == "/hooks/git" or (method, route) in _WRITES:
+            return None  # the hook has its own cap, `max_body`; writes theirs
         for name, value in headers:
             too_large = name == b"transfer-encoding" or (
                 name == b"content-length" and (not value.isdigit() or int(value) > _NO_BODY_MAX)
@@ -898,9 +909,16 @@ class DaemonHTTP:
         )
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
+        """Starlette's own refusals (404 unknown path, 405 with Allow, any other) as JSON."""
         assert isinstance(exc, HTTPException)
-        text = "not found" if exc.status_code == 404 else "method not allowed"
+        texts = {404: "not found", 405: "method not allowed"}
+        text = texts.get(exc.status_code) or exc.detail or "refused"
         return _answer(exc.status_code, {"error": text}, headers=exc.headers)
+
+    async def _server_error(self, request: Request, exc: Exception) -> Response:
+        """An exception no handler caught: a JSON 500 naming its type, no traceback."""
+        logger.warning("request failed: %s: %s", type(exc).__name__, exc)
+        return _answer(500, {"error": f"internal error ({type(exc).__name__})"})
 
     def _routes(self) -> list[Route]:
         return [
@@ -908,8 +926,8 @@ class DaemonHTTP:
             Route("/readyz", self._readyz),
             Route("/status", self._status),
             Route("/metrics", self._metrics),
-            Route("/bots", self._bots),
-            Route("/bots/{bot_id:path}", self._bot),
+            Route("/bots", self._bots, methods=["GET", "HEAD", "POST"]),
+            Route("/bots/{bot_id:path}", self._bot, methods=["GET", "HEAD", "PUT", "DELETE"]),
             Route("/knowledge/{domain}/query", self._query),
             Route("/knowledge/{domain}", self._domain),
             Route("/hooks/git", self._hook, methods=["POST"]),
@@ -1016,7 +1034,31 @@ class DaemonHTTP:
             return _answer(404, {"error": "not found"})
         return _answer(200, body, headers={"X-Botreg-Commit": after} if after else None)
 
+    async def _write(self, request: Request, bot_id: str | None) -> Response:
+        """POST /bots, PUT or DELETE /bots/{bot_id}: 403 unless writes are on."""
+        writes = self.writes
+        if writes is None:
+            body = request.headers.get("content-length", "0") != "0" or (
+                "transfer-encoding" in request.headers
+            )
+            reply = writes_off(body)
+        else:
+            try:
+                if bot_id is None:
+                    reply = await writes.post(request)
+                elif request.method == "PUT":
+                    reply = await writes.put(request, bot_id)
+                else:
+                    reply = await writes.delete(request, bot_id)
+            except Exception as exc:  # the request's boundary: an answer, never a traceback
+                logger.warning("write failed: %s: %s", type(exc).__name__, exc)
+                logger.debug("traceback of the failed write", exc_info=exc)
+                reply = Reply(500, {"error": f"internal error ({type(exc).__name__})"})
+        return _answer(reply.status, reply.body, headers=reply.headers)
+
     async def _bots(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self._write(request, None)
         bots = self.bots
         if bots is None:
             return _answer(404, {"error": "not found"})
@@ -1028,6 +1070,8 @@ class DaemonHTTP:
 
     async def _bot(self, request: Request) -> Response:
         bot_id = str(request.path_params["bot_id"])
+        if request.method in ("PUT", "DELETE"):
+            return await self._write(request, bot_id)
         bot, bots = self.bot, self.bots
         if bot is None and bots is None:
             return _answer(404, {"error": "not found"})

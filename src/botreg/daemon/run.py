@@ -45,6 +45,8 @@ from botreg.daemon.metrics import Metrics
 from botreg.daemon.readiness import Readiness, default_stale_after, status_timestamp
 from botreg.daemon.status import FINDINGS_SHOWN, DaemonStatus, finding_lines
 from botreg.daemon.sync import APPLIED_KEY, REJECTED_KEY, CycleResult, Syncer, SyncOptions
+from botreg.daemon.write_api import WriteAPI
+from botreg.daemon.writes import DEFAULT_AUTHOR, GitOpsWriter, parse_author
 from botreg.datadir import DataDir
 from botreg.errors import UsageError
 from botreg.events import CloudEvent, EventBus, event_id
@@ -88,6 +90,9 @@ class DaemonOptions:
     ha_redis: str | None = None
     lease_seconds: float = 15.0
     ha_group: str | None = None  # None: derived from the source, branch and environment
+    # POST/PUT/DELETE /bots as commits pushed to the source (docs/http-writes.md)
+    allow_writes: bool = False
+    write_author: str = DEFAULT_AUTHOR  # `Name <email>` of the commits writes make
 
 
 def _parse_listen(listen: str) -> tuple[str, int]:
@@ -139,6 +144,17 @@ def _check_events_redis(options: DaemonOptions) -> None:
         raise UsageError(f"--events-stream: {exc}") from None
     if options.events_maxlen < 1:
         raise UsageError("--events-maxlen must be at least 1")
+
+
+def _check_writes(options: DaemonOptions) -> None:
+    """`--allow-writes` needs the HTTP surface and a token: writes are never open."""
+    if not options.listen:
+        raise UsageError("--allow-writes needs the HTTP surface: not with --once or --listen off")
+    if options.api_token_file is None:
+        raise UsageError(
+            "--allow-writes needs --api-token-file: writes always require the API token"
+        )
+    parse_author(options.write_author)
 
 
 def _watched_refs(source: str) -> list[Path]:
@@ -199,6 +215,8 @@ class Daemon:
                 )
         if options.watch:
             _watched_refs(sync.source)
+        if options.allow_writes:
+            _check_writes(options)
         # HA: leader, standby, or single (no --ha-redis)
         self.role = "single"
         self.lease: Lease | None = None
@@ -920,6 +938,7 @@ class Daemon:
                 role=lambda: self.role,
                 served_commit=self.read_model.loaded_commit,
                 serves=self._serves,
+                writes=self._writes() if self.options.allow_writes else None,
             )
         except OSError as exc:  # the operator's address (busy, not ours): usage, not a bug
             where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -943,6 +962,31 @@ class Daemon:
             info["api_token_file"] = str(self.options.api_token_file.resolve())
         (self.data.root / "daemon.json").write_text(json.dumps(info))
         logger.info("listening on http://%s", self.http.address)
+
+    def _writes(self) -> WriteAPI:
+        """The write routes: commits made in `<data-dir>/worktree`, pushed to the source
+        with the mirror's URL and credentials (read at each write, never logged)."""
+        syncer = self.syncer
+        assert syncer is not None
+        mirror = syncer.mirror
+        writer = GitOpsWriter(
+            self.data.root / "worktree",
+            mirror.url,
+            self.sync_options.branch,
+            # the fetch's own credentials environment: one place builds it
+            environment=mirror._environment,
+            author=self.options.write_author,
+            timeout=self.sync_options.fetch_timeout,
+        )
+        return WriteAPI(writer, wake=self.wake, serves=self._serves, standby=self._standby)
+
+    def _standby(self) -> str | None:
+        """None when this daemon may write; on an HA standby, who leads (writes: 409)."""
+        if self.lease is None or self.role == "leader":
+            return None
+        ha = self.syncer.status.doc.get("ha") if self.syncer is not None else None
+        leader = (ha or {}).get("last_writer") or "unknown"
+        return f"HA group {self.ha_group}, lease holder {leader}"
 
     def _status_view(self, status: DaemonStatus) -> dict[str, Any]:
         """The status, with `Ready` as `/readyz` decides it: the two always agree."""
