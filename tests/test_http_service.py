@@ -224,7 +224,10 @@ def test_auth_scheme_any_case_constant_time_and_fail_closed(fake: Fake) -> None:
         with client(http) as c:
             refused = c.get("/status")
             assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
-            assert refused.content == b""
+            # JSON like every error (issue #12), the same words for every path
+            assert refused.json() == {
+                "error": "this endpoint needs Authorization: Bearer <the daemon's API token>"
+            }
             for wrong in ("Bearer wrong", "Basic let-me-in", "let-me-in", "Bearer", "Bearer  "):
                 assert c.get("/status", headers={"Authorization": wrong}).status_code == 401
             # a non-ASCII header value is compared as bytes: refused, not a 500

@@ -1069,7 +1069,9 @@ class DaemonHTTP:
         return await self._blocking(lambda: self._served(bots))
 
     async def _bot(self, request: Request) -> Response:
-        bot_id = str(request.path_params["bot_id"])
+        # the path itself, not the route's match: its `$` also matches before a final
+        # newline, so `/bots/echo%0A` was routed as bot `echo`
+        bot_id = str(request.scope["path"]).removeprefix("/bots/")
         if request.method in ("PUT", "DELETE"):
             return await self._write(request, bot_id)
         bot, bots = self.bot, self.bots

@@ -54,7 +54,7 @@ __all__ = [
 
 DEFAULT_AUTHOR = "botreg daemon <botreg@localhost>"
 PUSH_ATTEMPTS = 3  # fetch, edit, push: again on a lost race, then 409
-_AUTHOR_RE = re.compile(r"\A([^<>\n]*[^<>\s])\s*<([^<>\s]+)>\Z")
+_AUTHOR_RE = re.compile(r"\A([^<>\x00-\x1f\x7f]*[^<>\s]) *<([^<>\s\x7f]+)>\Z")
 _RACE_MARKS = ("[rejected]", "(fetch first)", "non-fast-forward")
 
 
