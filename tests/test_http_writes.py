@@ -21,6 +21,7 @@ from botreg.cli import main
 from botreg.daemon.run import Daemon, DaemonOptions
 from botreg.daemon.sync import SyncOptions
 from botreg.errors import UsageError
+from botreg.events.log import read_events
 from conftest import git
 from write_helpers import AUTH, ECHO, TOKEN, Served, daemons
 
@@ -59,6 +60,9 @@ def test_post_is_a_pushed_commit_the_daemon_applies(serve: Callable[..., Served]
     got = d.request("GET", "/bots/echo", params={"at": commit})
     assert got.status_code == 200 and got.json()["config"]["name"] == "Echo"
     assert commit in d.completed()
+    # the write emitted nothing itself: the cycle's usual events announce it
+    created = [e for e in read_events(d.data / "events.jsonl") if e["type"] == "botreg.bot.created"]
+    assert [(e["data"]["bot_id"], e["data"]["commit"]) for e in created] == [("echo", commit)]
 
 
 def test_put_updates_and_deactivates_delete_removes(serve: Callable[..., Served]) -> None:
