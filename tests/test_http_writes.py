@@ -61,8 +61,12 @@ def test_post_is_a_pushed_commit_the_daemon_applies(serve: Callable[..., Served]
     assert got.status_code == 200 and got.json()["config"]["name"] == "Echo"
     assert commit in d.completed()
     # the write emitted nothing itself: the cycle's usual events announce it
-    created = [e for e in read_events(d.data / "events.jsonl") if e["type"] == "botreg.bot.created"]
-    assert [(e["data"]["bot_id"], e["data"]["commit"]) for e in created] == [("echo", commit)]
+    created = [
+        (e["data"]["bot_id"], e["data"]["commit"])
+        for e in read_events(d.data / "events.jsonl")
+        if e["type"] == "botreg.bot.created" and e["data"]["commit"] == commit
+    ]
+    assert created == [("echo", commit)]
 
 
 def test_put_updates_and_deactivates_delete_removes(serve: Callable[..., Served]) -> None:
