@@ -5,11 +5,12 @@ from botreg.api.caching import CachingRegistryManager, ConfigCachingManager
 from botreg.api.events import Event, EventType, create_event_bus
 from botreg.api.git_backend import GitRegistryBackend, RegistryValidationError
 from botreg.api.http_backend import HTTPRegistryBackend
-from botreg.api.models import Registration, ReloadMode, ResolvedConfig
+from botreg.api.models import BotNotFoundError, Registration, ReloadMode, ResolvedConfig
 from botreg.api.redis_follower import RedisEventFollower
 from botreg.api.reload import EventLogFollower, HotReloadManager, RegistryPoller
 
 __all__ = [
+    "BotNotFoundError",
     "CachingRegistryManager",
     "ConfigCachingManager",
     "Event",
