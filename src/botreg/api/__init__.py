@@ -1,6 +1,7 @@
 """The registry API for applications (the seed's names), on top of the git registry."""
 
 from botreg.api.backends import InMemoryBackend, RegistryBackend
+from botreg.api.bot_registry import BotRegistry, InMemoryBotRegistry, create_memory_registry
 from botreg.api.caching import CachingRegistryManager, ConfigCachingManager
 from botreg.api.events import Event, EventType, create_event_bus
 from botreg.api.git_backend import GitRegistryBackend, RegistryValidationError
@@ -8,9 +9,11 @@ from botreg.api.http_backend import HTTPRegistryBackend
 from botreg.api.models import BotNotFoundError, Registration, ReloadMode, ResolvedConfig
 from botreg.api.redis_follower import RedisEventFollower
 from botreg.api.reload import EventLogFollower, HotReloadManager, RegistryPoller
+from botreg.validation.portability import PortabilityError
 
 __all__ = [
     "BotNotFoundError",
+    "BotRegistry",
     "CachingRegistryManager",
     "ConfigCachingManager",
     "Event",
@@ -20,6 +23,8 @@ __all__ = [
     "HTTPRegistryBackend",
     "HotReloadManager",
     "InMemoryBackend",
+    "InMemoryBotRegistry",
+    "PortabilityError",
     "RedisEventFollower",
     "Registration",
     "RegistryBackend",
@@ -28,4 +33,5 @@ __all__ = [
     "ReloadMode",
     "ResolvedConfig",
     "create_event_bus",
+    "create_memory_registry",
 ]
