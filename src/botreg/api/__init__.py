@@ -4,6 +4,12 @@ from botreg.api.backends import InMemoryBackend, RegistryBackend
 from botreg.api.bot_registry import BotRegistry, InMemoryBotRegistry, create_memory_registry
 from botreg.api.caching import CachingRegistryManager, ConfigCachingManager
 from botreg.api.events import Event, EventType, create_event_bus
+from botreg.api.factory import (
+    BackendConfigError,
+    DataKnobsRegistryAdapter,
+    GitRegistryAdapter,
+    create_registry_backend,
+)
 from botreg.api.git_backend import GitRegistryBackend, RegistryValidationError
 from botreg.api.http_backend import HTTPRegistryBackend
 from botreg.api.models import BotNotFoundError, Registration, ReloadMode, ResolvedConfig
@@ -12,13 +18,16 @@ from botreg.api.reload import EventLogFollower, HotReloadManager, RegistryPoller
 from botreg.validation.portability import PortabilityError
 
 __all__ = [
+    "BackendConfigError",
     "BotNotFoundError",
     "BotRegistry",
     "CachingRegistryManager",
     "ConfigCachingManager",
+    "DataKnobsRegistryAdapter",
     "Event",
     "EventLogFollower",
     "EventType",
+    "GitRegistryAdapter",
     "GitRegistryBackend",
     "HTTPRegistryBackend",
     "HotReloadManager",
@@ -34,4 +43,5 @@ __all__ = [
     "ResolvedConfig",
     "create_event_bus",
     "create_memory_registry",
+    "create_registry_backend",
 ]
