@@ -248,3 +248,38 @@ def test_the_poller_reports_a_deactivation_as_a_change_not_a_removal() -> None:
     run(scenario())
     [(bot_id, old, new)] = seen
     assert bot_id == "a" and old["status"] == "active" and new["status"] == "inactive"
+
+
+SEED_REGISTRY_EXPORTS = [  # "Module Exports" of the seed's dataknobs_bots.registry
+    "Registration",
+    "RegistryBackend",
+    "InMemoryBackend",
+    "DataKnobsRegistryAdapter",
+    "HTTPRegistryBackend",
+    "CachingRegistryManager",
+    "ConfigCachingManager",
+    "ResolvedConfig",
+    "RegistryPoller",
+    "HotReloadManager",
+    "ReloadMode",
+    "create_registry_backend",
+    "PortabilityError",
+    "validate_portability",
+    "has_resource_references",
+    "is_portable",
+]
+SEED_BOT_EXPORTS = ["BotRegistry", "InMemoryBotRegistry", "create_memory_registry"]
+SEED_EVENT_EXPORTS = ["create_event_bus", "Event", "EventType"]
+
+
+def test_botreg_api_exports_the_seeds_names() -> None:
+    import botreg.api
+
+    wanted = [*SEED_REGISTRY_EXPORTS, *SEED_BOT_EXPORTS, *SEED_EVENT_EXPORTS]
+    assert [n for n in wanted if n not in botreg.api.__all__] == []
+    assert all(getattr(botreg.api, name) is not None for name in botreg.api.__all__)
+    assert botreg.api.__all__ == sorted(botreg.api.__all__)
+    config = {"llm": {"$resource": "default", "type": "llm_providers"}}
+    assert botreg.api.has_resource_references(config) and botreg.api.is_portable(config)
+    with pytest.raises(botreg.api.PortabilityError):
+        botreg.api.validate_portability({"llm": {"api_key": "sk-abcdefghijklmnopqrstuvwx"}})

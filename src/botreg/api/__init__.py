@@ -1,9 +1,14 @@
-"""The registry API for applications (the seed's names), on top of the git registry."""
+"""The registry API for applications (the seed's names), on top of the git registry.
+
+`from botreg.api import ...` covers the seed's `dataknobs_bots.registry` exports,
+its `BotRegistry` family, and its event bus; see docs/python-api.md.
+"""
 
 from botreg.api.backends import InMemoryBackend, RegistryBackend
 from botreg.api.bot_registry import BotRegistry, InMemoryBotRegistry, create_memory_registry
 from botreg.api.caching import CachingRegistryManager, ConfigCachingManager
-from botreg.api.events import Event, EventType, create_event_bus
+from botreg.api.eventlog_bus import EventLogEventBus
+from botreg.api.events import Event, EventType, MemoryEventBus, RedisEventBus, create_event_bus
 from botreg.api.factory import (
     BackendConfigError,
     DataKnobsRegistryAdapter,
@@ -15,7 +20,12 @@ from botreg.api.http_backend import HTTPRegistryBackend
 from botreg.api.models import BotNotFoundError, Registration, ReloadMode, ResolvedConfig
 from botreg.api.redis_follower import RedisEventFollower
 from botreg.api.reload import EventLogFollower, HotReloadManager, RegistryPoller
-from botreg.validation.portability import PortabilityError
+from botreg.validation.portability import (
+    PortabilityError,
+    has_resource_references,
+    is_portable,
+    validate_portability,
+)
 
 __all__ = [
     "BackendConfigError",
@@ -25,6 +35,7 @@ __all__ = [
     "ConfigCachingManager",
     "DataKnobsRegistryAdapter",
     "Event",
+    "EventLogEventBus",
     "EventLogFollower",
     "EventType",
     "GitRegistryAdapter",
@@ -33,7 +44,9 @@ __all__ = [
     "HotReloadManager",
     "InMemoryBackend",
     "InMemoryBotRegistry",
+    "MemoryEventBus",
     "PortabilityError",
+    "RedisEventBus",
     "RedisEventFollower",
     "Registration",
     "RegistryBackend",
@@ -44,4 +57,7 @@ __all__ = [
     "create_event_bus",
     "create_memory_registry",
     "create_registry_backend",
+    "has_resource_references",
+    "is_portable",
+    "validate_portability",
 ]
