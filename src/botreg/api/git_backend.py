@@ -249,12 +249,14 @@ class GitRegistryBackend:
         """Every bot at the current commit, active or not, by id."""
         return await asyncio.to_thread(self._all)
 
-    def _active_ids(self) -> list[str]:
+    def _active_ids(self, only: str | None = None) -> list[str]:
+        """The active bots' ids at the current commit (of `only`, if given); no copies."""
         snapshot = self._at(self.commit())
         return [
             b
-            for b in snapshot.ids
-            if (entry := snapshot.bots[b]).config is not None
+            for b in (snapshot.ids if only is None else [only])
+            if (entry := snapshot.bots.get(b)) is not None
+            and entry.config is not None
             and str(entry.config.get("status", RegistrationStatus.ACTIVE))
             == RegistrationStatus.ACTIVE
         ]
@@ -265,8 +267,7 @@ class GitRegistryBackend:
 
     async def exists(self, bot_id: str) -> bool:
         """True if the bot is registered and active at the current commit."""
-        registration = await self.get(bot_id)
-        return registration is not None and registration.is_active
+        return bool(await asyncio.to_thread(self._active_ids, bot_id))
 
     async def count(self) -> int:
         """Number of active bots at the current commit."""
