@@ -144,7 +144,9 @@ async def stream_blob(git_dir: str, blob: str, chunk_size: int) -> AsyncIterator
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
-        await process.wait()
+        # drains what the pipe still holds (at most its buffer: the process is gone)
+        # and closes the transports
+        await process.communicate()
 
 
 async def stream_path(path: str, chunk_size: int) -> AsyncIterator[bytes]:
