@@ -17,13 +17,11 @@ from botreg.knowledge.storage import (
     InMemoryKnowledgeBackend,
     KnowledgeBaseExistsError,
     KnowledgeBaseNotFoundError,
-    KnowledgeFile,
     KnowledgePathError,
     KnowledgeResourceBackend,
     create_knowledge_backend,
 )
 from botreg.registry.source import git_blob_id
-from tests.conftest import git
 
 T = TypeVar("T")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from tests.conftest import git
 
 from botreg.cli import main
 from botreg.errors import BotregError
@@ -19,7 +20,6 @@ from botreg.knowledge.storage import (
     KnowledgePathError,
     KnowledgeValidationError,
 )
-from tests.conftest import git
 
 T = TypeVar("T")
 
@@ -51,7 +51,8 @@ def test_each_write_is_one_commit_with_gits_ids(git_registry: Path) -> None:
         assert git(git_registry, "log", "-1", "--format=%s").strip() == (
             "Put knowledge/support/faq.md"
         )
-        assert put.checksum == git(git_registry, "rev-parse", "HEAD:knowledge/support/faq.md").strip()
+        blob = git(git_registry, "rev-parse", "HEAD:knowledge/support/faq.md").strip()
+        assert put.checksum == blob
         [listed] = await backend.list_files("support")
         committed = git(git_registry, "log", "-1", "--format=%cI").strip()
         assert listed.uploaded_at == datetime.fromisoformat(committed)
@@ -105,7 +106,8 @@ def test_a_batch_is_one_commit_and_an_error_commits_nothing(git_registry: Path) 
             await backend.delete_file("support", "tmp.md")
         assert count(git_registry) == before + 1
         assert git(git_registry, "log", "-1", "--format=%s").strip() == "Add support docs"
-        assert git(git_registry, "ls-tree", "--name-only", "HEAD", "knowledge/support/").split() == [
+        tree = git(git_registry, "ls-tree", "--name-only", "HEAD", "knowledge/support/")
+        assert tree.split() == [
             "knowledge/support/_domain.yaml",
             "knowledge/support/a.md",
             "knowledge/support/b.md",

@@ -787,8 +787,7 @@ class Syncer:
         durations["ingest"] = time.monotonic() - t
         self._applied_view = (applied, view)
         logger.info(
-            "brought the store in line with %s after the takeover: %d chunks embedded, "
-            "%d deleted",
+            "brought the store in line with %s after the takeover: %d chunks embedded, %d deleted",
             applied[:12],
             counts.get("chunks_embedded", 0),
             counts.get("chunks_deleted", 0),

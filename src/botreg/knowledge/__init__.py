@@ -1,6 +1,10 @@
 """Knowledge: raw files in storage, chunked and ingested into the store (the seed's names)."""
 
-from botreg.knowledge.ingest import IngestionResult, QueryHit
+from botreg.knowledge.ingest import (
+    IngestionResult,
+    KnowledgeIngestionManager,
+    QueryHit,
+)
 from botreg.knowledge.ledger import IngestionStatus, Ledger
 from botreg.knowledge.storage import (
     FileKnowledgeBackend,
@@ -11,8 +15,6 @@ from botreg.knowledge.storage import (
     KnowledgeResourceBackend,
     create_knowledge_backend,
 )
-
-from botreg.knowledge.ingest import KnowledgeIngestionManager  # noqa: E402  (replaced below)
 
 __all__ = [
     "FileKnowledgeBackend",
