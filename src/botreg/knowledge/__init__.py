@@ -1,11 +1,14 @@
-"""Knowledge: raw files in storage, chunked and ingested into the store (the seed's names)."""
+"""Knowledge: raw files in storage, ingested into botreg's store (the seed's names).
 
-from botreg.knowledge.ingest import (
-    IngestionResult,
-    KnowledgeIngestionManager,
-    QueryHit,
-)
+Storage: `KnowledgeResourceBackend` and `create_knowledge_backend` (git, memory,
+file). Ingestion: `KnowledgeIngestionManager(source, destination, event_bus)`,
+async, into a `KnowledgeStore`. See docs/knowledge-storage.md.
+"""
+
+from botreg.knowledge.destination import KnowledgeStore
+from botreg.knowledge.ingest import IngestionResult, QueryHit
 from botreg.knowledge.ledger import IngestionStatus, Ledger
+from botreg.knowledge.manager import KnowledgeIngestionManager
 from botreg.knowledge.storage import (
     FileKnowledgeBackend,
     GitKnowledgeBackend,
@@ -26,6 +29,7 @@ __all__ = [
     "KnowledgeFile",
     "KnowledgeIngestionManager",
     "KnowledgeResourceBackend",
+    "KnowledgeStore",
     "Ledger",
     "QueryHit",
     "create_knowledge_backend",
