@@ -34,7 +34,7 @@ from botreg.knowledge.storage.models import (
     content_type_for,
     digest_version,
 )
-from botreg.knowledge.storage.paths import check_domain, check_path
+from botreg.knowledge.storage.paths import check_domain, check_path, is_domain
 from botreg.knowledge.storage.protocol import DEFAULT_CHUNK_SIZE
 from botreg.registry.source import git_blob_id
 
@@ -112,14 +112,6 @@ class FileKnowledgeBackend:
         text = json.dumps(meta, indent=2, sort_keys=True).encode()
         self._write_atomic(self._safe(domain_id, METADATA_FILE), text)
 
-    def _require(self, domain_id: str) -> dict[str, Any]:
-        meta = self._read_meta(domain_id)
-        if meta is None:
-            raise KnowledgeBaseNotFoundError(
-                f"knowledge base {domain_id!r} not found under {self.root}: create_kb() first"
-            )
-        return meta
-
     # --- reading -----------------------------------------------------------------------
 
     def _scan(self, domain_id: str, meta: dict[str, Any]) -> list[KnowledgeFile]:
@@ -195,7 +187,7 @@ class FileKnowledgeBackend:
                 if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
             )
 
-        found = [await self.get_info(n) for n in await asyncio.to_thread(names) if _ok(n)]
+        found = [await self.get_info(n) for n in await asyncio.to_thread(names) if is_domain(n)]
         return [i for i in found if i is not None]
 
     async def get_file(self, domain_id: str, path: str) -> bytes | None:
@@ -263,7 +255,9 @@ class FileKnowledgeBackend:
                     raise KnowledgeBaseExistsError(f"knowledge base {domain_id!r} exists already")
                 meta = {"metadata": {}, "files": {}}
             elif meta is None:
-                meta = self._require(domain_id)
+                raise KnowledgeBaseNotFoundError(
+                    f"knowledge base {domain_id!r} not found under {self.root}: create_kb() first"
+                )
             result = change(meta)
             self._write_meta(domain_id, meta)
             return result
@@ -353,11 +347,3 @@ class FileKnowledgeBackend:
 
         check_domain(domain_id)
         await asyncio.to_thread(self._update, domain_id, change)
-
-
-def _ok(name: str) -> bool:
-    try:
-        check_domain(name)
-    except KnowledgePathError:
-        return False
-    return True

@@ -39,12 +39,11 @@ from botreg.errors import BotregError, UsageError
 from botreg.knowledge.storage import gitread
 from botreg.knowledge.storage.errors import (
     KnowledgeBaseNotFoundError,
-    KnowledgePathError,
 )
 from botreg.knowledge.storage.gitcommit import ValidatedCommitter
 from botreg.knowledge.storage.gitwrite import GitWrites
 from botreg.knowledge.storage.models import IngestionStatus, KnowledgeBaseInfo, KnowledgeFile
-from botreg.knowledge.storage.paths import check_domain, registry_path
+from botreg.knowledge.storage.paths import check_domain, is_domain, registry_path
 from botreg.knowledge.storage.protocol import DEFAULT_CHUNK_SIZE
 from botreg.knowledge.storage.status import StatusStore
 from botreg.registry.layout import DOMAIN_FILE, KNOWLEDGE_DIR
@@ -229,7 +228,7 @@ class GitKnowledgeBackend(GitWrites):
     async def list_kbs(self) -> list[KnowledgeBaseInfo]:
         """Every valid domain of the tree, sorted."""
         _commit, snap = await asyncio.to_thread(self._view)
-        names = sorted(d for d in snap.domains if _valid(d))
+        names = sorted(d for d in snap.domains if is_domain(d))
         found = [await self.get_info(d) for d in names]
         return [i for i in found if i is not None]
 
@@ -289,14 +288,6 @@ class GitKnowledgeBackend(GitWrites):
         if await self.get_info(domain_id) is None:
             raise KnowledgeBaseNotFoundError(f"knowledge base {domain_id!r} not found")
         await asyncio.to_thread(self._statuses().set, domain_id, IngestionStatus(status), error)
-
-
-def _valid(name: str) -> bool:
-    try:
-        check_domain(name)
-    except KnowledgePathError:
-        return False
-    return True
 
 
 def _blob_at(repo: git.Repo, commit: str, path: str) -> str:

@@ -20,7 +20,14 @@ from botreg.registry.layout import (
     unsafe_character,
 )
 
-__all__ = ["MAX_PATH_CHARS", "RESERVED_FILES", "check_domain", "check_path", "registry_path"]
+__all__ = [
+    "MAX_PATH_CHARS",
+    "RESERVED_FILES",
+    "check_domain",
+    "check_path",
+    "is_domain",
+    "registry_path",
+]
 
 MAX_PATH_CHARS = 1024
 # Names a backend keeps for itself: the git domain settings, the file backend's metadata.
@@ -44,6 +51,11 @@ def check_domain(domain_id: str) -> str:
             "'-' (at most 63 characters, starting with a letter or digit)"
         )
     return domain_id
+
+
+def is_domain(name: str) -> bool:
+    """True if `name` is a valid knowledge base name (see `check_domain`)."""
+    return is_identifier(name)
 
 
 def check_path(path: str) -> str:
