@@ -60,8 +60,8 @@ class BotManager(CachingRegistryManager[EchoBot]):
         self.configs = configs
 
     async def _create_instance(self, bot_id: str, config: dict[str, Any]) -> EchoBot:
-        await self.configs.invalidate(bot_id)  # resolve the config this instance is built from
-        resolved = await self.configs.get(bot_id)
+        # resolve the config this instance is built from, never an older one
+        resolved = await self.configs.get(bot_id, force_refresh=True)
         return EchoBot(bot_id, resolved.config, resolved.version)
 
     async def _destroy_instance(self, instance: EchoBot) -> None:
@@ -120,7 +120,7 @@ async def main() -> None:
     await backend.initialize()
     events = EventLogFollower(Path(args.data_dir) / "events.jsonl")
     events.start()
-    configs = ConfigCachingManager(backend, environment=args.env, cache_ttl=0)
+    configs = ConfigCachingManager(backend, environment=args.env, cache_ttl=0)  # never cached
     manager = BotManager(backend, configs, cache_ttl=3600, max_cache_size=100)
     await manager.initialize()
     reload = HotReloadManager(

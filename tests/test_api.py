@@ -58,7 +58,10 @@ def test_in_memory_backend_follows_the_protocol() -> None:
         await backend.register("b", ECHO, status="inactive")
         assert await backend.get_config("a") == {**ECHO, "status": "active"}
         assert [r.bot_id for r in await backend.list_active()] == ["a"]
-        assert await backend.list_ids() == ["a", "b"] and await backend.count() == 2
+        # the seed's semantics: ids and count of ACTIVE bots; list_all for every one
+        assert await backend.list_ids() == ["a"] and await backend.count() == 1
+        assert [r.bot_id for r in await backend.list_all()] == ["a", "b"]
+        assert not await backend.exists("b") and await backend.get("b") is not None
         assert await backend.deactivate("a") and not (await backend.get("a")).is_active  # type: ignore[union-attr]
         assert await backend.unregister("b") and not await backend.exists("b")
         assert not await backend.deactivate("nope") and not await backend.unregister("nope")
@@ -72,11 +75,13 @@ def test_git_backend_reads_a_revision(git_registry: Path) -> None:
         backend = GitRegistryBackend(repo=git_registry)
         await backend.initialize()
         assert isinstance(backend, RegistryBackend)
-        assert await backend.list_ids() == [
+        assert await backend.list_ids() == ["billing-assistant", "product-guide"]  # active
+        assert [r.bot_id for r in await backend.list_all()] == [
             "billing-assistant",
             "internal-helpdesk",
             "product-guide",
         ]
+        assert not await backend.exists("internal-helpdesk")
         assert [r.bot_id for r in await backend.list_active()] == [
             "billing-assistant",
             "product-guide",
@@ -85,7 +90,7 @@ def test_git_backend_reads_a_revision(git_registry: Path) -> None:
         assert guide is not None and guide.commit == git(git_registry, "rev-parse", "HEAD").strip()
         assert guide.config["llm"]["model"] == "gpt-4o-mini"
         assert guide.created_at == guide.updated_at
-        assert await backend.get("nope") is None and await backend.count() == 3
+        assert await backend.get("nope") is None and await backend.count() == 2
         await backend.close()
 
     asyncio.run(scenario())
@@ -208,7 +213,7 @@ def test_in_process_events_invalidate_exactly_the_changed_bot(
     async def scenario() -> None:
         harness.sync()
         backend = GitRegistryBackend(data_dir=tmp_path / "data")
-        manager = Manager(backend, event_bus=harness.bus, cache_ttl=0)
+        manager = Manager(backend, event_bus=harness.bus, cache_ttl=3600)
         await manager.initialize()
         await manager.get_or_create("product-guide")
         await manager.get_or_create("billing-assistant")
@@ -244,7 +249,7 @@ def test_a_daemon_in_another_process_invalidates_through_its_event_log(
         follower = EventLogFollower(data / "events.jsonl", poll=0.05)
         follower.start()
         backend = GitRegistryBackend(data_dir=data)
-        manager = Manager(backend, event_bus=follower, cache_ttl=0)
+        manager = Manager(backend, event_bus=follower, cache_ttl=3600)
         await manager.initialize()
         await manager.get_or_create("product-guide")
         await manager.get_or_create("billing-assistant")
@@ -315,7 +320,7 @@ def test_poller_and_hot_reload_modes() -> None:
         assert await poller.poll_once() == ["a", "b"]
         assert seen[0][0] == "a" and seen[0][2]["name"] == "Changed" and seen[1][1] is None
 
-        manager = Manager(backend, cache_ttl=0)
+        manager = Manager(backend, cache_ttl=3600)
         await manager.initialize()
         polling = HotReloadManager(backend, manager, mode=ReloadMode.POLLING, polling_interval=0.05)
         await polling.initialize()
@@ -379,7 +384,7 @@ def test_bot_events_wait_for_their_commit_to_complete() -> None:
         for name in ("a", "b"):
             await backend.register(name, ECHO)
         bus = EventBus()
-        manager = Manager(backend, event_bus=bus, cache_ttl=0)
+        manager = Manager(backend, event_bus=bus, cache_ttl=3600)
         await manager.initialize()
         await manager.get_or_create("a")
         await manager.get_or_create("b")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,12 @@ from botreg.api import (
     ReloadMode,
     create_event_bus,
 )
-from botreg.api.events import RedisEventBus
+from botreg.api.eventlog_bus import EventLogEventBus
+from botreg.api.events import EventBusBase, RedisEventBus
+from botreg.events.log import EventLog
 from botreg.events.model import CloudEvent
+from conftest import git
+from sync_helpers import start_watching_daemon
 
 
 class Bot:
@@ -82,9 +88,13 @@ async def complete_example(config: dict[str, Any]) -> tuple[Bot, Bot]:
     return before, after
 
 
-@pytest.mark.parametrize("backend", ["memory", "redis"])
-def test_the_seeds_complete_example_runs(backend: str, redis_url: str) -> None:
-    config = {"backend": backend, "url": redis_url} if backend == "redis" else {"backend": backend}
+@pytest.mark.parametrize("backend", ["memory", "redis", "eventlog"])
+def test_the_seeds_complete_example_runs(backend: str, request: pytest.FixtureRequest) -> None:
+    config: dict[str, Any] = {"backend": backend}
+    if backend == "redis":
+        config["url"] = request.getfixturevalue("redis_url")
+    if backend == "eventlog":
+        config["data_dir"] = str(request.getfixturevalue("tmp_path") / "data")
     before, after = asyncio.run(asyncio.wait_for(complete_example(config), 30))
     assert before.config["llm"]["model"] == "claude-3-sonnet"
     assert after is not before  # the cached instance was invalidated by the event
@@ -183,7 +193,7 @@ def test_the_daemons_cloudevents_arrive_on_the_seeds_topics(redis_url: str) -> N
 
 
 def test_bus_configs(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown event bus backend 'kafka'"):
+    with pytest.raises(ValueError, match="'memory', 'redis' or 'eventlog'"):
         create_event_bus({"backend": "kafka"})
     with pytest.raises(ValueError, match="needs 'url' or 'host'"):
         create_event_bus({"backend": "redis"})
@@ -206,3 +216,148 @@ def test_importing_the_api_loads_neither_redis_nor_httpx() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+class Handlers:
+    """A sync and an async handler that record, and one of each that raise."""
+
+    def __init__(self) -> None:
+        self.sync: list[str] = []
+        self.async_: list[str] = []
+
+    def ok(self, event: Event) -> None:
+        self.sync.append(event.id)
+
+    async def ok_async(self, event: Event) -> None:
+        await asyncio.sleep(0.01)  # really awaited: a coroutine never run would not record
+        self.async_.append(event.id)
+
+    def broken(self, event: Event) -> None:
+        raise RuntimeError("sync handler bug")
+
+    async def broken_async(self, event: Event) -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("async handler bug")
+
+    async def subscribe(self, bus: EventBusBase, topic: str) -> None:
+        for handler in (self.broken, self.ok, self.broken_async, self.ok_async):
+            await bus.subscribe(topic, handler)
+
+
+def test_memory_bus_runs_sync_and_async_handlers_and_counts_failures(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        bus = create_event_bus({"backend": "memory"})
+        await bus.connect()
+        handlers = Handlers()
+        await handlers.subscribe(bus, "registry:bots")
+        event = Event(EventType.CREATED, "registry:bots", {"bot_id": "a"})
+        with caplog.at_level(logging.ERROR, logger="botreg.api"):
+            await bus.publish("registry:bots", event)
+        assert handlers.sync == handlers.async_ == [event.id]  # all ran before publish returned
+        assert bus.handler_errors == 2
+        assert sum("event handler failed" in r.getMessage() for r in caplog.records) == 2
+
+        def bad_source(_event: CloudEvent) -> None:
+            raise ValueError("subscriber bug")
+
+        unsubscribe = bus.subscribe(bad_source)
+        await bus.publish("registry:bots", Event(EventType.UPDATED, "registry:bots"))
+        assert bus.handler_errors == 5  # the CloudEvent subscriber's failure counts too
+        unsubscribe()
+
+        async def not_a_cloudevent_callback(_event: CloudEvent) -> None:
+            return None
+
+        with pytest.raises(TypeError, match=r"subscribe\(topic, handler\)"):
+            bus.subscribe(not_a_cloudevent_callback)
+        subscription = await bus.subscribe("other", handlers.ok)
+        await subscription.cancel()  # the seed's spelling
+        await bus.publish("other", Event(EventType.CREATED, "other"))
+        assert len(handlers.sync) == 2
+        await bus.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+async def wait_until(condition: Any, what: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("backend", ["redis", "eventlog"])
+def test_followed_events_run_sync_and_async_handlers_and_count_failures(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Events from another process arrive on the follower's thread: handlers run on the loop."""
+    event = CloudEvent("botreg.bot.updated", "d", "e1", data={"bot_id": "a"})
+    if backend == "redis":
+        url = request.getfixturevalue("redis_url")
+        config: dict[str, Any] = {"backend": "redis", "url": url, "block_ms": 100}
+        client = redis.Redis.from_url(url)
+
+        def append() -> None:
+            client.xadd("botreg:events", {"id": "e1", "type": event.type, "event": event.to_json()})
+    else:
+        config = {"backend": "eventlog", "data_dir": str(tmp_path), "poll": 0.02}
+        log = EventLog(tmp_path / "events.jsonl")
+
+        def append() -> None:
+            log.append(event)
+
+    async def scenario() -> None:
+        bus = create_event_bus(config)
+        await bus.connect()
+        handlers = Handlers()
+        await handlers.subscribe(bus, "registry:bots")
+        append()
+        await wait_until(lambda: handlers.sync and handlers.async_, "handlers did not run")
+        await wait_until(lambda: bus.handler_errors == 2, "failures were not counted")
+        assert handlers.sync == handlers.async_ == ["e1"]
+        await bus.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_the_eventlog_bus_follows_a_daemon_in_another_process(
+    git_registry: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    proc = start_watching_daemon(git_registry, data)
+
+    async def scenario() -> None:
+        bus = create_event_bus({"backend": "eventlog", "data_dir": str(data), "poll": 0.05})
+        assert isinstance(bus, EventLogEventBus) and bus.path == data / "events.jsonl"
+        await bus.connect()
+        bots: list[Event] = []
+
+        async def on_bots(event: Event) -> None:
+            bots.append(event)
+
+        await bus.subscribe("registry:bots", on_bots)
+        guide = git_registry / "bots/product-guide.yaml"
+        guide.write_text(guide.read_text().replace("temperature: 0.5", "temperature: 0.6"))
+        git(git_registry, "commit", "-qam", "warmer")
+        await wait_until(lambda: bots, "no registry:bots event from the daemon", 30)
+        [event] = bots
+        assert (event.type, event.payload["bot_id"]) == (EventType.UPDATED, "product-guide")
+        assert event.topic == "registry:bots" and bus.handler_errors == 0
+        await bus.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_eventlog_bus_configs(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs 'data_dir'"):
+        create_event_bus({"backend": "eventlog"})
+    with pytest.raises(ValueError, match="not both"):
+        create_event_bus({"backend": "eventlog", "data_dir": "a", "path": "b"})
+    bus = create_event_bus({"backend": "eventlog", "path": str(tmp_path / "x.jsonl")})
+    assert isinstance(bus, EventLogEventBus) and bus.path == tmp_path / "x.jsonl"

@@ -137,3 +137,31 @@ def test_since_an_id_not_found_is_an_error_with_follow_too(
     assert codes == [1]
     err = capsys.readouterr().err
     assert "no event with id gone in" in err and "(no rotated files are kept beside it)" in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_follow_stops_cleanly_on_sigint_or_sigterm_even_if_started_in_the_background(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Observed in CI: started by a script in the background (`cmd &`), the process
+    inherits SIGINT ignored, so `kill -INT` left `events --follow` running; SIGTERM
+    (systemd, docker stop) killed it without a clean stop."""
+    write_log(tmp_path / "events.jsonl", 0, 1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "botreg", "events", "--data-dir", str(tmp_path), "--follow"],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # what a non-interactive shell does to a background job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509
+    )
+    try:
+        assert proc.stdout is not None
+        assert json.loads(readline(proc.stdout))["id"] == "e0"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0 and b"Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

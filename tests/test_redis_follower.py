@@ -303,7 +303,7 @@ def test_a_stream_trimmed_past_the_cursor_yields_a_gap_and_invalidates_everythin
         backend = InMemoryBackend()
         for bot_id in ("a", "b"):
             await backend.register(bot_id, {"name": bot_id})
-        manager = Manager(backend, cache_ttl=0)
+        manager = Manager(backend, cache_ttl=3600)
         await manager.initialize()
         restarted = RedisEventFollower(redis_url, cursor_file=cursor, block_ms=100)
         seen = Collector()
@@ -340,7 +340,7 @@ def test_a_bot_event_reaches_the_cache_only_after_its_commit_completes(
         backend = InMemoryBackend()
         for bot_id in ("bot-1", "other"):
             await backend.register(bot_id, {"name": bot_id})
-        manager = Manager(backend, cache_ttl=0)
+        manager = Manager(backend, cache_ttl=3600)
         await manager.initialize()
         follower = RedisEventFollower(redis_url, block_ms=100)
         applied_when_delivered: list[str] = []

@@ -10,6 +10,7 @@ environment change or a rewritten history invalidates everything.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from botreg.api.backends import RegistryBackend
-from botreg.api.models import ResolvedConfig
+from botreg.api.models import BotNotFoundError, ResolvedConfig
 from botreg.errors import BotregError
 from botreg.events.model import CloudEvent
 
@@ -65,9 +66,15 @@ class _Entry(Generic[T]):
 
 
 class _LRUCache(Generic[T]):
-    """The TTL + LRU bookkeeping both managers share."""
+    """The TTL + LRU bookkeeping both managers share.
+
+    An entry is fresh for `ttl` seconds: with `ttl=0` never (the seed's
+    meaning), so every `get` misses and the caller builds again.
+    """
 
     def __init__(self, ttl: float, max_size: int) -> None:
+        if ttl < 0:
+            raise ValueError(f"cache_ttl must be 0 (never cached) or more seconds, not {ttl}")
         self.ttl = ttl
         self.max_size = max_size
         self.items: OrderedDict[str, _Entry[T]] = OrderedDict()
@@ -76,8 +83,8 @@ class _LRUCache(Generic[T]):
         entry = self.items.get(key)
         if entry is None:
             return None
-        if self.ttl and time.monotonic() - entry.created > self.ttl:
-            return None  # expired: the caller replaces it
+        if time.monotonic() - entry.created >= self.ttl:
+            return None  # expired (at once with ttl 0): the caller replaces it
         self.items.move_to_end(key)
         return entry.value
 
@@ -191,7 +198,8 @@ class CachingRegistryManager(_EventDriven, ABC, Generic[T]):
     Args:
         backend: Where the configs come from.
         event_bus: Events that invalidate entries (optional).
-        cache_ttl: Seconds an instance lives (0: forever).
+        cache_ttl: Seconds an instance lives (0: never cached, as in the seed: each
+            `get_or_create` builds a new one and destroys the previous).
         max_cache_size: Instances kept at most (least recently used go first).
     """
 
@@ -226,14 +234,20 @@ class CachingRegistryManager(_EventDriven, ABC, Generic[T]):
         self._stop_events()
         await self.invalidate_all()
 
-    async def get_or_create(self, bot_id: str) -> T:
+    async def get_or_create(self, bot_id: str, force_refresh: bool = False) -> T:
         """The cached instance, or a new one from the current config.
 
+        Args:
+            bot_id: The bot.
+            force_refresh: Build a new instance even if one is cached (the cached
+                one is destroyed).
+
         Raises:
-            BotregError: if the bot is not registered or not active.
+            BotNotFoundError: (a KeyError, as in the seed) if the bot is not
+                registered, or is inactive (botreg serves no inactive bot).
         """
         async with self._lock:
-            cached = self._cache.get(bot_id)
+            cached = None if force_refresh else self._cache.get(bot_id)
             if cached is not None:
                 return cached
             stale = self._cache.pop(bot_id)
@@ -241,9 +255,9 @@ class CachingRegistryManager(_EventDriven, ABC, Generic[T]):
                 await self._destroy(stale)
             registration = await self.backend.get(bot_id)
             if registration is None:
-                raise BotregError(f"bot {bot_id!r} is not registered")
+                raise BotNotFoundError(f"bot {bot_id!r} is not registered")
             if not registration.is_active:
-                raise BotregError(f"bot {bot_id!r} is inactive")
+                raise BotNotFoundError(f"bot {bot_id!r} is inactive: activate it to serve it")
             instance = await self._create_instance(bot_id, registration.config)
             self.created += 1
             for evicted in self._cache.put(bot_id, instance):
@@ -286,9 +300,11 @@ class ConfigCachingManager(_EventDriven):
     Args:
         backend: Where the configs come from.
         environment: An environment name (read from a GitRegistryBackend at the
-            same commit) or an environment file's data.
+            same commit) or an environment file's data. None: configs are
+            returned as stored, `$resource` references and `${VAR}` unresolved
+            (the seed's behaviour without an environment).
         event_bus: Events that invalidate entries (optional).
-        cache_ttl: Seconds an entry lives (0: forever).
+        cache_ttl: Seconds an entry lives (0: never cached, as in the seed).
         max_cache_size: Entries kept at most.
         env: Variables for `${VAR}` expansion (default: the process environment).
     """
@@ -329,28 +345,36 @@ class ConfigCachingManager(_EventDriven):
             return self.environment, reader(self.environment)
         return "", {}
 
-    async def get(self, bot_id: str) -> ResolvedConfig:
+    async def get(self, bot_id: str, force_refresh: bool = False) -> ResolvedConfig:
         """The bot's config resolved for the environment, and its version.
 
+        The version is the commit the config was read from, or for a registration
+        outside git (InMemoryBackend) a digest of its config and status.
+
+        Args:
+            bot_id: The bot.
+            force_refresh: Resolve again even if an entry is cached.
+
         Raises:
-            BotregError: if the bot is unknown; ResolutionError if it cannot resolve.
+            BotNotFoundError: (a KeyError) if the bot is unknown.
+            ResolutionError: if it cannot resolve for the environment.
         """
         from botreg.resolve import resolve_config
 
         async with self._lock:
-            cached = self._cache.get(bot_id)
+            cached = None if force_refresh else self._cache.get(bot_id)
             if cached is not None:
                 return cached
             registration = await self.backend.get(bot_id)
             if registration is None:
-                raise BotregError(f"bot {bot_id!r} is not registered")
-            name, data = await asyncio.to_thread(self._environment_data)
-            resolved = ResolvedConfig(
-                bot_id,
-                resolve_config(registration.config, data, self.env),
-                registration.commit,
-                name,
-            )
+                raise BotNotFoundError(f"bot {bot_id!r} is not registered")
+            if self.environment is None:
+                config = copy.deepcopy(registration.config)  # as stored: nothing to resolve with
+                name = ""
+            else:
+                name, data = await asyncio.to_thread(self._environment_data)
+                config = resolve_config(registration.config, data, self.env)
+            resolved = ResolvedConfig(bot_id, config, registration.version, name)
             self._cache.put(bot_id, resolved)
             return resolved
 

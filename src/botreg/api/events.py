@@ -2,7 +2,8 @@
 
 Applications written against the seed publish and subscribe with
 `await bus.publish(topic, Event(...))` and `await bus.subscribe(topic, handler)`
-(handlers sync or `async def`). Two backends:
+(handlers sync or `async def`, both run; a handler that raises is logged and
+counted in `bus.handler_errors`, and the next handler still runs). Three backends:
 
 - `{"backend": "memory"}`: one process.
 - `{"backend": "redis", "url": ..., "stream": "botreg:events"}`: the daemon's
@@ -12,6 +13,10 @@ Applications written against the seed publish and subscribe with
   events an application publishes are appended to the same stream (fields
   `topic`, `id`, `type`, `data`; no `event` field, so daemons and other readers
   of CloudEvents skip them) and reach every process that follows it.
+- `{"backend": "eventlog", "data_dir": ".botreg"}`: the event log of a sync
+  daemon on this host (`<data_dir>/events.jsonl`, or `"path"`), followed by an
+  `EventLogFollower` (see `botreg.api.eventlog_bus`). The log is the daemon's:
+  events an application publishes reach this process's handlers only.
 
 A bus is also an EventSource: `CachingRegistryManager(backend, event_bus=bus)`
 and `HotReloadManager(..., event_bus=bus)` subscribe to it with one callback
@@ -134,6 +139,10 @@ class Subscription:
     def __init__(self, cancel: Callable[[], None]) -> None:
         self._cancel = cancel
 
+    async def cancel(self) -> None:
+        """Unsubscribe (the seed's `await subscription.cancel()`)."""
+        self._cancel()
+
     def __await__(self) -> Generator[Any, None, Subscription]:
         # registered already: awaiting is for code written against the seed
         return self
@@ -145,13 +154,23 @@ class Subscription:
 
 
 class EventBusBase:
-    """Topics and handlers, shared by both backends."""
+    """Topics and handlers, shared by every backend."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, list[Handler]] = {}
         self._lock = threading.Lock()
         self._sources = Subscribers()  # EventSource subscribers: CloudEvents
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._handler_failures = 0
+
+    @property
+    def handler_errors(self) -> int:
+        """How many handler calls raised (topic handlers and CloudEvent subscribers).
+
+        Each failure is also logged with its traceback; the other handlers still run.
+        """
+        with self._lock:
+            return self._handler_failures + self._sources.failed
 
     async def connect(self) -> None:
         """Start delivering (handlers then run on this event loop)."""
@@ -172,7 +191,14 @@ class EventBusBase:
         if handler is None:
             if not callable(topic):
                 raise TypeError("subscribe(topic, handler) or subscribe(callback)")
+            if inspect.iscoroutinefunction(topic):
+                raise TypeError(
+                    "subscribe(callback) takes a plain function called with CloudEvents; "
+                    "for an async handler, subscribe(topic, handler)"
+                )
             return self._subscribe_cloudevents(topic)
+        if not callable(handler):
+            raise TypeError(f"the handler for {topic!r} is not callable")
         name = str(topic)
         with self._lock:
             self._handlers.setdefault(name, []).append(handler)
@@ -202,7 +228,19 @@ class EventBusBase:
                 if inspect.isawaitable(result):
                     await result
             except Exception:
+                with self._lock:
+                    self._handler_failures += 1
                 logger.exception("event handler failed on %s %s", event.topic, event.id)
+
+    def _schedule(self, event: Event) -> None:
+        """Dispatch on the bus's loop, from another thread (a follower's)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # closed: nobody is listening any more
+        try:
+            asyncio.run_coroutine_threadsafe(self._dispatch(event), loop)
+        except RuntimeError:  # the loop closed meanwhile
+            return
 
     def _to_sources(self, event: Event) -> None:
         cloud = to_cloudevent(event)
@@ -324,33 +362,33 @@ class RedisEventBus(EventBusBase):
         self._to_sources(event)
         self._schedule(event)
 
-    def _schedule(self, event: Event) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._dispatch(event), loop)
-        except RuntimeError:  # the loop closed meanwhile
-            return
-
 
 def create_event_bus(config: dict[str, Any]) -> EventBusBase:
     """An event bus from a config (the seed's factory).
 
     Args:
-        config: `{"backend": "memory"}` or `{"backend": "redis", "url": ...,
+        config: `{"backend": "memory"}`; `{"backend": "redis", "url": ...,
             "stream": "botreg:events"}` (or `host`, `port`, `db`, `password`,
             `ssl` instead of `url`, as in the seed's environment files; and
-            `group`, `consumer`, `start`, `cursor_file`, `block_ms`, `maxlen`).
+            `group`, `consumer`, `start`, `cursor_file`, `block_ms`, `maxlen`);
+            or `{"backend": "eventlog", "data_dir": ...}` (or `"path"`: the log
+            file; and `"poll"`: seconds between reads, default 0.1).
 
     Raises:
-        ValueError: for an unknown backend or a redis config without a server.
+        ValueError: for an unknown backend, a redis config without a server, or
+            an eventlog config without `data_dir` or `path`.
     """
     backend = str(config.get("backend", "memory"))
     if backend == "memory":
         return MemoryEventBus()
+    if backend == "eventlog":
+        from botreg.api.eventlog_bus import EventLogEventBus
+
+        return EventLogEventBus.from_config(config)
     if backend != "redis":
-        raise ValueError(f"unknown event bus backend {backend!r}: use 'memory' or 'redis'")
+        raise ValueError(
+            f"unknown event bus backend {backend!r}: use 'memory', 'redis' or 'eventlog'"
+        )
     url = config.get("url")
     if not url:
         host = config.get("host")

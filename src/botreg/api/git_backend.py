@@ -6,11 +6,16 @@ Reads come from a tree at a commit:
 - `GitRegistryBackend(repo="path/to/clone", revision="HEAD")`: a revision of a
   repository (re-resolved at every read, so a moving branch is followed).
 
-Writes go through GitOps: `register`, `deactivate` and `unregister` edit the
-bot's YAML with ruamel.yaml (comments and key order preserved), validate the
-repository as the hook would, and commit the one file to the local clone
-(optionally pushing). An invalid config is refused with the findings and the
-file is left as it was.
+Writes go through GitOps: `register`, `update`, `deactivate` and `unregister`
+edit the bot's YAML with ruamel.yaml (comments and key order preserved),
+validate the repository as the hook would, and commit the one file to the
+local clone (optionally pushing); `clear` removes every bot file in one such
+commit. An invalid config is refused with the findings and the files are left
+as they were. Where the seed's backends write rows to a database, this one
+writes commits: the daemon applies them like any other push.
+
+The seed's semantics: `exists`, `list_ids` and `count` see active bots only;
+`list_all` sees every bot, active or not.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from botreg.api.models import Registration, RegistrationStatus
+from botreg.api.models import BotNotFoundError, Registration, RegistrationStatus
 from botreg.errors import BotregError, UsageError
 from botreg.registry.index import IndexSnapshot, RegistryIndex, copy_data
 from botreg.registry.layout import BOTS_DIR, IDENTIFIER_RE
@@ -237,16 +242,36 @@ class GitRegistryBackend:
         return [r for r in found if r is not None]
 
     async def list_active(self) -> list[Registration]:
+        """Every active bot at the current commit, by id."""
         return [r for r in await asyncio.to_thread(self._all) if r.is_active]
 
+    async def list_all(self) -> list[Registration]:
+        """Every bot at the current commit, active or not, by id."""
+        return await asyncio.to_thread(self._all)
+
+    def _active_ids(self, only: str | None = None) -> list[str]:
+        """The active bots' ids at the current commit (of `only`, if given); no copies."""
+        snapshot = self._at(self.commit())
+        return [
+            b
+            for b in (snapshot.ids if only is None else [only])
+            if (entry := snapshot.bots.get(b)) is not None
+            and entry.config is not None
+            and str(entry.config.get("status", RegistrationStatus.ACTIVE))
+            == RegistrationStatus.ACTIVE
+        ]
+
     async def list_ids(self) -> list[str]:
-        return list(await asyncio.to_thread(lambda: self._at(self.commit()).ids))
+        """The active bots' ids at the current commit, sorted."""
+        return await asyncio.to_thread(self._active_ids)
 
     async def exists(self, bot_id: str) -> bool:
-        return bot_id in (await asyncio.to_thread(lambda: self._at(self.commit()))).bots
+        """True if the bot is registered and active at the current commit."""
+        return bool(await asyncio.to_thread(self._active_ids, bot_id))
 
     async def count(self) -> int:
-        return len((await asyncio.to_thread(lambda: self._at(self.commit()))).bots)
+        """Number of active bots at the current commit."""
+        return len(await asyncio.to_thread(self._active_ids))
 
     async def changes_since(
         self, commit: str | None
@@ -300,36 +325,56 @@ class GitRegistryBackend:
 
     def _write(self, bot_id: str, change: Any, message: str) -> str:
         """Apply `change(old_text) -> new_text | None` to a bot file, validate, commit."""
+        if not IDENTIFIER_RE.match(bot_id):
+            raise UsageError(f"invalid bot id {bot_id!r}: lowercase letters, digits, '_' and '-'")
+        return self._write_many({bot_id: change}, message, bot_id)
+
+    def _write_many(self, changes: dict[str, Any], message: str, label: str) -> str:
+        """Apply each bot's change, validate the repository, commit them all at once.
+
+        Args:
+            changes: bot id -> `change(old_text) -> new_text | None` (None deletes).
+            message: The commit message.
+            label: What a refusal names (a bot id, or "every bot").
+
+        Raises:
+            RegistryValidationError: nothing is committed and every file is restored.
+        """
         from botreg.registry.source import WorkingTreeSource
         from botreg.validation.runner import validate_registry
 
         root = self._work_tree()
-        if not IDENTIFIER_RE.match(bot_id):
-            raise UsageError(f"invalid bot id {bot_id!r}: lowercase letters, digits, '_' and '-'")
-        rel = f"{BOTS_DIR}/{bot_id}.yaml"
-        path = root / rel
         with self._lock:
-            before = path.read_text(encoding="utf-8") if path.exists() else None
-            after = change(before)
-            if after is None:
-                path.unlink()
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(after, encoding="utf-8")
-            report = validate_registry(WorkingTreeSource(root), None if after is None else [rel])
-            errors = [f for f in report.findings if str(f.severity) == "error"]
-            if errors:
-                if before is None:
+            before: dict[str, str | None] = {}
+            after: dict[str, str | None] = {}
+            for bot_id, change in changes.items():
+                rel = f"{BOTS_DIR}/{bot_id}.yaml"
+                path = root / rel
+                before[rel] = path.read_text(encoding="utf-8") if path.exists() else None
+                after[rel] = text = change(before[rel])
+                if text is None:
                     path.unlink(missing_ok=True)
                 else:
-                    path.write_text(before, encoding="utf-8")
-                raise RegistryValidationError(bot_id, errors)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(text, encoding="utf-8")
+            deleted = any(text is None for text in after.values())
+            report = validate_registry(WorkingTreeSource(root), None if deleted else list(after))
+            errors = [f for f in report.findings if str(f.severity) == "error"]
+            if errors:
+                for rel, text in before.items():
+                    if text is None:
+                        (root / rel).unlink(missing_ok=True)
+                    else:
+                        (root / rel).write_text(text, encoding="utf-8")
+                raise RegistryValidationError(label, errors)
             repo = self._open()
-            if after is None:
-                repo.git.rm("--cached", "--quiet", "--ignore-unmatch", rel)
-            else:
-                repo.git.add(rel)
-            repo.git.commit("--only", "-m", message, "--", rel)
+            removed = [rel for rel, text in after.items() if text is None]
+            added = [rel for rel, text in after.items() if text is not None]
+            if removed:
+                repo.git.rm("--cached", "--quiet", "--ignore-unmatch", "--", *removed)
+            if added:
+                repo.git.add("--", *added)
+            repo.git.commit("--only", "-m", message, "--", *after)
             sha = str(repo.head.commit.hexsha)
             if self.push:
                 repo.git.push(self.remote, "HEAD")
@@ -351,16 +396,56 @@ class GitRegistryBackend:
             _merge(doc, {**config, "status": status})
             return dump_roundtrip(doc)
 
-        verb = "Update" if await self.exists(bot_id) else "Register"
+        verb = "Update" if self._in_work_tree(bot_id) else "Register"
         sha = await asyncio.to_thread(self._write, bot_id, edit, f"{verb} bot {bot_id}")
         registration = await asyncio.to_thread(lambda: self._registration(self._at(sha), bot_id))
         assert registration is not None
         return registration
 
+    def _in_work_tree(self, bot_id: str) -> bool:
+        return (self._work_tree() / BOTS_DIR / f"{bot_id}.yaml").exists()
+
+    async def update(self, bot_id: str, config: dict[str, Any]) -> Registration:
+        """Replace a bot's config, keeping its status: one validated commit, as `register`.
+
+        Raises:
+            BotNotFoundError: (a KeyError) if the clone has no such bot.
+            RegistryValidationError: if the registry would not validate (nothing committed).
+        """
+        from botreg.registry.yamlio import load_roundtrip
+
+        path = self._work_tree() / BOTS_DIR / f"{bot_id}.yaml"
+        if not IDENTIFIER_RE.match(bot_id) or not path.exists():
+            raise BotNotFoundError(f"bot {bot_id!r} is not registered: register() it first")
+        doc = load_roundtrip(path.read_text(encoding="utf-8"))
+        status = RegistrationStatus.ACTIVE
+        if isinstance(doc, dict):
+            status = str(doc.get("status", RegistrationStatus.ACTIVE))
+        config = {k: v for k, v in config.items() if k != "status"}
+        return await self.register(bot_id, config, status)
+
+    async def clear(self) -> None:
+        """Remove every bot in one validated commit ("Clear registry"); none: no commit.
+
+        Raises:
+            RegistryValidationError: if the registry would not validate without them.
+        """
+        bots = sorted(
+            p.stem
+            for p in (self._work_tree() / BOTS_DIR).glob("*.yaml")
+            if IDENTIFIER_RE.match(p.stem)
+        )
+        if not bots:
+            return
+        changes = {bot_id: (lambda _before: None) for bot_id in bots}
+        await asyncio.to_thread(
+            self._write_many, changes, f"Clear registry ({len(bots)} bots)", "every bot"
+        )
+
     async def deactivate(self, bot_id: str) -> bool:
         from botreg.registry.yamlio import dump_roundtrip, load_roundtrip
 
-        if not (self._work_tree() / BOTS_DIR / f"{bot_id}.yaml").exists():
+        if not self._in_work_tree(bot_id):
             return False
 
         def edit(before: str | None) -> str:
@@ -372,7 +457,7 @@ class GitRegistryBackend:
         return True
 
     async def unregister(self, bot_id: str) -> bool:
-        if not (self._work_tree() / BOTS_DIR / f"{bot_id}.yaml").exists():
+        if not self._in_work_tree(bot_id):
             return False
         await asyncio.to_thread(
             self._write, bot_id, lambda _before: None, f"Unregister bot {bot_id}"

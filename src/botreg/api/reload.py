@@ -48,12 +48,14 @@ class RegistryPoller:
             version, configs = await changes_since(self._version)
             self._version = str(version)
             return None if configs is None else dict(configs)
-        out = {}
-        for bot_id in await self.backend.list_ids():
-            registration = await self.backend.get(bot_id)
-            if registration is not None:
-                out[bot_id] = {**registration.config, "status": registration.status}
-        return out
+        # every bot, inactive ones too: a deactivation is a change to report
+        list_all = getattr(self.backend, "list_all", None)
+        if list_all is not None:
+            registrations = await list_all()
+        else:  # a backend from before `list_all` was in the protocol
+            found = [await self.backend.get(b) for b in await self.backend.list_ids()]
+            registrations = [r for r in found if r is not None]
+        return {r.bot_id: {**r.config, "status": r.status} for r in registrations}
 
     async def poll_once(self) -> list[str]:
         """Compare with the last poll; report and return the changed bot ids."""

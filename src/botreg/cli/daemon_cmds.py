@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -570,10 +574,11 @@ def run_events(args: argparse.Namespace) -> int:
             raise BotregError(_since_not_found(args.since, log, files))
         if args.since and not files:
             raise BotregError(f"no event with id {args.since}: {log} does not exist yet")
-        for event in read_events(log, since=args.since, follow=args.follow):
-            sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
-            sys.stdout.flush()
-    except KeyboardInterrupt:
+        with _stopped_by_signals() if args.follow else contextlib.nullcontext():
+            for event in read_events(log, since=args.since, follow=args.follow):
+                sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
+                sys.stdout.flush()
+    except KeyboardInterrupt:  # Ctrl-C, SIGINT or SIGTERM: a clean stop
         return 0
     except BrokenPipeError:
         raise  # stdout closed (`| head`): main() ends quietly, not a read error
@@ -584,6 +589,31 @@ def run_events(args: argparse.Namespace) -> int:
         # only, so this is damage, not input to trust
         raise BotregError(f"{log}: damaged event log (a line is not a JSON object)") from None
     return 0
+
+
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM end `events --follow` cleanly, however it was started.
+
+    Python raises KeyboardInterrupt on SIGINT only if SIGINT was not ignored at
+    start-up, and a job started in the background by a script (`cmd &`) inherits
+    it ignored: `kill -INT` did nothing there, and SIGTERM (systemd, docker stop)
+    killed it without a clean stop. Only in the main thread (main() also runs
+    inside applications and tests); the previous handlers come back afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _since_not_found(event_id: str, log: Path, files: list[Path]) -> str:

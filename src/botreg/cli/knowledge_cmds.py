@@ -16,7 +16,8 @@ from botreg.registry.limits import add_ceiling_arguments
 from botreg.validation import confinement
 
 if TYPE_CHECKING:
-    from botreg.knowledge.ingest import IngestionResult, KnowledgeIngestionManager
+    from botreg.knowledge.ingest import IngestionResult
+    from botreg.knowledge.manager import KnowledgeIngestionManager
 
 __all__ = ["register"]
 
@@ -110,8 +111,8 @@ def _manager(
 ) -> Iterator[KnowledgeIngestionManager]:
     from botreg.datadir import DataDir
     from botreg.knowledge.adopt import follow_store
-    from botreg.knowledge.ingest import KnowledgeIngestionManager
     from botreg.knowledge.ledger import Ledger
+    from botreg.knowledge.manager import KnowledgeIngestionManager
     from botreg.registry.source import WorkingTreeSource
     from botreg.registry.view import RegistryView
     from botreg.secrets import mask_text
@@ -135,11 +136,12 @@ def _manager(
                     file=sys.stderr,
                 )
         try:
+            # the seed's manager, run synchronously: the daemon's code path
             yield KnowledgeIngestionManager(
                 view.source,
                 store,
-                ledger,
-                settings.embedding,
+                ledger=ledger,
+                embedding=settings.embedding,
                 commit=_head_commit(repo),
                 progress=progress,
             )
@@ -227,7 +229,7 @@ def run_ingest(args: argparse.Namespace) -> int:
         results = []
         for domain in args.domain or [*domains, *invalid]:
             current[0] = domain
-            results.append(manager.ingest(domain))
+            results.append(manager.ingest_sync(domain))
         removed = []
         if not args.domain:
             for state in manager.ledger.domains():

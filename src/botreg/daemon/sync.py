@@ -46,8 +46,9 @@ from botreg.events import CloudEvent, EventBus, event_id
 from botreg.git.mirror import Credentials, FetchError, FetchInterrupted, GitMirror, redact_url
 from botreg.git.tree import GitTreeSource
 from botreg.knowledge.adopt import follow_store
-from botreg.knowledge.ingest import IngestInterrupted, KnowledgeIngestionManager
+from botreg.knowledge.ingest import IngestInterrupted
 from botreg.knowledge.ledger import Ledger
+from botreg.knowledge.manager import KnowledgeIngestionManager
 from botreg.registry.view import RegistryView
 from botreg.resolve import allowed_environ
 from botreg.secrets import mask_text
@@ -671,11 +672,12 @@ class Syncer:
             self._follow_store_move(store)
         if self.adopt_pending is not None:
             self.adopt(store)
+        # the seed's manager over this commit's tree: the one code path that ingests
         manager = KnowledgeIngestionManager(
             view.snapshot,
             store,
-            self.ledger,
-            settings.embedding,
+            ledger=self.ledger,
+            embedding=settings.embedding,
             commit=head,
             should_stop=self.should_stop,
             on_embed=self._embedded,
@@ -694,7 +696,7 @@ class Syncer:
         statuses: dict[str, dict[str, str]] = {}
         for domain in domains:
             try:
-                result = manager.ingest(domain)
+                result = manager.ingest_sync(domain)
             except FencedError:
                 raise  # deposed mid-ingest: the cycle ends, the new leader finishes
             except BotregError as exc:
@@ -787,8 +789,7 @@ class Syncer:
         durations["ingest"] = time.monotonic() - t
         self._applied_view = (applied, view)
         logger.info(
-            "brought the store in line with %s after the takeover: %d chunks embedded, "
-            "%d deleted",
+            "brought the store in line with %s after the takeover: %d chunks embedded, %d deleted",
             applied[:12],
             counts.get("chunks_embedded", 0),
             counts.get("chunks_deleted", 0),

@@ -24,6 +24,13 @@ ledger as it lands: a stop asked between batches (`should_stop`) ends the
 ingestion with `IngestInterrupted`, and the next run embeds only what is
 missing (a file's blob is recorded once all its chunks are in; until then the
 file is re-chunked, which is cheap, and its stored chunks are kept).
+
+`DomainIngester` is that core, synchronous, over one registry tree. Applications,
+the daemon and `botreg ingest` drive it through the seed's
+`botreg.knowledge.KnowledgeIngestionManager` (async, with events; `ingest_sync`
+for threads that own their loop), so one code path ingests. The old name
+`botreg.knowledge.ingest.KnowledgeIngestionManager` still names the core here
+for existing callers; new code uses the manager.
 """
 
 from __future__ import annotations
@@ -56,11 +63,13 @@ from botreg.store.chroma import ChromaStore, active_collection, collection_name
 from botreg.store.settings import EmbeddingSettings
 
 __all__ = [
+    "DomainIngester",
     "IngestInterrupted",
     "IngestionResult",
     "IngestionStatus",
     "KnowledgeIngestionManager",
     "QueryHit",
+    "chunk_id",
     "query_domain",
 ]
 
@@ -92,6 +101,7 @@ class IngestionResult:
     errors: list[dict[str, str]] = field(default_factory=list)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     completed_at: datetime | None = None
+    version: str = ""  # the source's version ingested (set by the seed-style manager)
 
     @property
     def success(self) -> bool:
@@ -120,6 +130,7 @@ class IngestionResult:
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
             "success": self.success,
             "duration_seconds": self.duration_seconds,
+            **({"version": self.version} if self.version else {}),
         }
 
 
@@ -133,6 +144,11 @@ class QueryHit:
     text: str
     distance: float
     metadata: dict[str, Any]
+
+    @property
+    def content(self) -> str:
+        """The chunk's text (the seed's name for it)."""
+        return self.text
 
 
 @dataclass(slots=True)
@@ -157,8 +173,8 @@ def chunk_id(domain: str, path: str, content_hash: str, occurrence: int) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
-class KnowledgeIngestionManager:
-    """Ingests the knowledge domains of a registry tree into a Chroma store.
+class DomainIngester:
+    """Ingests the knowledge domains of a registry tree into a Chroma store (the core).
 
     Args:
         source: The registry tree (working tree or git revision), or a `Snapshot`
@@ -567,6 +583,11 @@ class KnowledgeIngestionManager:
             self._function = build_embedding_function(self.embedding)
         return self._function
 
+    @property
+    def proven_function(self) -> Any:
+        """The embedding function if it was built and proven, else None (nothing built)."""
+        return self._function if self._proven else None
+
     def embedding_function(self) -> Any:
         """The embedding function, proven to work before its first real use."""
         function = self._function_object()
@@ -591,6 +612,10 @@ class KnowledgeIngestionManager:
         return query_domain(
             self.store, self.ledger, domain_id, text, k, self.embedding_function() if same else None
         )
+
+
+# The core's former name, for existing callers (the public manager is in botreg.knowledge).
+KnowledgeIngestionManager = DomainIngester
 
 
 def query_domain(

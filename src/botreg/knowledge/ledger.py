@@ -168,7 +168,11 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         try:
-            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            # usable from the worker thread an async ingestion runs in (one at a time:
+            # the manager serializes its runs); sqlite itself is built thread-safe
+            self._db = sqlite3.connect(
+                path, timeout=30, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as exc:  # a folder in its place, no permission
             raise LedgerError(
                 f"cannot open the ledger {path}: {exc}: check that the data dir is "
