@@ -12,9 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+from botreg.api.factory import create_registry_backend
 from botreg.api.git_backend import RegistryValidationError
 from botreg.api.http_backend import HTTPRegistryBackend
 from botreg.api.http_errors import RegistryWriteError, UnknownBotError
+from botreg.api.models import BotNotFoundError
 from botreg.errors import UsageError
 from conftest import git
 from write_helpers import ECHO, TOKEN, Served, daemons
@@ -29,8 +31,11 @@ def test_the_seed_round_trip_through_the_daemon(serve: Callable[..., Served]) ->
     d = serve()
 
     async def scenario() -> None:
-        # the seed's constructor: base_url, auth_token, timeout
-        backend = HTTPRegistryBackend(base_url=d.url, auth_token=TOKEN, timeout=60)
+        # the seed's factory and keys: base_url, auth_token, timeout
+        backend = create_registry_backend(
+            "http", {"base_url": d.url, "auth_token": TOKEN, "timeout": 60}
+        )
+        assert isinstance(backend, HTTPRegistryBackend)
         await backend.initialize()
         try:
             active_before = await backend.count()
@@ -65,7 +70,8 @@ def test_the_seed_round_trip_through_the_daemon(serve: Callable[..., Served]) ->
             assert not await backend.unregister("echo") and not await backend.deactivate("echo")
             with pytest.raises(UnknownBotError) as missing:
                 await backend.update("echo", ECHO)
-            assert isinstance(missing.value, KeyError) and "echo" in str(missing.value)
+            assert isinstance(missing.value, BotNotFoundError) and "echo" in str(missing.value)
+            assert isinstance(missing.value, KeyError)
             with pytest.raises(RegistryWriteError, match="clear"):
                 await backend.clear()
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from botreg.api.git_backend import RegistryValidationError
+from botreg.api.models import BotNotFoundError
 from botreg.errors import BotregError
 from botreg.secrets import redact_url
 
@@ -31,8 +32,9 @@ class RegistryWriteError(BotregError):
         self.code = code
 
 
-class UnknownBotError(RegistryWriteError, KeyError):
-    """`update` of a bot the registry does not have: a KeyError, as the seed raises."""
+class UnknownBotError(RegistryWriteError, BotNotFoundError):
+    """`update` of a bot the registry does not have: the registry's BotNotFoundError
+    (a KeyError, as the seed raises), with the HTTP status and code."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
