@@ -41,6 +41,8 @@ RESERVED_NAMES = frozenset(
         "status.json",
         "daemon.json",
         "outbox.sqlite",
+        "worktree",  # the work tree HTTP writes commit in (`--allow-writes`)
+        "knowledge-status.json",  # ingestion statuses set through the knowledge API
     }
 )
 

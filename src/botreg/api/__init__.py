@@ -17,6 +17,7 @@ from botreg.api.factory import (
 )
 from botreg.api.git_backend import GitRegistryBackend, RegistryValidationError
 from botreg.api.http_backend import HTTPRegistryBackend
+from botreg.api.http_errors import RegistryWriteError, UnknownBotError
 from botreg.api.models import BotNotFoundError, Registration, ReloadMode, ResolvedConfig
 from botreg.api.redis_follower import RedisEventFollower
 from botreg.api.reload import EventLogFollower, HotReloadManager, RegistryPoller
@@ -52,8 +53,10 @@ __all__ = [
     "RegistryBackend",
     "RegistryPoller",
     "RegistryValidationError",
+    "RegistryWriteError",
     "ReloadMode",
     "ResolvedConfig",
+    "UnknownBotError",
     "create_event_bus",
     "create_memory_registry",
     "create_registry_backend",
