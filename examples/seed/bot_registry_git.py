@@ -45,8 +45,11 @@ async def main() -> None:
         "faq-bot",
         {
             "name": "FAQ Bot",
-            "llm": {"provider": "ollama", "model": "llama3.1:8b",
-                    "endpoint": {"$resource": "local-llm", "type": "llm_providers"}},
+            "llm": {
+                "provider": "ollama",
+                "model": "llama3.1:8b",
+                "endpoint": {"$resource": "local-llm", "type": "llm_providers"},
+            },
         },
     )
     print(f"faq-bot committed as {registration.version[:12]}")

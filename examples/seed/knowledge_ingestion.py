@@ -57,8 +57,8 @@ async def main() -> None:
     again = await manager.ingest_if_changed("my-domain", last_version="abc123")
     assert again is not None
     print(f"Against abc123: {again.files_skipped} files skipped, {again.chunks_embedded} embedded")
-    result = await manager.ingest_if_changed("my-domain", last_version=again.version)
-    if result is None:
+    unchanged = await manager.ingest_if_changed("my-domain", last_version=again.version)
+    if unchanged is None:
         print("No changes detected")
 
     hits = await rag_kb.search("reset password", k=1)

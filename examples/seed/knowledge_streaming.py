@@ -5,7 +5,7 @@ a clone of the registry repository (stream_file reads the blob from git in
 chunks); `process` counts bytes. The 3 MiB file is committed first.
 
 Environment: BOTREG_EXAMPLE_REPO, a clone of a registry repository; the script
-commits knowledge/product/large-file.txt.
+commits knowledge/product/large-file.bin.
 
 Run: BOTREG_EXAMPLE_REPO=path/to/clone python examples/seed/knowledge_streaming.py
 """
@@ -30,10 +30,9 @@ def process(chunk: bytes) -> None:
 async def main() -> None:
     backend = create_knowledge_backend("git", {"repo": REPO})
     await backend.initialize()
-    # botreg's git backend takes .txt/.md/...; the seed's example streams a .bin
-    await backend.put_file("product", "large-file.txt", b"a line of text\n" * (SIZE // 15))
+    await backend.put_file("product", "large-file.bin", bytes(range(256)) * (SIZE // 256))
 
-    stream = await backend.stream_file("product", "large-file.txt")
+    stream = await backend.stream_file("product", "large-file.bin")
     assert stream is not None
     async for chunk in stream:
         process(chunk)
