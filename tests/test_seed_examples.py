@@ -284,17 +284,6 @@ def test_seed_example_runs(name: str, tmp_path: Path) -> None:
         check(out, repo)
 
 
-def _sync_knows_allow_writes() -> bool:
-    helped = subprocess.run(
-        [sys.executable, "-m", "botreg", "sync", "--help"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return "--allow-writes" in helped.stdout
-
-
 def _wait_ready(url: str, daemon: subprocess.Popen[bytes], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -311,8 +300,6 @@ def _wait_ready(url: str, daemon: subprocess.Popen[bytes], timeout: float = 90) 
 
 @pytest.mark.timeout(180)
 def test_seed_http_example_against_a_daemon(tmp_path: Path) -> None:
-    if not _sync_knows_allow_writes():
-        pytest.skip("botreg sync has no --allow-writes yet (HTTP writes: branch i12-http)")
     repo = tmp_path / "registry"
     subprocess.run(
         [sys.executable, "-m", "botreg", "init", str(repo)],

@@ -172,6 +172,10 @@ class EventBusBase:
         with self._lock:
             return self._handler_failures + self._sources.failed
 
+    async def publish(self, topic: str, event: Event) -> None:
+        """Deliver `event` on `topic` (each backend says where it goes)."""
+        raise NotImplementedError  # pragma: no cover - every backend overrides it
+
     async def connect(self) -> None:
         """Start delivering (handlers then run on this event loop)."""
         self._loop = asyncio.get_running_loop()

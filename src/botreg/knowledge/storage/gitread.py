@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -125,28 +126,26 @@ async def stream_blob(git_dir: str, blob: str, chunk_size: int) -> AsyncIterator
     Memory stays bounded by the chunk size and the pipe: the blob is never held
     whole. Closing the iterator early ends the process.
     """
-    process = await asyncio.create_subprocess_exec(
-        "git",
-        f"--git-dir={git_dir}",
-        "cat-file",
-        "blob",
-        blob,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        limit=max(1, chunk_size),
+    # a plain Popen read from a worker thread, not asyncio's subprocess: on 3.11 its
+    # child watcher races other code that waits for children (GitPython's) and
+    # printed "Unknown child process pid N" about once in six streams
+    process = subprocess.Popen(
+        ["git", f"--git-dir={git_dir}", "cat-file", "blob", blob],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     assert process.stdout is not None
+    size = max(1, chunk_size)
     try:
-        while block := await process.stdout.read(max(1, chunk_size)):
+        while block := await asyncio.to_thread(process.stdout.read, size):
             yield block
     finally:
-        if process.returncode is None:
+        if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
-        # drains what the pipe still holds (at most its buffer: the process is gone)
-        # and closes the transports
-        await process.communicate()
+        process.stdout.close()
+        await asyncio.to_thread(process.wait)
 
 
 async def stream_path(path: str, chunk_size: int) -> AsyncIterator[bytes]:
