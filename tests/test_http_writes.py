@@ -23,6 +23,7 @@ from botreg.daemon.sync import SyncOptions
 from botreg.errors import UsageError
 from botreg.events.log import read_events
 from conftest import git
+from helpers import wait_for
 from write_helpers import AUTH, ECHO, TOKEN, Served, daemons
 
 
@@ -323,3 +324,43 @@ def test_a_write_that_always_loses_the_race_is_409_and_writes_nothing(
     assert answer.headers["retry-after"] == "1"
     assert len(pushes) == PUSH_ATTEMPTS
     assert "bots/echo.yaml" not in git(d.source, "ls-tree", "-r", "--name-only", "main")
+
+
+def test_a_config_read_back_with_its_mask_is_refused_and_nothing_is_committed(
+    serve: Callable[..., Served],
+) -> None:
+    """Observed: `cfg = await http.get_config(x); cfg[...] = ...; await http.update(x, cfg)`
+    (the seed's read-edit-write) committed the daemon's resolved view: secrets as the
+    literal mask and resolved ${VAR} values, into git."""
+    d = serve()
+    before = d.head()
+    leaked = {**ECHO, "description": "***db/x | /root"}
+    answer = d.request("PUT", "/bots/product-guide", json={"config": leaked})
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert body["code"] == "masked_value" and "config.description" in body["error"]
+    nested = {**ECHO, "metadata": {"owners": ["a", "x***"]}}
+    answer = d.request("POST", "/bots", json={"bot_id": "echo", "config": nested})
+    assert answer.json()["code"] == "masked_value" and "metadata.owners[1]" in answer.text
+    assert d.head() == before
+
+
+def test_a_write_on_a_rejected_head_is_refused_not_committed_for_ever_unapplied(
+    serve: Callable[..., Served], tmp_path: Path
+) -> None:
+    """Observed: with an invalid commit at the head (pushed past the hook), writes were
+    committed on top of it and answered 202: the daemon rejects every such commit."""
+    d = serve()
+    clone = tmp_path / "someone"
+    git(tmp_path, "clone", "-q", str(d.source), str(clone))
+    (clone / "bots" / "ext.yaml").write_text("name: [\n")
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "-m", "a broken bot, pushed with --no-verify")
+    git(clone, "push", "-q", "origin", "main")
+    broken = d.head()
+    d.daemon.wake()
+    wait_for(lambda: d.daemon.syncer.status.doc.get("rejected_commit") == broken)  # type: ignore[union-attr]
+    answer = d.request("POST", "/bots", json={"bot_id": "echo", "config": ECHO})
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["code"] == "head_rejected" and broken[:12] in answer.text
+    assert d.head() == broken  # nothing committed on top of it

@@ -1,4 +1,5 @@
-"""ruff (lint and format) and mypy (strict for src/ and the seed examples) are part of the test suite, so CI enforces them."""
+"""ruff (lint and format) and mypy (strict for src/ and the seed examples) are part
+of the test suite, so CI enforces them."""
 
 from __future__ import annotations
 

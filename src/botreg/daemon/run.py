@@ -977,6 +977,7 @@ class Daemon:
             environment=mirror._environment,
             author=self.options.write_author,
             timeout=self.sync_options.fetch_timeout,
+            rejected=lambda: str(syncer.status.doc.get("rejected_commit") or ""),
         )
         return WriteAPI(writer, wake=self.wake, serves=self._serves, standby=self._standby)
 

@@ -29,12 +29,14 @@ from botreg.daemon.writes import (
     BotExistsError,
     BotNotFoundError,
     GitOpsWriter,
+    HeadRejectedError,
     SourceError,
     WriteConflictError,
     WriteOutcome,
 )
 from botreg.registry.content import ContentError, load_json_bounded
 from botreg.registry.layout import IDENTIFIER_RE
+from botreg.secrets import MASK
 
 __all__ = [
     "APPLY_WAIT",
@@ -246,6 +248,8 @@ class WriteAPI:
             )
         except BotExistsError as exc:
             return _refused(409, "exists", str(exc))
+        except HeadRejectedError as exc:
+            return _refused(409, "head_rejected", str(exc))
         except WriteConflictError as exc:
             return _refused(409, "conflict", str(exc), headers={"Retry-After": "1"})
         except BotNotFoundError as exc:
@@ -295,7 +299,39 @@ def _config(body: dict[str, Any], *, required: bool) -> tuple[dict[str, Any] | N
         raise _Refused(_refused(400, "bad_request", "give config, status, or both"))
     if config is not None:
         config = {k: v for k, v in config.items() if k != "status"}
+        masked = _masked_key(config)
+        if masked is not None:
+            raise _Refused(
+                _refused(
+                    400,
+                    "masked_value",
+                    f"config.{masked} holds {MASK!r}, the mask GET /bots shows for secrets: "
+                    "a config read from GET /bots (or HTTPRegistryBackend.get_config) is "
+                    "resolved for the daemon's environment and masked, and writing it back "
+                    "would commit the mask and resolved values into git. Send the stored "
+                    "config (as in the repository, with its ${VAR} and $resource "
+                    "references); nothing was written",
+                )
+            )
     return config, status
+
+
+def _masked_key(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string holding the mask, else None (bounded: the
+    body is already limited in size and depth)."""
+    if isinstance(value, str):
+        return path or "(value)" if MASK in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _masked_key(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found[:200]
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _masked_key(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _finding(finding: Any) -> dict[str, Any]:

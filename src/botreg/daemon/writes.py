@@ -70,6 +70,10 @@ class WriteConflictError(BotregError):
     """Every push lost a race with another writer (HTTP 409): retry the request."""
 
 
+class HeadRejectedError(BotregError):
+    """The branch head is a commit the daemon rejected: a write on it would never apply."""
+
+
 class SourceError(BotregError):
     """The source repository could not be fetched or refused the push (HTTP 502)."""
 
@@ -112,6 +116,7 @@ class GitOpsWriter:
         environment: Callable[[], dict[str, str]] = dict,
         author: str = DEFAULT_AUTHOR,
         timeout: float = 300,
+        rejected: Callable[[], str] = str,
     ) -> None:
         """Prepare a writer (nothing is cloned before the first write).
 
@@ -123,6 +128,8 @@ class GitOpsWriter:
                 write (the mirror's: rotated tokens apply; never on a command line).
             author: `Name <email>` of every commit written.
             timeout: seconds a fetch or a push may take.
+            rejected: the commit the daemon rejected last ("" if none): a write on
+                top of it is refused (it would be committed and never applied).
         """
         self.root = root
         self.url = url
@@ -130,6 +137,7 @@ class GitOpsWriter:
         self.environment = environment
         self.name, self.email = parse_author(author)
         self.timeout = timeout
+        self.rejected = rejected
         self._lock = threading.Lock()
         self._backend: GitRegistryBackend | None = None
 
@@ -187,6 +195,14 @@ class GitOpsWriter:
         with self._lock:
             for _attempt in range(PUSH_ATTEMPTS):
                 backend = self._reset()
+                head = self._git("rev-parse", "HEAD").strip()
+                if head and head == self.rejected():
+                    raise HeadRejectedError(
+                        f"the head of {self.branch} ({head[:12]}) does not validate and the "
+                        "daemon rejected it: a commit on top of it would never be applied. "
+                        "Fix or revert that commit first (GET /status lists its findings); "
+                        "nothing was written"
+                    )
                 outcome = change(backend)
                 self._amend(message)
                 commit = self._git("rev-parse", "HEAD").strip()
