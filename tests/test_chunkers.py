@@ -195,7 +195,7 @@ def test_tiny_csv_rows_share_a_chunk_a_few_at_most() -> None:
 
 def test_csv_cells_are_kept_as_written() -> None:
     [chunk] = chunks("a.csv", "k,v\na|b,c\n")
-    assert chunk.text == "A > row 1\n\nk: a|b\nv: c"
+    assert chunk.text == "A > a|b\n\nk: a|b\nv: c"
 
 
 def test_text_paragraphs_are_packed_under_the_file_title() -> None:

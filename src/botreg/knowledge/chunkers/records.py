@@ -35,6 +35,7 @@ IDENTIFYING_KEYS = (
     "code",
     "key",
 )
+_SHORT_NAME_CHARS = 60
 _KEY_RANK = {key: rank for rank, key in enumerate(IDENTIFYING_KEYS)}
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
 _DELIMITER_CELL = re.compile(r"\s*:?-+:?\s*\Z")
@@ -60,8 +61,10 @@ def ordered(fields: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def identifier(fields: list[tuple[str, str]]) -> str:
     """The value of the record's identifying field, or "" if it has none."""
     for key, value in ordered(fields)[:1]:
-        if _normal_key(key) in _KEY_RANK:
-            return " ".join(value.split())
+        name = " ".join(value.split())
+        # no field named so: a short first value names it (a table's first column is its key)
+        if _normal_key(key) in _KEY_RANK or len(name) <= _SHORT_NAME_CHARS:
+            return name
     return ""
 
 
