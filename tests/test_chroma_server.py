@@ -30,8 +30,11 @@ def test_ingest_and_query_against_a_chroma_server(registry: Path, tmp_path: Path
             h.assert_exact("billing")
             path = registry / REFUNDS
             path.write_text(path.read_text().replace("5 to 10\nbusiness", "five to ten\nbusiness"))
+            # moved, not renamed: a file without a title of its own is titled by its
+            # name, so a new name is new text (re-embedded) and a move is not
+            (registry / "knowledge/billing/pricing").mkdir()
             (registry / "knowledge/billing/plans.json").rename(
-                registry / "knowledge/billing/p.json"
+                registry / "knowledge/billing/pricing/plans.json"
             )
             result = h.ingest("billing")
             assert result.chunks_embedded == 1

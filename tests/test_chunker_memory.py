@@ -108,7 +108,9 @@ def test_the_parser_covers_a_window_of_lines_not_the_file(spy: Spy) -> None:
 
 @pytest.mark.timeout(60)
 def test_headings_each_with_a_body_stop_at_the_chunk_ceiling(spy: Spy) -> None:
-    raw = "".join(f"# *h{i}*\nbody {i}\n" for i in range(5_000)).encode()
+    # bodies long enough not to be merged with their neighbours: a chunk each
+    body = "a body of several words, long enough to stand as a chunk of its own " * 2
+    raw = "".join(f"# *h{i}*\n{body}{i}\n" for i in range(5_000)).encode()
     with pytest.raises(ContentError) as info:
         chunk_file("h.md", raw, SETTINGS, Limits(), max_chunks=10)
     assert info.value.code == "BR504"
@@ -225,6 +227,6 @@ def test_a_reference_defined_below_a_heading_is_used_in_its_path() -> None:
 @settings(max_examples=200, deadline=None, database=None)
 @given(source=st.text(max_size=40))
 def test_a_heading_without_markup_reads_as_the_inline_parser_reads_it(source: str) -> None:
-    outline = md._Outline(SETTINGS, (), {}, None)
+    outline = md._Outline(SETTINGS, "", {}, None)
     heading = md._Heading(1, source)
     assert outline._heading_text(heading) == md._inline_text(source, {})

@@ -21,42 +21,68 @@ def chunks(path: str, content: str | bytes, settings: ChunkingSettings = SETTING
 
 
 def test_markdown_follows_nested_headings() -> None:
+    body = ("Words enough to make this section stand as a chunk of its own. " * 3).strip()
     doc = (
-        "# Billing\n\nIntro.\n\n## Refunds\n\nPolicy.\n\n"
-        "### Timelines\n\n5 days.\n\n## Plans\n\nThree.\n"
+        f"# Billing\n\n{body}\n\n## Refunds\n\n{body}\n\n"
+        f"### Timelines\n\n{body}\n\n## Plans\n\n{body}\n"
     )
     found = [(c.heading, c.text) for c in chunks("a.md", doc)]
+    # the first H1 is the title: first in every chunk, never repeated
     assert found == [
-        ("Billing", "Billing\n\nIntro."),
-        ("Billing > Refunds", "Billing > Refunds\n\nPolicy."),
-        ("Billing > Refunds > Timelines", "Billing > Refunds > Timelines\n\n5 days."),
-        ("Billing > Plans", "Billing > Plans\n\nThree."),
+        ("Billing", f"Billing\n\n{body}"),
+        ("Billing > Refunds", f"Billing > Refunds\n\n{body}"),
+        ("Billing > Refunds > Timelines", f"Billing > Refunds > Timelines\n\n{body}"),
+        ("Billing > Plans", f"Billing > Plans\n\n{body}"),
     ]
     assert [c.index for c in chunks("a.md", doc)] == [0, 1, 2, 3]
 
 
+def test_short_sections_merge_into_their_parent() -> None:
+    doc = "# Billing\n\nIntro.\n\n## Refunds\n\nPolicy.\n\n### Timelines\n\n5 days.\n"
+    [chunk] = chunks("a.md", doc)
+    assert chunk.heading == "Billing"
+    assert chunk.text == "Billing\n\nIntro.\n\nRefunds\nPolicy.\n\nRefunds > Timelines\n5 days."
+
+
 def test_hash_in_a_code_fence_is_not_a_heading() -> None:
     doc = "# Setup\n\n```bash\n# install it\npip install acme\n```\n\n## Next\n\nDone.\n"
+    [found] = chunks("a.md", doc)  # "Next" is short: merged into its parent
+    assert found.heading == "Setup"
+    assert "# install it" in found.text and "```bash" in found.text
+    assert found.text.endswith("\n\nNext\nDone.")
+
+
+def test_lists_and_fences_stay_whole_when_they_fit() -> None:
+    items = "".join(f"- item number {i} of the list\n" for i in range(12))
+    code = "".join(f"x{i} = compute({i})\n" for i in range(12))
+    doc = f"# T\n\n{items}\n```\n{code}```\n"
     found = chunks("a.md", doc)
-    assert [c.heading for c in found] == ["Setup", "Setup > Next"]
-    assert "# install it" in found[0].text and "```bash" in found[0].text
+    assert any(items.strip() in c.text for c in found)
+    assert any(f"```\n{code}```" in c.text for c in found)
 
 
-def test_tables_lists_and_fences_stay_whole_when_they_fit() -> None:
-    table = "| a | b |\n|---|---|\n" + "".join(f"| {i} | x |\n" for i in range(5))
-    doc = f"# T\n\n{table}\n- one\n- two\n\n```\ncode\n```\n"
-    [chunk] = chunks("a.md", doc)
-    assert table.strip() in chunk.text and "- one\n- two" in chunk.text
+def test_markdown_table_rows_are_records_with_header_names() -> None:
+    table = "| plan | price | seats |\n|---|---|---|\n" + "".join(
+        f"| Plan{i} with a long descriptive name | {i}0 dollars a month | {i} |\n" for i in range(6)
+    )
+    found = chunks("pricing.md", f"# Pricing\n\n## Plans\n\n{table}")
+    assert len(found) == 6
+    for i, chunk in enumerate(found):
+        assert chunk.text == (
+            f"Pricing > Plans\n\nplan: Plan{i} with a long descriptive name\n"
+            f"price: {i}0 dollars a month\nseats: {i}"
+        )
 
 
-def test_oversized_table_repeats_its_header() -> None:
-    rows = "".join(f"| row {i} | some words in the cell number {i} |\n" for i in range(60))
-    doc = f"# Big\n\n| name | text |\n|---|---|\n{rows}"
+def test_oversized_table_row_is_split_and_led_by_its_first_field() -> None:
+    cells = " | ".join(f"word{i} " * 6 for i in range(12))
+    header = " | ".join(f"col{i}" for i in range(12))
+    doc = f"# Big\n\n| name | {header} |\n|---|{'---|' * 12}\n| Gizmo | {cells} |\n"
     found = chunks("a.md", doc, ChunkingSettings(max_tokens=64, overlap_tokens=8))
-    assert len(found) > 3
+    assert len(found) >= 2
     for chunk in found:
         lines = chunk.text.split("\n")
-        assert lines[:4] == ["Big", "", "| name | text |", "|---|---|"]
+        assert lines[:3] == ["Big", "", "name: Gizmo"]
         assert count_tokens(chunk.text) <= 64
 
 
@@ -100,9 +126,9 @@ def test_crlf_and_non_ascii() -> None:
 
 def test_setext_headings_and_text_before_the_first_heading() -> None:
     doc = "Preface.\n\nTitle\n=====\n\nBody.\n"
+    # the setext H1 is the title: the preface carries it too; both are short: one chunk
     assert [(c.heading, c.text) for c in chunks("a.md", doc)] == [
-        ("", "Preface."),
-        ("Title", "Title\n\nBody."),
+        ("Title", "Title\n\nPreface.\n\nBody."),
     ]
 
 
@@ -112,25 +138,35 @@ def test_chunking_is_deterministic() -> None:
     assert first == [c.text for c in chunks("a.md", doc)]
 
 
-def test_json_renders_keys_as_headings_and_tables() -> None:
+def test_json_keys_are_paths_and_list_items_are_records() -> None:
     data = {
-        "plans": [{"name": "Team", "price": 12}, {"name": "Business", "price": 29}],
+        "plans": [
+            {"price": 12, "name": "Team", "note": "for small teams of up to twenty people"},
+            {"price": 29, "name": "Business", "note": "for companies with many departments"},
+        ],
         "policy": {"refunds": {"window_days": 30, "methods": ["card", "bank"]}},
         "currency": "USD",
     }
-    found = chunks("p.json", json.dumps(data))
+    found = chunks("pricing-plans.json", json.dumps(data))
     by_heading = {c.heading: c.text for c in found}
-    assert by_heading[""] == "- **currency**: USD"
-    assert "| name | price |\n|---|---|\n| Team | 12 |\n| Business | 29 |" in by_heading["plans"]
-    assert by_heading["policy > refunds"] == (
-        "policy > refunds\n\n- **window_days**: 30\n- **methods**: card, bank"
+    assert by_heading["Pricing plans"].startswith("Pricing plans\n\ncurrency: USD")
+    # each item its own chunk, its name first, every value beside its key
+    assert by_heading["Pricing plans > plans > Team"] == (
+        "Pricing plans > plans > Team\n\nname: Team\nprice: 12\n"
+        "note: for small teams of up to twenty people"
+    )
+    assert "name: Business\nprice: 29" in by_heading["Pricing plans > plans > Business"]
+    assert by_heading["Pricing plans > policy > refunds"].endswith(
+        "\n\nwindow_days: 30\nmethods: card, bank"
     )
 
 
 def test_nested_json_arrays_of_objects_use_item_names() -> None:
-    data = {"features": [{"name": "Guests", "detail": {"plans": ["Business"], "since": "4.1"}}]}
+    detail = {"plans": ["Business"], "since": "4.1", "text": "a long description " * 5}
+    data = {"title": "Features", "features": [{"name": "Guests", "detail": detail}]}
     headings = [c.heading for c in chunks("f.json", json.dumps(data))]
-    assert "features > Guests" in headings and "features > Guests > detail" in headings
+    # the document's own title is the title (a first key equal to it is not repeated)
+    assert "Features > Guests > detail" in headings
 
 
 def test_yaml_knowledge_is_rendered_like_json() -> None:
@@ -139,35 +175,32 @@ def test_yaml_knowledge_is_rendered_like_json() -> None:
     ]
 
 
-def test_csv_chunks_repeat_the_header_and_handle_quoting() -> None:
-    rows = "".join(f'{i},"Smith, J.","line one\nline two",{i * 2}\n' for i in range(30))
-    found = chunks(
-        "people.csv",
-        "id,name,notes,score\n" + rows,
-        ChunkingSettings(max_tokens=400, csv_rows_per_chunk=10),
+def test_csv_rows_are_records_with_column_names_and_the_name_first() -> None:
+    rows = "".join(f'{i},"Smith, J.{i}","line one\nline two",{i * 2}\n' for i in range(30))
+    found = chunks("people.csv", "id,name,notes,score\n" + rows)
+    assert len(found) == 30
+    assert found[3].heading == "People > Smith, J.3"
+    assert found[3].text == (
+        "People > Smith, J.3\n\nname: Smith, J.3\nid: 3\nnotes: line one line two\nscore: 6"
     )
-    assert [c.heading for c in found] == ["rows 1-10", "rows 11-20", "rows 21-30"]
-    for chunk in found:
-        lines = chunk.text.split("\n")
-        assert lines[2:4] == ["| id | name | notes | score |", "|---|---|---|---|"]
-    assert "| 0 | Smith, J. | line one<br>line two | 0 |" in found[0].text
-    # the token budget cuts before the row bound when rows are long
-    tight = chunks(
-        "people.csv",
-        "id,name,notes,score\n" + rows,
-        ChunkingSettings(max_tokens=100, csv_rows_per_chunk=10),
-    )
-    assert len(tight) > 3 and all(count_tokens(c.text) <= 100 for c in tight)
+    tight = chunks("people.csv", "id,name,notes,score\n" + rows, ChunkingSettings(max_tokens=20))
+    assert all(count_tokens(c.text) <= 20 for c in tight)
 
 
-def test_csv_pipes_are_escaped() -> None:
+def test_tiny_csv_rows_share_a_chunk_a_few_at_most() -> None:
+    found = chunks("codes.csv", "code,label\n" + "".join(f"C{i},L{i}\n" for i in range(8)))
+    assert [c.text.count("code: ") for c in found] == [4, 4]
+    assert found[0].text.startswith("Codes\n\nlabel: L0\ncode: C0\n\nlabel: L1\ncode: C1")
+
+
+def test_csv_cells_are_kept_as_written() -> None:
     [chunk] = chunks("a.csv", "k,v\na|b,c\n")
-    assert "| a\\|b | c |" in chunk.text
+    assert chunk.text == "A > a|b\n\nk: a|b\nv: c"
 
 
-def test_text_paragraphs_are_packed() -> None:
-    found = chunks("a.txt", "First paragraph.\n\n\nSecond one.\n")
-    assert [c.text for c in found] == ["First paragraph.\n\nSecond one."]
+def test_text_paragraphs_are_packed_under_the_file_title() -> None:
+    found = chunks("release_notes.txt", "First paragraph.\n\n\nSecond one.\n")
+    assert [c.text for c in found] == ["Release notes\n\nFirst paragraph.\n\nSecond one."]
 
 
 def test_gzip_is_handled_by_the_inner_extension() -> None:

@@ -121,7 +121,7 @@ def test_http_surface(
     status, metrics = d.get("/metrics")
     assert 'botreg_sync_cycles_total{result="synced"} 1.0' in metrics
     assert 'botreg_sync_phase_duration_seconds_count{phase="fetch"} 1.0' in metrics
-    assert "botreg_chunks_embedded_total 22.0" in metrics
+    assert "botreg_chunks_embedded_total 29.0" in metrics
     assert "botreg_last_success_timestamp_seconds " in metrics
     status, found = d.get("/knowledge/billing/query?q=purchase+orders&k=2")
     assert status == 200 and len(found["results"]) == 2

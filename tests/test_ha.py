@@ -44,6 +44,9 @@ from sync_helpers import SyncHarness, commit
 ENV = "environments/development.yaml"
 LEASE = 2.0
 
+# a section long enough (over 1/8 of the budget) to be a chunk of its own, not merged
+LONG = "It says what a customer asks about and what the answer is, in a few more words."
+
 
 def use_store(repo: Path, store: str) -> None:
     """Point the registry's development environment at another knowledge store."""
@@ -318,7 +321,7 @@ def test_a_leader_killed_mid_ingest_is_replaced_and_nothing_is_embedded_twice(
             f"knowledge/product/bulk/doc-{i:03d}.md",
             f"# Doc {i}\n\n"
             + "".join(
-                f"## Part {j}\n\nText {i} {j} about plans, number {i * 1000 + j}.\n\n"
+                f"## Part {j}\n\nText {i} {j} about plans, number {i * 1000 + j}. {LONG}\n\n"
                 for j in range(40)
             ),
         )

@@ -300,7 +300,8 @@ def test_mirror_maintenance_failure_is_an_error_not_a_crash(tmp_path: Path) -> N
 
 def _bulk(sections: int, tag: str = "") -> str:
     return "\n".join(
-        f"## Section {tag}{n}\n\nTopic {tag}{n}: " + " ".join(f"w{n}x{k}" for k in range(12)) + "\n"
+        # long enough (over 1/8 of the budget) to be a chunk, not merged with its neighbours
+        f"## Section {tag}{n}\n\nTopic {tag}{n}: " + " ".join(f"w{n}x{k}" for k in range(22)) + "\n"
         for n in range(sections)
     )
 

@@ -31,6 +31,9 @@ from helpers import wait_for, write
 from knowledge_helpers import Harness
 from sync_helpers import commit
 
+# a section long enough (over 1/8 of the budget) to be a chunk of its own, not merged
+LONG = "It says what a customer asks about and what the answer is, in a few more words."
+
 
 def bulk(repo: Path, files: int, sections: int, domain: str = "product") -> None:
     """Knowledge files whose chunk texts are all distinct (no vector can be reused)."""
@@ -40,7 +43,8 @@ def bulk(repo: Path, files: int, sections: int, domain: str = "product") -> None
             f"knowledge/{domain}/bulk/doc-{i:03d}.md",
             f"# Doc {i}\n\n"
             + "".join(
-                f"## Part {j}\n\nText {i} {j} about refunds and plans, number {i * 1000 + j}.\n\n"
+                f"## Part {j}\n\nText {i} {j} about refunds and plans, "
+                f"number {i * 1000 + j}. {LONG}\n\n"
                 for j in range(sections)
             ),
         )

@@ -287,9 +287,11 @@ def test_sync_once_logs_each_refused_file_bounded_like_findings(
         "KnowledgeIngestionManager",
         functools.partial(sync_module.KnowledgeIngestionManager, max_chunks_per_file=1),
     )
+    LONG = "It says what a customer asks about and what the answer is, in a few more words."  # noqa: N806
     for n in range(60):
         (git_registry / "knowledge" / "product" / f"too-big-{n:02}.md").write_text(
-            f"# One {n}\n\nFirst part.\n\n# Two {n}\n\nSecond part.\n"
+            # parts long enough not to be merged into one chunk: two chunks, over the ceiling
+            f"# One {n}\n\nFirst part. {LONG * 2}\n\n# Two {n}\n\nSecond part. {LONG * 2}\n"
         )
     commit(git_registry, "60 files over the ceiling")
     data = tmp_path / "data"

@@ -135,7 +135,8 @@ def test_knowledge_changes_apply_incrementally(h: SyncHarness, git_registry: Pat
     ]
     [renamed] = h.of("botreg.knowledge.file.renamed")
     assert renamed.data["old_path"] == "knowledge/product/release-notes.txt"
-    assert result.counts["chunks_embedded"] == 2  # the edited section and the new file
+    # the edited section, the new file and the renamed text file (titled by its name)
+    assert result.counts["chunks_embedded"] == 3
     for domain in ("billing", "product"):
         assert h.stored(domain) == expected_chunks(git_registry, domain)
 
@@ -241,7 +242,7 @@ def test_embedding_change_reembeds_the_domain(h: SyncHarness, git_registry: Path
     commit(git_registry)
     result = h.sync()
     assert result.result == "synced"
-    assert result.counts["chunks_embedded"] == 22  # every chunk, with the new setting
+    assert result.counts["chunks_embedded"] == 29  # every chunk, with the new setting
     assert h.syncer.ledger.domain("billing").embedding["dimensions"] == 256  # type: ignore[union-attr]
     [changed] = h.of("botreg.environment.changed")
     assert {

@@ -31,7 +31,10 @@ def test_a_file_over_the_chunk_ceiling_does_not_hold_back_later_commits(
     assert h.sync().result == "synced"
     # valid JSON, within every ceiling, but more chunks than one file may make
     many = git_registry / "knowledge/billing/many.json"
-    many.write_text(json.dumps([[i] for i in range(21_000)]))
+    # records too long to share a chunk: one chunk each
+    many.write_text(
+        json.dumps([{"id": i, "text": "words of a record " * 3} for i in range(21_000)])
+    )
     assert main(["validate", "--repo", str(git_registry)]) == 0
     first = commit(git_registry, "a file the ingester refuses")
     result = h.sync()

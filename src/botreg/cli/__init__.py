@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from botreg import __version__
 from botreg.cli import (
+    chunks_cmd,
     daemon_cmds,
     init_cmd,
     knowledge_cmds,
@@ -45,7 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"botreg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in (validate_cmd, init_cmd, resolve_cmd, knowledge_cmds, daemon_cmds, review_cmd):
+    for module in (
+        validate_cmd,
+        init_cmd,
+        resolve_cmd,
+        knowledge_cmds,
+        daemon_cmds,
+        review_cmd,
+        chunks_cmd,
+    ):
         module.register(sub)
     return parser
 

@@ -7,6 +7,8 @@ enforced by a final guard), and the file's chunk count by `MAX_CHUNKS_PER_FILE`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import PurePosixPath
 
 from botreg.knowledge.chunkers.base import (
@@ -16,12 +18,15 @@ from botreg.knowledge.chunkers.base import (
     clamped,
     enforce_bounds,
 )
+from botreg.knowledge.chunkers.context import first_h1, title_from_path
 from botreg.knowledge.chunkers.markdown import (
+    MAX_TITLE_CHARS,
     chunk_markdown,
     front_matter_metadata,
     split_front_matter,
 )
-from botreg.knowledge.chunkers.structured import render_markdown
+from botreg.knowledge.chunkers.packer import ChunkCeilingError, Packer
+from botreg.knowledge.chunkers.structured import chunk_data, data_title
 from botreg.knowledge.chunkers.tables import chunk_rows
 from botreg.knowledge.chunkers.text import chunk_text
 from botreg.registry.content import (
@@ -79,23 +84,10 @@ def chunk_file(
     if ktype.kind == "markdown":
         front, body = split_front_matter(text)
         metadata.update(front_matter_metadata(front))
-        pairs = chunk_markdown(body, chunking, max_chunks=max_chunks)
-    elif ktype.kind in ("json", "yaml"):
-        try:
-            data = (
-                load_json_bounded(text, limits) if ktype.kind == "json" else load_fast(text, limits)
-            )
-        except YamlLoadError as exc:
-            p = exc.problems[0]
-            raise ContentError(p.code, p.message, p.line, p.column) from None
-        except (ValueError, RecursionError):  # an integer of 5,000 digits, 10,000 levels deep
-            code = "BR105" if ktype.kind == "json" else "BR101"
-            raise ContentError(code, "a value too large or nested too deeply to load") from None
-        pairs = chunk_markdown(render_markdown(data), chunking, max_chunks=max_chunks)
-    elif ktype.kind == "csv":
-        pairs = chunk_rows(parse_csv(text), chunking)
+        title = str(metadata["title"]) or first_h1(body) or title_from_path(path)
+        pairs = chunk_markdown(body, chunking, title=title[:MAX_TITLE_CHARS], max_chunks=max_chunks)
     else:
-        pairs = chunk_text(text, chunking)
+        pairs = _chunk_other(ktype.kind, path, text, chunking, limits, max_chunks)
     pairs = enforce_bounds(pairs, bounds)
     if len(pairs) > max_chunks:
         raise ContentError(
@@ -107,3 +99,35 @@ def chunk_file(
         Chunk(text=body, heading=heading, index=index, metadata=dict(metadata))
         for index, (heading, body) in enumerate(pairs)
     ]
+
+
+def _chunk_other(
+    kind: str, path: str, text: str, chunking: ChunkingSettings, limits: Limits, max_chunks: int
+) -> list[tuple[str, str]]:
+    """(context line, embedded text) pairs of a JSON, YAML, CSV or text file."""
+    title = title_from_path(path)
+    if kind in ("json", "yaml"):
+        try:
+            data = load_json_bounded(text, limits) if kind == "json" else load_fast(text, limits)
+        except YamlLoadError as exc:
+            p = exc.problems[0]
+            raise ContentError(p.code, p.message, p.line, p.column) from None
+        except (ValueError, RecursionError):  # an integer of 5,000 digits, 10,000 levels deep
+            code = "BR105" if kind == "json" else "BR101"
+            raise ContentError(code, "a value too large or nested too deeply to load") from None
+        packer = Packer(
+            (data_title(data) or title)[:MAX_TITLE_CHARS], chunking.max_tokens, max_chunks
+        )
+        feed: Callable[[], None] = partial(chunk_data, data, packer)
+    elif kind == "csv":
+        rows = parse_csv(text)
+        packer = Packer(title, chunking.max_tokens, max_chunks)
+        feed = partial(chunk_rows, rows, packer)
+    else:
+        packer = Packer(title, chunking.max_tokens, max_chunks)
+        feed = partial(chunk_text, text, chunking, packer)
+    try:
+        feed()
+        return packer.finish()
+    except ChunkCeilingError:
+        return packer.chunks

@@ -32,15 +32,9 @@ from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock
 from markdown_it.token import Token
 
-from botreg.knowledge.chunkers.base import (
-    HEADING_SEPARATOR,
-    ChunkBounds,
-    count_tokens,
-    fit_heading,
-    split_lines,
-    split_prose,
-    with_heading,
-)
+from botreg.knowledge.chunkers.base import count_tokens, split_lines, split_prose
+from botreg.knowledge.chunkers.packer import ChunkCeilingError, Packer
+from botreg.knowledge.chunkers.records import record_pieces, table_rows
 from botreg.registry.settings import ChunkingSettings
 from botreg.registry.yamlfast import YamlLoadError, load_fast
 
@@ -175,29 +169,27 @@ def _split_block(block: str, budget: int, overlap: int) -> list[str]:
     return split_prose(block, budget, overlap)
 
 
-class _ChunkCeilingError(Exception):
-    """The file already has more chunks than allowed: stop parsing."""
-
-
 @dataclass(slots=True)
 class _Heading:
     level: int
     source: str  # the heading's inline source, at most MAX_HEADING_CHARS
     text: str | None = None  # worked out when a chunk first needs it
+    literal: bool = False  # a key of a JSON/YAML document: taken as written
 
 
 class _Outline:
-    """Receives headings and blocks in document order and packs them into chunks.
+    """Receives headings and blocks in document order and hands them to a `Packer`.
 
-    Holds the open headings and the chunk being packed, never a list of
-    sections: a heading with nothing under it costs nothing beyond its entry
-    on the stack (at most six: one per level).
+    Holds the open headings, never a list of sections: a heading with nothing
+    under it costs nothing beyond its entry on the stack (at most one a level).
+    A table becomes records (each row with its header names); other blocks
+    are packed within their section, split first if one alone is too large.
     """
 
     def __init__(
         self,
         settings: ChunkingSettings,
-        base: tuple[str, ...],
+        title: str,
         env: dict[str, Any],
         max_chunks: int | None,
         *,
@@ -205,50 +197,64 @@ class _Outline:
     ) -> None:
         self.dry = dry  # only collect link reference definitions into `env`
         self.settings = settings
-        self.base = base
         self.env = env
-        self.max_chunks = max_chunks
-        self.chunks: list[tuple[str, str]] = []
+        self.packer = Packer(title, settings.max_tokens, max_chunks)
         self.stack: list[_Heading] = []
-        self.heading: str | None = None  # the current section's path, once it has a block
-        self.budget = 1
-        self.group: list[str] = []
-        self.used = 0
+        self.opened = False  # the current section was handed to the packer
         self.inline_left = MAX_INLINE_HEADING_CHARS
         self.blocks = 0  # top-level blocks seen, headings included
 
-    def add_heading(self, level: int, source: str) -> None:
-        """A heading of `level` (1-6) starts a section."""
+    @property
+    def chunks(self) -> list[tuple[str, str]]:
+        """The (context line, embedded text) pairs emitted so far."""
+        return self.packer.chunks
+
+    def add_heading(self, level: int, source: str, *, literal: bool = False) -> None:
+        """A heading of `level` starts a section (`literal`: its text is not Markdown)."""
         if self.dry:
             return
-        self._close_group()
         while self.stack and self.stack[-1].level >= level:
             self.stack.pop()
-        self.stack.append(_Heading(level, source[:MAX_HEADING_CHARS]))
-        self.heading = None
+        heading = _Heading(level, source[:MAX_HEADING_CHARS], literal=literal)
+        if literal:
+            heading.text = " ".join(heading.source.split())
+        self.stack.append(heading)
+        self.opened = False
 
     def add_block(self, block: str, *, prose: bool = False) -> None:
         """A top-level block (or, with `prose`, a paragraph of plain text) of the section."""
         if self.dry or not block.strip():
             return
-        if self.heading is None:
-            self._open_section()
-        if count_tokens(block) <= self.budget:
-            self._add_piece(block)
+        rows = None if prose or not block.lstrip().startswith("|") else table_rows(block)
+        if rows is not None:
+            self.add_records(rows)
+            return
+        self._open_section()
+        budget = self.packer.budget
+        if count_tokens(block) <= budget:
+            self.packer.add(block)
             return
         overlap = self.settings.overlap_tokens
         pieces = (
-            split_prose(block, self.budget, overlap)
-            if prose
-            else _split_block(block, self.budget, overlap)
+            split_prose(block, budget, overlap) if prose else _split_block(block, budget, overlap)
         )
         for piece in pieces:
-            self._add_piece(piece)
+            self.packer.add(piece)
+
+    def add_records(self, rows: list[list[tuple[str, str]]]) -> None:
+        """Records under the current section, each a chunk (tiny ones may share one)."""
+        if self.dry:
+            return
+        path = self._path()
+        for fields in rows:
+            self.packer.section(path, record=True)
+            for piece in record_pieces(fields, self.packer.budget):
+                self.packer.add(piece)
+        self.opened = False  # what follows the records is the section's again
 
     def finish(self) -> list[tuple[str, str]]:
-        """The (heading path, embedded text) pairs."""
-        self._close_group()
-        return self.chunks
+        """The (context line, embedded text) pairs."""
+        return self.packer.finish()
 
     def _heading_text(self, heading: _Heading) -> str:
         if heading.text is None:
@@ -263,31 +269,14 @@ class _Outline:
                 heading.text = " ".join(source.split())
         return heading.text
 
+    def _path(self) -> tuple[str, ...]:
+        return tuple(self._heading_text(h) for h in self.stack)
+
     def _open_section(self) -> None:
-        path = tuple(self._heading_text(h) for h in self.stack)
-        heading = HEADING_SEPARATOR.join((*self.base, *path))
-        max_tokens = self.settings.max_tokens
-        if count_tokens(heading) > max_tokens // 2:  # absurdly long: keep the end
-            heading = fit_heading(heading, ChunkBounds.of(max_tokens))
-        self.heading = heading
-        self.budget = max(max_tokens - count_tokens(heading) - (2 if heading else 0), 1)
-
-    def _add_piece(self, piece: str) -> None:
-        # Greedy packing, as base.pack does, one piece at a time.
-        cost = count_tokens(piece)
-        if self.group and self.used + cost > self.budget:
-            self._close_group()
-        self.group.append(piece)
-        self.used += cost
-
-    def _close_group(self) -> None:
-        if not self.group:
-            return
-        heading = self.heading or ""
-        self.chunks.append((heading, with_heading(heading, "\n\n".join(self.group))))
-        self.group, self.used = [], 0
-        if self.max_chunks is not None and len(self.chunks) > self.max_chunks:
-            raise _ChunkCeilingError
+        if not self.opened:
+            self.packer.close_section()  # a file at its chunk ceiling stops before more parsing
+            self.packer.section(self._path())
+            self.opened = True
 
 
 def _hand_on(body: str, offset: int, outline: _Outline) -> BlockSink:
@@ -370,15 +359,16 @@ def chunk_markdown(
     text: str,
     settings: ChunkingSettings,
     *,
-    base: tuple[str, ...] = (),
+    title: str = "",
     max_chunks: int | None = None,
 ) -> list[tuple[str, str]]:
-    """(heading path, embedded text) pairs of a Markdown document without front matter.
+    """(context line, embedded text) pairs of a Markdown document without front matter.
 
     Args:
         text: Markdown (newlines already normalised).
         settings: Chunk budget and overlap.
-        base: Heading path above the document's own headings.
+        title: The document's title, first in every chunk's context (a first
+            heading equal to it is not repeated).
         max_chunks: Stop once there are more pairs than this: the result then
             has `max_chunks + 1` pairs (the caller refuses the file).
     """
@@ -386,12 +376,12 @@ def chunk_markdown(
     if _REFERENCE.search(text):
         # A heading can use a reference defined below it; headings' text is
         # worked out as the parse goes, so the definitions are collected first.
-        _parse(text, _Outline(settings, base, env, None, dry=True))
-    outline = _Outline(settings, base, env, max_chunks)
+        _parse(text, _Outline(settings, title, env, None, dry=True))
+    outline = _Outline(settings, title, env, max_chunks)
     try:
         _parse(text, outline)
         return outline.finish()
-    except _ChunkCeilingError:
+    except ChunkCeilingError:
         return outline.chunks
 
 

@@ -1,8 +1,11 @@
-"""JSON and YAML knowledge rendered as Markdown, then chunked like Markdown.
+"""JSON and YAML knowledge as sections and records.
 
-Keys holding mappings or lists become headings, so a chunk's heading path is
-its key path (`plans > Team`); scalar keys become a definition list
-(`- **seats**: 25`); a list of flat objects becomes a table.
+A mapping's scalar values become `key: value` lines in the section of its key
+path (`plans > Team`); a list item that is a mapping is a record: a chunk of
+its own named by its identifying field (`name`, `title`, `id`, ...), that field
+first; its nested values follow as sections under it. A list of scalars is a
+`- value` list. Nothing recurses: an explicit stack walks the document, so a
+deeply nested one cannot exhaust the interpreter's stack.
 """
 
 from __future__ import annotations
@@ -10,10 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["render_markdown"]
+from botreg.knowledge.chunkers.base import count_tokens, split_lines, split_prose
+from botreg.knowledge.chunkers.packer import Packer
+from botreg.knowledge.chunkers.records import identifier, record_lines, record_pieces
 
-_MAX_TABLE_COLUMNS = 12
-_NAME_KEYS = ("name", "title", "id", "key")
+__all__ = ["MAX_PATH", "chunk_data", "data_title"]
+
+# A path deeper than this keeps its first key and its last ones (the context
+# line shows only the nearest anyway): work per section stays bounded.
+MAX_PATH = 24
+_INLINE_CHARS = 120
 
 
 def _scalar(value: Any) -> str:
@@ -30,10 +39,6 @@ def _key(key: Any) -> str:
     return hex(key) if isinstance(key, int) and key.bit_length() > 1000 else str(key)
 
 
-def _cell(value: Any) -> str:
-    return _scalar(value).replace("|", "\\|")
-
-
 def _is_scalar(value: Any) -> bool:
     return not isinstance(value, Mapping | list)
 
@@ -41,7 +46,7 @@ def _is_scalar(value: Any) -> bool:
 def _is_inline(value: Any) -> bool:
     """A scalar, or a short list of scalars (written on one line: `a, b, c`)."""
     if isinstance(value, list):
-        return all(_is_scalar(v) for v in value) and len(", ".join(map(_scalar, value))) <= 120
+        return all(map(_is_scalar, value)) and len(", ".join(map(_scalar, value))) <= _INLINE_CHARS
     return _is_scalar(value)
 
 
@@ -49,73 +54,58 @@ def _inline(value: Any) -> str:
     return ", ".join(map(_scalar, value)) if isinstance(value, list) else _scalar(value)
 
 
-def _table(rows: list[Mapping[str, Any]]) -> str | None:
-    columns: list[str] = []
-    for row in rows:
-        if not all(_is_scalar(v) for v in row.values()):
-            return None
-        columns.extend(_key(k) for k in row if _key(k) not in columns)
-        if len(columns) > _MAX_TABLE_COLUMNS:  # stop early: rows may be thousands
-            return None
-    if not columns:
-        return None
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        values = {_key(k): v for k, v in row.items()}
-        lines.append("| " + " | ".join(_cell(values.get(c, "")) for c in columns) + " |")
-    return "\n".join(lines)
+def _child(path: tuple[str, ...], name: str) -> tuple[str, ...]:
+    path = (*path, name)
+    return path if len(path) <= MAX_PATH else (path[0], "…", *path[-(MAX_PATH - 2) :])
 
 
-def _item_title(item: Any, index: int) -> str:
-    if isinstance(item, Mapping):
-        for key in _NAME_KEYS:
-            if _is_scalar(item.get(key)) and item.get(key) not in (None, ""):
-                return _scalar(item[key])
-    return f"item {index + 1}"
+def data_title(data: Any) -> str:
+    """A document's own `title` (a top-level string), or ""."""
+    title = data.get("title") if isinstance(data, Mapping) else None
+    return _scalar(title) if isinstance(title, str) else ""
 
 
-def _render(root: Any, out: list[str]) -> None:
-    # An explicit stack, not recursion: the verdict on a deeply nested document
-    # must not depend on the interpreter's stack (items are pushed in reverse so
-    # they pop in document order).
-    stack: list[tuple[Any, int] | str] = [(root, 1)]
+def _lines(packer: Packer, path: tuple[str, ...], lines: list[str]) -> None:
+    packer.section(path)
+    if count_tokens("\n".join(lines)) <= packer.budget:
+        packer.add("\n".join(lines))
+        return
+    for piece in split_lines(lines, packer.budget):
+        packer.add(piece)
+
+
+def chunk_data(data: Any, packer: Packer) -> None:
+    """Hand a loaded JSON/YAML document to `packer`, in document order."""
+    # tasks: (value, path, is a record); pushed in reverse so they pop in order
+    stack: list[tuple[Any, tuple[str, ...], bool]] = [(data, (), False)]
     while stack:
-        task = stack.pop()
-        if isinstance(task, str):
-            out.append(task)
-            continue
-        value, depth = task
-        hashes = "#" * min(depth, 6)
-        todo: list[tuple[Any, int] | str] = []
+        value, path, record = stack.pop()
+        todo: list[tuple[Any, tuple[str, ...], bool]] = []
         if isinstance(value, Mapping):
-            scalars = [(k, v) for k, v in value.items() if _is_inline(v)]
-            if scalars:
-                todo.append("\n".join(f"- **{_key(k)}**: {_inline(v)}" for k, v in scalars))
+            fields = [(_key(k), _inline(v)) for k, v in value.items() if _is_inline(v)]
+            if record:
+                packer.section(path, record=True)
+                for piece in record_pieces(fields, packer.budget):
+                    packer.add(piece)
+            elif fields:
+                _lines(packer, path, record_lines(fields))
             for key, child in value.items():
                 if not _is_inline(child):
-                    todo += [f"{hashes} {_key(key)}", (child, depth + 1)]
+                    todo.append((child, _child(path, _key(key)), False))
         elif isinstance(value, list):
-            table = None
-            if value and all(_is_scalar(v) for v in value):
-                todo.append("\n".join(f"- {_scalar(v)}" for v in value))
-            else:
-                if value and all(isinstance(v, Mapping) for v in value):
-                    table = _table(value)
-                if table is not None:
-                    todo.append(table)
-                else:
-                    for index, item in enumerate(value):
-                        if _is_scalar(item):
-                            todo.append(f"- {_scalar(item)}")
-                        else:
-                            todo += [f"{hashes} {_item_title(item, index)}", (item, depth + 1)]
+            scalars = [f"- {_scalar(v)}" for v in value if _is_scalar(v)]
+            if scalars:
+                _lines(packer, path, scalars)
+            for index, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    fields = [(_key(k), _inline(v)) for k, v in item.items() if _is_inline(v)]
+                    name = identifier(fields) or f"item {index + 1}"
+                    todo.append((item, _child(path, name), True))
+                elif isinstance(item, list):
+                    todo.append((item, _child(path, f"item {index + 1}"), False))
         else:
-            todo.append(_scalar(value))
+            packer.section(path)
+            text = _scalar(value)
+            for piece in split_prose(text, packer.budget, 0):
+                packer.add(piece)
         stack.extend(reversed(todo))
-
-
-def render_markdown(data: Any) -> str:
-    """Markdown for a loaded JSON/YAML document (deterministic)."""
-    out: list[str] = []
-    _render(data, out)
-    return "\n\n".join(part for part in out if part.strip()) + "\n"

@@ -1,62 +1,47 @@
-"""CSV knowledge as Markdown table chunks, the header row repeated in every chunk.
+"""CSV knowledge as records: each row a chunk of `column: value` lines.
 
-The header is repeated only while it takes at most half the budget: a header of
-thousands of columns repeated in every chunk would multiply the file, so it
-becomes chunks of its own (`header`) and the rows follow without it. A row wider
-than the room left is split between words into several chunks (`row 7`).
+Every value sits beside its column's name and the row's identifying field
+(`name`, `title`, `id`, `sku`, ...) comes first; the chunk's context is the
+file's title and the row's name (or `row 7`). Tiny rows (a code and a label)
+share a chunk, a few at most (see `Packer`); a row too large for one chunk is
+split between fields, each piece led by the identifying line.
 """
 
 from __future__ import annotations
 
-from botreg.knowledge.chunkers.base import count_tokens, split_lines, with_heading
-from botreg.registry.settings import ChunkingSettings
+from botreg.knowledge.chunkers.base import count_tokens, split_lines
+from botreg.knowledge.chunkers.packer import Packer
+from botreg.knowledge.chunkers.records import identifier, record_pieces
 
 __all__ = ["chunk_rows"]
 
 
-def _cell(value: str) -> str:
-    return value.replace("|", "\\|").replace("\r\n", "<br>").replace("\n", "<br>").strip()
+def _fields(header: list[str], row: list[str]) -> list[tuple[str, str]]:
+    names = [
+        " ".join(header[i].split()) if i < len(header) and header[i].strip() else f"column {i + 1}"
+        for i in range(len(row))
+    ]
+    return list(zip(names, row, strict=True))
 
 
-def chunk_rows(rows: list[list[str]], settings: ChunkingSettings) -> list[tuple[str, str]]:
-    """(heading, embedded text) pairs: `rows 1-25` and a table with the header."""
+def chunk_rows(rows: list[list[str]], packer: Packer) -> None:
+    """Hand a parsed CSV (first row: the header) to `packer` as records."""
     if not rows:
-        return []
+        return
     header, data = rows[0], rows[1:]
-    head = ["| " + " | ".join(_cell(c) for c in header) + " |", "|" + "---|" * len(header)]
-    lines = ["| " + " | ".join(_cell(c) for c in row) + " |" for row in data]
-    budget = max(settings.max_tokens, 1)
-    # The heading ("rows 100-125", its numbers as wide as the last row's) is paid
-    # in every chunk.
-    widest = count_tokens(f"rows {len(lines)}-{len(lines)}")
-    head_cost = count_tokens("\n".join(head))
-    chunks: list[tuple[str, str]] = []
-    if head_cost > (budget - widest) // 2:  # too wide to repeat: on its own, once
-        for piece in split_lines(head, budget - count_tokens("header")):
-            chunks.append(("header", with_heading("header", piece)))
-        head = []
-        head_cost = 0
-    if not lines:
-        if head:
-            return [("rows 0-0", with_heading("rows 0-0", "\n".join(head)))]
-        return chunks
-    room = max(budget - head_cost - widest - 2, 1)
-    start = 0
-    while start < len(lines):
-        if count_tokens(lines[start]) > room:  # one row wider than a chunk: split it
-            heading = f"row {start + 1}"
-            pieces = split_lines([lines[start]], budget - count_tokens(heading))
-            chunks.extend((heading, with_heading(heading, piece)) for piece in pieces)
-            start += 1
-            continue
-        end, used = start, 0
-        while end < len(lines) and end - start < settings.csv_rows_per_chunk:
-            cost = count_tokens(lines[end])
-            if end > start and used + cost > room:
-                break
-            used += cost
-            end += 1
-        heading = f"rows {start + 1}-{end}"
-        chunks.append((heading, with_heading(heading, "\n".join(head + lines[start:end]))))
-        start = end
-    return chunks
+    emitted = False
+    for number, row in enumerate(data, start=1):
+        fields = _fields(header, row)
+        packer.section((identifier(fields) or f"row {number}",), record=True)
+        for piece in record_pieces(fields, packer.budget):
+            packer.add(piece)
+            emitted = True
+    names = [" ".join(c.split()) for c in header if c.strip()]
+    if not emitted and names:  # a header alone (or empty rows): say which columns there are
+        line = "columns: " + ", ".join(names)
+        packer.section(())
+        pieces = (
+            [line] if count_tokens(line) <= packer.budget else split_lines([line], packer.budget)
+        )
+        for piece in pieces:
+            packer.add(piece)

@@ -1,10 +1,11 @@
-"""Plain text knowledge: paragraphs, packed into chunks."""
+"""Plain text knowledge: paragraphs, packed into chunks under the file's title."""
 
 from __future__ import annotations
 
 import re
 
-from botreg.knowledge.chunkers.base import count_tokens, pack, split_prose
+from botreg.knowledge.chunkers.base import count_tokens, split_prose
+from botreg.knowledge.chunkers.packer import Packer
 from botreg.registry.settings import ChunkingSettings
 
 __all__ = ["chunk_text"]
@@ -12,15 +13,15 @@ __all__ = ["chunk_text"]
 _BLANK_LINES = re.compile(r"\n\s*\n")
 
 
-def chunk_text(text: str, settings: ChunkingSettings) -> list[tuple[str, str]]:
-    """(heading "", text) pairs: paragraphs packed within the budget."""
-    pieces: list[str] = []
+def chunk_text(text: str, settings: ChunkingSettings, packer: Packer) -> None:
+    """Hand text's paragraphs to `packer` (long ones split at sentences, with overlap)."""
+    packer.section(())
     for raw in _BLANK_LINES.split(text):
         paragraph = raw.strip()
         if not paragraph:
             continue
-        if count_tokens(paragraph) > settings.max_tokens:
-            pieces.extend(split_prose(paragraph, settings.max_tokens, settings.overlap_tokens))
+        if count_tokens(paragraph) > packer.budget:
+            for piece in split_prose(paragraph, packer.budget, settings.overlap_tokens):
+                packer.add(piece)
         else:
-            pieces.append(paragraph)
-    return [("", body) for body in pack(pieces, settings.max_tokens)]
+            packer.add(paragraph)
