@@ -35,7 +35,7 @@ from botreg.knowledge.storage.models import (
     digest_version,
 )
 from botreg.knowledge.storage.paths import check_domain, check_path, is_domain
-from botreg.knowledge.storage.protocol import DEFAULT_CHUNK_SIZE
+from botreg.knowledge.storage.protocol import DEFAULT_CHUNK_SIZE, VersionFromInfo
 from botreg.registry.source import git_blob_id
 
 __all__ = ["METADATA_FILE", "FileKnowledgeBackend"]
@@ -44,7 +44,7 @@ METADATA_FILE = "_metadata.json"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-class FileKnowledgeBackend:
+class FileKnowledgeBackend(VersionFromInfo):
     """A `KnowledgeResourceBackend` in a folder (see the module docstring).
 
     Args:
@@ -230,15 +230,6 @@ class FileKnowledgeBackend:
 
         files = await asyncio.to_thread(run)
         return [f for f in files if prefix is None or f.path.startswith(prefix)]
-
-    async def get_checksum(self, domain_id: str) -> str:
-        """The knowledge base's version ('' if absent)."""
-        info = await self.get_info(domain_id)
-        return info.version if info else ""
-
-    async def has_changes_since(self, domain_id: str, since_checksum: str | None) -> bool:
-        """True if the version is not `since_checksum`."""
-        return since_checksum is None or await self.get_checksum(domain_id) != since_checksum
 
     async def get_ingestion_status(self, domain_id: str) -> IngestionStatus:
         """The recorded status (PENDING if absent)."""

@@ -44,7 +44,7 @@ from botreg.knowledge.storage.gitcommit import ValidatedCommitter
 from botreg.knowledge.storage.gitwrite import GitWrites
 from botreg.knowledge.storage.models import IngestionStatus, KnowledgeBaseInfo, KnowledgeFile
 from botreg.knowledge.storage.paths import check_domain, is_domain, registry_path
-from botreg.knowledge.storage.protocol import DEFAULT_CHUNK_SIZE
+from botreg.knowledge.storage.protocol import DEFAULT_CHUNK_SIZE, VersionFromInfo
 from botreg.knowledge.storage.status import StatusStore
 from botreg.registry.layout import DOMAIN_FILE, KNOWLEDGE_DIR
 from botreg.registry.snapshot import Snapshot
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["GitKnowledgeBackend"]
 
 
-class GitKnowledgeBackend(GitWrites):
+class GitKnowledgeBackend(GitWrites, VersionFromInfo):
     """A `KnowledgeResourceBackend` over the registry repository (see the module docstring).
 
     Args:
@@ -266,15 +266,6 @@ class GitKnowledgeBackend(GitWrites):
             return gitread.stream_path(str(self.repo_path / rel), chunk_size)
         git_dir = str(self._open().git_dir)
         return gitread.stream_blob(git_dir, source.blob_id(rel), chunk_size)
-
-    async def get_checksum(self, domain_id: str) -> str:
-        """The domain folder's tree id ('' if absent)."""
-        info = await self.get_info(domain_id)
-        return info.version if info else ""
-
-    async def has_changes_since(self, domain_id: str, since_checksum: str | None) -> bool:
-        """True if the tree id is not `since_checksum`."""
-        return since_checksum is None or await self.get_checksum(domain_id) != since_checksum
 
     async def get_ingestion_status(self, domain_id: str) -> IngestionStatus:
         """The newer of the daemon's ledger and `set_ingestion_status` (PENDING if neither)."""

@@ -18,7 +18,7 @@ from botreg.knowledge.storage.models import (
     digest_version,
 )
 from botreg.knowledge.storage.paths import check_domain, check_path
-from botreg.knowledge.storage.protocol import DEFAULT_CHUNK_SIZE
+from botreg.knowledge.storage.protocol import DEFAULT_CHUNK_SIZE, VersionFromInfo
 from botreg.registry.source import git_blob_id
 
 __all__ = ["InMemoryKnowledgeBackend", "chunks_of"]
@@ -46,7 +46,7 @@ class _Base:
     error: str | None = None
 
 
-class InMemoryKnowledgeBackend:
+class InMemoryKnowledgeBackend(VersionFromInfo):
     """A `KnowledgeResourceBackend` in memory: nothing persists (the seed's test backend).
 
     Files and metadata handed out are copies: changing them changes nothing stored.
@@ -155,15 +155,6 @@ class InMemoryKnowledgeBackend:
         """Delete a file; False if absent."""
         base = self._bases.get(check_domain(domain_id))
         return base is not None and base.files.pop(check_path(path), None) is not None
-
-    async def get_checksum(self, domain_id: str) -> str:
-        """The knowledge base's version ('' if absent)."""
-        info = await self.get_info(domain_id)
-        return info.version if info else ""
-
-    async def has_changes_since(self, domain_id: str, since_checksum: str | None) -> bool:
-        """True if the version is not `since_checksum`."""
-        return since_checksum is None or await self.get_checksum(domain_id) != since_checksum
 
     async def get_ingestion_status(self, domain_id: str) -> IngestionStatus:
         """The recorded status (PENDING if the base is absent)."""

@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from botreg.knowledge.storage.models import IngestionStatus, KnowledgeBaseInfo, KnowledgeFile
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "KnowledgeResourceBackend"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "KnowledgeResourceBackend", "VersionFromInfo"]
 
 DEFAULT_CHUNK_SIZE = 64 * 1024  # bytes per chunk of `stream_file`
 
@@ -105,3 +105,20 @@ class KnowledgeResourceBackend(Protocol):
     ) -> None:
         """Record where the ingestion stands (with the error, for ERROR)."""
         ...
+
+
+class VersionFromInfo:
+    """`get_checksum` and `has_changes_since` from `get_info`'s version, shared by the
+    backends (the version is what tells a change: a tree id, or a digest)."""
+
+    async def get_info(self, domain_id: str) -> KnowledgeBaseInfo | None:  # pragma: no cover
+        raise NotImplementedError
+
+    async def get_checksum(self, domain_id: str) -> str:
+        """The knowledge base's version ('' if absent)."""
+        info = await self.get_info(domain_id)
+        return info.version if info else ""
+
+    async def has_changes_since(self, domain_id: str, since_checksum: str | None) -> bool:
+        """True if the version is not `since_checksum` (None: always True)."""
+        return since_checksum is None or await self.get_checksum(domain_id) != since_checksum
