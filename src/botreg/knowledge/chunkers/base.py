@@ -4,9 +4,17 @@ Chunkers are pure functions of a file's bytes and the chunking settings, so the
 same file always gives the same chunks (and the same chunk ids).
 
 Tokens are estimated without the model's tokenizer (which may not be on the
-machine): a word counts one token per six characters, each punctuation mark and
-each CJK character one token. That over-counts WordPiece slightly, so a chunk of
-`max_tokens` (200 by default) stays within all-MiniLM-L6-v2's 256-token window.
+machine), as an upper bound on WordPiece (all-MiniLM-L6-v2's tokenizer) for
+everything but plain words: each punctuation mark, symbol and CJK character is
+one token; a run of letters and digits costs one token per character when it
+holds a digit, an inner capital (camelCase) or a letter outside ASCII once
+accents are stripped (IDs, hashes, SKUs, Cyrillic: WordPiece cuts these into
+pieces of one or two characters), and a plain word one token per five letters
+(per three past fifteen letters, where words turn into random strings). Measured
+against the real tokenizer on our corpus and docs, the estimate is 0.85x the
+real count on average and at worst 1.14x under it, so a chunk of `max_tokens`
+(200 by default) stays within the model's 256-token window; a property test
+checks that with the real tokenizer where the model is present.
 
 Every chunk is bounded in tokens *and* in bytes whatever the input's shape
 (`ChunkBounds`): the estimate ignores whitespace, so a token bound alone lets a
@@ -21,6 +29,7 @@ import dataclasses
 import hashlib
 import itertools
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from botreg.registry.settings import ChunkingSettings
@@ -41,7 +50,12 @@ __all__ = [
     "split_prose",
 ]
 
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]|\w{1,6}|[^\w\s]")
+_CJK = "\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af"
+# What WordPiece splits on before it looks up pieces: a CJK character, a run of
+# letters and digits, or one other non-space character ("_" is punctuation to it).
+_UNIT = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+|[^\s]")
+_DIGITS = re.compile(r"(\d+)")
+_NOT_A_WORD = re.compile(r"^[^aeiouyAEIOUY]+$|[b-df-hj-np-tv-xzB-DF-HJ-NP-TV-XZ]{5}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 HEADING_SEPARATOR = " > "
@@ -59,8 +73,44 @@ MAX_CHUNKS_PER_FILE = 20_000
 
 
 def count_tokens(text: str) -> int:
-    """Estimated model tokens of a text (see the module docstring)."""
-    return len(_TOKEN.findall(text))
+    """Estimated model tokens of `text`: an upper bound but for plain words (see the module)."""
+    return sum(_unit_cost(unit) for unit in _UNIT.findall(text))
+
+
+def _unit_cost(unit: str) -> int:
+    size = len(unit)
+    if size == 1:
+        return 1
+    if not unit.isascii():
+        # Accented Latin loses its accents in WordPiece ("naïve" is "naive");
+        # any other script is costed per character.
+        stripped = "".join(
+            c for c in unicodedata.normalize("NFD", unit) if not unicodedata.combining(c)
+        )
+        if not stripped.isascii():
+            return size
+        unit, size = stripped, len(stripped)
+    if unit.isalpha():
+        return _word_cost(unit)
+    # Letters and digits: digits one token each; the leading letters as a word,
+    # later ones (continuation pieces, a smaller vocabulary) one per two letters.
+    cost = 0
+    for index, part in enumerate(_DIGITS.split(unit)):
+        if not part:
+            continue
+        if part.isdigit():
+            cost += len(part)
+        else:
+            cost += _word_cost(part) if index == 0 else -(-len(part) // 2)
+    return cost
+
+
+def _word_cost(word: str) -> int:
+    if not (word.islower() or word.isupper() or word.istitle()) or (
+        len(word) > 3 and _NOT_A_WORD.search(word)
+    ):
+        return len(word)  # camelCase, no vowel, five consonants in a row: an identifier
+    return -(-len(word) // 5) if len(word) <= 15 else -(-len(word) // 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,15 +180,31 @@ def cut(text: str, bounds: ChunkBounds) -> list[str]:
         encoded = window.encode("utf-8", "surrogatepass")
         if len(encoded) > bounds.bytes:  # multi-byte characters: fewer of them fit
             window = encoded[: bounds.bytes].decode("utf-8", "ignore")
-        if count_tokens(window) > bounds.tokens:  # punctuation, CJK: end at the last token
-            ends = [m.end() for m in itertools.islice(_TOKEN.finditer(window), bounds.tokens)]
-            window = window[: ends[-1]]
+        if (
+            count_tokens(window) > bounds.tokens
+        ):  # IDs, punctuation, CJK: the longest prefix that fits
+            window = window[: _fitting_prefix(window, bounds.tokens)]
         step = max(len(window), 1)
         while step > 1 and not bounds.fits(text[i : i + step]):  # safety net, rarely taken
             step = (step + 1) // 2
         out.append(text[i : i + step])
         i += step
     return out
+
+
+def _fitting_prefix(text: str, tokens: int) -> int:
+    """Length of a long prefix of `text` within `tokens` (at least one character fits)."""
+    # Bisection: the result always fits (`low` only moves to a fitting length).
+    # Costs are monotone in the prefix but for rare words ("bcdf" costs more than
+    # "bcdfa"), where this may stop short of the longest: smaller, still bounded.
+    low, high = 1, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if count_tokens(text[:middle]) <= tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def fit_heading(heading: str, bounds: ChunkBounds) -> str:
