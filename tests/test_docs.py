@@ -14,12 +14,15 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from markdown_it import MarkdownIt
@@ -246,3 +249,29 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "index.html").is_file()
     assert (tmp_path / "events" / "index.html").is_file()
+
+
+def _hook(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, PROJECT / "docs" / "hooks" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_site_links_files_outside_docs_to_the_repository() -> None:
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="index.md"))
+    config = {"repo_url": "https://github.com/botreg/botreg/"}
+    markdown = "[a](../examples/x.py) [b](../README.md#tour) [c](../deploy/) [d](cli.md#x)"
+    assert _hook("repo_links").on_page_markdown(markdown, page, config, None) == (
+        "[a](https://github.com/botreg/botreg/blob/main/examples/x.py) "
+        "[b](https://github.com/botreg/botreg/blob/main/README.md#tour) "
+        "[c](https://github.com/botreg/botreg/tree/main/deploy) [d](cli.md#x)"
+    )
+
+
+def test_the_site_shows_escaped_pipes_in_table_code_as_pipes() -> None:
+    markdown = "| `a\\|b` | x \\| y |\n```\n| `c\\|d` |\n```\ntext `e\\|f`"
+    assert _hook("table_pipes").on_page_markdown(markdown, None, None, None) == (
+        "| `a|b` | x \\| y |\n```\n| `c\\|d` |\n```\ntext `e\\|f`"
+    )
