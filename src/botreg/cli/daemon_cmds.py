@@ -500,8 +500,8 @@ def run_status(args: argparse.Namespace) -> int:
     ]
     cycle = _mapping(doc.get("last_cycle"))
     if cycle.get("summary"):  # what the last cycle that did something did, in one line
-        finished = f" (at {cycle['finished']})" if cycle.get("finished") else ""
-        lines.append(f"last cycle:  {_line(cycle['summary'])}{finished}")
+        finished = f"{cycle['finished']} " if cycle.get("finished") else ""
+        lines.append(f"last cycle:  {_line(finished + str(cycle['summary']))}")
     ha = doc.get("ha")
     if isinstance(ha, dict):  # --ha-redis: the role, and whether the lease's Redis answers
         token = f", fencing token {ha['fence']}" if ha.get("fence") else ""
