@@ -385,3 +385,28 @@ def test_a_failing_progress_reporter_never_fails_the_cycle(
         assert type(h.syncer.progress) is Progress  # switched off, not retried per file
     finally:
         h.close()
+
+
+def test_the_daemon_reports_progress_as_its_options_say(
+    git_registry: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from botreg.daemon.run import Daemon, DaemonOptions
+    from botreg.daemon.sync import SyncOptions
+    from botreg.errors import UsageError
+
+    def progress_records(mode: str, data: str) -> list[logging.LogRecord]:
+        caplog.clear()
+        options = SyncOptions(git_registry.as_uri(), data_dir=tmp_path / data)
+        daemon = Daemon(options, DaemonOptions(listen=None, progress=mode, progress_interval=0))
+        with caplog.at_level(logging.INFO, logger="botreg.daemon"):
+            assert daemon.run_once() == 0
+        return [r for r in caplog.records if r.name == "botreg.daemon.progress"]
+
+    assert {r.__dict__["fields"]["progress"]["phase"] for r in progress_records("lines", "a")} == {
+        "emitting",
+        "chunking",
+        "embedding",
+    }
+    assert progress_records("off", "b") == []
+    with pytest.raises(UsageError, match="progress 'sparkles': one of bar, lines, off"):
+        Daemon(SyncOptions(str(git_registry)), DaemonOptions(listen=None, progress="sparkles"))
