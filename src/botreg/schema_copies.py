@@ -13,7 +13,11 @@ the `$id`, that is on the web. So each copy also embeds the schemas it
 references under `$defs`, each with its own `$id` (a compound document, JSON
 Schema 2020-12 section 9.3): check-jsonschema, jsonschema and the YAML language
 server find the reference inside the file, and a tool that resolves by path
-finds the sibling file. botreg's own validation reads the packaged originals
+finds the sibling file. Inside an embedded schema, a reference to itself is
+spelled with its file name (`resource-ref.schema.json#/$defs/envReference`
+rather than `#/$defs/envReference`: the same target, since its base is its own
+`$id`), because the YAML language server resolves `#/...` against the outer
+document. botreg's own validation reads the packaged originals
 (`botreg.resources.schema_dir`), not these copies.
 """
 
@@ -83,6 +87,19 @@ def _refs(node: Any, base: str) -> Iterator[str]:
             stack.extend((value, where) for value in item)
 
 
+def _self_refs_by_name(node: Any, file: str) -> Any:
+    """`node` with every same-document `$ref` (`#...`) spelled `<file>#...`."""
+    if isinstance(node, Mapping):
+        out = {key: _self_refs_by_name(value, file) for key, value in node.items()}
+        ref = out.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#"):
+            out["$ref"] = file if ref == "#" else file + ref
+        return out
+    if isinstance(node, list):
+        return [_self_refs_by_name(value, file) for value in node]
+    return node
+
+
 def _bundle(name: str, documents: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """`documents[name]` with every schema it references (transitively) embedded."""
     by_id = {doc["$id"]: file for file, doc in documents.items()}
@@ -109,7 +126,7 @@ def _bundle(name: str, documents: Mapping[str, Mapping[str, Any]]) -> dict[str, 
         for file in needed:
             if file in defs:  # pragma: no cover - a schema naming a def like a file
                 raise BotregError(f"{name}: $defs already has an entry {file!r}")
-            defs[file] = copy.deepcopy(documents[file])
+            defs[file] = _self_refs_by_name(documents[file], file)
     return out
 
 
