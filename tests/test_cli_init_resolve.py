@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -135,7 +136,7 @@ def test_resolve_masks_secrets(
     )
     assert code == 0
     config = json.loads(out)
-    assert config["llm"]["api_key"] == "***"
+    assert config["llm"]["endpoint"] == {"base_url": "https://api.anthropic.com", "api_key": "***"}
     assert config["tools"][0]["endpoint"] == {"base_url": "http://localhost:8081", "token": "***"}
     assert config["conversation_storage"] == {
         "backend": "sqlite",
@@ -163,6 +164,31 @@ def test_resolve_show_secrets_and_yaml(
     assert "token: dev-token" in out
 
 
+@pytest.mark.parametrize("bot", ["billing-assistant", "product-guide", "internal-helpdesk"])
+def test_the_development_environment_resolves_without_secrets(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    bot: str,
+) -> None:
+    """The tour's last step on a fresh machine: no variable set, exit 0, no key invented."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "my-registry"]) == 0
+    monkeypatch.chdir(tmp_path / "my-registry")
+    for name in list(os.environ):
+        if name.endswith(("_KEY", "_TOKEN", "_URL", "_PASSWORD", "_HOST", "_USER", "_DIR")):
+            monkeypatch.delenv(name)
+    capsys.readouterr()
+    code, out, err = run(capsys, "resolve", bot, "--env", "development", "--format", "json")
+    assert (code, err) == (0, "")
+    llm = json.loads(out)["llm"]
+    if bot != "internal-helpdesk":
+        assert llm["endpoint"]["api_key"] == ""  # unset: empty, not a made-up key
+    # production still needs its secrets
+    code, _, err = run(capsys, "resolve", bot, "--env", "production")
+    assert code == 1 and "not set and without default" in err
+
+
 def test_resolve_missing_variable_is_a_clear_error(
     registry: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -172,7 +198,7 @@ def test_resolve_missing_variable_is_a_clear_error(
         capsys, "resolve", "billing-assistant", "--env", "production", "--repo", str(registry)
     )
     assert code == 1
-    assert "ANTHROPIC_API_KEY (at llm.api_key)" in err
+    assert "ANTHROPIC_API_KEY (at llm.endpoint.api_key)" in err
     assert "PG_HOST (at conversation_storage.host)" in err
     assert "Traceback" not in err
 
