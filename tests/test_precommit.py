@@ -160,7 +160,7 @@ def test_template_pins_one_source_for_the_hook_and_ci() -> None:
     assert hook["additional_dependencies"] == [TEMPLATE_REQUIREMENT] == [ci_requirement]
     workflow = (PROJECT / "registry-repo-template/.github/workflows/registry.yml").read_text()
     assert 'pip install "$BOTREG_REQUIREMENT"' in workflow
-    assert workflow.count(TEMPLATE_REQUIREMENT) == 1  # the value is written in one place
+    assert workflow.count(f'"{TEMPLATE_REQUIREMENT}"') == 1  # the value is written once
     # the local hook behaves as botreg's published hook does
     [published] = load_fast((PROJECT / ".pre-commit-hooks.yaml").read_text())
     for key in ("id", "name", "entry", "language", "files", "always_run", "require_serial"):
@@ -183,8 +183,9 @@ def test_the_template_hook_from_a_local_clone(
     assert main(["init", str(registry)]) == 0
     config = registry / ".pre-commit-config.yaml"
     text = config.read_text()
-    assert text.count(TEMPLATE_REQUIREMENT) == 1
-    config.write_text(text.replace(TEMPLATE_REQUIREMENT, f"botreg @ git+file://{repo}@{rev}"))
+    quoted = f'"{TEMPLATE_REQUIREMENT}"'  # the value, not the comment's examples
+    assert text.count(quoted) == 1
+    config.write_text(text.replace(quoted, f'"botreg @ git+file://{repo}@{rev}"'))
     git(registry, "commit", "-qam", "install botreg from our clone")
     subprocess.run(
         [sys.executable, "-m", "pre_commit", "install"],
