@@ -27,11 +27,11 @@ Each copy keeps its published $id and embeds the schemas it references, so
 check-jsonschema and editors resolve it without network access.
 
 Examples:
-  botreg schemas                      where the schemas are and whether the copies are current
-  botreg schemas --write              write missing or outdated copies to ./.schemas/
-  botreg schemas --repo reg --write   the same for the registry in reg/
-  botreg schemas --write /tmp/s       write the copies to any folder (no registry needed)
-  botreg schemas --check              exit 1 if a copy is missing or out of date (CI)
+  botreg schemas                    the schemas; are the copies current?
+  botreg schemas --write            write missing or outdated copies (.schemas/)
+  botreg schemas --repo r --write   the same for the registry in r/
+  botreg schemas --write /tmp/s     write them anywhere (no registry needed)
+  botreg schemas --check            exit 1 if a copy is missing or outdated (CI)
   check-jsonschema --schemafile .schemas/bot.schema.json bots/*.yaml
 
 Exit codes: 0 done (or all copies current), 1 --check found a missing or
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "schemas",
         help="put botreg's JSON Schemas in the registry for editors and check-jsonschema",
-        description="Show botreg's JSON Schemas and the state of the registry's copies "
+        description="Show botreg's JSON Schemas and the state of the registry's copies\n"
         "(no option), write the copies (--write) or check them (--check).",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
