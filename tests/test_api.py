@@ -290,7 +290,7 @@ def test_config_caching_manager_resolves_for_an_environment(
         assert isinstance(resolved, ResolvedConfig)
         assert resolved.version == git(git_registry, "rev-parse", "HEAD").strip()
         assert resolved.environment == "development"
-        assert resolved.config["llm"]["api_key"] == "key-from-the-environment"
+        assert resolved.config["llm"]["endpoint"]["api_key"] == "key-from-the-environment"
         assert resolved.config["conversation_storage"]["backend"] == "sqlite"
         assert await manager.get("billing-assistant") is resolved
         from botreg.events import CloudEvent

@@ -124,10 +124,10 @@ def test_portable_values_pass(registry: Path, value: str) -> None:
 
 
 def test_credential_in_a_variable_default_is_caught(registry: Path) -> None:
-    path = registry / BOT
+    path = registry / "environments/development.yaml"
     path.write_text(
         path.read_text().replace(
-            "${ANTHROPIC_API_KEY}", "${ANTHROPIC_API_KEY:sk-ant-abcdefghijklmnopqrstuvwxyz}"
+            "${ANTHROPIC_API_KEY:}", "${ANTHROPIC_API_KEY:sk-ant-abcdefghijklmnopqrstuvwxyz}"
         )
     )
     assert "BR303" in codes(validate(registry))

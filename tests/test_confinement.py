@@ -38,6 +38,11 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def _line_of_store_path(repo: Path) -> int:
+    lines = (repo / DEV_ENV).read_text(encoding="utf-8").splitlines()
+    return next(i for i, line in enumerate(lines, 1) if line.lstrip().startswith("path: '"))
+
+
 def set_store_path(repo: Path, path: str) -> None:
     """Point the development environment's embedded store at `path`."""
     env = repo / DEV_ENV
@@ -78,7 +83,7 @@ def test_escaping_store_path_is_br305(repo: Path, path: str) -> None:
     assert "BR305" in codes(report, DEV_ENV), report.findings
     assert set(codes(report, DEV_ENV)) <= {"BR301", "BR305"}
     finding = next(f for f in report.findings if f.code == "BR305")
-    assert finding.line == 25  # the `path:` line of the template's development.yaml
+    assert finding.line == _line_of_store_path(repo)  # the `path:` line of development.yaml
     assert "inside the data dir" in finding.message and "\n" not in finding.message
     assert not report.ok
 

@@ -558,7 +558,7 @@ def test_read_api_follows_the_seed_contract(
     code, bot = d.get("/bots/billing-assistant")
     assert code == 200 and set(bot) >= {"bot_id", "config", "status"}
     assert bot["status"] == "active"
-    assert bot["config"]["llm"]["api_key"] == "***"  # resolved, then masked
+    assert bot["config"]["llm"]["endpoint"]["api_key"] == "***"  # resolved, then masked
     assert bot["config"]["conversation_storage"] == {
         "backend": "sqlite",
         "path": ".botreg/conversations.db",

@@ -134,3 +134,87 @@ def test_hook_blocks_a_bad_commit_and_passes_a_good_one(
     )
     assert readme.returncode == 0, readme.stdout + readme.stderr
     assert "botreg validate" in readme.stdout + readme.stderr
+
+
+TEMPLATE_REQUIREMENT = "botreg @ git+https://github.com/botreg/botreg@v0.1.0"
+
+
+def _template_hook() -> tuple[dict[str, object], str]:
+    """The template's botreg hook and the requirement CI installs."""
+    from botreg.registry.yamlio import load_fast
+
+    template = PROJECT / "registry-repo-template"
+    config = load_fast((template / ".pre-commit-config.yaml").read_text())
+    [repo] = config["repos"]
+    [hook] = repo["hooks"]
+    assert repo["repo"] == "local"
+    workflow = load_fast((template / ".github/workflows/registry.yml").read_text())
+    return hook, workflow["env"]["BOTREG_REQUIREMENT"]
+
+
+def test_template_pins_one_source_for_the_hook_and_ci() -> None:
+    """The hook and CI install botreg from the same pinned requirement, set once in each."""
+    from botreg.registry.yamlio import load_fast
+
+    hook, ci_requirement = _template_hook()
+    assert hook["additional_dependencies"] == [TEMPLATE_REQUIREMENT] == [ci_requirement]
+    workflow = (PROJECT / "registry-repo-template/.github/workflows/registry.yml").read_text()
+    assert 'pip install "$BOTREG_REQUIREMENT"' in workflow
+    assert workflow.count(f'"{TEMPLATE_REQUIREMENT}"') == 1  # the value is written once
+    # the local hook behaves as botreg's published hook does
+    [published] = load_fast((PROJECT / ".pre-commit-hooks.yaml").read_text())
+    for key in ("id", "name", "entry", "language", "files", "always_run", "require_serial"):
+        assert hook[key] == published[key], key
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_template_hook_from_a_local_clone(
+    hook_repo: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The template's own config, its one source pointed at a clone at a commit (offline)."""
+    from botreg.cli import main
+
+    repo, rev = hook_repo
+    monkeypatch.setenv("PRE_COMMIT_HOME", str(tmp_path / "pre-commit-home"))
+    registry = tmp_path / "registry"
+    assert main(["init", str(registry)]) == 0
+    config = registry / ".pre-commit-config.yaml"
+    text = config.read_text()
+    quoted = f'"{TEMPLATE_REQUIREMENT}"'  # the value, not the comment's examples
+    assert text.count(quoted) == 1
+    config.write_text(text.replace(quoted, f'"botreg @ git+file://{repo}@{rev}"'))
+    git(registry, "commit", "-qam", "install botreg from our clone")
+    subprocess.run(
+        [sys.executable, "-m", "pre_commit", "install"],
+        cwd=registry,
+        check=True,
+        capture_output=True,
+    )
+
+    def commit(message: str) -> subprocess.CompletedProcess[str]:
+        git(registry, "add", "-A")
+        return subprocess.run(
+            ["git", "commit", "-m", message],
+            cwd=registry,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    policy = registry / "knowledge/billing/policies/refunds.md"
+    policy.write_text(policy.read_text() + "\nRefunds above 500 USD need a manager.\n")
+    good = commit("refunds: manager approval")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "botreg validate" in good.stdout + good.stderr
+    assert git(registry, "log", "--format=%s", "-1").strip() == "refunds: manager approval"
+
+    domain = registry / "knowledge/billing/_domain.yaml"
+    domain.write_text(domain.read_text() + "ownr: billing-team\n")
+    bad = commit("billing: a typo")
+    output = bad.stdout + bad.stderr
+    assert bad.returncode != 0, output
+    assert "knowledge/billing/_domain.yaml:8:1: BR202 top level: unknown key 'ownr'" in output
+    assert git(registry, "log", "--format=%s", "-1").strip() == "refunds: manager approval"

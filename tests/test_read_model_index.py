@@ -378,7 +378,8 @@ def test_the_daemon_serves_one_bot_in_o1_and_resolves_only_what_changed(
         assert parses.take() == 3 and _resolves(metrics) == 3
         guide = daemon._bot("product-guide")
         assert guide == everything[2]  # the same item as the list gives
-        assert guide is not None and guide["config"]["llm"]["api_key"] == "***"  # resolved, masked
+        assert guide is not None
+        assert guide["config"]["llm"]["endpoint"]["api_key"] == "***"  # resolved, masked
         assert "never-shown" not in repr(everything) and "error" not in guide
         assert guide["commit"] == applied_commit(tmp_path / "data")
         assert guide["config"]["conversation_storage"]["backend"] == "sqlite"  # resolved
@@ -422,7 +423,11 @@ def test_the_daemon_serves_one_bot_in_o1_and_resolves_only_what_changed(
         assert daemon._bot("product-guide") is None and daemon._bot("internal-helpdesk") is None
         assert parses.take() == 0 and _resolves(metrics) == 7  # same blob: same result
 
-        # a variable this daemon does not allow: the error says why, nothing is expanded
+        # a variable this daemon does not allow, without a default: the error says why,
+        # nothing is expanded
+        key = "  api_key: ${ANTHROPIC_API_KEY}\n"
+        _edit(git_registry, "bots/billing-assistant.yaml", "  max_tokens: 1024\n", key)
+        assert _applied(git_registry, synced)
         billing = daemon._bot("billing-assistant")
         assert billing is not None and "ANTHROPIC_API_KEY" in billing["error"]
         assert billing["config"]["llm"]["api_key"] == "${ANTHROPIC_API_KEY}"

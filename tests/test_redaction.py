@@ -328,10 +328,14 @@ def test_resolve_cli_allow_env_narrows_the_callers_environment(
     registry: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-" + "a1B2" * 8)
-    args = ["resolve", "billing-assistant", "--env", "development", "--repo", str(registry)]
-    assert main([*args, "--format", "json"]) == 0  # a person's own shell: read as before
-    assert json.loads(capsys.readouterr().out)["llm"]["api_key"] == MASK
-    assert main([*args, "--allow-env", "BOTREG_*"]) == 1  # not allowed: unset, no default
+    args = ["resolve", "billing-assistant", "--repo", str(registry), "--format", "json"]
+    assert main([*args, "--env", "development"]) == 0  # a person's own shell: read as before
+    assert json.loads(capsys.readouterr().out)["llm"]["endpoint"]["api_key"] == MASK
+    # not allowed: unset, so development's default (empty) applies
+    assert main([*args, "--env", "development", "--allow-env", "BOTREG_*"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["llm"]["endpoint"]["api_key"] == "" and "a1B2" not in out
+    assert main([*args, "--env", "production", "--allow-env", "BOTREG_*"]) == 1  # no default
     err = capsys.readouterr().err
     assert "ANTHROPIC_API_KEY" in err and "a1B2" not in err
 

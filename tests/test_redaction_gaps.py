@@ -357,7 +357,7 @@ def test_a_key_that_is_a_token_is_refused(registry: Path) -> None:
 def test_br107_does_not_echo_the_number(registry: Path) -> None:
     bot = registry / "bots/billing-assistant.yaml"
     number = "98765432109876543210123"
-    bot.write_text(bot.read_text().replace("api_key: ${ANTHROPIC_API_KEY}", f"api_key: {number}"))
+    bot.write_text(bot.read_text().replace("  max_tokens: 1024\n", f"  api_key: {number}\n"))
     report = validate(registry)
     assert codes(report) == ["BR107"]
     message = report.findings[0].message

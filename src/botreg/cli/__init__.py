@@ -20,6 +20,7 @@ from botreg.cli import (
     knowledge_cmds,
     resolve_cmd,
     review_cmd,
+    schemas_cmd,
     validate_cmd,
 )
 from botreg.errors import BotregError, UsageError, write_crash_log
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         daemon_cmds,
         review_cmd,
         chunks_cmd,
+        schemas_cmd,
     ):
         module.register(sub)
     return parser
