@@ -7,16 +7,15 @@ docs/review.md. tests/test_readme.py runs the tour again and checks that the
 README holds exactly its output, shas, times and paths aside.
 
 The commands run as a user types them (botreg, git, sed, pre-commit from the
-interpreter's own bin folder), with two differences that do not show in the
-output: the git identity and dates are fixed, and `pre-commit install` points
-the hook at a `repo: local` copy of botreg's own hook definition
-(.pre-commit-hooks.yaml, run as `language: system` from this install), so the
-tour needs no network and tests this checkout's `botreg validate --staged`.
+interpreter's own bin folder), verbatim: only the git identity and dates are
+fixed. `botreg init` pins the new registry's hook to the clone botreg was
+installed from, at its HEAD (botreg.hook_source), so `pre-commit install` and
+the commits build the hook from this checkout's last commit (pip fetches its
+dependencies), as on a user's fresh machine.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -105,18 +104,6 @@ class StepRun:
     exit_code: int
 
 
-def _hook_config(root: Path) -> Path:
-    """botreg's own hook definition as a `repo: local` hook run from this install."""
-    from ruamel.yaml import YAML
-
-    hooks = YAML(typ="safe").load(PROJECT / ".pre-commit-hooks.yaml")
-    for hook in hooks:
-        hook["language"] = "system"  # botreg from this install: no network, no build
-    config = root / "hook-config.yaml"
-    config.write_text(json.dumps({"repos": [{"repo": "local", "hooks": hooks}]}, indent=2))
-    return config
-
-
 def _environment(root: Path) -> dict[str, str]:
     keep = {
         k: v
@@ -139,7 +126,6 @@ def run_tour(root: Path) -> list[StepRun]:
     """Run every step in `root` (an empty folder); the output with `root` shown as HOME."""
     (root / "home").mkdir()
     env = _environment(root)
-    hook_config = _hook_config(root)
     cwd = root
     runs = []
     for step in STEPS:
@@ -150,11 +136,8 @@ def run_tour(root: Path) -> list[StepRun]:
             if command.startswith("cd "):
                 cwd = cwd / command[3:]
                 continue
-            real = command
-            if command == "pre-commit install":
-                real = f"pre-commit install --config {hook_config}"
             done = subprocess.run(
-                ["bash", "-c", real],
+                ["bash", "-c", command],
                 cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,

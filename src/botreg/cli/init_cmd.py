@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     """Create (or reuse) the repository and print where it is."""
     import git
 
+    from botreg.hook_source import HOOK_CONFIG, installed_clone_requirement, pin_hook
     from botreg.resources import template_dir
     from botreg.schema_copies import SCHEMAS_DIR, write_copies
 
@@ -88,13 +89,22 @@ def run(args: argparse.Namespace) -> int:
         )
     shutil.copytree(template_dir(), target, dirs_exist_ok=True)
     write_copies(target / SCHEMAS_DIR)
+    clone = installed_clone_requirement()
+    pinned = clone is not None and pin_hook(target, clone)
     try:
         repo = git.Repo.init(target, initial_branch=args.branch)
         repo.git.add(all=True)
-        repo.index.commit(INIT_COMMIT_MESSAGE)
+        # git's own commit, not GitPython's: it reads GIT_AUTHOR_DATE in every
+        # format git accepts (GitPython fails on ISO 8601 with a colon offset).
+        repo.git.commit("-q", "--no-verify", "-m", INIT_COMMIT_MESSAGE)
     except git.GitError as exc:
         raise BotregError(f"{target}: git failed: {exc}") from None
     print(f"Created registry {target} (branch {args.branch}, first commit made).")
     print(f"Editor schemas: {target / SCHEMAS_DIR}/ (the YAML files' modelines point there).")
+    if pinned:
+        print(
+            f"Hook installs botreg from this installation's clone ({HOOK_CONFIG}); "
+            "CI's BOTREG_REQUIREMENT still names the release tag."
+        )
     print(_next_steps(target))
     return 0
