@@ -71,7 +71,7 @@ def test_init_run_twice_reuses_the_registry_it_made(
     assert (code, err) == (0, "")
     assert out == (
         "Registry demo-registry exists (made by botreg init): reusing it as it is.\n"
-        "Next: cd demo-registry && pre-commit install && botreg validate\n"
+        "Next: cd demo-registry && pre-commit install --install-hooks && botreg validate\n"
     )
     assert git(target, "log", "--format=%s").splitlines() == ["warmer", INIT_COMMIT_MESSAGE]
     assert "temperature: 0.6" in bot.read_text()

@@ -9,7 +9,7 @@ README holds exactly its output, shas, times and paths aside.
 The commands run as a user types them (botreg, git, sed, pre-commit from the
 interpreter's own bin folder), verbatim: only the git identity and dates are
 fixed. `botreg init` pins the new registry's hook to the clone botreg was
-installed from, at its HEAD (botreg.hook_source), so `pre-commit install` and
+installed from, at its HEAD (botreg.hook_source), so `pre-commit install --install-hooks` and
 the commits build the hook from this checkout's last commit (pip fetches its
 dependencies), as on a user's fresh machine.
 """
@@ -40,6 +40,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 README = PROJECT / "README.md"
 REVIEW_PAGE = PROJECT / "docs" / "review.md"
 HOME = "/home/you"  # where the tour's folder is shown to be
+CLONE = "/home/you/src/botreg"  # where this checkout is shown to be
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Registry Editor",
@@ -69,7 +70,7 @@ STEPS = (
     Step(
         "hook",
         (
-            "pre-commit install",
+            "pre-commit install --install-hooks",
             "sed -i 's/status: active/status: paused/' bots/billing-assistant.yaml",
             "git commit -qam 'Pause the billing assistant'",
         ),
@@ -148,7 +149,10 @@ def run_tour(root: Path) -> list[StepRun]:
             )
             code = done.returncode
             output = "\n".join(
-                line.rstrip() for line in done.stdout.replace(str(root), HOME).splitlines()
+                line.rstrip()
+                for line in done.stdout.replace(str(root), HOME)
+                .replace(str(PROJECT), CLONE)
+                .splitlines()
             ).strip("\n")
             if output:
                 lines.append(output)

@@ -49,7 +49,7 @@ def installed_clone_requirement() -> str | None:
 
 
 def pin_hook(registry: Path, requirement: str) -> bool:
-    """Pin the registry's hook to `requirement`; False if its config no longer holds the template's pin."""
+    """Pin the registry's hook to `requirement` (False: the template's pin is gone)."""
     config = registry / HOOK_CONFIG
     text = config.read_text(encoding="utf-8")
     if TEMPLATE_REQUIREMENT not in text:

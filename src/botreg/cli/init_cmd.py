@@ -55,7 +55,7 @@ def made_by_init(directory: Path) -> bool:
 
 
 def _next_steps(target: Path) -> str:
-    return f"Next: cd {target} && pre-commit install && botreg validate"
+    return f"Next: cd {target} && pre-commit install --install-hooks && botreg validate"
 
 
 def _reuse(target: Path) -> int:
