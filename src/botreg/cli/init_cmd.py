@@ -6,6 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from botreg.cli.parser import examples
 from botreg.errors import BotregError, UsageError
 
 __all__ = ["register"]
@@ -18,8 +19,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="create a registry repository from the template (git init, first commit)",
         description="Copy the registry template into DIR, run git init and make the first "
         "commit. DIR must not exist or be empty.",
+        epilog=examples(
+            [
+                ("botreg init demo-registry", "a new registry in ./demo-registry"),
+                ("botreg init bots-config --branch trunk", "with another first branch"),
+            ],
+            {0: "created", 1: "git failed", 2: "DIR cannot be used (see above), or a bad flag"},
+        ),
     )
-    p.add_argument("directory", metavar="DIR")
+    p.add_argument("directory", metavar="DIR", help="where to create it (new or empty)")
     p.add_argument("--branch", default="main", help="initial branch (default: main)")
     p.set_defaults(handler=run)
 

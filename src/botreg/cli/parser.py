@@ -68,6 +68,10 @@ class HelpFormatter(argparse.HelpFormatter):
         kwargs.setdefault("max_help_position", 30)
         super().__init__(prog, **kwargs)
 
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        # never at a hyphen: `--data-dir` and `re-embedding` stay whole
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         out: list[str] = []
         prose: list[str] = []
@@ -111,6 +115,7 @@ def _hanging(line: str, width: int, indent: str) -> list[str]:
         width,
         initial_indent=indent + row.group(1),
         subsequent_indent=hang,
+        break_on_hyphens=False,
     )
 
 

@@ -105,8 +105,7 @@ def block_strings(value: Any) -> Any:
 # CR, NEL, LS, PS, BOM, surrogates) and spaces at the end of a line. Such strings
 # stay quoted, with escapes: the output must load back to the same value.
 _NOT_IN_A_BLOCK = re.compile(
-    "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
-    "| \n| \\Z"
+    "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]| \n| \\Z"
 )
 
 
