@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from botreg.cli.parser import examples
 from botreg.errors import BotregError, UsageError
 from botreg.registry.limits import add_ceiling_arguments
 from botreg.secrets import remember_secret_file
@@ -33,6 +34,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "sync",
         help="keep a knowledge store and change events in step with a branch",
+        usage="%(prog)s --source URL_OR_PATH [--branch B] [--env ENV] [--once] [options]",
+        epilog=examples(
+            [
+                ("botreg sync --source demo-registry --once", "one cycle from a local clone"),
+                (
+                    "botreg sync --source https://github.com/acme/bots.git --token-file "
+                    "/run/secrets/token --env production --data-dir /var/lib/botreg",
+                    "the daemon: poll every 30 s, HTTP API on 127.0.0.1:8470",
+                ),
+                (
+                    "botreg sync --source demo-registry --watch --events-file -",
+                    "sync on every local commit, events on stdout",
+                ),
+            ],
+            {
+                0: "--once: synced or nothing to do; the daemon: stopped (Ctrl-C, SIGTERM)",
+                1: "--once: commit rejected, the cycle failed, or the commit applied without "
+                "some knowledge files; the daemon: --max-failures cycles failed in a row; "
+                "the data dir or the HA lease is held by another daemon",
+                2: "usage: a bad flag or value, a --*-file or local --source that does not "
+                "exist; --once: the source has no --branch, or its head no --env",
+            },
+        ),
         description="Pull a branch of a registry repository, diff commits into change events "
         "and re-ingest what changed. With --once: one cycle, then exit 0 (synced or nothing to "
         "do), 1 (commit rejected, the cycle failed, or the commit applied without some "
@@ -42,7 +66,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--source",
         required=True,
         metavar="URL_OR_PATH",
-        help="the registry repository (URL or local path)",
+        help="the registry repository: https://, ssh:// or git@host:path URL, or a local path "
+        "(required)",
     )
     p.add_argument(
         "--branch", default="main", metavar="B", help="the branch to follow (default: main)"
@@ -60,7 +85,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run one cycle and exit: 0 synced or nothing to do; 1 commit rejected, the cycle "
         "failed, or the commit applied without some knowledge files",
     )
-    p.add_argument("--interval", type=float, default=30, help="seconds between polls (default 30)")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=30,
+        metavar="SECONDS",
+        help="seconds between polls (default: 30)",
+    )
     p.add_argument(
         "--stale-after",
         type=float,
@@ -70,21 +101,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(default: 3 intervals, at least 300)",
     )
     p.add_argument(
-        "--watch", action="store_true", help="sync as soon as a local source's refs change"
+        "--watch",
+        action="store_true",
+        help="also sync as soon as a local source's refs change (default: poll only)",
     )
     p.add_argument(
         "--listen",
         default="127.0.0.1:8470",
         metavar="HOST:PORT",
-        help="HTTP surface (default 127.0.0.1:8470; 'off' to disable)",
+        help="HTTP API, health and metrics (default: 127.0.0.1:8470; 'off' to disable; "
+        "never with --once)",
     )
-    p.add_argument("--events-file", metavar="PATH|-", help="also write events here (- for stdout)")
-    p.add_argument("--webhook", metavar="URL", help="POST every event to this URL")
+    p.add_argument(
+        "--events-file",
+        metavar="PATH|-",
+        help="also write events here, one JSON object a line (- for stdout; default: only "
+        "the data dir's events.jsonl)",
+    )
+    p.add_argument("--webhook", metavar="URL", help="POST every event to this URL (default: none)")
     p.add_argument(
         "--webhook-secret-file",
         type=Path,
         metavar="F",
-        help="HMAC secret: signs outgoing events, verifies incoming push hooks",
+        help="HMAC secret: signs outgoing events, verifies incoming push hooks (default: "
+        "none: events unsigned, push hooks refused)",
     )
     p.add_argument(
         "--webhook-dead-letter-after",
@@ -92,7 +132,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=86400,
         metavar="SECONDS",
         help="give up on a webhook event still failing after this long: it becomes a dead "
-        "letter (`botreg events --dead-letter`) and stops holding the line (default 86400)",
+        "letter (`botreg events --dead-letter`) and stops holding the line (default: 86400)",
     )
     rs = p.add_argument_group("events on a Redis stream (see README 'Events on Redis Streams')")
     rs.add_argument(
@@ -109,18 +149,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--events-stream",
         default="botreg:events",
         metavar="NAME",
-        help="the stream's key (default botreg:events)",
+        help="the stream's key (default: botreg:events)",
     )
     rs.add_argument(
         "--events-maxlen",
         type=int,
         default=100_000,
         metavar="N",
-        help="trim the stream to about N entries at each append (XADD MAXLEN ~; default "
+        help="trim the stream to about N entries at each append (XADD MAXLEN ~; default: "
         "100000, at least 1000 so a follower away for a restart still finds its place)",
     )
-    p.add_argument("--token-file", type=Path, metavar="F", help="HTTPS token (re-read each fetch)")
-    p.add_argument("--ssh-key-file", type=Path, metavar="F", help="SSH private key for the source")
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="F",
+        help="HTTPS token for the source, re-read at each fetch (default: none)",
+    )
+    p.add_argument(
+        "--ssh-key-file",
+        type=Path,
+        metavar="F",
+        help="SSH private key for the source (default: ssh's own configuration)",
+    )
     p.add_argument(
         "--max-failures",
         type=int,
@@ -131,7 +181,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--api-token-file",
         type=Path,
         metavar="F",
-        help="bearer token the HTTP API requires (needed beyond loopback)",
+        help="bearer token the HTTP API requires (needed beyond loopback; default: none)",
     )
     wr = p.add_argument_group("writes over HTTP (see docs/http-writes.md)")
     wr.add_argument(
@@ -162,8 +212,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=15.0,
         metavar="S",
-        help="the leader's lease (at least 1; default 15): a dead leader is replaced within "
-        "two lease periods",
+        help="the leader's lease in seconds (at least 1; default: 15): a dead leader is "
+        "replaced within two lease periods",
     )
     ha.add_argument(
         "--ha-group",
@@ -176,28 +226,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--events-max-bytes",
         default="64M",
         metavar="SIZE",
-        help="rotate events.jsonl when it would pass this size (e.g. 64M, 1G; default 64M)",
+        help="rotate events.jsonl when it would pass this size (e.g. 64M, 1G; default: 64M)",
     )
     hk.add_argument(
         "--events-keep",
         type=int,
         default=5,
         metavar="N",
-        help="rotated event logs to keep (events.jsonl-1 ... -N; default 5)",
+        help="rotated event logs to keep (events.jsonl-1 ... -N; default: 5)",
     )
     hk.add_argument(
         "--gc-interval",
         type=float,
         default=24 * 3600,
         metavar="SECONDS",
-        help="git gc of the mirror at most this often (default 86400; 0: never)",
+        help="git gc of the mirror at most this often (default: 86400; 0: never)",
     )
     hk.add_argument(
         "--compact-interval",
         type=float,
         default=3600,
         metavar="SECONDS",
-        help="check the store for collections to compact this often (default 3600; 0: never)",
+        help="check the store for collections to compact this often (default: 3600; 0: never)",
     )
     confinement.add_arguments(p)
     p.add_argument(
@@ -224,17 +274,63 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_ceiling_arguments(p)
     p.set_defaults(handler=run_sync)
 
-    s = sub.add_parser("status", help="show the sync daemon's status")
+    s = sub.add_parser(
+        "status",
+        help="show the sync daemon's status",
+        description="Show what the sync daemon of a data dir did last: the source, the "
+        "applied and head commits, the last result, a rejected commit's findings, the "
+        "conditions and each domain's state. Asked from the running daemon, else read from "
+        "the data dir.",
+        epilog=examples(
+            [
+                ("botreg status", "the daemon of ./.botreg"),
+                ("botreg status --data-dir /var/lib/botreg --format json", "as JSON"),
+            ],
+            {
+                0: "the status was printed (whatever it says)",
+                1: "the running daemon answered with an error",
+                2: "--data-dir has no sync status (no `botreg sync` has run with it), bad flag",
+            },
+        ),
+    )
     s.add_argument("--data-dir", default=".botreg", metavar="DIR", help=_DATA_DIR_HELP)
     s.add_argument(
-        "--format", choices=("text", "json"), default="text", help="output (default: text)"
+        "--format", choices=("text", "json"), default="text", help="output format (default: text)"
     )
     s.set_defaults(handler=run_status)
 
-    e = sub.add_parser("events", help="print the event log")
+    e = sub.add_parser(
+        "events",
+        help="print the event log",
+        description="Print the change events the sync daemon wrote (CloudEvents, one JSON "
+        "object a line), oldest first, rotated logs included; or list and re-queue the "
+        "webhook events given up on (dead letters).",
+        epilog=examples(
+            [
+                ("botreg events", "every event in the log"),
+                ("botreg events --follow --since EVENT_ID", "what came after an event, live"),
+                ("botreg events --dead-letter", "webhook events given up on"),
+                ("botreg events --replay --id EVENT_ID", "send one of them again"),
+            ],
+            {
+                0: "printed (or --follow stopped by Ctrl-C or SIGTERM)",
+                1: "the event log or the outbox cannot be read (damaged)",
+                2: "no event log or outbox in --data-dir, an unknown --since or --id, flags "
+                "that do not go together",
+            },
+        ),
+    )
     e.add_argument("--data-dir", default=".botreg", metavar="DIR", help=_DATA_DIR_HELP)
-    e.add_argument("--since", metavar="ID", help="only events after this event id")
-    e.add_argument("--follow", action="store_true", help="keep printing new events")
+    e.add_argument(
+        "--since",
+        metavar="ID",
+        help="only events after the event with this id (default: from the oldest kept)",
+    )
+    e.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep printing new events until Ctrl-C (default: print and exit)",
+    )
     e.add_argument(
         "--dead-letter",
         action="store_true",
@@ -245,7 +341,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="move dead letters back to the webhook outbox for delivery (all, or --id)",
     )
-    e.add_argument("--id", metavar="ID", help="with --replay: only the dead letter with this id")
+    e.add_argument(
+        "--id", metavar="ID", help="with --replay: only the dead letter with this id (default: all)"
+    )
     e.add_argument(
         "--format",
         choices=("text", "json"),
@@ -282,6 +380,7 @@ def run_sync(args: argparse.Namespace) -> int:
     _check_events_redis(args, labels["events_redis"])
     _check_ha_flags(args, labels["ha_redis"])
     housekeeping = _housekeeping_options(args)
+    _check_source(args.source)  # after the flags: their mistakes are named first
     from botreg.daemon.logs import configured_logging
 
     policy = confinement.StorePolicy.from_args(args)  # read by the store and the embedding
@@ -321,6 +420,19 @@ def run_sync(args: argparse.Namespace) -> int:
             ),
         )
         return daemon.run_once() if args.once else daemon.run()
+
+
+def _check_source(source: str) -> None:
+    """A --source that is a local path (as GitMirror reads it) must exist (exit 2)."""
+    import re
+
+    if "://" in source or re.match(r"^[\w.-]+@[\w.-]+:", source):
+        return  # a URL: reachable or not, the fetch says (and retries)
+    if not Path(source).exists():
+        raise UsageError(
+            f"--source {source}: no such file or directory (without a URL scheme it is a local "
+            "path); give a registry's clone or its URL"
+        )
 
 
 _REDIS_URL_FLAGS = {
