@@ -482,7 +482,7 @@ def test_status_command_after_the_daemon_stopped(
     out = capsys.readouterr().out
     assert "running:     no" in out and "rejected:" in out
     assert "ValidationFailed  True" in out
-    assert main(["status", "--data-dir", str(tmp_path / "nothing")]) == 1
+    assert main(["status", "--data-dir", str(tmp_path / "nothing")]) == 2
 
 
 @pytest.mark.parametrize(

@@ -588,7 +588,7 @@ def run_status(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir)
     if not (data_dir / "status.json").exists() and not (data_dir / "daemon.json").exists():
-        raise BotregError(
+        raise UsageError(  # a --data-dir that is not the daemon's: exit 2, as a wrong --repo
             f"{data_dir}: no sync status here (has `botreg sync` run with this --data-dir?)"
         )
     doc = ask_daemon(data_dir, "/status") if _running(data_dir) else None
@@ -655,7 +655,7 @@ def _mapping(value: Any) -> dict[Any, Any]:
 def run_events(args: argparse.Namespace) -> int:
     """Print events (one JSON object per line).
 
-    A data dir that does not exist is an error (exit 1, as for `botreg status`),
+    A data dir that does not exist is a usage error (exit 2, as for `botreg status`),
     with or without --follow. In an existing data dir with no event log yet,
     --follow waits for the daemon to write one (it says so on stderr); without
     it, there is nothing to print and that is an error too. A closed stdout
@@ -670,11 +670,11 @@ def run_events(args: argparse.Namespace) -> int:
     log = DataDir(data_dir).events
     hint = "has `botreg sync` run with this --data-dir?"
     if not data_dir.is_dir():  # --follow would otherwise wait, silently, for ever
-        raise BotregError(f"{data_dir}: no such data directory, so no event log ({hint})")
+        raise UsageError(f"{data_dir}: no such data directory, so no event log ({hint})")
     files = [*rotated_logs(log), *([log] if log.exists() else [])]
     if not files:
         if not args.follow:
-            raise BotregError(f"{log}: no event log here ({hint})")
+            raise UsageError(f"{log}: no event log here ({hint})")
         print(
             f"botreg: {log} does not exist yet; waiting for the daemon to write it "
             "(Ctrl-C to stop)",
@@ -683,9 +683,9 @@ def run_events(args: argparse.Namespace) -> int:
     try:
         # an id not in the log now never will be (ids are new): do not wait for it
         if args.since and files and args.since not in (e.get("id") for e in read_events(log)):
-            raise BotregError(_since_not_found(args.since, log, files))
+            raise UsageError(_since_not_found(args.since, log, files))
         if args.since and not files:
-            raise BotregError(f"no event with id {args.since}: {log} does not exist yet")
+            raise UsageError(f"no event with id {args.since}: {log} does not exist yet")
         with _stopped_by_signals() if args.follow else contextlib.nullcontext():
             for event in read_events(log, since=args.since, follow=args.follow):
                 sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
@@ -759,7 +759,7 @@ def run_dead_letters(args: argparse.Namespace) -> int:
         raise UsageError("--follow and --since read the event log, not the dead letters")
     path = Path(args.data_dir) / "outbox.sqlite"
     if not path.is_file():
-        raise BotregError(
+        raise UsageError(
             f"{path}: no webhook outbox here (has `botreg sync --webhook` run with this "
             "--data-dir?)"
         )
@@ -779,7 +779,7 @@ def run_dead_letters(args: argparse.Namespace) -> int:
 def _replay(outbox: Outbox, event_id: str | None) -> int:
     moved = outbox.replay(event_id)
     if event_id is not None and not moved:
-        raise BotregError(f"no dead letter with id {event_id} (see `botreg events --dead-letter`)")
+        raise UsageError(f"no dead letter with id {event_id} (see `botreg events --dead-letter`)")
     sys.stdout.write(f"{moved} dead letter(s) moved back to the webhook outbox\n")
     return 0
 
