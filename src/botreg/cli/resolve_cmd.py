@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from botreg.cli.parser import examples
-from botreg.errors import BotregError, UsageError
+from botreg.errors import BotregError, RepositoryError, UsageError
 from botreg.registry.limits import add_ceiling_arguments
 
 __all__ = ["block_strings", "register"]
@@ -145,6 +145,11 @@ def run(args: argparse.Namespace) -> int:
         if not IDENTIFIER_RE.fullmatch(value):
             raise UsageError(f"{what} {value!r} is not a valid name ([a-z0-9][a-z0-9_-]{{0,62}})")
     repo = Path(args.repo)
+    if repo.is_dir() and not (repo / "registry.yaml").is_file() and not (repo / "bots").is_dir():
+        # said at once: reading the tree of a folder that is no registry (`/`) took seconds
+        raise RepositoryError(
+            f"not a botreg registry (no registry.yaml in {repo}); pass --repo DIR"
+        )
     view = RegistryView(WorkingTreeSource(repo))  # checks the folder exists (exit 2)
     bots = sorted(p.stem for p in (repo / "bots").glob("*.yaml"))
     config = _load(repo, f"bots/{args.bot_id}.yaml", "bot", bots)
