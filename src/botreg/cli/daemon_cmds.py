@@ -314,7 +314,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             ],
             {
                 0: "printed (or --follow stopped by Ctrl-C or SIGTERM)",
-                1: "the event log or the outbox cannot be read (damaged)",
+                1: "the event log or the outbox cannot be read",
                 2: "no event log or outbox in --data-dir, an unknown --since or --id, flags "
                 "that do not go together",
             },
