@@ -53,8 +53,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                 1: "--once: commit rejected, the cycle failed, or the commit applied without "
                 "some knowledge files; the daemon: --max-failures cycles failed in a row; "
                 "the data dir or the HA lease is held by another daemon",
-                2: "usage: a bad flag or value, a --*-file or local --source that does not "
-                "exist; --once: the source has no --branch, or its head no --env",
+                2: "usage: a bad flag or value, a --*-file that does not exist; --once: a "
+                "local --source that does not exist, no --branch in the source or no --env "
+                "at its head",
             },
         ),
         description="Pull a branch of a registry repository, diff commits into change events "
@@ -380,7 +381,8 @@ def run_sync(args: argparse.Namespace) -> int:
     _check_events_redis(args, labels["events_redis"])
     _check_ha_flags(args, labels["ha_redis"])
     housekeeping = _housekeeping_options(args)
-    _check_source(args.source)  # after the flags: their mistakes are named first
+    if args.once:  # the daemon waits for a source that is not there yet (an outage)
+        _check_source(args.source)  # after the flags: their mistakes are named first
     from botreg.daemon.logs import configured_logging
 
     policy = confinement.StorePolicy.from_args(args)  # read by the store and the embedding
@@ -423,7 +425,7 @@ def run_sync(args: argparse.Namespace) -> int:
 
 
 def _check_source(source: str) -> None:
-    """A --source that is a local path (as GitMirror reads it) must exist (exit 2)."""
+    """With --once, a --source that is a local path (as GitMirror reads it) must exist."""
     import re
 
     if "://" in source or re.match(r"^[\w.-]+@[\w.-]+:", source):
