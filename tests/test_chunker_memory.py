@@ -23,7 +23,9 @@ from hypothesis import strategies as st
 
 from botreg.knowledge.chunkers import chunk_file, count_tokens
 from botreg.knowledge.chunkers import markdown as md
+from botreg.knowledge.chunkers import outline as outline_module
 from botreg.knowledge.chunkers.base import ChunkBounds
+from botreg.knowledge.chunkers.outline import Outline
 from botreg.registry.content import ContentError
 from botreg.registry.settings import ChunkingSettings, Limits
 
@@ -227,6 +229,6 @@ def test_a_reference_defined_below_a_heading_is_used_in_its_path() -> None:
 @settings(max_examples=200, deadline=None, database=None)
 @given(source=st.text(max_size=40))
 def test_a_heading_without_markup_reads_as_the_inline_parser_reads_it(source: str) -> None:
-    outline = md._Outline(SETTINGS, "", {}, None)
-    heading = md._Heading(1, source)
-    assert outline._heading_text(heading) == md._inline_text(source, {})
+    outline = Outline(SETTINGS, "", {}, None)
+    heading = outline_module._Heading(1, source)
+    assert outline._heading_text(heading) == outline_module._inline_text(source, {})

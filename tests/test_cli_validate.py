@@ -251,3 +251,23 @@ def test_cli_import_stays_light() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.splitlines()[-1] == "[]"
+
+
+def test_a_deprecated_key_warns_with_its_line_and_fix(
+    registry: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # chunking.csv_rows_per_chunk has had no effect since a CSV row became a
+    # chunk of its own (issue #13): accepted, so no registry breaks, but said.
+    path = registry / "registry.yaml"
+    text = path.read_text()
+    assert "\nchunking:\n" in text
+    path.write_text(text.replace("\nchunking:\n", "\nchunking:\n  csv_rows_per_chunk: 10\n", 1))
+    line = path.read_text().splitlines().index("  csv_rows_per_chunk: 10") + 1
+    code, out, _ = run(capsys, "validate", "--repo", str(registry))
+    assert code == 0
+    assert out.splitlines()[0] == (
+        f"registry.yaml:{line}:3: BR204 warning: chunking.csv_rows_per_chunk: Deprecated: "
+        "no effect since every CSV row became a chunk of its own (short rows are packed "
+        "up to max_tokens); remove it."
+    )
+    assert RULES["BR204"].severity.value == "warning"

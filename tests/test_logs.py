@@ -152,10 +152,15 @@ def test_sync_once_logs_json_with_cycle_fields(
     assert len(cycles) == 1
     cycle = cycles[0]
     assert cycle["level"] == "INFO" and cycle["logger"] == "botreg.daemon"
-    assert cycle["from"] == "(none)" and cycle["to"] == head  # never an empty "from"
+    # never an empty "from": a first sync says so (issue #14: it said "(none)")
+    assert cycle["from"] == "(initial)" and cycle["to"] == head
     assert cycle["result"] == "synced" and isinstance(cycle["duration"], float)
     assert cycle["counts"]["chunks_created"] > 0 and cycle["counts"]["bots_created"] == 3
-    assert "(none).." in cycle["message"] and head[:12] in cycle["message"]
+    assert f"(initial)..{head[:12]}" in cycle["message"]
+    # the summary's counts are fields of their own, integers a log pipeline can graph
+    assert cycle["bots_created"] == 3 and cycle["files_added"] == 7
+    assert cycle["chunks_embedded"] == cycle["counts"]["chunks_embedded"] > 0
+    assert cycle["bots_updated"] == cycle["files_removed"] == cycle["chunks_deleted"] == 0
 
 
 def test_a_no_op_poll_logs_at_debug(

@@ -243,12 +243,12 @@ def test_readme_sample_is_the_commands_output(
     repo = sample_pull_request(tmp_path)
     assert main(["review", "--repo", str(repo), "--base", "main", "--head", "change"]) == 0
     output = capsys.readouterr().out
-    readme = (PROJECT / "README.md").read_text()
+    readme = (PROJECT / "docs" / "review.md").read_text()
     match = re.search(
         r"<!-- sample-review:start -->\n````markdown\n(.*?)````\n"
         r"<!-- sample-review:end -->",
         readme,
         re.S,
     )
-    assert match, "README.md lacks the sample review block"
+    assert match, "docs/review.md lacks the sample review block"
     assert match.group(1) == output

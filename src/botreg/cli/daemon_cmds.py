@@ -384,6 +384,7 @@ def run_sync(args: argparse.Namespace) -> int:
     if args.once:  # the daemon waits for a source that is not there yet (an outage)
         _check_source(args.source)  # after the flags: their mistakes are named first
     from botreg.daemon.logs import configured_logging
+    from botreg.daemon.progress import choose_mode
 
     policy = confinement.StorePolicy.from_args(args)  # read by the store and the embedding
     listen = None if args.once or args.listen in ("", "off") else args.listen
@@ -419,6 +420,8 @@ def run_sync(args: argparse.Namespace) -> int:
                 ha_group=args.ha_group,
                 allow_writes=args.allow_writes,
                 write_author=args.write_author,
+                # a bar on a terminal with text logs; lines every few seconds otherwise
+                progress=choose_mode(args.log_format, sys.stderr),
             ),
         )
         return daemon.run_once() if args.once else daemon.run()
@@ -609,6 +612,10 @@ def run_status(args: argparse.Namespace) -> int:
         f"last result: {doc.get('last_result', '') or '-'} at {doc.get('last_attempt', '') or '-'}",
         f"last success:{' ' + (doc.get('last_success') or '-')}",
     ]
+    cycle = _mapping(doc.get("last_cycle"))
+    if cycle.get("summary"):  # what the last cycle that did something did, in one line
+        finished = f"{cycle['finished']} " if cycle.get("finished") else ""
+        lines.append(f"last cycle:  {_line(finished + str(cycle['summary']))}")
     ha = doc.get("ha")
     if isinstance(ha, dict):  # --ha-redis: the role, and whether the lease's Redis answers
         token = f", fencing token {ha['fence']}" if ha.get("fence") else ""
@@ -652,6 +659,15 @@ def run_status(args: argparse.Namespace) -> int:
 
 def _mapping(value: Any) -> dict[Any, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _line(value: Any) -> str:
+    """A value of the status file on one line, credentials masked (the file may be old
+    or edited: what it says is not trusted to be clean)."""
+    from botreg.registry.layout import escape_unsafe
+    from botreg.secrets import mask_text
+
+    return escape_unsafe(mask_text(str(value)))
 
 
 def run_events(args: argparse.Namespace) -> int:

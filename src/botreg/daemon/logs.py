@@ -9,8 +9,10 @@ a log collector cannot split (or be fed a forged record through).
 
 JSON lines carry `time` (ISO 8601, UTC), `level`, `logger`, `message`, an
 `exception` string when there is one, and the fields a caller put in
-`extra={"fields": {...}}` (a cycle's `from`, `to`, `result`, `duration`,
-`counts`).
+`extra={"fields": {...}}`: a cycle's `from`, `to`, `result`, `duration`,
+`counts` and the summary's integers (`bots_created`, `files_changed`,
+`chunks_embedded`, ...: see `botreg.daemon.summary`), or a progress record's
+`progress` object (`botreg.daemon.progress`).
 
 Libraries that log every request at INFO (httpx for each Chroma server call,
 chromadb, urllib3, watchfiles for each ref change `--watch` sees) are held at

@@ -17,6 +17,10 @@ lock the interrupted main thread holds, as `Event.set` does, would deadlock).
 
 At start-up the store of the applied commit is opened from the ledger, so a
 restarted daemon answers queries and `/readyz` without waiting for a commit.
+
+Each cycle that did something logs one summary line (`botreg.daemon.summary`):
+from..to, bots, knowledge files and chunks, duration; a rejected one then each
+finding. Long work in between shows progress (`botreg.daemon.progress`).
 """
 
 from __future__ import annotations
@@ -42,8 +46,10 @@ from botreg.daemon.housekeeping import Housekeeper, HousekeepingOptions, rotatio
 from botreg.daemon.http import DaemonHTTP, read_token_file
 from botreg.daemon.lease import Lease, check_redis_url, lease_key
 from botreg.daemon.metrics import Metrics
+from botreg.daemon.progress import PROGRESS_MODES, make_progress
 from botreg.daemon.readiness import Readiness, default_stale_after, status_timestamp
 from botreg.daemon.status import FINDINGS_SHOWN, DaemonStatus, finding_lines
+from botreg.daemon.summary import INITIAL, NO_HEAD, cycle_fields, cycle_line
 from botreg.daemon.sync import APPLIED_KEY, REJECTED_KEY, CycleResult, Syncer, SyncOptions
 from botreg.daemon.write_api import WriteAPI
 from botreg.daemon.writes import DEFAULT_AUTHOR, GitOpsWriter, parse_author
@@ -93,6 +99,10 @@ class DaemonOptions:
     # POST/PUT/DELETE /bots as commits pushed to the source (docs/http-writes.md)
     allow_writes: bool = False
     write_author: str = DEFAULT_AUTHOR  # `Name <email>` of the commits writes make
+    # how a cycle's long work shows (botreg.daemon.progress): "bar" (a terminal with text
+    # logs; the CLI chooses), "lines" every progress_interval seconds, or "off"
+    progress: str = "lines"
+    progress_interval: float | None = None  # None: progress.DEFAULT_INTERVAL
 
 
 def _parse_listen(listen: str) -> tuple[str, int]:
@@ -215,6 +225,8 @@ class Daemon:
                 )
         if options.watch:
             _watched_refs(sync.source)
+        if options.progress not in PROGRESS_MODES:
+            raise UsageError(f"progress {options.progress!r}: one of {', '.join(PROGRESS_MODES)}")
         if options.allow_writes:
             _check_writes(options)
         # HA: leader, standby, or single (no --ha-redis)
@@ -635,35 +647,21 @@ class Daemon:
         return result
 
     def _report(self, result: CycleResult) -> None:
-        """Log a cycle: one record with its fields, and each finding of a rejection.
+        """Log a cycle: one summary record with its fields (`botreg.daemon.summary`),
+        then each finding of a rejection or each file a synced cycle could not ingest.
 
         A poll that found nothing new (or the same rejected head) is DEBUG: a
         daemon polling every 30 s must not write 2,880 lines a day saying so.
         """
-        seconds = result.durations.get("cycle", 0.0)
-        fields: dict[str, Any] = {
-            "from": result.from_commit or "(none)",
-            "to": result.to_commit or "(none)",
-            "result": result.result,
-            "duration": round(seconds, 3),
-            "counts": result.counts,
-        }
+        fields = cycle_fields(result)
         extra = {"fields": fields}
-        source, target = str(fields["from"])[:12], str(fields["to"])[:12]
+        message = "cycle " + cycle_line(result)
+        target = result.to_commit[:12] or NO_HEAD
         if result.result == "noop":
-            logger.debug("cycle noop: %s is applied (%.2f s)", target, seconds, extra=extra)
+            logger.debug("%s", message, extra=extra)
         elif result.result == "synced":
-            counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()) if v)
             level = logging.WARNING if result.counts.get("files_failed") else logging.INFO
-            logger.log(
-                level,
-                "cycle synced %s..%s in %.2f s: %s",
-                source,
-                target,
-                seconds,
-                counts or "nothing changed",
-                extra=extra,
-            )
+            logger.log(level, "%s", message, extra=extra)
             # which files, and why: bounded like findings, masked (messages may quote them)
             failed = result.failed_files
             total = max(result.counts.get("files_failed", 0), len(failed))
@@ -674,37 +672,18 @@ class Daemon:
                 shown = min(len(failed), FINDINGS_SHOWN)
                 logger.warning("not ingested %s: and %d more", target, total - shown)
         elif result.result == "rejected" and not result.findings:  # the same head again
+            source = result.from_commit[:12] or INITIAL
             logger.debug("cycle rejected: %s is still rejected, serving %s", target, source)
         elif result.result == "rejected":
-            logger.warning(
-                "cycle rejected %s: %d errors, %d warnings; still serving %s",
-                target,
-                result.counts.get("errors", 0),
-                result.counts.get("warnings", 0),
-                source,
-                extra=extra,
-            )
+            logger.warning("%s", message, extra=extra)
+            # path:line:col: CODE message, as `botreg validate` prints them (masked, bounded)
             for line in finding_lines(result.findings, result.counts.get("findings")):
                 logger.warning("rejected %s: %s", target, line)
         elif result.result == "interrupted":
             # a stop asked for: nothing failed (no phase, no error), the next run resumes
-            logger.info(
-                "cycle interrupted by a stop after %.2f s (%s..%s); the next run resumes",
-                seconds,
-                source,
-                target,
-                extra=extra,
-            )
+            logger.info("%s", message, extra=extra)
         else:
-            logger.warning(
-                "cycle failed in phase %s after %.2f s (%s..%s): %s",
-                result.phase or "-",
-                seconds,
-                source,
-                target,
-                result.error,
-                extra={"fields": {**fields, "phase": result.phase, "error": result.error}},
-            )
+            logger.warning("%s", message, extra=extra)
 
     @contextmanager
     def _running(self) -> Iterator[None]:
@@ -771,7 +750,12 @@ class Daemon:
                     raise UsageError(f"--events-redis {exc}") from None
                 self.bus.subscribe(self.redis_stream)
             self.syncer = Syncer(
-                self.sync_options, self.bus, status, self.metrics, should_stop=self.stopping
+                self.sync_options,
+                self.bus,
+                status,
+                self.metrics,
+                should_stop=self.stopping,
+                progress=make_progress(self.options.progress, self.options.progress_interval),
             )
             status.update(role=self.role)
             if self.options.listen:

@@ -2,9 +2,11 @@
 
 Conditions: Ready, Reconciling, Stalled, FetchFailed, ValidationFailed,
 IngestFailed; each is True or False with a reason, a message and the time it
-last changed. The status is written to `<data-dir>/status.json` after every
-change (atomically), so `botreg status` can read it while the daemon runs or
-after it stopped.
+last changed. `last_cycle` is what the last cycle that did something did
+(`botreg.daemon.summary.last_cycle`: its fields and its summary line); the
+findings of a rejected head are kept with their total. The status is written
+to `<data-dir>/status.json` after every change (atomically), so `botreg status`
+can read it while the daemon runs or after it stopped.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class DaemonStatus:
         previous = self._read(path)
         findings = previous.get("findings")
         findings = findings if isinstance(findings, list) else []  # a damaged file: none
+        last_cycle = previous.get("last_cycle")
         self.doc: dict[str, Any] = {
             "source": redact_url(source),
             "branch": branch,
@@ -81,6 +84,8 @@ class DaemonStatus:
             "last_success": previous.get("last_success", ""),
             "last_result": previous.get("last_result", ""),
             "last_error": previous.get("last_error", ""),
+            # the last cycle that did something: result, from, to, counts, summary line
+            "last_cycle": last_cycle if isinstance(last_cycle, dict) else {},
             "findings": findings,
             "findings_total": previous.get("findings_total", len(findings)),
             "domains": previous.get("domains", {}),

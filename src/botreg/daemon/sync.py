@@ -39,7 +39,9 @@ from botreg.changes.clip import clip_changes
 from botreg.changes.engine import DiffInterrupted
 from botreg.daemon.lease import Fence, FencedError
 from botreg.daemon.metrics import Metrics
+from botreg.daemon.progress import Progress
 from botreg.daemon.status import DaemonStatus
+from botreg.daemon.summary import last_cycle
 from botreg.datadir import DataDir
 from botreg.errors import BotregError, write_crash_log
 from botreg.events import CloudEvent, EventBus, event_id
@@ -175,6 +177,7 @@ class Syncer:
         status: DaemonStatus,
         metrics: Metrics | None = None,
         should_stop: Callable[[], bool] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         """Open the mirror and the ledger (the store opens with `open_applied_store`
         or at the first apply).
@@ -187,12 +190,15 @@ class Syncer:
             should_stop: Asked during the fetch, between files in validation and diff,
                 between change events and between ingest batches: True ends the
                 cycle as interrupted.
+            progress: Told how the long work of a cycle goes (sending change events,
+                chunking and embedding each domain); None reports nothing.
         """
         self.options = options
         self.bus = bus
         self.status = status
         self.metrics = metrics or Metrics()
         self.should_stop = should_stop or (lambda: False)
+        self.progress = progress or Progress()
         self.data = DataDir(options.data_dir)
         self.mirror = GitMirror(
             self.data.mirror,
@@ -383,11 +389,15 @@ class Syncer:
         self._phase, self._head = "start", ""
         applied = ""
         durations: dict[str, float] = {}
+        self._progress_call(self.progress.begin)
         try:
             now = datetime.now(UTC).isoformat(timespec="seconds")
             self.status.update(last_attempt=now)
             applied = self.ledger.get(APPLIED_KEY)
-            result = self._cycle(applied, durations)
+            try:
+                result = self._cycle(applied, durations)
+            finally:  # a bar goes before the cycle's summary is logged, whatever happened
+                self._progress_call(self.progress.finish)
         except _INTERRUPTIONS:  # a stop: not a failure (no event, no failure log)
             result = CycleResult(
                 "interrupted", applied, self._head, error="stopped mid-cycle", phase=self._phase
@@ -417,6 +427,14 @@ class Syncer:
         finally:
             self.cycle_started = None
         return result
+
+    def _progress_call(self, call: Callable[..., None], *args: Any) -> None:
+        """Tell the progress reporter; one that fails is switched off, never the cycle."""
+        try:
+            call(*args)
+        except Exception as exc:  # e.g. a terminal gone away under a rich bar
+            logger.debug("progress reporting switched off: %s", _short(exc))
+            self.progress = Progress()
 
     def _crashed(self, exc: Exception, applied: str) -> CycleResult:
         """A cycle that raised something unexpected: log it, keep a crash log, report it."""
@@ -607,8 +625,23 @@ class Syncer:
     def _emit_changes(self, changes: ChangeSet, applied: str, head: str) -> None:
         """One event per change; a stop is honoured between events (15,000 bots are
         15,000 events): the re-run sends them all again with the same ids."""
-        for bot in changes.bots:
+        total = (
+            len(changes.bots)
+            + len(changes.knowledge)
+            + len(changes.environments)
+            + len(changes.registry)
+            + len(changes.domains)
+        )
+        sent = 0
+
+        def sending() -> None:
+            nonlocal sent
             self._stop_point()
+            sent += 1
+            self._progress_call(self.progress.update, "emitting", "", sent, total, "events")
+
+        for bot in changes.bots:
+            sending()
             self._emit(
                 bot.event_type,
                 bot.path,
@@ -622,7 +655,7 @@ class Syncer:
                 head,
             )
         for file in changes.knowledge:
-            self._stop_point()
+            sending()
             self._emit(
                 file.event_type,
                 file.path,
@@ -636,7 +669,7 @@ class Syncer:
                 head,
             )
         for env in changes.environments:
-            self._stop_point()
+            sending()
             self._emit(
                 "botreg.environment.changed",
                 env.path,
@@ -651,7 +684,7 @@ class Syncer:
                 head,
             )
         for reg in changes.registry + changes.domains:
-            self._stop_point()
+            sending()
             self._emit(
                 "botreg.registry.changed",
                 reg.path,
@@ -695,6 +728,14 @@ class Syncer:
             self._follow_store_move(store)
         if self.adopt_pending is not None:
             self.adopt(store)
+        current = [""]  # the domain being ingested, for the progress reports
+
+        def progress(phase: str, done: int, total: int) -> None:
+            unit = "files" if phase == "chunking" else "chunks"
+            self._progress_call(
+                self.progress.update, phase, f"knowledge/{current[0]}", done, total, unit
+            )
+
         # the seed's manager over this commit's tree: the one code path that ingests
         manager = KnowledgeIngestionManager(
             view.snapshot,
@@ -704,6 +745,7 @@ class Syncer:
             commit=head,
             should_stop=self.should_stop,
             on_embed=self._embedded,
+            progress=progress,
         )
         domains = manager.domains()
         totals = {
@@ -718,6 +760,7 @@ class Syncer:
         files_failed = 0
         statuses: dict[str, dict[str, str]] = {}
         for domain in domains:
+            current[0] = domain
             try:
                 result = manager.ingest_sync(domain)
             except FencedError:
@@ -934,6 +977,10 @@ class Syncer:
             logger.warning("could not update the store metrics: %s", _short(exc))
         now = datetime.now(UTC).isoformat(timespec="seconds")
         update: dict[str, Any] = {"last_result": result.result, "last_error": result.error}
+        # what the last cycle that did something did (`botreg status` shows it): a poll
+        # that found nothing new, or the same rejected head, leaves it as it was
+        if result.result != "noop" and not (result.result == "rejected" and not result.findings):
+            update["last_cycle"] = last_cycle(result, now)
         if result.result in ("synced", "noop"):
             update["last_success"] = now
             m.gauge(

@@ -20,7 +20,7 @@ class ChunkingSettings:
 
     max_tokens: int = 200
     overlap_tokens: int = 32
-    csv_rows_per_chunk: int = 25
+    csv_rows_per_chunk: int = 25  # deprecated, no effect (BR204): a CSV row is a chunk
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,6 +97,7 @@ RULES: dict[str, Rule] = _rules(
     Rule("BR201", "schema-violation", _E, "A value does not match the JSON Schema of its file."),
     Rule("BR202", "unknown-key", _E, "A key that the JSON Schema does not allow."),
     Rule("BR203", "missing-key", _E, "A key that the JSON Schema requires is missing."),
+    Rule("BR204", "deprecated-key", _W, "A key that is still accepted but has no effect."),
     # portability
     Rule("BR301", "absolute-path", _E, "An absolute local path where a portable value belongs."),
     Rule("BR302", "loopback-url", _E, "A localhost/loopback address in a portable value."),

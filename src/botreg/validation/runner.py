@@ -33,6 +33,7 @@ from botreg.validation.crossfile import (
     check_references,
     resource_table,
 )
+from botreg.validation.deprecated import find_deprecated
 from botreg.validation.findings import Finding, Severity
 from botreg.validation.knowledge import check_knowledge_file
 from botreg.validation.portability import find_portability_issues
@@ -396,10 +397,16 @@ def _file_findings(snap: Snapshot, path: str) -> list[Finding]:
     identity = _identity_findings(path, info.kind, info.ident or "", doc.data)
     if doc.problems:
         return identity + [Finding(path, p.code, p.message, p.line, p.column) for p in doc.problems]
+    # before the schema check: the compiled schema fills in defaults
+    deprecated = [
+        Finding(path, "BR204", message, pointer=pointer, at_key=True)
+        for pointer, message in find_deprecated(info.kind, doc.data)
+    ]
     findings = identity + [
         Finding(path, code, message, pointer=pointer, at_key=at_key)
         for code, message, pointer, at_key in check_schema(info.kind, doc.data)
     ]
+    findings += deprecated
     if info.kind in _PORTABLE_KINDS:
         findings += [
             Finding(path, issue.code, issue.message, pointer=issue.path)

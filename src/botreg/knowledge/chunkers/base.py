@@ -3,10 +3,7 @@
 Chunkers are pure functions of a file's bytes and the chunking settings, so the
 same file always gives the same chunks (and the same chunk ids).
 
-Tokens are estimated without the model's tokenizer (which may not be on the
-machine): a word counts one token per six characters, each punctuation mark and
-each CJK character one token. That over-counts WordPiece slightly, so a chunk of
-`max_tokens` (200 by default) stays within all-MiniLM-L6-v2's 256-token window.
+Tokens are estimated by `count_tokens` (tokens.py), without the model.
 
 Every chunk is bounded in tokens *and* in bytes whatever the input's shape
 (`ChunkBounds`): the estimate ignores whitespace, so a token bound alone lets a
@@ -23,6 +20,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 
+from botreg.knowledge.chunkers.tokens import count_tokens
 from botreg.registry.settings import ChunkingSettings
 
 __all__ = [
@@ -41,7 +39,6 @@ __all__ = [
     "split_prose",
 ]
 
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]|\w{1,6}|[^\w\s]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 HEADING_SEPARATOR = " > "
@@ -56,11 +53,6 @@ MIN_CHUNK_BYTES = 64
 # A file that needs more chunks than this fails instead of flooding the store
 # (a 5 MiB file of prose makes about 5,000 chunks of the default size).
 MAX_CHUNKS_PER_FILE = 20_000
-
-
-def count_tokens(text: str) -> int:
-    """Estimated model tokens of a text (see the module docstring)."""
-    return len(_TOKEN.findall(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,15 +122,31 @@ def cut(text: str, bounds: ChunkBounds) -> list[str]:
         encoded = window.encode("utf-8", "surrogatepass")
         if len(encoded) > bounds.bytes:  # multi-byte characters: fewer of them fit
             window = encoded[: bounds.bytes].decode("utf-8", "ignore")
-        if count_tokens(window) > bounds.tokens:  # punctuation, CJK: end at the last token
-            ends = [m.end() for m in itertools.islice(_TOKEN.finditer(window), bounds.tokens)]
-            window = window[: ends[-1]]
+        if (
+            count_tokens(window) > bounds.tokens
+        ):  # IDs, punctuation, CJK: the longest prefix that fits
+            window = window[: _fitting_prefix(window, bounds.tokens)]
         step = max(len(window), 1)
         while step > 1 and not bounds.fits(text[i : i + step]):  # safety net, rarely taken
             step = (step + 1) // 2
         out.append(text[i : i + step])
         i += step
     return out
+
+
+def _fitting_prefix(text: str, tokens: int) -> int:
+    """Length of a long prefix of `text` within `tokens` (at least one character fits)."""
+    # Bisection: the result always fits (`low` only moves to a fitting length).
+    # Costs are monotone in the prefix but for rare words ("bcdf" costs more than
+    # "bcdfa"), where this may stop short of the longest: smaller, still bounded.
+    low, high = 1, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if count_tokens(text[:middle]) <= tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def fit_heading(heading: str, bounds: ChunkBounds) -> str:

@@ -22,22 +22,30 @@ headings, or one heading of 2.5 million emphasis markers, took 1.8 GB and 30 s):
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock
 from markdown_it.token import Token
 
-from botreg.knowledge.chunkers.base import count_tokens, split_lines, split_prose
-from botreg.knowledge.chunkers.packer import ChunkCeilingError, Packer
-from botreg.knowledge.chunkers.records import record_pieces, table_rows
+from botreg.knowledge.chunkers.frontmatter import (
+    MAX_FRONT_MATTER_BYTES,
+    MAX_TITLE_CHARS,
+    front_matter_metadata,
+    split_front_matter,
+)
+from botreg.knowledge.chunkers.outline import (
+    MAX_HEADING_CHARS,
+    MAX_INLINE_HEADING_CHARS,
+    Outline,
+)
+from botreg.knowledge.chunkers.outline import PARSER as _PARSER
+from botreg.knowledge.chunkers.packer import ChunkCeilingError
 from botreg.registry.settings import ChunkingSettings
-from botreg.registry.yamlfast import YamlLoadError, load_fast
 
+# Front matter and the outline live in their own modules; their names stay
+# importable from here, where the Markdown chunker's callers look for them.
 __all__ = [
     "MAX_BLOCKS",
     "MAX_BLOCK_CHARS",
@@ -53,8 +61,6 @@ __all__ = [
     "split_front_matter",
 ]
 
-MAX_FRONT_MATTER_BYTES = 8 * 1024
-MAX_TITLE_CHARS = 512
 # Text parsed at once: the parser keeps five lists of per-line numbers (about
 # 100 bytes a line), so a window bounds them (a 50 MiB file of `# a` lines
 # would otherwise need 1.3 GB for them alone).
@@ -68,20 +74,9 @@ MAX_BLOCK_LINES = 1 << 18
 # about 12 us: beyond this many (1.25 million headings in 5 MB took 14 s) the
 # rest of the file is chunked as plain text.
 MAX_BLOCKS = 100_000
-# A heading path keeps at most a quarter of a chunk (`fit_heading`): no real
-# heading is longer than this, and inline parsing costs ~100 objects a marker.
-MAX_HEADING_CHARS = 1024
-# Inline parsing costs up to ~15 us a character (`*a*a*a...`); this bounds it
-# per file to a few seconds.
-MAX_INLINE_HEADING_CHARS = 256 * 1024
-
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*(?:\n|\Z)", re.S)
 _BLANK_LINES = re.compile(r"\n\s*\n")
 # A line that may start a link reference definition (`[label]: /url`).
 _REFERENCE = re.compile(r"^ {0,3}\[", re.M)
-_PARSER = MarkdownIt("commonmark").enable("table")
-# What markdown-it's normalize rule rewrites before inline parsing.
-_NORMALIZED = re.compile("[\r\0]")
 
 BlockSink = Callable[["_TopLevelState", list[Token]], None]
 
@@ -133,153 +128,7 @@ def _top_level_tokens(body: str, env: dict[str, Any]) -> list[Token]:
     return state.tokens
 
 
-def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
-    """YAML front matter (`---` ... `---` at the top) and the rest of the text."""
-    match = _FRONT_MATTER.match(text)
-    if not match:
-        return {}, text
-    try:
-        data = load_fast(match.group(1) or "")
-    except YamlLoadError:
-        return {}, text  # not front matter after all: keep it as text
-    if not isinstance(data, dict):
-        return {}, text
-    return data, text[match.end() :]
-
-
-def _inline_text(content: str, env: dict[str, Any]) -> str:
-    # `env` holds the document's link reference definitions, as in a full parse.
-    children = [c for t in _PARSER.parseInline(content, env) for c in t.children or []]
-    text = "".join(c.content for c in children if c.type in ("text", "code_inline", "softbreak"))
-    return " ".join(text.split()) or content.strip()
-
-
-def _split_block(block: str, budget: int, overlap: int) -> list[str]:
-    lines = block.split("\n")
-    first = lines[0].lstrip()
-    if first.startswith(("```", "~~~")):  # code fence: re-open and close around each piece
-        fence = first[:3]
-        closing = lines[-1] if len(lines) > 1 and lines[-1].strip().startswith(fence) else fence
-        inner = lines[1:-1] if closing is lines[-1] else lines[1:]
-        return split_lines(inner, budget, header=[lines[0]], footer=[closing])
-    if first.startswith("|") and len(lines) > 2:  # table: repeat the header row
-        return split_lines(lines[2:], budget, header=lines[:2])
-    if re.match(r"([-*+]|\d+[.)])\s", first):  # list: between items' lines
-        return split_lines(lines, budget)
-    return split_prose(block, budget, overlap)
-
-
-@dataclass(slots=True)
-class _Heading:
-    level: int
-    source: str  # the heading's inline source, at most MAX_HEADING_CHARS
-    text: str | None = None  # worked out when a chunk first needs it
-    literal: bool = False  # a key of a JSON/YAML document: taken as written
-
-
-class _Outline:
-    """Receives headings and blocks in document order and hands them to a `Packer`.
-
-    Holds the open headings, never a list of sections: a heading with nothing
-    under it costs nothing beyond its entry on the stack (at most one a level).
-    A table becomes records (each row with its header names); other blocks
-    are packed within their section, split first if one alone is too large.
-    """
-
-    def __init__(
-        self,
-        settings: ChunkingSettings,
-        title: str,
-        env: dict[str, Any],
-        max_chunks: int | None,
-        *,
-        dry: bool = False,
-    ) -> None:
-        self.dry = dry  # only collect link reference definitions into `env`
-        self.settings = settings
-        self.env = env
-        self.packer = Packer(title, settings.max_tokens, max_chunks)
-        self.stack: list[_Heading] = []
-        self.opened = False  # the current section was handed to the packer
-        self.inline_left = MAX_INLINE_HEADING_CHARS
-        self.blocks = 0  # top-level blocks seen, headings included
-
-    @property
-    def chunks(self) -> list[tuple[str, str]]:
-        """The (context line, embedded text) pairs emitted so far."""
-        return self.packer.chunks
-
-    def add_heading(self, level: int, source: str, *, literal: bool = False) -> None:
-        """A heading of `level` starts a section (`literal`: its text is not Markdown)."""
-        if self.dry:
-            return
-        while self.stack and self.stack[-1].level >= level:
-            self.stack.pop()
-        heading = _Heading(level, source[:MAX_HEADING_CHARS], literal=literal)
-        if literal:
-            heading.text = " ".join(heading.source.split())
-        self.stack.append(heading)
-        self.opened = False
-
-    def add_block(self, block: str, *, prose: bool = False) -> None:
-        """A top-level block (or, with `prose`, a paragraph of plain text) of the section."""
-        if self.dry or not block.strip():
-            return
-        rows = None if prose or not block.lstrip().startswith("|") else table_rows(block)
-        if rows is not None:
-            self.add_records(rows)
-            return
-        self._open_section()
-        budget = self.packer.budget
-        if count_tokens(block) <= budget:
-            self.packer.add(block)
-            return
-        overlap = self.settings.overlap_tokens
-        pieces = (
-            split_prose(block, budget, overlap) if prose else _split_block(block, budget, overlap)
-        )
-        for piece in pieces:
-            self.packer.add(piece)
-
-    def add_records(self, rows: list[list[tuple[str, str]]]) -> None:
-        """Records under the current section, each a chunk (tiny ones may share one)."""
-        if self.dry:
-            return
-        path = self._path()
-        for fields in rows:
-            self.packer.section(path, record=True)
-            for piece in record_pieces(fields, self.packer.budget):
-                self.packer.add(piece)
-        self.opened = False  # what follows the records is the section's again
-
-    def finish(self) -> list[tuple[str, str]]:
-        """The (context line, embedded text) pairs."""
-        return self.packer.finish()
-
-    def _heading_text(self, heading: _Heading) -> str:
-        if heading.text is None:
-            source = heading.source
-            markup = _PARSER.inline.terminator_re.search(source) or _NORMALIZED.search(source)
-            if markup is None:
-                heading.text = " ".join(source.split())  # no markup: what inline parsing gives
-            elif len(source) <= self.inline_left:
-                self.inline_left -= len(source)
-                heading.text = _inline_text(source, self.env)
-            else:  # the file's inline budget is spent: the heading as written
-                heading.text = " ".join(source.split())
-        return heading.text
-
-    def _path(self) -> tuple[str, ...]:
-        return tuple(self._heading_text(h) for h in self.stack)
-
-    def _open_section(self) -> None:
-        if not self.opened:
-            self.packer.close_section()  # a file at its chunk ceiling stops before more parsing
-            self.packer.section(self._path())
-            self.opened = True
-
-
-def _hand_on(body: str, offset: int, outline: _Outline) -> BlockSink:
+def _hand_on(body: str, offset: int, outline: Outline) -> BlockSink:
     """A sink that gives a window's complete blocks to `outline` (`offset`: the window's start)."""
 
     def sink(state: _TopLevelState, tokens: list[Token]) -> None:
@@ -311,7 +160,7 @@ def _window_end(src: str, start: int, chars: int, lines: int) -> int:
     return end if end > 0 else len(src)
 
 
-def _parse(body: str, outline: _Outline) -> None:
+def _parse(body: str, outline: Outline) -> None:
     """Hand every top-level block of `body` to `outline`, one window at a time.
 
     A block that ends before the next one starts was decided by lines inside
@@ -345,7 +194,7 @@ def _parse(body: str, outline: _Outline) -> None:
         _plain(body[too_many.args[0] :], outline)
 
 
-def _plain(text: str, outline: _Outline) -> None:
+def _plain(text: str, outline: Outline) -> None:
     """Chunk text as paragraphs, a window at a time (the fallback for pathological input)."""
     start = 0
     while start < len(text):
@@ -376,30 +225,10 @@ def chunk_markdown(
     if _REFERENCE.search(text):
         # A heading can use a reference defined below it; headings' text is
         # worked out as the parse goes, so the definitions are collected first.
-        _parse(text, _Outline(settings, title, env, None, dry=True))
-    outline = _Outline(settings, title, env, max_chunks)
+        _parse(text, Outline(settings, title, env, None, dry=True))
+    outline = Outline(settings, title, env, max_chunks)
     try:
         _parse(text, outline)
         return outline.finish()
     except ChunkCeilingError:
         return outline.chunks
-
-
-def front_matter_metadata(front: dict[str, Any]) -> dict[str, str]:
-    """Front matter as chunk metadata: one JSON field and the `title`.
-
-    Both keys are always present ("" when absent): Chroma merges metadata on
-    update, so a fixed key set is what makes an update replace it whole. Every
-    chunk of the file carries them, so they are bounded: front matter whose JSON
-    is over `MAX_FRONT_MATTER_BYTES` (or too deep to encode) is left out, and
-    the title is cut to `MAX_TITLE_CHARS`.
-    """
-    title = front.get("title")
-    try:
-        encoded = json.dumps(front, sort_keys=True, default=str) if front else ""
-    except (RecursionError, ValueError, TypeError):  # too deep, huge ints, mixed key types
-        encoded = ""
-    return {
-        "front_matter": encoded if len(encoded) <= MAX_FRONT_MATTER_BYTES else "",
-        "title": title[:MAX_TITLE_CHARS] if isinstance(title, str) else "",
-    }
