@@ -445,7 +445,7 @@ def test_events_command(
     assert main(["events", "--data-dir", str(data), "--since", middle]) == 0
     after = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert after == lines[len(lines) // 2 + 1 :]
-    assert main(["events", "--data-dir", str(data), "--since", "nope"]) == 1
+    assert main(["events", "--data-dir", str(data), "--since", "nope"]) == 2
 
 
 def test_follow_sees_new_events(git_registry: Path, tmp_path: Path) -> None:
@@ -482,7 +482,7 @@ def test_status_command_after_the_daemon_stopped(
     out = capsys.readouterr().out
     assert "running:     no" in out and "rejected:" in out
     assert "ValidationFailed  True" in out
-    assert main(["status", "--data-dir", str(tmp_path / "nothing")]) == 1
+    assert main(["status", "--data-dir", str(tmp_path / "nothing")]) == 2
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,7 @@ def test_a_data_dir_that_does_not_exist_is_an_error_even_with_follow(
     thread = threading.Thread(target=lambda: codes.append(main(args)), daemon=True)
     thread.start()
     thread.join(timeout=5)
-    assert codes == [1]
+    assert codes == [2]  # a --data-dir that is not the daemon's: a usage error
     err = capsys.readouterr().err
     assert f"{missing}: no such data directory, so no event log" in err
     assert "--data-dir" in err and "Traceback" not in err
@@ -69,7 +69,7 @@ def test_a_data_dir_that_does_not_exist_is_an_error_even_with_follow(
 def test_a_data_dir_without_an_event_log_is_said(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["events", "--data-dir", str(tmp_path)]) == 1
+    assert main(["events", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'events.jsonl'}: no event log here" in err
 
@@ -115,7 +115,7 @@ def test_since_an_id_not_found_names_every_file_searched(
     out = capsys.readouterr().out
     assert [json.loads(line)["id"] for line in out.splitlines()] == [f"e{n}" for n in range(2, 9)]
 
-    assert main(["events", "--data-dir", str(tmp_path), "--since", "gone"]) == 1
+    assert main(["events", "--data-dir", str(tmp_path), "--since", "gone"]) == 2
     err = capsys.readouterr().err
     assert (
         f"no event with id gone in {tmp_path / 'events.jsonl'} or its rotated files "
@@ -134,7 +134,7 @@ def test_since_an_id_not_found_is_an_error_with_follow_too(
     thread = threading.Thread(target=lambda: codes.append(main(args)), daemon=True)
     thread.start()
     thread.join(timeout=5)
-    assert codes == [1]
+    assert codes == [2]
     err = capsys.readouterr().err
     assert "no event with id gone in" in err and "(no rotated files are kept beside it)" in err
 

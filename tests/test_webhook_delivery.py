@@ -383,7 +383,7 @@ def test_dead_letters_are_listed_and_replayed_from_the_cli(
 
     assert main(["events", "--data-dir", str(data), "--replay", "--id", "event-001"]) == 0
     assert "1 dead letter" in capsys.readouterr().out
-    assert main(["events", "--data-dir", str(data), "--replay", "--id", "nope"]) == 1
+    assert main(["events", "--data-dir", str(data), "--replay", "--id", "nope"]) == 2
     assert "no dead letter with id nope" in capsys.readouterr().err
 
     # delivered in publish order: the replayed event keeps its place before event-003
@@ -407,7 +407,7 @@ def test_dead_letters_are_listed_and_replayed_from_the_cli(
         (["--id", "x"], 2, "--id goes with --replay"),
         (["--dead-letter", "--replay"], 2, "give one of them"),
         (["--dead-letter", "--follow"], 2, "--follow and --since"),
-        (["--dead-letter"], 1, "no webhook outbox here"),
+        (["--dead-letter"], 2, "no webhook outbox here"),
     ],
 )
 def test_dead_letter_command_errors(

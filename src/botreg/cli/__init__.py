@@ -23,7 +23,8 @@ from botreg.cli import (
     schemas_cmd,
     validate_cmd,
 )
-from botreg.errors import BotregError, UsageError, write_crash_log
+from botreg.cli.parser import EXIT_MEANINGS, BotregParser
+from botreg.errors import BotregError, write_crash_log
 
 __all__ = ["console_main", "main"]
 
@@ -31,21 +32,22 @@ EXIT_UNEXPECTED = 3
 EXIT_INTERRUPTED = 130
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of exiting, so main() returns 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message}\n{self.format_usage().strip()}")
+_Parser = BotregParser  # the name this module used; kept for callers
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = _Parser(
+    codes = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_MEANINGS.items())
+    parser = BotregParser(
         prog="botreg",
         description="GitOps registry for chatbot configurations and their knowledge bases.",
+        epilog=f"Exit codes (every command):\n{codes}\n\n"
+        "Run `botreg COMMAND --help` for a command's options, defaults and examples.",
     )
     parser.add_argument("--version", action="version", version=f"botreg {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=BotregParser, title="commands"
+    )
     sub.required = True
     for module in (
         validate_cmd,

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from botreg.cli.parser import examples
 from botreg.errors import BotregError, UsageError
 from botreg.registry.limits import add_ceiling_arguments
 
@@ -25,12 +26,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "chunks",
         help="show the chunks a knowledge file makes (text, tokens, ids)",
+        usage="%(prog)s PATH [--repo DIR] [--format text|json] [options]",
         description="Print the chunks a knowledge file of the registry would be stored as: "
         "the text as embedded, its estimated tokens and the chunk id ingestion gives it.",
+        epilog=examples(
+            [
+                ("botreg chunks knowledge/billing/policies/refunds.md", "one file's chunks"),
+                (
+                    "botreg chunks knowledge/product/shortcuts.csv --format json",
+                    "as JSON (index, id, tokens, heading, text)",
+                ),
+            ],
+            {
+                0: "the chunks were printed",
+                1: "the file cannot be chunked (run `botreg validate`)",
+                2: "PATH is not a knowledge file of the registry, or --repo is not a registry",
+            },
+        ),
     )
-    p.add_argument("path", metavar="PATH", help="a file under knowledge/<domain>/")
+    p.add_argument(
+        "path", metavar="PATH", help="a file under knowledge/<domain>/ (relative to here)"
+    )
     p.add_argument("--repo", default=".", metavar="DIR", help="registry root (default: .)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format (default: text)"
+    )
     add_ceiling_arguments(p)
     p.set_defaults(handler=run)
 

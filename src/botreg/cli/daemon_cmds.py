@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from botreg.cli.parser import examples
 from botreg.errors import BotregError, UsageError
 from botreg.registry.limits import add_ceiling_arguments
 from botreg.secrets import remember_secret_file
@@ -33,6 +34,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "sync",
         help="keep a knowledge store and change events in step with a branch",
+        usage="%(prog)s --source URL_OR_PATH [--branch B] [--env ENV] [--once] [options]",
+        epilog=examples(
+            [
+                ("botreg sync --source demo-registry --once", "one cycle from a local clone"),
+                (
+                    "botreg sync --source https://github.com/acme/bots.git --token-file "
+                    "/run/secrets/token --env production --data-dir /var/lib/botreg",
+                    "the daemon: poll every 30 s, HTTP API on 127.0.0.1:8470",
+                ),
+                (
+                    "botreg sync --source demo-registry --watch --events-file -",
+                    "sync on every local commit, events on stdout",
+                ),
+            ],
+            {
+                0: "--once: synced or nothing to do; the daemon: stopped (Ctrl-C, SIGTERM)",
+                1: "--once: commit rejected, the cycle failed, or the commit applied without "
+                "some knowledge files; the daemon: --max-failures cycles failed in a row; "
+                "the data dir or the HA lease is held by another daemon",
+                2: "usage: a bad flag or value, a --*-file that does not exist; --once: a "
+                "local --source that does not exist, no --branch in the source or no --env "
+                "at its head",
+            },
+        ),
         description="Pull a branch of a registry repository, diff commits into change events "
         "and re-ingest what changed. With --once: one cycle, then exit 0 (synced or nothing to "
         "do), 1 (commit rejected, the cycle failed, or the commit applied without some "
@@ -42,7 +67,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--source",
         required=True,
         metavar="URL_OR_PATH",
-        help="the registry repository (URL or local path)",
+        help="the registry repository: https://, ssh:// or git@host:path URL, or a local path "
+        "(required)",
     )
     p.add_argument(
         "--branch", default="main", metavar="B", help="the branch to follow (default: main)"
@@ -60,7 +86,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run one cycle and exit: 0 synced or nothing to do; 1 commit rejected, the cycle "
         "failed, or the commit applied without some knowledge files",
     )
-    p.add_argument("--interval", type=float, default=30, help="seconds between polls (default 30)")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=30,
+        metavar="SECONDS",
+        help="seconds between polls (default: 30)",
+    )
     p.add_argument(
         "--stale-after",
         type=float,
@@ -70,21 +102,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(default: 3 intervals, at least 300)",
     )
     p.add_argument(
-        "--watch", action="store_true", help="sync as soon as a local source's refs change"
+        "--watch",
+        action="store_true",
+        help="also sync as soon as a local source's refs change (default: poll only)",
     )
     p.add_argument(
         "--listen",
         default="127.0.0.1:8470",
         metavar="HOST:PORT",
-        help="HTTP surface (default 127.0.0.1:8470; 'off' to disable)",
+        help="HTTP API, health and metrics (default: 127.0.0.1:8470; 'off' to disable; "
+        "never with --once)",
     )
-    p.add_argument("--events-file", metavar="PATH|-", help="also write events here (- for stdout)")
-    p.add_argument("--webhook", metavar="URL", help="POST every event to this URL")
+    p.add_argument(
+        "--events-file",
+        metavar="PATH|-",
+        help="also write events here, one JSON object a line (- for stdout; default: only "
+        "the data dir's events.jsonl)",
+    )
+    p.add_argument("--webhook", metavar="URL", help="POST every event to this URL (default: none)")
     p.add_argument(
         "--webhook-secret-file",
         type=Path,
         metavar="F",
-        help="HMAC secret: signs outgoing events, verifies incoming push hooks",
+        help="HMAC secret: signs outgoing events, verifies incoming push hooks (default: "
+        "none: events unsigned, push hooks refused)",
     )
     p.add_argument(
         "--webhook-dead-letter-after",
@@ -92,7 +133,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=86400,
         metavar="SECONDS",
         help="give up on a webhook event still failing after this long: it becomes a dead "
-        "letter (`botreg events --dead-letter`) and stops holding the line (default 86400)",
+        "letter (`botreg events --dead-letter`) and stops holding the line (default: 86400)",
     )
     rs = p.add_argument_group("events on a Redis stream (see README 'Events on Redis Streams')")
     rs.add_argument(
@@ -109,18 +150,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--events-stream",
         default="botreg:events",
         metavar="NAME",
-        help="the stream's key (default botreg:events)",
+        help="the stream's key (default: botreg:events)",
     )
     rs.add_argument(
         "--events-maxlen",
         type=int,
         default=100_000,
         metavar="N",
-        help="trim the stream to about N entries at each append (XADD MAXLEN ~; default "
+        help="trim the stream to about N entries at each append (XADD MAXLEN ~; default: "
         "100000, at least 1000 so a follower away for a restart still finds its place)",
     )
-    p.add_argument("--token-file", type=Path, metavar="F", help="HTTPS token (re-read each fetch)")
-    p.add_argument("--ssh-key-file", type=Path, metavar="F", help="SSH private key for the source")
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="F",
+        help="HTTPS token for the source, re-read at each fetch (default: none)",
+    )
+    p.add_argument(
+        "--ssh-key-file",
+        type=Path,
+        metavar="F",
+        help="SSH private key for the source (default: ssh's own configuration)",
+    )
     p.add_argument(
         "--max-failures",
         type=int,
@@ -131,7 +182,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--api-token-file",
         type=Path,
         metavar="F",
-        help="bearer token the HTTP API requires (needed beyond loopback)",
+        help="bearer token the HTTP API requires (needed beyond loopback; default: none)",
     )
     wr = p.add_argument_group("writes over HTTP (see docs/http-writes.md)")
     wr.add_argument(
@@ -162,8 +213,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=15.0,
         metavar="S",
-        help="the leader's lease (at least 1; default 15): a dead leader is replaced within "
-        "two lease periods",
+        help="the leader's lease in seconds (at least 1; default: 15): a dead leader is "
+        "replaced within two lease periods",
     )
     ha.add_argument(
         "--ha-group",
@@ -176,28 +227,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--events-max-bytes",
         default="64M",
         metavar="SIZE",
-        help="rotate events.jsonl when it would pass this size (e.g. 64M, 1G; default 64M)",
+        help="rotate events.jsonl when it would pass this size (e.g. 64M, 1G; default: 64M)",
     )
     hk.add_argument(
         "--events-keep",
         type=int,
         default=5,
         metavar="N",
-        help="rotated event logs to keep (events.jsonl-1 ... -N; default 5)",
+        help="rotated event logs to keep (events.jsonl-1 ... -N; default: 5)",
     )
     hk.add_argument(
         "--gc-interval",
         type=float,
         default=24 * 3600,
         metavar="SECONDS",
-        help="git gc of the mirror at most this often (default 86400; 0: never)",
+        help="git gc of the mirror at most this often (default: 86400; 0: never)",
     )
     hk.add_argument(
         "--compact-interval",
         type=float,
         default=3600,
         metavar="SECONDS",
-        help="check the store for collections to compact this often (default 3600; 0: never)",
+        help="check the store for collections to compact this often (default: 3600; 0: never)",
     )
     confinement.add_arguments(p)
     p.add_argument(
@@ -224,17 +275,63 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_ceiling_arguments(p)
     p.set_defaults(handler=run_sync)
 
-    s = sub.add_parser("status", help="show the sync daemon's status")
+    s = sub.add_parser(
+        "status",
+        help="show the sync daemon's status",
+        description="Show what the sync daemon of a data dir did last: the source, the "
+        "applied and head commits, the last result, a rejected commit's findings, the "
+        "conditions and each domain's state. Asked from the running daemon, else read from "
+        "the data dir.",
+        epilog=examples(
+            [
+                ("botreg status", "the daemon of ./.botreg"),
+                ("botreg status --data-dir /var/lib/botreg --format json", "as JSON"),
+            ],
+            {
+                0: "the status was printed (whatever it says)",
+                1: "the running daemon answered with an error",
+                2: "--data-dir has no sync status (no `botreg sync` has run with it), bad flag",
+            },
+        ),
+    )
     s.add_argument("--data-dir", default=".botreg", metavar="DIR", help=_DATA_DIR_HELP)
     s.add_argument(
-        "--format", choices=("text", "json"), default="text", help="output (default: text)"
+        "--format", choices=("text", "json"), default="text", help="output format (default: text)"
     )
     s.set_defaults(handler=run_status)
 
-    e = sub.add_parser("events", help="print the event log")
+    e = sub.add_parser(
+        "events",
+        help="print the event log",
+        description="Print the change events the sync daemon wrote (CloudEvents, one JSON "
+        "object a line), oldest first, rotated logs included; or list and re-queue the "
+        "webhook events given up on (dead letters).",
+        epilog=examples(
+            [
+                ("botreg events", "every event in the log"),
+                ("botreg events --follow --since EVENT_ID", "what came after an event, live"),
+                ("botreg events --dead-letter", "webhook events given up on"),
+                ("botreg events --replay --id EVENT_ID", "send one of them again"),
+            ],
+            {
+                0: "printed (or --follow stopped by Ctrl-C or SIGTERM)",
+                1: "the event log or the outbox cannot be read",
+                2: "no event log or outbox in --data-dir, an unknown --since or --id, flags "
+                "that do not go together",
+            },
+        ),
+    )
     e.add_argument("--data-dir", default=".botreg", metavar="DIR", help=_DATA_DIR_HELP)
-    e.add_argument("--since", metavar="ID", help="only events after this event id")
-    e.add_argument("--follow", action="store_true", help="keep printing new events")
+    e.add_argument(
+        "--since",
+        metavar="ID",
+        help="only events after the event with this id (default: from the oldest kept)",
+    )
+    e.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep printing new events until Ctrl-C (default: print and exit)",
+    )
     e.add_argument(
         "--dead-letter",
         action="store_true",
@@ -245,7 +342,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="move dead letters back to the webhook outbox for delivery (all, or --id)",
     )
-    e.add_argument("--id", metavar="ID", help="with --replay: only the dead letter with this id")
+    e.add_argument(
+        "--id", metavar="ID", help="with --replay: only the dead letter with this id (default: all)"
+    )
     e.add_argument(
         "--format",
         choices=("text", "json"),
@@ -282,6 +381,8 @@ def run_sync(args: argparse.Namespace) -> int:
     _check_events_redis(args, labels["events_redis"])
     _check_ha_flags(args, labels["ha_redis"])
     housekeeping = _housekeeping_options(args)
+    if args.once:  # the daemon waits for a source that is not there yet (an outage)
+        _check_source(args.source)  # after the flags: their mistakes are named first
     from botreg.daemon.logs import configured_logging
     from botreg.daemon.progress import choose_mode
 
@@ -324,6 +425,19 @@ def run_sync(args: argparse.Namespace) -> int:
             ),
         )
         return daemon.run_once() if args.once else daemon.run()
+
+
+def _check_source(source: str) -> None:
+    """With --once, a --source that is a local path (as GitMirror reads it) must exist."""
+    import re
+
+    if "://" in source or re.match(r"^[\w.-]+@[\w.-]+:", source):
+        return  # a URL: reachable or not, the fetch says (and retries)
+    if not Path(source).exists():
+        raise UsageError(
+            f"--source {source}: no such file or directory (without a URL scheme it is a local "
+            "path); give a registry's clone or its URL"
+        )
 
 
 _REDIS_URL_FLAGS = {
@@ -479,7 +593,7 @@ def run_status(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir)
     if not (data_dir / "status.json").exists() and not (data_dir / "daemon.json").exists():
-        raise BotregError(
+        raise UsageError(  # a --data-dir that is not the daemon's: exit 2, as a wrong --repo
             f"{data_dir}: no sync status here (has `botreg sync` run with this --data-dir?)"
         )
     doc = ask_daemon(data_dir, "/status") if _running(data_dir) else None
@@ -559,7 +673,7 @@ def _line(value: Any) -> str:
 def run_events(args: argparse.Namespace) -> int:
     """Print events (one JSON object per line).
 
-    A data dir that does not exist is an error (exit 1, as for `botreg status`),
+    A data dir that does not exist is a usage error (exit 2, as for `botreg status`),
     with or without --follow. In an existing data dir with no event log yet,
     --follow waits for the daemon to write one (it says so on stderr); without
     it, there is nothing to print and that is an error too. A closed stdout
@@ -574,11 +688,11 @@ def run_events(args: argparse.Namespace) -> int:
     log = DataDir(data_dir).events
     hint = "has `botreg sync` run with this --data-dir?"
     if not data_dir.is_dir():  # --follow would otherwise wait, silently, for ever
-        raise BotregError(f"{data_dir}: no such data directory, so no event log ({hint})")
+        raise UsageError(f"{data_dir}: no such data directory, so no event log ({hint})")
     files = [*rotated_logs(log), *([log] if log.exists() else [])]
     if not files:
         if not args.follow:
-            raise BotregError(f"{log}: no event log here ({hint})")
+            raise UsageError(f"{log}: no event log here ({hint})")
         print(
             f"botreg: {log} does not exist yet; waiting for the daemon to write it "
             "(Ctrl-C to stop)",
@@ -587,9 +701,9 @@ def run_events(args: argparse.Namespace) -> int:
     try:
         # an id not in the log now never will be (ids are new): do not wait for it
         if args.since and files and args.since not in (e.get("id") for e in read_events(log)):
-            raise BotregError(_since_not_found(args.since, log, files))
+            raise UsageError(_since_not_found(args.since, log, files))
         if args.since and not files:
-            raise BotregError(f"no event with id {args.since}: {log} does not exist yet")
+            raise UsageError(f"no event with id {args.since}: {log} does not exist yet")
         with _stopped_by_signals() if args.follow else contextlib.nullcontext():
             for event in read_events(log, since=args.since, follow=args.follow):
                 sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
@@ -663,7 +777,7 @@ def run_dead_letters(args: argparse.Namespace) -> int:
         raise UsageError("--follow and --since read the event log, not the dead letters")
     path = Path(args.data_dir) / "outbox.sqlite"
     if not path.is_file():
-        raise BotregError(
+        raise UsageError(
             f"{path}: no webhook outbox here (has `botreg sync --webhook` run with this "
             "--data-dir?)"
         )
@@ -683,7 +797,7 @@ def run_dead_letters(args: argparse.Namespace) -> int:
 def _replay(outbox: Outbox, event_id: str | None) -> int:
     moved = outbox.replay(event_id)
     if event_id is not None and not moved:
-        raise BotregError(f"no dead letter with id {event_id} (see `botreg events --dead-letter`)")
+        raise UsageError(f"no dead letter with id {event_id} (see `botreg events --dead-letter`)")
     sys.stdout.write(f"{moved} dead letter(s) moved back to the webhook outbox\n")
     return 0
 

@@ -12,6 +12,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from botreg.cli.parser import examples
 from botreg.errors import BotregError, UsageError
 
 __all__ = ["INIT_COMMIT_MESSAGE", "made_by_init", "register"]
@@ -28,8 +29,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Copy the registry template and botreg's JSON Schemas (.schemas/) into "
         "DIR, run git init and make the first commit. DIR must not exist or be empty; "
         "a registry that init made is reused as it is (exit 0).",
+        epilog=examples(
+            [
+                ("botreg init demo-registry", "a new registry in ./demo-registry"),
+                ("botreg init bots-config --branch trunk", "with another first branch"),
+            ],
+            {
+                0: "created, or reused (a registry init made)",
+                1: "git failed",
+                2: "DIR cannot be used (exists, not empty, not made by init), or a bad flag",
+            },
+        ),
     )
-    p.add_argument("directory", metavar="DIR")
+    p.add_argument(
+        "directory", metavar="DIR", help="where to create it (new or empty, or one init made)"
+    )
     p.add_argument("--branch", default="main", help="initial branch (default: main)")
     p.set_defaults(handler=run)
 

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from botreg.errors import UsageError
+from botreg.cli.parser import examples
+from botreg.errors import BotregError, UsageError
 from botreg.registry.limits import add_ceiling_arguments
 from botreg.validation import confinement
 
@@ -19,7 +20,9 @@ if TYPE_CHECKING:
     from botreg.knowledge.ingest import IngestionResult
     from botreg.knowledge.manager import KnowledgeIngestionManager
 
-__all__ = ["register"]
+__all__ = ["MAX_K", "register"]
+
+MAX_K = 100  # the most results a query returns (the daemon's HTTP API has the same bound)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -36,7 +39,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="where the ledger and the embedded store live (default: .botreg)",
     )
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="output format (default: text)",
+    )
     confinement.add_arguments(p)
 
 
@@ -45,11 +53,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "ingest",
         help="ingest the registry's knowledge into the store (incrementally)",
+        usage="%(prog)s [--repo DIR] [--env ENV] [--domain D ...] [options]",
         description="Chunk and embed the knowledge files of the registry (its working tree) "
         "into the store of an environment. Only changed chunks are embedded. Files over the "
-        "registry's limits, or whose name has a control character, fail alone. Exit 0: every "
-        "file ingested; 1: some files failed (the others are ingested); 2: unknown or invalid "
-        "--domain.",
+        "registry's limits, or whose name has a control character, fail alone. Domains no "
+        "longer in the registry are removed from the store.",
+        epilog=examples(
+            [
+                ("botreg ingest", "every domain, into development's store"),
+                ("botreg ingest --domain billing --format json", "one domain, counts as JSON"),
+                ("botreg ingest --env production --data-dir /var/lib/botreg", "another store"),
+            ],
+            {
+                0: "every file ingested",
+                1: "some files failed (the others are ingested), or the data dir is in use",
+                2: "unknown or invalid --domain or --env, --repo is not a registry, bad flag",
+            },
+        ),
     )
     _common(p)
     p.add_argument(
@@ -65,13 +85,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = sub.add_parser(
         "query",
         help="search a knowledge domain",
-        description="Print the chunks of a domain nearest to TEXT. Exit 2: unknown or invalid "
-        "--domain; 1: the domain has not been ingested yet.",
+        usage="%(prog)s --domain D [-k N] [options] TEXT",
+        description="Print the chunks of a domain nearest to TEXT, from the store `botreg "
+        "ingest` or `botreg sync` filled (asked from the running daemon if it holds the "
+        "data dir).",
+        epilog=examples(
+            [
+                ("botreg query --domain billing 'how long do refunds take?'", "top 5 chunks"),
+                (
+                    "botreg query --domain product -k 3 --format json 'keyboard shortcuts'",
+                    "top 3, as JSON",
+                ),
+            ],
+            {
+                0: "results printed (none is not an error)",
+                1: "the domain has not been ingested yet, or the store cannot be read",
+                2: "unknown or invalid --domain or --env, -k not from 1 to 100, bad flag",
+            },
+        ),
     )
     _common(q)
-    q.add_argument("--domain", required=True, metavar="D")
-    q.add_argument("-k", type=int, default=5, help="number of results (default: 5)")
-    q.add_argument("text", metavar="TEXT")
+    q.add_argument("--domain", required=True, metavar="D", help="the domain to search (required)")
+    q.add_argument(
+        "-k", type=int, default=5, metavar="N", help=f"number of results, 1 to {MAX_K} (default: 5)"
+    )
+    q.add_argument("text", metavar="TEXT", help="what to search for (quote it)")
     add_ceiling_arguments(q)
     q.set_defaults(handler=run_query)
 
@@ -255,8 +293,24 @@ def _query_daemon(args: argparse.Namespace) -> list[dict[str, Any]] | None:
     from botreg.cli.daemon_cmds import ask_daemon
 
     query = urlencode({"q": args.text, "k": args.k})
-    answer = ask_daemon(Path(args.data_dir), f"/knowledge/{quote(args.domain)}/query?{query}")
+    try:
+        answer = ask_daemon(Path(args.data_dir), f"/knowledge/{quote(args.domain)}/query?{query}")
+    except BotregError:
+        # the daemon's 404 (nothing of that domain in its store) is exit 1; a domain the
+        # registry does not have is a mistyped name, exit 2, as without a daemon
+        _check_registry_domain(Path(args.repo), args.domain)
+        raise
     return None if answer is None else list(answer.get("results", []))
+
+
+def _check_registry_domain(repo: Path, domain: str) -> None:
+    """Refuse (exit 2) a domain the registry at `repo` does not have."""
+    from botreg.registry.source import WorkingTreeSource
+    from botreg.registry.view import RegistryView
+
+    known = RegistryView(WorkingTreeSource(repo)).domains()
+    if domain not in known:
+        raise _unknown_domains([domain], known)
 
 
 def run_query(args: argparse.Namespace) -> int:
@@ -264,8 +318,8 @@ def run_query(args: argparse.Namespace) -> int:
     from botreg.datadir import DataDirLockedError
     from botreg.secrets import mask_text
 
-    if args.k < 1:
-        raise UsageError("-k must be at least 1")
+    if not 1 <= args.k <= MAX_K:
+        raise UsageError(f"-k must be from 1 to {MAX_K}")
     _check_domain_names([args.domain])
     try:
         with _manager(args) as manager:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from botreg.errors import BotregError, UsageError
+from botreg.cli.parser import examples
+from botreg.errors import BotregError, RepositoryError, UsageError
 from botreg.registry.limits import add_ceiling_arguments
 
-__all__ = ["register"]
+__all__ = ["block_strings", "register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,15 +21,51 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "resolve",
         help="show a bot's config resolved for an environment",
+        usage="%(prog)s BOT_ID --env ENV [--format yaml|json] [--show-secrets] [options]",
         description="Print a bot's config with $resource references resolved from the "
-        "environment file and ${VAR:default} expanded. Secrets are masked unless "
-        "--show-secrets is given.",
+        "environment file and ${VAR:default} expanded: what the bot runs with in that "
+        "environment. YAML by default (multi-line strings such as system prompts as `|` "
+        "blocks), or JSON. Secrets are masked as *** unless --show-secrets is given.",
+        epilog=examples(
+            [
+                ("botreg resolve billing-assistant --env development", "as YAML"),
+                (
+                    "botreg resolve billing-assistant --env production --format json",
+                    "as JSON, e.g. for jq",
+                ),
+                (
+                    "botreg resolve billing-assistant --env production --allow-env 'BILLING_*'",
+                    "expand ${VAR} only from variables named BILLING_*",
+                ),
+            ],
+            {
+                0: "the config was printed",
+                1: "it cannot be resolved (a ${VAR} without a default is unset, a $resource "
+                "is missing, a file does not load: run `botreg validate`)",
+                2: "unknown BOT_ID or --env, a bad flag, or --repo is not a registry",
+            },
+        ),
     )
-    p.add_argument("bot_id", metavar="BOT_ID")
-    p.add_argument("--env", required=True, metavar="ENV", help="environment name")
+    p.add_argument("bot_id", metavar="BOT_ID", help="the bot: the name of bots/BOT_ID.yaml")
+    p.add_argument(
+        "--env",
+        required=True,
+        metavar="ENV",
+        help="the environment: the name of environments/ENV.yaml (required)",
+    )
     p.add_argument("--repo", default=".", metavar="DIR", help="registry root (default: .)")
-    p.add_argument("--format", choices=("yaml", "json"), default="yaml")
-    p.add_argument("--show-secrets", action="store_true", help="do not mask secret values")
+    p.add_argument(
+        "--format",
+        choices=("yaml", "json"),
+        default="yaml",
+        help="output format (default: yaml)",
+    )
+    p.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="print secret values (API keys, tokens, passwords) as they are (default: masked "
+        "as ***)",
+    )
     p.add_argument(
         "--allow-env",
         action="append",
@@ -37,6 +75,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_ceiling_arguments(p)
     p.set_defaults(handler=run)
+
+
+def block_strings(value: Any) -> Any:
+    """`value` with its multi-line strings marked for YAML's literal block style (`|`).
+
+    Mappings and lists are copied (key order kept). A string a block cannot hold
+    exactly (spaces at the end of a line, control characters) stays a quoted
+    string with escapes, so the YAML always loads back to `value`.
+
+    Args:
+        value: Data of JSON types (a resolved config).
+
+    Returns:
+        The same data, with `LiteralScalarString` for each string holding a newline.
+    """
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    if isinstance(value, dict):
+        return {key: block_strings(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [block_strings(item) for item in value]
+    if isinstance(value, str) and "\n" in value and not _NOT_IN_A_BLOCK.search(value):
+        return LiteralScalarString(value)
+    return value
+
+
+# What a `|` block cannot hold as it is: characters YAML must escape (controls, tab,
+# CR, NEL, LS, PS, BOM, surrogates) and spaces at the end of a line. Such strings
+# stay quoted, with escapes: the output must load back to the same value.
+_NOT_IN_A_BLOCK = re.compile(
+    "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]| \n| \\Z"
+)
 
 
 def _load(repo: Path, rel: str, what: str, choices: list[str]) -> Any:
@@ -75,6 +145,11 @@ def run(args: argparse.Namespace) -> int:
         if not IDENTIFIER_RE.fullmatch(value):
             raise UsageError(f"{what} {value!r} is not a valid name ([a-z0-9][a-z0-9_-]{{0,62}})")
     repo = Path(args.repo)
+    if repo.is_dir() and not (repo / "registry.yaml").is_file() and not (repo / "bots").is_dir():
+        # said at once: reading the tree of a folder that is no registry (`/`) took seconds
+        raise RepositoryError(
+            f"not a botreg registry (no registry.yaml in {repo}); pass --repo DIR"
+        )
     view = RegistryView(WorkingTreeSource(repo))  # checks the folder exists (exit 2)
     bots = sorted(p.stem for p in (repo / "bots").glob("*.yaml"))
     config = _load(repo, f"bots/{args.bot_id}.yaml", "bot", bots)
@@ -87,5 +162,5 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(resolved, indent=2) + "\n")
     else:
-        sys.stdout.write(dump_roundtrip(resolved))
+        sys.stdout.write(dump_roundtrip(block_strings(resolved)))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from botreg.cli.parser import examples
 from botreg.errors import UsageError
 from botreg.registry.limits import add_ceiling_arguments
 
@@ -16,20 +17,52 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "review",
         help="show what base..head changes (bots, knowledge, environments, validity)",
+        usage="%(prog)s --base REV [--head REV] [--env ENV] [--format FORMAT] [options]",
         description="Review the changes between two revisions of a registry repository, as the "
-        "sync daemon will apply them. Exit 0: head is valid; 1: head has validation errors; "
-        "2: usage error or unknown revision.",
+        "sync daemon will apply them: bots created, updated, deleted, (de)activated; knowledge "
+        "files and the chunks they add or remove; environments and the bots they affect; "
+        "and whether head passes validation. Markdown is a pull-request comment.",
+        epilog=examples(
+            [
+                ("botreg review --base main", "this branch against main, as a PR comment"),
+                (
+                    "botreg review --base main --head feature --format text",
+                    "two branches, for a terminal",
+                ),
+                (
+                    "botreg review --base HEAD~1 --env production --format json",
+                    "the last commit, re-embedding judged by production's settings",
+                ),
+            ],
+            {
+                0: "head is valid",
+                1: "head has validation errors",
+                2: "usage error: unknown revision or --env, not a git repository, bad flag",
+            },
+        ),
     )
     p.add_argument("--repo", default=".", metavar="DIR", help="the repository (default: .)")
-    p.add_argument("--base", required=True, metavar="REV", help="the base revision")
-    p.add_argument("--head", default="HEAD", metavar="REV", help="the head revision (HEAD)")
+    p.add_argument(
+        "--base",
+        required=True,
+        metavar="REV",
+        help="the base revision: a branch, tag or commit (required)",
+    )
+    p.add_argument(
+        "--head", default="HEAD", metavar="REV", help="the head revision (default: HEAD)"
+    )
     p.add_argument(
         "--env",
-        default="development",
         metavar="ENV",
-        help="environment whose embedding settings decide re-embedding",
+        help="environment whose embedding settings decide re-embedding (default: development; "
+        "a name given must exist at base or head)",
     )
-    p.add_argument("--format", choices=("markdown", "json", "text"), default="markdown")
+    p.add_argument(
+        "--format",
+        choices=("markdown", "json", "text"),
+        default="markdown",
+        help="output format (default: markdown, for a pull-request comment)",
+    )
     p.add_argument(
         "--max-chars",
         type=int,
@@ -50,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
     max_chars = MAX_CHARS[args.format] if args.max_chars is None else args.max_chars
     if max_chars < 2000:
         raise UsageError("--max-chars must be at least 2000")
-    review = build_review(args.repo, args.base, args.head, args.env)
+    review = build_review(
+        args.repo,
+        args.base,
+        args.head,
+        args.env or "development",
+        check_environment=args.env is not None,
+    )
     sys.stdout.write(RENDERERS[args.format](review, max_chars))
     return 0 if review.valid else 1

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from botreg.cli.parser import examples
 from botreg.errors import RepositoryError, UsageError
 from botreg.registry.limits import add_ceiling_arguments
 
@@ -34,9 +35,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "validate",
         help="check a registry (syntax, schema, portability, cross-file, knowledge files)",
+        usage="%(prog)s [--staged] [--format FORMAT] [options] [PATH ...]",
         description="Validate a registry repository. With PATHs (as pre-commit passes them) "
         "findings are reported for those files; cross-file checks still read the whole "
-        "repository. Exit 0: no errors; 1: errors; 2: usage error or unreadable repository.",
+        "repository.",
+        epilog=examples(
+            [
+                ("botreg validate", "the whole registry, from anywhere inside it"),
+                (
+                    "botreg validate bots/billing-assistant.yaml knowledge/billing",
+                    "report on one bot and one domain's files (cross-file checks still run)",
+                ),
+                ("botreg validate --staged", "what git would commit: the pre-commit hook's mode"),
+                ("botreg validate --repo demo-registry --format json", "findings as JSON"),
+            ],
+            {
+                0: "no errors (warnings are printed but do not fail)",
+                1: "errors found",
+                2: "usage error, a PATH that is not in the registry, or not a registry",
+            },
+        ),
     )
     p.add_argument(
         "--repo",
@@ -53,9 +71,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--format",
         choices=("text", "json", "github", "sarif"),
-        help="output format (default: github when GITHUB_ACTIONS is set, else text)",
+        help="output format: text, json, github (workflow annotations) or sarif "
+        "(default: github when GITHUB_ACTIONS is true, else text)",
     )
-    p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to report on")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="files or folders to report on (default: the whole registry)",
+    )
     add_ceiling_arguments(p)
     p.set_defaults(handler=run)
 

@@ -45,13 +45,20 @@ from botreg.daemon.summary import last_cycle
 from botreg.datadir import DataDir
 from botreg.errors import BotregError, write_crash_log
 from botreg.events import CloudEvent, EventBus, event_id
-from botreg.git.mirror import Credentials, FetchError, FetchInterrupted, GitMirror, redact_url
+from botreg.git.mirror import (
+    BranchNotFoundError,
+    Credentials,
+    FetchError,
+    FetchInterrupted,
+    GitMirror,
+    redact_url,
+)
 from botreg.git.tree import GitTreeSource
 from botreg.knowledge.adopt import follow_store
 from botreg.knowledge.ingest import IngestInterrupted
 from botreg.knowledge.ledger import Ledger
 from botreg.knowledge.manager import KnowledgeIngestionManager
-from botreg.registry.view import RegistryView
+from botreg.registry.view import EnvironmentNotFoundError, RegistryView
 from botreg.resolve import allowed_environ
 from botreg.secrets import mask_text
 from botreg.store.chroma import ChromaStore, ReadWriteLock, StoreUnavailableError
@@ -102,13 +109,18 @@ class CycleResult:
     # counts["files_failed"] has the total): the log names them.
     failed_files: list[dict[str, str]] = field(default_factory=list)
 
+    # The failure is the operator's mistake: the source has no --branch, or the commit
+    # no --env (`sync --once` exits 2, as other commands do for an unknown name).
+    usage_error: bool = False
+
     @property
     def exit_code(self) -> int:
         """0 for synced or nothing to do; 1 for a rejected commit, a failure, or a
-        commit applied without some knowledge files (see `counts["files_failed"]`)."""
+        commit applied without some knowledge files (see `counts["files_failed"]`);
+        2 for a failure that names a flag to fix (`usage_error`)."""
         if self.result in ("synced", "noop") and not self.counts.get("files_failed"):
             return 0
-        return 1
+        return 2 if self.usage_error else 1
 
 
 # The condition that says which part is broken when a phase raises unexpectedly.
@@ -149,9 +161,10 @@ _INTERRUPTIONS = (
 
 
 class _PhaseError(Exception):
-    def __init__(self, phase: str, message: str) -> None:
+    def __init__(self, phase: str, message: str, *, usage: bool = False) -> None:
         super().__init__(message)
         self.phase = phase
+        self.usage = usage  # the operator's flag names what is not there
 
 
 class Syncer:
@@ -360,7 +373,8 @@ class Syncer:
                 self.options.environment, allowed_environ(self.options.allow_env)
             )
         except BotregError as exc:  # missing or unusable environment file
-            raise _PhaseError("apply", f"{exc} (at {commit[:12]})") from None
+            missing = isinstance(exc, EnvironmentNotFoundError)
+            raise _PhaseError("apply", f"{exc} (at {commit[:12]})", usage=missing) from None
 
     # --- the cycle ---------------------------------------------------------------------
 
@@ -391,7 +405,14 @@ class Syncer:
         except FencedError as exc:  # deposed: not a failure of the commit (no crash log)
             result = CycleResult("fenced", applied, self._head, error=str(exc), phase=self._phase)
         except _PhaseError as exc:
-            result = CycleResult("failed", applied, self._head, error=str(exc), phase=exc.phase)
+            result = CycleResult(
+                "failed",
+                applied,
+                self._head,
+                error=str(exc),
+                phase=exc.phase,
+                usage_error=exc.usage,
+            )
         except BotregError as exc:
             result = CycleResult("failed", applied, self._head, error=str(exc), phase=self._phase)
         except Exception as exc:  # the boundary: whatever a commit makes a phase raise
@@ -450,7 +471,9 @@ class Syncer:
             durations["fetch"] = time.monotonic() - t
             message = " ".join(str(exc).split())  # git's stderr: one line in events and status
             self.status.set_condition("FetchFailed", True, "FetchFailed", message)
-            raise _PhaseError("fetch", message) from None
+            raise _PhaseError(
+                "fetch", message, usage=isinstance(exc, BranchNotFoundError)
+            ) from None
         durations["fetch"] = time.monotonic() - t
         self.status.set_condition("FetchFailed", False, "Fetched")
         self.status.update(last_fetch=datetime.now(UTC).isoformat(timespec="seconds"))

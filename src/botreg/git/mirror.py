@@ -39,6 +39,7 @@ from botreg.git.diff import tree_diff
 from botreg.secrets import redact_url, split_url_credentials
 
 __all__ = [
+    "BranchNotFoundError",
     "FetchError",
     "FetchInterrupted",
     "GitMirror",
@@ -53,6 +54,10 @@ APPLIED_REF = "refs/botreg/applied"
 
 class FetchError(BotregError):
     """The branch could not be fetched."""
+
+
+class BranchNotFoundError(FetchError):
+    """The source has no such branch (git answered; not a network or access problem)."""
 
 
 class FetchInterrupted(Exception):  # noqa: N818 - a stop asked for, not an error
@@ -274,7 +279,9 @@ class GitMirror:
             ) from None
         if returncode != 0:
             detail = redact_url(err.decode("utf-8", "replace").strip())
-            raise FetchError(
+            # git's words under LC_ALL=C: the source answered, and has no such branch
+            missing = "couldn't find remote ref" in detail
+            raise (BranchNotFoundError if missing else FetchError)(
                 f"fetch of {redact_url(self.source)} {self.branch} failed: {detail[-500:]}"
             )
         return self.head()

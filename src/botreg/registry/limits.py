@@ -174,9 +174,23 @@ def set_ceilings(ceilings: Ceilings | None) -> None:
     _override = ceilings
 
 
+_CEILING_HELP = {
+    "max_file_bytes": "largest file read from the repository, in bytes",
+    "max_decompressed_bytes": "largest .gz knowledge file once decompressed, in bytes",
+    "max_compression_ratio": "largest decompressed / compressed size of a .gz file",
+    "max_depth": "deepest nesting of a YAML or JSON document",
+    "max_int_bits": "widest integer, in bits, sign included",
+    "max_values": "most values in one YAML or JSON document (aliases expanded)",
+    "max_expanded_bytes": "most text in one YAML document once aliases are expanded, in bytes",
+}
+
+
 def add_ceiling_arguments(parser: argparse.ArgumentParser) -> None:
     """Add `--max-file-bytes`, `--max-depth`, ... (each overrides its environment variable)."""
-    group = parser.add_argument_group("operator ceilings (the repository can only lower them)")
+    group = parser.add_argument_group(
+        "operator ceilings",
+        "Bounds on the work any input can cause; registry.yaml can only lower them.",
+    )
     for spec in _SPECS:
         default = getattr(_DEFAULT, spec.name)
         group.add_argument(
@@ -184,7 +198,7 @@ def add_ceiling_arguments(parser: argparse.ArgumentParser) -> None:
             dest=f"ceiling_{spec.name}",
             metavar="N",
             default=None,
-            help=f"default {default:,}, or ${spec.env}",
+            help=f"{_CEILING_HELP[spec.name]} (default: ${spec.env}, else {default:,})",
         )
 
 

@@ -385,12 +385,26 @@ def _environments(
 
 
 def build_review(
-    repo_path: str, base: str, head: str = "HEAD", environment: str = "development"
+    repo_path: str,
+    base: str,
+    head: str = "HEAD",
+    environment: str = "development",
+    *,
+    check_environment: bool = False,
 ) -> Review:
     """Compare two revisions of a registry repository.
 
+    Args:
+        repo_path: The repository.
+        base: The base revision.
+        head: The head revision.
+        environment: Whose embedding settings decide re-embedding.
+        check_environment: Refuse an `environment` that neither revision has
+            (the operator named it; the default may be absent).
+
     Raises:
-        UsageError: if the repository or a revision does not exist.
+        UsageError: if the repository or a revision does not exist, or (with
+            `check_environment`) the environment is in neither revision.
     """
     import git
 
@@ -402,6 +416,13 @@ def build_review(
     old = GitTreeSource(repo, base_sha, label=f"{base}@{base_sha[:12]}")
     new = GitTreeSource(repo, head_sha, label=f"{head}@{head_sha[:12]}")
     old_view, new_view = RegistryView(old), RegistryView(new)
+    if check_environment:
+        known = sorted({*old_view.environment_names(), *new_view.environment_names()})
+        if environment not in known:
+            raise UsageError(
+                f"environment not found: {environment!r} (at neither {base} nor {head}; "
+                f"available: {', '.join(known) or 'none'})"
+            )
     files, size_notes = _loadable(
         [FileChange(*c) for c in tree_diff(repo, base_sha, head_sha)],
         old_view.snapshot,

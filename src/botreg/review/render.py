@@ -96,14 +96,21 @@ def _value(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _count(n: int, noun: str) -> str:
+    """`1 file`, `2 files`: `noun` is singular; the plural adds an s."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _more(total: int, shown: int, what: str) -> str:
-    return f"... {total - shown} more {what} not shown"
+    """`... 3 more files not shown`; `what` is a singular noun."""
+    left = total - shown
+    return f"... {left} more {what if left == 1 else what + 's'} not shown"
 
 
 def _summary_markdown(review: Review) -> list[str]:
     s = review.summary()
     state = "✅ pass" if review.valid else "❌ fail"
-    counts = f"{review.errors} errors, {review.warnings} warnings"
+    counts = f"{_count(review.errors, 'error')}, {_count(review.warnings, 'warning')}"
     if s["new_findings"]:
         counts += f", {s['new_findings']} new"
     lines = [
@@ -137,14 +144,14 @@ def _summary_markdown(review: Review) -> list[str]:
                 f"{d['renamed']} | {chunks} |"
             )
         if len(domains) > _MAX_SUMMARY_DOMAINS:
-            lines.append(f"| {_more(len(domains), _MAX_SUMMARY_DOMAINS, 'domains')} | | | | | |")
+            lines.append(f"| {_more(len(domains), _MAX_SUMMARY_DOMAINS, 'domain')} | | | | | |")
     if s["environments"] or s["registry"]:
         envs = _md(_value(", ".join(s["environments"]), 1000)) or "none"
         registry = _md(_value(", ".join(s["registry"]), 1000)) or "none"
         lines += ["", f"Environments changed: {envs}. Registry settings changed: {registry}."]
     lines += [f"> {_md(_value(note, _MAX_NOTE))}" for note in review.notes[:_MAX_NOTES]]
     if len(review.notes) > _MAX_NOTES:
-        lines.append(f"> {_more(len(review.notes), _MAX_NOTES, 'notes')}")
+        lines.append(f"> {_more(len(review.notes), _MAX_NOTES, 'note')}")
     return lines
 
 
@@ -156,7 +163,7 @@ def _change_rows(changes: list[dict[str, Any]]) -> list[str]:
             f"{_md(_value(c['old']))} | {_md(_value(c['new']))} |"
         )
     if len(changes) > _MAX_ROWS:
-        lines.append(f"| {_more(len(changes), _MAX_ROWS, 'changes')} | | | |")
+        lines.append(f"| {_more(len(changes), _MAX_ROWS, 'change')} | | | |")
     return lines
 
 
@@ -177,7 +184,7 @@ def _bot_markdown(bot: BotReview) -> list[str]:
 
 def _domain_markdown(domain: DomainReview) -> list[str]:
     lines = [
-        f"<details><summary><b>{_html(domain.domain)}</b>: {len(domain.files)} files, "
+        f"<details><summary><b>{_html(domain.domain)}</b>: {_count(len(domain.files), 'file')}, "
         f"+{domain.chunks_added} / -{domain.chunks_removed} / ={domain.chunks_kept} "
         "chunks</summary>",
         "",
@@ -187,17 +194,18 @@ def _domain_markdown(domain: DomainReview) -> list[str]:
         moved = f" (from {_code(f['old_path'])})" if f["old_path"] else ""
         lines.append(f"- {_md(f['kind'])}: {_code(f['path'])}{moved}")
     if len(domain.files) > _MAX_ROWS:
-        lines.append(f"- {_more(len(domain.files), _MAX_ROWS, 'files')}")
+        lines.append(f"- {_more(len(domain.files), _MAX_ROWS, 'file')}")
     lines += [f"- ❌ {_code(e['path'])}: {_md(e['message'])}" for e in domain.errors[:_MAX_ROWS]]
     if len(domain.errors) > _MAX_ROWS:
-        lines.append(f"- {_more(len(domain.errors), _MAX_ROWS, 'errors')}")
+        lines.append(f"- {_more(len(domain.errors), _MAX_ROWS, 'error')}")
     return [*lines, "", "</details>"]
 
 
 def _environment_markdown(env: EnvironmentReview) -> list[str]:
     lines = [
         f"<details><summary><b>{_html(env.name)}</b>: {_html(env.kind)}, "
-        f"{len(env.changes)} changes, {len(env.affected_bots)} unchanged bots affected</summary>",
+        f"{_count(len(env.changes), 'change')}, "
+        f"{_count(len(env.affected_bots), 'unchanged bot')} affected</summary>",
         "",
         _code(env.path),
         "",
@@ -217,7 +225,7 @@ def _environment_markdown(env: EnvironmentReview) -> list[str]:
             for b in env.affected_bots[:_MAX_ROWS]
         ]
         if len(env.affected_bots) > _MAX_ROWS:
-            lines.append(f"- {_more(len(env.affected_bots), _MAX_ROWS, 'bots')}")
+            lines.append(f"- {_more(len(env.affected_bots), _MAX_ROWS, 'bot')}")
     return [*lines, "", "</details>"]
 
 
@@ -232,7 +240,7 @@ def _findings_markdown(review: Review) -> list[str]:
             f"- {_code(where)} {_md(f['code'])} {_md(f['severity'])}: {_md(f['message'])}{new}"
         )
     if len(review.findings) > _MAX_ROWS:
-        lines.append(f"- {_more(len(review.findings), _MAX_ROWS, 'findings')}")
+        lines.append(f"- {_more(len(review.findings), _MAX_ROWS, 'finding')}")
     return lines
 
 
@@ -245,7 +253,7 @@ def _registry_markdown(reg: dict[str, Any]) -> list[str]:
         for c in changes[:_MAX_ROWS]
     ]
     if len(changes) > _MAX_ROWS:
-        lines.append(f"- {_more(len(changes), _MAX_ROWS, 'changes')}")
+        lines.append(f"- {_more(len(changes), _MAX_ROWS, 'change')}")
     return lines
 
 
@@ -299,16 +307,13 @@ def render_text(review: Review, max_chars: int = MAX_CHARS["text"]) -> str:
     s = review.summary()
     lines = [
         f"review {review.base[:12]}..{review.head[:12]} (env {escape_text(review.environment)})",
-        f"validation of head: {'pass' if review.valid else 'FAIL'} ({review.errors} errors, "
-        f"{review.warnings} warnings, {s['new_findings']} new)",
+        f"validation of head: {'pass' if review.valid else 'FAIL'} "
+        f"({_count(review.errors, 'error')}, {_count(review.warnings, 'warning')}, "
+        f"{s['new_findings']} new)",
         "bots: " + ", ".join(f"{v} {k}" for k, v in s["bots"].items()),
     ]
     for domain, d in s["domains"].items():
-        lines.append(
-            f"knowledge {escape_text(domain)}: +{d['added']} ~{d['modified']} -{d['deleted']} "
-            f">{d['renamed']} files; chunks +{d['chunks_added']} -{d['chunks_removed']} "
-            f"={d['chunks_kept']}{' (re-embed)' if d['reembed'] else ''}"
-        )
+        lines.append(f"knowledge {escape_text(domain)}: {_domain_counts(d)}")
     lines += [f"note: {_value(n, _MAX_NOTE)}" for n in review.notes]
     for bot in review.bots:
         flags = f" [{'; '.join(bot.flags)}]" if bot.flags else ""
@@ -341,6 +346,16 @@ def render_text(review: Review, max_chars: int = MAX_CHARS["text"]) -> str:
             f"{escape_text(f['message'])}{' (new)' if f['new'] else ''}"
         )
     return _bounded_lines(lines, max_chars)
+
+
+def _domain_counts(d: dict[str, Any]) -> str:
+    """`2 files changed (1 added, 1 modified); chunks: 2 added, 1 removed, 6 kept`."""
+    kinds = ("added", "modified", "deleted", "renamed")
+    files = sum(d[kind] for kind in kinds)
+    which = ", ".join(f"{d[kind]} {kind}" for kind in kinds if d[kind])
+    text = f"{_count(files, 'file')} changed ({which or 'none'}); chunks: "
+    text += f"{d['chunks_added']} added, {d['chunks_removed']} removed, {d['chunks_kept']} kept"
+    return text + (" (re-embed: the embedding settings changed)" if d["reembed"] else "")
 
 
 def _bounded_lines(lines: list[str], max_chars: int) -> str:
