@@ -327,3 +327,11 @@ def test_renaming_re_embeds_only_files_titled_by_their_name(registry: Path, tmp_
         h.assert_exact("docs")
     finally:
         h.ledger.close()
+
+
+def test_a_pipe_is_refused_without_blocking(
+    registry: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    os.mkfifo(registry / "knowledge/billing/pipe.md")  # opening it to read would wait for a writer
+    code, out, err = chunks_of(capsys, registry, "knowledge/billing/pipe.md")
+    assert (code, out) == (2, "") and "not a regular file" in err

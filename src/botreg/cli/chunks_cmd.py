@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,15 @@ def _locate(repo: Path, path: str) -> tuple[str, str]:
 def _read(repo: Path, rel: str) -> bytes:
     from botreg.validation.confinement import read_registry_file
 
+    try:
+        mode = os.lstat(repo / rel).st_mode
+    except OSError:
+        mode = 0  # missing, or a link on the way: read_registry_file says which
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{_shown(rel)}: a directory; give a file in it")
+    if mode and not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        # a FIFO would block the read forever, a device never ends
+        raise UsageError(f"{_shown(rel)}: not a regular file (a pipe, socket or device)")
     try:
         return read_registry_file(repo, rel)  # refuses a symbolic link on the way
     except IsADirectoryError:
