@@ -335,3 +335,13 @@ def test_a_pipe_is_refused_without_blocking(
     os.mkfifo(registry / "knowledge/billing/pipe.md")  # opening it to read would wait for a writer
     code, out, err = chunks_of(capsys, registry, "knowledge/billing/pipe.md")
     assert (code, out) == (2, "") and "not a regular file" in err
+
+
+def test_a_file_git_ignores_is_previewed_with_a_note(
+    git_registry: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(git_registry, ".gitignore", "knowledge/billing/local.md\n")
+    write(git_registry, "knowledge/billing/local.md", "# Local\n\nMy notes.\n")
+    code, out, err = chunks_of(capsys, git_registry, "knowledge/billing/local.md")
+    assert code == 0 and "My notes." in out
+    assert "not ingested: not among the registry's files (git ignores it)" in err
