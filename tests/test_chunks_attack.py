@@ -345,3 +345,18 @@ def test_a_file_git_ignores_is_previewed_with_a_note(
     code, out, err = chunks_of(capsys, git_registry, "knowledge/billing/local.md")
     assert code == 0 and "My notes." in out
     assert "not ingested: not among the registry's files (git ignores it)" in err
+
+
+def test_a_path_below_repo_works_from_anywhere(
+    registry: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, _ = run(capsys, "chunks", "knowledge/billing/plans.json", "--repo", str(registry))
+    assert code == 0 and out.startswith("knowledge/billing/plans.json (domain billing)")
+    code, _, err = run(capsys, "chunks", "../../outside.md", "--repo", str(registry))
+    assert code == 2 and "outside the registry" in err

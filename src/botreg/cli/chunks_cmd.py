@@ -83,6 +83,8 @@ def _locate(repo: Path, path: str) -> tuple[str, str]:
             f"{_shown(str(repo))}: not a registry (no {REGISTRY_FILE}); pass --repo DIR"
         )
     rel = _relative(repo, path)
+    if rel is None and not os.path.isabs(path):  # a path below --repo, given from elsewhere
+        rel = _relative(repo, os.path.join(repo, path))
     if rel is None:
         raise UsageError(
             f"{_shown(path)}: outside the registry at {_shown(str(repo))}; give a file under "
