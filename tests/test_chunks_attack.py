@@ -360,3 +360,9 @@ def test_a_path_below_repo_works_from_anywhere(
     assert code == 0 and out.startswith("knowledge/billing/plans.json (domain billing)")
     code, _, err = run(capsys, "chunks", "../../outside.md", "--repo", str(registry))
     assert code == 2 and "outside the registry" in err
+
+
+def test_the_count_reads_as_english(registry: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(registry, "knowledge/docs/one.txt", "One paragraph.\n")
+    _, out, _ = chunks_of(capsys, registry, "knowledge/docs/one.txt")
+    assert out.startswith("knowledge/docs/one.txt (domain docs): 1 chunk\n")

@@ -223,7 +223,8 @@ def run(args: argparse.Namespace) -> int:
         doc = {"domain": domain, "path": rel, "ingested": not skipped, "chunks": rows}
         sys.stdout.write(dump_json(doc))
         return 0
-    out = [f"{_shown(rel)} (domain {domain}): {len(rows)} chunks"]
+    count = f"{len(rows)} chunk" + ("" if len(rows) == 1 else "s")
+    out = [f"{_shown(rel)} (domain {domain}): {count}"]
     for row in rows:
         out.append(f"\n--- chunk {row['index']} · ~{row['tokens']} tokens · id {row['id']}")
         out.append(_printable(row["text"]))
