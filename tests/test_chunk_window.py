@@ -72,6 +72,7 @@ _HEX = st.text("0123456789abcdef", min_size=4, max_size=40)
 _WORDS = st.sampled_from(
     "refund invoice customer subscription cancellation reconciliation webhook oncall "
     "globs config botreg Zapier OAuth GitHub naïve Rückerstattungsbedingungen "
+    "pengembalian kurejeshewa czternastu amakhasimende sähköpostitse visszatérítés "
     "поддержка клиентов Επιστροφή χρημάτων مرحبا 退款政策 😀 ﬁnance".split()
 )
 _IDS = st.one_of(
@@ -111,17 +112,18 @@ def test_hostile_files_never_exceed_the_window(paragraphs: list[list[str]], kind
 @pytest.mark.parametrize(
     ("text", "tokens"),
     [
-        ("refund", 2),  # a plain word: one token per five letters
+        ("refund", 2),  # a plain word: one token per three letters
+        ("kurejeshewa", 4),  # Swahili: WordPiece cuts it into 4 pieces
         ("the", 1),
         ("a3f9c2e81b7d", 12),  # hex: one per character
         ("3f2b8c1e-9a4d", 13),  # the dash is a token of its own
         ("getUserName", 11),  # camelCase: an identifier
         ("bcdfg", 5),  # no vowel: not a word
         ("поддержка", 9),  # outside Latin: one per character
-        ("naïve", 1),  # accents stripped, as WordPiece does
+        ("naïve", 2),  # accents stripped, as WordPiece does
         ("region988", 5),  # the word, then one per digit
         ("退款", 2),  # CJK: one per character
-        ("snake_case", 3),  # "_" splits like punctuation
+        ("snake_case", 5),  # "_" splits like punctuation
     ],
 )
 def test_estimate_per_kind(text: str, tokens: int) -> None:
@@ -133,3 +135,51 @@ def test_estimate_per_kind(text: str, tokens: int) -> None:
 def test_a_character_is_at_most_one_token(text: str) -> None:
     # The splitters rely on it: a piece of n characters costs at most n tokens.
     assert count_tokens(text) <= sum(not c.isspace() for c in text)
+
+
+# Support prose in languages written in Latin letters (tests/data/languages), and
+# its real token count ([CLS] and [SEP] included). WordPiece's vocabulary is
+# English: these words are cut into pieces of two or three letters, so an
+# estimate of one token per five letters put a 200-token chunk of Zulu at 350.
+LANGUAGES = ROOT / "tests" / "data" / "languages"
+REAL_TOKENS = {
+    "cy": 220,
+    "de": 225,
+    "es": 206,
+    "eu": 191,
+    "fi": 190,
+    "fr": 187,
+    "hu": 224,
+    "id": 225,
+    "it": 211,
+    "nl": 220,
+    "pl": 252,
+    "sw": 216,
+    "tl": 183,
+    "tr": 205,
+    "vi": 222,
+    "zu": 232,
+}
+
+
+def _body(language: str) -> str:
+    return (LANGUAGES / f"{language}.md").read_text(encoding="utf-8").split("\n\n", 1)[1].strip()
+
+
+@pytest.mark.parametrize("language", sorted(REAL_TOKENS))
+def test_the_estimate_bounds_prose_of_any_latin_language(language: str) -> None:
+    # A chunk of max_tokens estimated tokens must be within the window's 254
+    # (256 less [CLS] and [SEP]): the estimate may be under by 254/200 at most.
+    real = REAL_TOKENS[language] - 2
+    assert real * SETTINGS.chunking.max_tokens <= count_tokens(_body(language)) * (WINDOW - 2)
+
+
+@needs_model
+@pytest.mark.parametrize("language", sorted(REAL_TOKENS))
+def test_long_prose_of_any_latin_language_fits_the_window(language: str) -> None:
+    body = _body(language)
+    assert real_tokens(body) == REAL_TOKENS[language]  # the table above is the model's count
+    # one long paragraph: split at sentences into chunks filled to the budget
+    text = f"# {language}\n\n" + " ".join([body] * 3)
+    assert len(chunk_file("a.md", text.encode(), SETTINGS.chunking, SETTINGS.limits)) > 2
+    assert_within_window(f"{language}.md", text.encode())

@@ -37,7 +37,9 @@ class _Open:
     """The last chunk, still open for a short section to merge into."""
 
     path: tuple[str, ...]
-    parts: list[tuple[tuple[str, ...], str]]  # (path relative to `path`, body)
+    # (path relative to `path`, body, is a record): a merged record is named by its
+    # first line, a merged section by its heading
+    parts: list[tuple[tuple[str, ...], str, bool]]
     tokens: int  # of the body as joined
     record: bool
     merged: int = 1
@@ -111,7 +113,7 @@ class Packer:
         self._group, self._used = [], 0
         if not self._merge(self._path, body, tokens):
             self._flush()
-            self._open = _Open(self._path, [((), body)], tokens, self._record)
+            self._open = _Open(self._path, [((), body, self._record)], tokens, self._record)
             self._open.short = self._is_short(tokens, self._record)
             if self.max_chunks is not None and len(self.chunks) >= self.max_chunks:
                 self._flush()  # one more than allowed: stop now, not at the next section
@@ -136,9 +138,9 @@ class Packer:
         if not (ancestor and not self._record) and not (same and last.short):
             return False
         root = last.path if (ancestor or path == last.path) else path[:-1]
-        parts = [(last.path[len(root) :] + rel, text) for rel, text in last.parts]
-        parts.append((path[len(root) :], body))
-        joined = self._body(parts, last.record)
+        parts = [(last.path[len(root) :] + rel, text, rec) for rel, text, rec in last.parts]
+        parts.append((path[len(root) :], body, self._record))
+        joined = self._body(parts)
         used = count_tokens(joined)
         limit = self._budget_of(context_line(self.title, root, self.max_tokens))
         if not ancestor:  # short siblings together stay short of a full chunk
@@ -150,11 +152,15 @@ class Packer:
         return True
 
     @staticmethod
-    def _body(parts: list[tuple[tuple[str, ...], str]], record: bool) -> str:
-        """The parts joined, each merged section led by its own heading (a record by its name)."""
+    def _body(parts: list[tuple[tuple[str, ...], str, bool]]) -> str:
+        """The parts joined, each merged section led by its own heading (a record by its name).
+
+        A section merged into a record's chunk (a table's rows, then a short
+        subsection) keeps its heading too: only records go without one.
+        """
         return "\n\n".join(
             f"{HEADING_SEPARATOR.join(rel)}\n{text}" if rel and not record else text
-            for rel, text in parts
+            for rel, text, record in parts
         )
 
     def _flush(self) -> None:
@@ -162,6 +168,6 @@ class Packer:
         if last is None:
             return
         context = context_line(self.title, last.path, self.max_tokens)
-        self.chunks.append((context, with_heading(context, self._body(last.parts, last.record))))
+        self.chunks.append((context, with_heading(context, self._body(last.parts))))
         if self.max_chunks is not None and len(self.chunks) > self.max_chunks:
             raise ChunkCeilingError
