@@ -49,7 +49,7 @@ def test_text_findings_and_exit_1(broken: Path, capsys: pytest.CaptureFixture[st
         "will not be ingested. Supported: .csv, .json, .markdown, .md, .txt, "
         ".yaml, .yml (and any of them + .gz)"
     )
-    assert lines[2].startswith("16 files: 15 valid, 1 invalid, 1 errors, 1 warnings (")
+    assert lines[2].startswith("16 files: 15 valid, 1 invalid, 1 error, 1 warning (")
 
 
 def test_warnings_alone_exit_0(registry: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -135,7 +135,7 @@ def test_paths_relative_to_cwd(
 ) -> None:
     monkeypatch.chdir(broken)
     code, out, _ = run(capsys, "validate", "bots/product-guide.yaml")
-    assert code == 0 and out.startswith("1 files: 1 valid")
+    assert code == 0 and out.startswith("1 file: 1 valid")
     code, out, _ = run(capsys, "validate", BOT)
     assert code == 1 and "BR202" in out
 

@@ -151,7 +151,7 @@ def test_every_result_has_its_line_and_its_fields() -> None:
     assert cycle_fields(failed)["phase"] == "fetch"
     rejected = CycleResult("rejected", a, b, counts={"errors": 2, "warnings": 1, "findings": 3})
     assert cycle_line(rejected) == (
-        f"rejected {a[:12]}..{b[:12]} in 0.00 s: 2 errors, 1 warnings; still serving {a[:12]}"
+        f"rejected {a[:12]}..{b[:12]} in 0.00 s: 2 errors, 1 warning; still serving {a[:12]}"
     )
     assert cycle_fields(rejected)["errors"] == 2
     assert "bots_created" not in cycle_fields(rejected)  # only a synced cycle has them

@@ -36,7 +36,7 @@ def test_from_a_sub_folder_paths_are_relative_to_it(
     code, out, _ = run(capsys, "validate", "product-guide.yaml")
     assert code == 1
     assert "bots/product-guide.yaml:" in out and "BR101" in out
-    assert out.splitlines()[-1].startswith("1 files: 0 valid, 1 invalid")
+    assert out.splitlines()[-1].startswith("1 file: 0 valid, 1 invalid")
 
 
 def test_an_absolute_path_from_a_parent_folder(

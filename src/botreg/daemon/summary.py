@@ -137,8 +137,9 @@ def cycle_line(cycle: Cycle) -> str:
     if cycle.result == "rejected":
         serving = cycle.from_commit[:12] or "nothing (no commit applied yet)"
         return (
-            f"rejected {between} in {seconds:.2f} s: {_count(cycle.counts, 'errors')} errors, "
-            f"{_count(cycle.counts, 'warnings')} warnings; still serving {serving}"
+            f"rejected {between} in {seconds:.2f} s: "
+            f"{_nouns(_count(cycle.counts, 'errors'), 'error')}, "
+            f"{_nouns(_count(cycle.counts, 'warnings'), 'warning')}; still serving {serving}"
         )
     if cycle.result == "interrupted":
         return f"interrupted by a stop after {seconds:.2f} s ({between}); the next run resumes"
@@ -178,3 +179,7 @@ def last_cycle(cycle: Cycle, finished: str) -> dict[str, Any]:
         finished: When it ended (ISO 8601).
     """
     return {**cycle_fields(cycle), "finished": finished, "summary": cycle_line(cycle)}
+
+
+def _nouns(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

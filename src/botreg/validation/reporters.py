@@ -63,12 +63,20 @@ def render_text(report: Report, prefix: str = "") -> str:
         f"{escape_text(prefix + f.path)}:{f.line}:{f.column}: {f.code} {escape_text(_message(f))}"
         for f in report.findings
     ]
-    s = _summary(report)
-    lines.append(
-        f"{s['files']} files: {s['valid']} valid, {s['invalid']} invalid, {s['errors']} errors, "
-        f"{s['warnings']} warnings ({report.duration:.2f} s)"
-    )
+    lines.append(f"{_summary_line(report)} ({report.duration:.2f} s)")
     return "\n".join(lines) + "\n"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _summary_line(report: Report) -> str:
+    s = _summary(report)
+    return (
+        f"{_count(s['files'], 'file')}: {s['valid']} valid, {s['invalid']} invalid, "
+        f"{_count(s['errors'], 'error')}, {_count(s['warnings'], 'warning')}"
+    )
 
 
 def render_json(report: Report, prefix: str = "") -> str:
@@ -120,11 +128,7 @@ def render_github(report: Report, prefix: str = "") -> str:
             ]
         )
         out.append(f"::{level} {props}::{escape_github_data(f.message)}")
-    s = _summary(report)
-    out.append(
-        f"botreg: {s['files']} files: {s['valid']} valid, {s['invalid']} invalid, "
-        f"{s['errors']} errors, {s['warnings']} warnings"
-    )
+    out.append(f"botreg: {_summary_line(report)}")
     return "\n".join(out) + "\n"
 
 
