@@ -53,12 +53,13 @@ __all__ = [
 
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for the model (and Chroma's)
 DIMENSIONS = 384  # when the weights do not say
-# Batch caps: sorted texts of similar length share a batch; measured on botreg's
-# chunks (bench/embed.py), a few hundred padded tokens per run is as fast as any
-# larger batch, and a full batch of 256-token texts stays small (8 x 256 tokens:
-# about 25 MB of attention scores).
-MAX_BATCH_TEXTS = 32
-MAX_BATCH_TOKENS = 2048
+# Batch caps: sorted texts of similar length share a batch. Measured on botreg's
+# chunks (2 cores, bench/embed.py's texts): about 512 padded tokens per run is the
+# fastest (CPU time per text is flat from 256 to 768 and grows beyond, as the
+# activations outgrow the caches: 2,048 tokens ran 20% slower), and it bounds
+# memory whatever the input (two 256-token texts: 6 MB of attention scores).
+MAX_BATCH_TEXTS = 64
+MAX_BATCH_TOKENS = 512
 _TOKENIZER = "tokenizer.json"
 _WEIGHTS = "model.onnx"
 
