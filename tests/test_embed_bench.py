@@ -34,13 +34,13 @@ def test_the_texts_are_botreg_s_chunks_of_the_support_and_synthetic_corpora() ->
 
 def test_the_table_s_arithmetic() -> None:
     row = embed.Row("x", chunks=100, tokens=6400, chroma_s=10.0, botreg_s=2.0, limit_s=3.0,
-                    min_cosine=0.99999994)  # fmt: skip
+                    min_cosine=0.99999994, padded=6720)  # fmt: skip
     assert row.speedup == 5.0 and row.of_limit == 1.5
     header, rule, line = embed.format_table([row])
-    assert header.count("|") == rule.count("|") == line.count("|") == 11
+    assert header.count("|") == rule.count("|") == line.count("|") == 12
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells == ["x", "100", "64.0", "10.0", "50.0", "5.00x", "3,200", "2,133", "150%",
-                     "0.9999999"]  # fmt: skip
+    assert cells == ["x", "100", "64.0", "10.0", "50.0", "5.00x", "+300% / +5%", "3,200",
+                     "2,133", "150%", "0.9999999"]  # fmt: skip
 
 
 def test_the_machine_line_names_cores_cpu_and_load() -> None:
@@ -75,4 +75,4 @@ def test_a_tiny_run_prints_the_machine_and_the_side_by_side_table(
     rows = {line.split("|")[1].strip(): line.split("|") for line in table[1:]}
     assert list(rows) == ["support corpus", "synthetic", "both"]
     assert [int(r[2]) for r in rows.values()] == [4, 4, 8]
-    assert all(float(r[10]) >= 0.9999 for r in rows.values())  # the same vectors
+    assert all(float(r[11]) >= 0.9999 for r in rows.values())  # the same vectors
