@@ -9,6 +9,7 @@ command of the README can be run twice); any other non-empty DIR is refused.
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 from pathlib import Path
 
@@ -36,8 +37,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             ],
             {
                 0: "created, or reused (a registry init made)",
-                1: "git failed",
-                2: "DIR cannot be used (exists, not empty, not made by init), or a bad flag",
+                1: "DIR could not be written, or git failed (e.g. no user.name and "
+                "user.email); what was written is removed, so run it again once fixed",
+                2: "DIR cannot be used (exists, not empty, not made by init, a dangling "
+                "link), or a bad flag",
             },
         ),
     )
@@ -68,53 +71,129 @@ def made_by_init(directory: Path) -> bool:
         return False
 
 
+def _shown(path: Path | str) -> str:
+    """A path as printed: control and bidi characters escaped (it may come from a script)."""
+    from botreg.registry.layout import escape_unsafe
+
+    return escape_unsafe(str(path))
+
+
 def _next_steps(target: Path) -> str:
-    return f"Next: cd {target} && pre-commit install --install-hooks && botreg validate"
+    # quoted, so that the line can be copied as it is (a folder with a space)
+    return (
+        f"Next: cd {_shown(shlex.quote(str(target)))} && pre-commit install --install-hooks "
+        "&& botreg validate"
+    )
 
 
 def _reuse(target: Path) -> int:
     from botreg.schema_copies import SCHEMAS_DIR, CopyState, compare_copies
 
-    print(f"Registry {target} exists (made by botreg init): reusing it as it is.")
+    print(f"Registry {_shown(target)} exists (made by botreg init): reusing it as it is.")
     if any(state is not CopyState.CURRENT for _, state in compare_copies(target / SCHEMAS_DIR)):
         print(
-            f"Its editor schemas ({SCHEMAS_DIR}/) are missing or out of date: "
-            f"run `botreg schemas --repo {target} --write` and commit them."
+            f"Its editor schemas ({SCHEMAS_DIR}/) are missing or out of date: run "
+            f"`botreg schemas --repo {_shown(shlex.quote(str(target)))} --write` and commit them."
         )
     print(_next_steps(target))
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    """Create (or reuse) the repository and print where it is."""
+def _check_target(target: Path) -> None:
+    """Refuse a DIR that cannot become a new registry (UsageError, exit 2)."""
+    if target.is_symlink() and not target.exists():
+        raise UsageError(
+            f"{_shown(target)}: is a symbolic link to a folder that does not exist; "
+            "choose a new DIR, or create the folder it points to"
+        )
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise UsageError(
+            f"{_shown(target)}: exists and is not an empty directory, nor a registry made by "
+            "botreg init; choose a new DIR"
+        )
+
+
+def _git_failure(target: Path, exc: Exception) -> BotregError:
+    """What went wrong with git, in a sentence and without GitPython's command dump."""
+    stderr = str(getattr(exc, "stderr", "") or "")
+    if "Please tell me who you are" in stderr or "unable to auto-detect email" in stderr:
+        return BotregError(
+            f"{_shown(target)}: git cannot make the first commit: it does not know who you "
+            "are. Set your name and e-mail (git config --global user.name 'Your Name' && "
+            "git config --global user.email you@example.com), then run botreg init again"
+        )
+    # GitPython wraps it as "\n  stderr: '...'": git's last line says what failed
+    text = stderr.strip().removeprefix("stderr:").strip().removeprefix("'").removesuffix("'")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    detail = lines[-1] if lines else f"{type(exc).__name__}: {exc}"
+    return BotregError(f"{_shown(target)}: git failed: {_shown(detail)}")
+
+
+def _undo(target: Path, existed: bool) -> None:
+    """Remove what a failed init wrote, so that running it again starts afresh.
+
+    DIR was new (remove it) or empty (empty it again); never follows a link out.
+    """
+    if not existed:
+        shutil.rmtree(target, ignore_errors=True)
+        return
+    for child in target.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _create(target: Path, branch: str) -> bool:
+    """Copy the template and the schemas, pin the hook, commit; True if the hook was pinned."""
     import git
 
-    from botreg.hook_source import HOOK_CONFIG, installed_clone_requirement, pin_hook
+    from botreg.hook_source import installed_clone_requirement, pin_hook
     from botreg.resources import template_dir
     from botreg.schema_copies import SCHEMAS_DIR, write_copies
 
-    target = Path(args.directory)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        if target.is_dir() and made_by_init(target):
-            return _reuse(target)
-        raise UsageError(
-            f"{target}: exists and is not an empty directory, nor a registry made by "
-            "botreg init; choose a new DIR"
-        )
-    shutil.copytree(template_dir(), target, dirs_exist_ok=True)
+    try:
+        shutil.copytree(template_dir(), target, dirs_exist_ok=True)
+    except (OSError, shutil.Error) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise BotregError(f"{_shown(target)}: cannot create the registry: {reason}") from None
     write_copies(target / SCHEMAS_DIR)
     clone = installed_clone_requirement()
     pinned = clone is not None and pin_hook(target, clone)
     try:
-        repo = git.Repo.init(target, initial_branch=args.branch)
+        repo = git.Repo.init(target, initial_branch=branch)
         repo.git.add(all=True)
         # git's own commit, not GitPython's: it reads GIT_AUTHOR_DATE in every
         # format git accepts (GitPython fails on ISO 8601 with a colon offset).
         repo.git.commit("-q", "--no-verify", "-m", INIT_COMMIT_MESSAGE)
     except git.GitError as exc:
-        raise BotregError(f"{target}: git failed: {exc}") from None
-    print(f"Created registry {target} (branch {args.branch}, first commit made).")
-    print(f"Editor schemas: {target / SCHEMAS_DIR}/ (the YAML files' modelines point there).")
+        raise _git_failure(target, exc) from None
+    return pinned
+
+
+def run(args: argparse.Namespace) -> int:
+    """Create (or reuse) the repository and print where it is.
+
+    A failure half-way (git has no identity, a disk full) removes what was
+    written, so that the same command works once the cause is fixed.
+    """
+    from botreg.hook_source import HOOK_CONFIG
+    from botreg.schema_copies import SCHEMAS_DIR
+
+    target = Path(args.directory)
+    if target.is_dir() and made_by_init(target):
+        return _reuse(target)
+    _check_target(target)
+    existed = target.exists()
+    try:
+        pinned = _create(target, args.branch)
+    except BaseException:
+        _undo(target, existed)
+        raise
+    print(f"Created registry {_shown(target)} (branch {args.branch}, first commit made).")
+    print(
+        f"Editor schemas: {_shown(target / SCHEMAS_DIR)}/ (the YAML files' modelines point there)."
+    )
     if pinned:
         print(
             f"Hook installs botreg from this installation's clone ({HOOK_CONFIG}); "

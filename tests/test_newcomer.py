@@ -1,0 +1,111 @@
+"""A fresh-clone pass over what issue #14 built, as a new user, an operator and an attacker.
+
+Each test is something that pass found: `init` on a machine without a git
+identity, on odd directories; the hook pin; `botreg status` text; hostile
+names and contents on the new surfaces (schemas, status, progress, resolve);
+mistyped flags; help that pointed at README sections that moved to docs/.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from botreg.cli import main
+from botreg.cli.init_cmd import made_by_init
+from botreg.hook_source import HOOK_CONFIG, TEMPLATE_REQUIREMENT, pin_hook
+from botreg.resources import template_dir
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- init -----------------------------------------------------------------------------
+
+
+def test_init_without_a_git_identity_says_how_to_set_it_and_leaves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh machine: GitPython's command dump (exit 1), and a half-made folder that
+    the second run refused ("exists and is not an empty directory", exit 2)."""
+    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME"):
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("GIT_COMMITTER_EMAIL")
+    monkeypatch.setenv("EMAIL", "")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-gitconfig"))
+    # git falls back to user@hostname unless it cannot: make it refuse
+    (tmp_path / "no-gitconfig").write_text("[user]\n\tuseConfigOnly = true\n")
+    target = tmp_path / "demo-registry"
+    code, _, err = run(capsys, "init", str(target))
+    assert code == 1, err
+    assert "git cannot make the first commit: it does not know who you are" in err
+    assert "git config --global user.name" in err and "cmdline:" not in err
+    assert not target.exists()  # nothing left behind ...
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "A")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "a@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "A")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "a@example.com")
+    assert run(capsys, "init", str(target))[0] == 0  # ... so the same command now works
+    assert made_by_init(target)
+
+
+def test_a_failed_init_in_an_empty_folder_empties_it_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "empty"
+    target.mkdir()
+    code, _, err = run(capsys, "init", "--branch", "a..b", str(target))
+    assert code == 1
+    assert "git failed: fatal: invalid initial branch name: 'a..b'" in err
+    assert target.is_dir() and list(target.iterdir()) == []
+
+
+def test_init_on_a_dangling_link_or_an_unwritable_place_is_an_error_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both were exit 3 (FileExistsError, FileNotFoundError) with a crash log."""
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    code, _, err = run(capsys, "init", str(tmp_path / "dangling"))
+    assert code == 2 and "symbolic link to a folder that does not exist" in err
+    assert not (tmp_path / "nowhere").exists()
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(capsys, "init", str(tmp_path / "file" / "registry"))
+    assert code == 1 and "cannot create the registry" in err and "bug" not in err
+
+
+def test_init_prints_commands_that_can_be_pasted_and_escapes_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "init", "my registry")
+    assert code == 0
+    assert "Next: cd 'my registry' && pre-commit install" in out
+    code, out, _ = run(capsys, "init", "x\x1b]0;title\x07y")
+    assert code == 0 and "\x1b" not in out and "\x07" not in out
+    assert "x\\x1b]0;title\\x07y" in out
+
+
+def test_the_pin_changes_the_hook_and_leaves_the_comment_that_lists_sources(
+    tmp_path: Path,
+) -> None:
+    """The comment's first example ("a tag of the project") was rewritten to the clone."""
+    config = tmp_path / HOOK_CONFIG
+    template = (template_dir() / HOOK_CONFIG).read_text()
+    config.write_text(template)
+    pinned = "botreg @ git+file:///home/me/src/botreg@0123456789abcdef0123456789abcdef01234567"
+    assert pin_hook(tmp_path, pinned) is True
+    text = config.read_text()
+    changed = [
+        (a, b) for a, b in zip(template.splitlines(), text.splitlines(), strict=True) if a != b
+    ]
+    assert len(changed) == 1
+    assert changed[0][0].strip().startswith("additional_dependencies:")
+    assert f'["{pinned}"]' in changed[0][1]
+    assert re.search(rf"#\s+{re.escape(TEMPLATE_REQUIREMENT)}\s+a tag of the project", text)
