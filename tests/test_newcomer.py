@@ -8,6 +8,7 @@ mistyped flags; help that pointed at README sections that moved to docs/.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -109,3 +110,73 @@ def test_the_pin_changes_the_hook_and_leaves_the_comment_that_lists_sources(
     assert changed[0][0].strip().startswith("additional_dependencies:")
     assert f'["{pinned}"]' in changed[0][1]
     assert re.search(rf"#\s+{re.escape(TEMPLATE_REQUIREMENT)}\s+a tag of the project", text)
+
+
+# --- botreg status and the dead letters, as text -----------------------------------------
+
+HOSTILE = "x\x1b]0;pwned\x07\u202eevil\x1b[2J"
+UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+def _status_file(data: Path, **values: object) -> None:
+    data.mkdir(parents=True, exist_ok=True)
+    conditions = {
+        "Ready": {"status": "False", "reason": "", "message": ""},
+        "IngestFailed": {"status": "True", "reason": HOSTILE, "message": HOSTILE},
+    }
+    doc = {
+        "source": f"file:///srv/{HOSTILE}",
+        "branch": HOSTILE,
+        "environment": "development",
+        "applied_commit": "a" * 40,
+        "head_commit": HOSTILE,
+        "last_result": "rejected",
+        "rejected_commit": "b" * 40,
+        "findings": [
+            {"path": "bots/x.yaml", "line": 1, "column": 1, "code": "BR201", "message": "bad"}
+        ],
+        "findings_total": 1,
+        "last_error": f"git said {HOSTILE}",
+        "conditions": conditions,
+        "domains": {HOSTILE: {"status": "error", "error": HOSTILE}},
+        "role": HOSTILE,
+        "ha": {"group": HOSTILE, "redis": "unreachable", "redis_error": HOSTILE},
+        **values,
+    }
+    (data / "status.json").write_text(json.dumps(doc))
+
+
+def test_status_text_escapes_every_value_and_counts_one_finding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """last_error, conditions, domains, source, role ... were printed raw: a terminal
+    escape in a message (git's stderr, a store's error, an edited file) reached the
+    terminal. "(1 findings)"; "IngestFailed False " ended in spaces."""
+    _status_file(tmp_path / "data")
+    code, out, _ = run(capsys, "status", "--data-dir", str(tmp_path / "data"))
+    assert code == 0
+    assert not UNSAFE.search(out), [line for line in out.splitlines() if UNSAFE.search(line)]
+    assert "last error:  git said x\\x1b]0;pwned\\x07\\u202eevil\\x1b[2J" in out
+    assert f"rejected:    {'b' * 40} (1 finding)\n" in out
+    assert all(line == line.rstrip() for line in out.splitlines())
+    assert "  Ready             False\n" in out
+
+
+def test_dead_letters_text_escapes_the_subject_and_the_receivers_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from botreg.events.outbox import Outbox
+
+    data = tmp_path / "data"
+    data.mkdir()
+    outbox = Outbox(data / "outbox.sqlite")
+    event = {"id": "e1", "type": "botreg.bot.updated", "subject": HOSTILE, "data": {}}
+    seq = outbox.enqueue("e1", json.dumps(event).encode(), now=time.time() - 7200)
+    outbox.failed(seq, f"HTTP 500: {HOSTILE}")
+    outbox.expire(time.time() - 3600)
+    outbox.close()
+    code, out, _ = run(capsys, "events", "--data-dir", str(data), "--dead-letter")
+    assert code == 0 and out.startswith("e1  botreg.bot.updated x")
+    assert not UNSAFE.search(out) and "HTTP 500: x\\x1b]0;pwned" in out
