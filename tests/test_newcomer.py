@@ -180,3 +180,34 @@ def test_dead_letters_text_escapes_the_subject_and_the_receivers_error(
     code, out, _ = run(capsys, "events", "--data-dir", str(data), "--dead-letter")
     assert code == 0 and out.startswith("e1  botreg.bot.updated x")
     assert not UNSAFE.search(out) and "HTTP 500: x\\x1b]0;pwned" in out
+
+
+# --- the command line --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["sync", "--sorce", "demo-registry", "--once"], "--sorce (did you mean --source?)"),
+        (["sync", "--sorce=demo-registry"], "--sorce=demo-registry (did you mean --source?)"),
+        (["resolve", "billing-assistant", "--evn", "development"], "--evn (did you mean --env?)"),
+        (["review", "--bsae", "main"], "--bsae (did you mean --base?)"),
+        (["query", "--domian", "billing", "refunds"], "--domian (did you mean --domain?)"),
+    ],
+)
+def test_a_mistyped_required_flag_is_named_with_a_suggestion(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "the following arguments are required: --source", hiding the typo."""
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert f"unrecognized argument: {said}" in err
+    assert f"usage: botreg {argv[0]} " in err
+
+
+def test_a_required_flag_that_is_really_missing_is_still_said(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv in (["sync"], ["sync", "--once"], ["query", "-k", "-1", "x"], ["review", "--"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "the following arguments are required" in err, argv
