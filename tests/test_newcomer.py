@@ -8,13 +8,14 @@ mistyped flags; help that pointed at README sections that moved to docs/.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from botreg.cli import main
+from botreg.cli import build_parser, main
 from botreg.cli.init_cmd import made_by_init
 from botreg.hook_source import HOOK_CONFIG, TEMPLATE_REQUIREMENT, pin_hook
 from botreg.resources import template_dir
@@ -211,3 +212,27 @@ def test_a_required_flag_that_is_really_missing_is_still_said(
     for argv in (["sync"], ["sync", "--once"], ["query", "-k", "-1", "x"], ["review", "--"]):
         code, _, err = run(capsys, *argv)
         assert code == 2 and "the following arguments are required" in err, argv
+
+
+def _help_texts() -> dict[str, str]:
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return {"botreg": parser.format_help()} | {
+        name: command.format_help() for name, command in sub.choices.items()
+    }
+
+
+def test_help_points_at_the_manual_not_at_readme_sections_that_moved() -> None:
+    """`sync -h` said "see README 'High availability'": README is a front door now."""
+    for name, text in _help_texts().items():
+        assert "README" not in text, name
+        for page in re.findall(r"docs/[\w.-]+\.md", text):
+            assert (PROJECT / page).is_file(), (name, page)
+
+
+def test_every_example_fits_an_80_column_terminal() -> None:
+    """sync's second example was one 131-character line."""
+    for name, text in _help_texts().items():
+        examples = text.partition("\nExamples:\n")[2]
+        for line in examples.splitlines():
+            assert len(line) <= 80, (name, line)

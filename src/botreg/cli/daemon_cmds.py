@@ -39,9 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             [
                 ("botreg sync --source demo-registry --once", "one cycle from a local clone"),
                 (
-                    "botreg sync --source https://github.com/acme/bots.git --token-file "
-                    "/run/secrets/token --env production --data-dir /var/lib/botreg",
-                    "the daemon: poll every 30 s, HTTP API on 127.0.0.1:8470",
+                    "botreg sync --source https://git.example.com/bots.git --env production",
+                    "the daemon: polls every 30 s (private repository: add --token-file F)",
                 ),
                 (
                     "botreg sync --source demo-registry --watch --events-file -",
@@ -135,7 +134,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="give up on a webhook event still failing after this long: it becomes a dead "
         "letter (`botreg events --dead-letter`) and stops holding the line (default: 86400)",
     )
-    rs = p.add_argument_group("events on a Redis stream (see README 'Events on Redis Streams')")
+    rs = p.add_argument_group("events on a Redis stream (see docs/events.md)")
     rs.add_argument(
         "--events-redis",
         metavar="URL",
@@ -199,7 +198,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="author and committer of the commits writes make (default: "
         "'botreg daemon <botreg@localhost>')",
     )
-    ha = p.add_argument_group("high availability (see README 'High availability')")
+    ha = p.add_argument_group("high availability (see docs/operations.md, High availability)")
     ha.add_argument(
         "--ha-redis",
         metavar="URL",
@@ -222,7 +221,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="daemons with the same group share one lease (default: derived from the source, "
         "branch and environment)",
     )
-    hk = p.add_argument_group("housekeeping (between cycles; see README 'Housekeeping')")
+    hk = p.add_argument_group("housekeeping (between cycles; see docs/operations.md, Housekeeping)")
     hk.add_argument(
         "--events-max-bytes",
         default="64M",
