@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -236,3 +238,72 @@ def test_every_example_fits_an_80_column_terminal() -> None:
         examples = text.partition("\nExamples:\n")[2]
         for line in examples.splitlines():
             assert len(line) <= 80, (name, line)
+
+
+# --- botreg schemas on a hostile registry ------------------------------------------------
+
+
+def _made(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    registry = tmp_path / "registry"
+    assert run(capsys, "init", str(registry))[0] == 0
+    return registry
+
+
+def test_schemas_check_does_not_block_on_a_fifo_planted_as_a_copy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A commit that replaces `.schemas/bot.schema.json` by a FIFO (or a link to
+    /dev/zero) made `botreg schemas --check` in CI wait for ever (or fill the memory)."""
+    registry = _made(tmp_path, capsys)
+    copy = registry / ".schemas" / "bot.schema.json"
+    copy.unlink()
+    os.mkfifo(copy)
+    result: list[tuple[int, str, str]] = []
+    worker = threading.Thread(
+        target=lambda: result.append(run(capsys, "schemas", "--repo", str(registry), "--check")),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(10)
+    blocked = worker.is_alive()
+    if blocked:  # unblock the reader before failing
+        os.close(os.open(copy, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(5)
+    assert not blocked, "botreg schemas --check blocked on a FIFO"
+    code, out, _ = result[0]
+    assert code == 1 and "bot.schema.json: out of date" in out
+
+
+def test_a_copy_that_is_a_link_is_out_of_date_and_write_replaces_the_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Copies are read without following links: a link to a file outside the registry
+    (even one with the right content) is not a copy, and --write never writes through it."""
+    registry = _made(tmp_path, capsys)
+    copy = registry / ".schemas" / "bot.schema.json"
+    outside = tmp_path / "outside.json"
+    outside.write_bytes(copy.read_bytes())
+    copy.unlink()
+    copy.symlink_to(outside)
+    code, out, _ = run(capsys, "schemas", "--repo", str(registry), "--check")
+    assert code == 1 and "bot.schema.json: out of date" in out
+    before = outside.read_bytes()
+    assert run(capsys, "schemas", "--repo", str(registry), "--write")[0] == 0
+    assert not copy.is_symlink() and copy.read_bytes() == before
+    assert outside.read_bytes() == before
+    assert run(capsys, "schemas", "--repo", str(registry), "--check")[0] == 0
+
+
+def test_schemas_write_does_not_write_through_a_planted_temporary_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = _made(tmp_path, capsys)
+    copy = registry / ".schemas" / "bot.schema.json"
+    copy.write_text("{}\n")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    planted = copy.with_name(f".{copy.name}.tmp-{os.getpid()}")
+    os.link(victim, planted)  # a hard link: O_NOFOLLOW alone would write into it
+    assert run(capsys, "schemas", "--repo", str(registry), "--write")[0] == 0
+    assert victim.read_text() == "mine"
+    assert run(capsys, "schemas", "--repo", str(registry), "--check")[0] == 0
