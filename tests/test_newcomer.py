@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from botreg.cli import build_parser, main
 from botreg.cli.init_cmd import made_by_init
@@ -307,3 +309,58 @@ def test_schemas_write_does_not_write_through_a_planted_temporary_link(
     assert run(capsys, "schemas", "--repo", str(registry), "--write")[0] == 0
     assert victim.read_text() == "mine"
     assert run(capsys, "schemas", "--repo", str(registry), "--check")[0] == 0
+
+
+# --- botreg resolve on a hostile bot -----------------------------------------------------
+
+
+def test_resolve_yaml_escapes_bidi_and_invisible_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """YAML wrote U+202E (which reorders what a reviewer reads) and zero-width characters
+    as they are, in plain strings, blocks and keys; JSON escaped them."""
+    registry = _made(tmp_path, capsys)
+    bot = registry / "bots" / "billing-assistant.yaml"
+    text = bot.read_text()
+    text = text.replace(
+        "description: Answers customer questions about invoices, plans and refunds.",
+        'description: "refunds \\u202egnirts\\u202c \\u200bhidden \\e]0;title\\a"',
+    )
+    text = text.replace(
+        "  tier: customer-facing",
+        '  tier: customer-facing\n  "key\\u2066x": 1\n  prompt: "one\\u202e\\ntwo\\n"',
+    )
+    bot.write_text(text)
+    code, out, err = run(
+        capsys, "resolve", "billing-assistant", "--env", "development", "--repo", str(registry)
+    )
+    assert code == 0, err
+    assert not re.search("[\x00-\x09\x0b-\x1f\u200b-\u200f\u202a-\u202e\u2066-\u2069]", out)
+    assert 'description: "refunds \\u202Egnirts\\u202C \\u200Bhidden \\e]0;title\\a"' in out
+    assert '"key\\u2066x": 1' in out and 'prompt: "one\\u202E\\ntwo\\n"' in out
+    from ruamel.yaml import YAML
+
+    loaded = YAML(typ="safe").load(out)
+    assert loaded["description"] == "refunds \u202egnirts\u202c \u200bhidden \x1b]0;title\x07"
+    assert loaded["metadata"]["key\u2066x"] == 1
+    assert "system_prompt: |\n" in out  # a plain prompt is still a block
+
+
+_HOSTILE_TEXT = st.text(
+    alphabet=st.sampled_from(
+        ["a", " ", "\n", "\t", "\x1b", "\u202e", "\u200b", "\u2066", "\x85", "\u2028", "é", ":"]
+    ),
+    max_size=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(_HOSTILE_TEXT, _HOSTILE_TEXT | st.lists(_HOSTILE_TEXT), max_size=4))
+def test_terminal_yaml_loads_back_and_holds_no_unsafe_character(data: dict[str, object]) -> None:
+    from ruamel.yaml import YAML
+
+    from botreg.cli.resolve_cmd import terminal_yaml
+
+    out = terminal_yaml(data)
+    assert YAML(typ="safe").load(out) == data
+    assert not re.search("[\x00-\x09\x0b-\x1f\x85\u200b-\u200f\u2028\u202a-\u202e\u2066]", out)
