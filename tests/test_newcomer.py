@@ -364,3 +364,44 @@ def test_terminal_yaml_loads_back_and_holds_no_unsafe_character(data: dict[str, 
     out = terminal_yaml(data)
     assert YAML(typ="safe").load(out) == data
     assert not re.search("[\x00-\x09\x0b-\x1f\x85\u200b-\u200f\u2028\u202a-\u202e\u2066]", out)
+
+
+# --- the cycle's summary and progress: text from the repository, on a terminal ----------
+
+
+def test_a_failed_cycles_summary_escapes_its_error() -> None:
+    """The text log escapes line breaks only: an ESC in an error reached the terminal."""
+    from botreg.daemon.summary import cycle_line
+    from botreg.daemon.sync import CycleResult
+
+    failed = CycleResult("failed", "a" * 40, "b" * 40, error=f"store said {HOSTILE}", phase="apply")
+    line = cycle_line(failed)
+    assert not UNSAFE.search(line)
+    assert line.endswith("store said x\\x1b]0;pwned\\x07\\u202eevil\\x1b[2J")
+
+
+def test_progress_escapes_its_subject_and_the_bar_reads_no_markup(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import io
+    import logging
+
+    from rich.console import Console
+
+    from botreg.daemon.progress import BarProgress, LineProgress
+
+    subject = "knowledge/[bold red]x[/]\x1b]0;pwned\x07\u202e"
+    lines = LineProgress(interval=0)
+    with caplog.at_level(logging.INFO, logger="botreg.daemon.progress"):
+        lines.update("chunking", subject, 1, 2, "files")
+    [record] = caplog.records
+    assert record.getMessage().startswith(
+        "chunking knowledge/[bold red]x[/]\\x1b]0;pwned\\x07\\u202e: 1/2 files"
+    )
+    buffer = io.StringIO()
+    bar = BarProgress(Console(file=buffer, force_terminal=True, width=200, color_system=None))
+    bar.update("embedding", subject, 1, 2, "chunks")
+    bar.finish()
+    shown = buffer.getvalue()
+    assert "[bold red]x[/]\\x1b]0;pwned\\x07\\u202e" in shown  # as written, not as markup
+    assert "pwned\x07" not in shown and "\u202e" not in shown
