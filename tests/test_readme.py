@@ -262,3 +262,11 @@ def test_the_tour_is_not_updated_from_uncommitted_code(tmp_path: Path) -> None:
     assert uncommitted_code(tmp_path) == []  # what --update writes is not code
     (tmp_path / "src" / "x.py").write_text("x = 2\n")
     assert uncommitted_code(tmp_path) == [" M src/x.py"]
+
+
+def test_the_set_up_says_where_python_and_a_git_identity_come_from() -> None:
+    """`python -m pip` fails where only python3 exists or pip is externally managed
+    (Debian, Ubuntu); `botreg init` fails without a git identity: the set-up says both."""
+    set_up = _section(README, "## Set-up")
+    assert "python3 -m venv .venv && . .venv/bin/activate" in set_up
+    assert "`user.name` and `user.email`" in set_up
