@@ -405,3 +405,15 @@ def test_progress_escapes_its_subject_and_the_bar_reads_no_markup(
     shown = buffer.getvalue()
     assert "[bold red]x[/]\\x1b]0;pwned\\x07\\u202e" in shown  # as written, not as markup
     assert "pwned\x07" not in shown and "\u202e" not in shown
+
+
+def test_every_command_lists_its_exit_codes_in_one_layout() -> None:
+    """`schemas -h` had its exit codes as a sentence after the examples, and examples
+    without the `# what` comment every other command has."""
+    for name, text in _help_texts().items():
+        if name == "botreg":
+            continue
+        assert re.search(r"\nExit codes:\n  0    \S.*\n(.*\n)*  2    \S", text), name
+        assert text.index("\nExit codes:\n") < text.index("\nExamples:\n"), name
+        examples = text.partition("\nExamples:\n")[2].splitlines()
+        assert examples[0].startswith("  # "), name
