@@ -30,20 +30,24 @@ check-jsonschema and editors resolve it without network access:
   check-jsonschema --schemafile .schemas/bot.schema.json bots/*.yaml
 """
 
-_EPILOG = _ABOUT + "\n" + examples(
-    [
-        ("botreg schemas", "the schemas, and whether the registry's copies are current"),
-        ("botreg schemas --write", "write missing or outdated copies (.schemas/)"),
-        ("botreg schemas --repo r --write", "the same for the registry in r/"),
-        ("botreg schemas --write /tmp/s", "write them anywhere (no registry needed)"),
-        ("botreg schemas --check", "exit 1 if a copy is missing or outdated (CI)"),
-    ],
-    {
-        0: "done (listed, written, or every copy current)",
-        1: "--check found a missing or outdated copy (a link, FIFO or device in its "
-        "place is outdated), or a copy could not be written",
-        2: "usage error, e.g. --write without DIR outside a registry",
-    },
+_EPILOG = (
+    _ABOUT
+    + "\n"
+    + examples(
+        [
+            ("botreg schemas", "the schemas, and whether the registry's copies are current"),
+            ("botreg schemas --write", "write missing or outdated copies (.schemas/)"),
+            ("botreg schemas --repo r --write", "the same for the registry in r/"),
+            ("botreg schemas --write /tmp/s", "write them anywhere (no registry needed)"),
+            ("botreg schemas --check", "exit 1 if a copy is missing or outdated (CI)"),
+        ],
+        {
+            0: "done (listed, written, or every copy current)",
+            1: "--check found a missing or outdated copy (a link, FIFO or device in its "
+            "place is outdated), or a copy could not be written",
+            2: "usage error, e.g. --write without DIR outside a registry",
+        },
+    )
 )
 
 
