@@ -417,3 +417,17 @@ def test_every_command_lists_its_exit_codes_in_one_layout() -> None:
         assert text.index("\nExit codes:\n") < text.index("\nExamples:\n"), name
         examples = text.partition("\nExamples:\n")[2].splitlines()
         assert examples[0].startswith("  # "), name
+
+
+def test_init_not_from_a_clone_says_where_the_hook_installs_botreg_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Installed from a wheel, init pinned nothing and said nothing: the hook's
+    `pre-commit install` then failed on a tag that is not published yet."""
+    import botreg.hook_source
+
+    monkeypatch.setattr(botreg.hook_source, "installed_clone_requirement", lambda: None)
+    code, out, _ = run(capsys, "init", str(tmp_path / "r"))
+    assert code == 0
+    assert f"Hook and CI install `{TEMPLATE_REQUIREMENT}`" in out
+    assert "docs/pre-commit.md" in out

@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     A failure half-way (git has no identity, a disk full) removes what was
     written, so that the same command works once the cause is fixed.
     """
-    from botreg.hook_source import HOOK_CONFIG
+    from botreg.hook_source import HOOK_CONFIG, TEMPLATE_REQUIREMENT
     from botreg.schema_copies import SCHEMAS_DIR
 
     target = Path(args.directory)
@@ -198,6 +198,12 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"Hook installs botreg from this installation's clone ({HOOK_CONFIG}); "
             "CI's BOTREG_REQUIREMENT still names the release tag."
+        )
+    else:  # not installed from a clone: the template's pin may not be reachable yet
+        print(
+            f"Hook and CI install `{TEMPLATE_REQUIREMENT}` ({HOOK_CONFIG}, "
+            "BOTREG_REQUIREMENT in .github/workflows/registry.yml): if you cannot reach "
+            "it, pin a tag or clone you can (botreg's docs/pre-commit.md)."
         )
     print(_next_steps(target))
     return 0
