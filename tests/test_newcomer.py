@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from botreg.cli import build_parser, main
-from botreg.cli.init_cmd import made_by_init
+from botreg.cli.init_cmd import INIT_COMMIT_MESSAGE, made_by_init
 from botreg.hook_source import HOOK_CONFIG, TEMPLATE_REQUIREMENT, pin_hook
 from botreg.resources import template_dir
 
@@ -431,3 +431,40 @@ def test_init_not_from_a_clone_says_where_the_hook_installs_botreg_from(
     assert code == 0
     assert f"Hook and CI install `{TEMPLATE_REQUIREMENT}`" in out
     assert "docs/pre-commit.md" in out
+
+
+def test_init_fills_a_clone_of_an_empty_repository_and_keeps_its_remote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A platform team creates the repository on its forge, clones it, runs init in it:
+    the clone (only `.git`) was refused as "not an empty directory"."""
+    from conftest import git
+
+    git(tmp_path, "init", "-q", "--bare", "remote.git")
+    git(tmp_path, "clone", "-q", "remote.git", "bots")
+    clone = tmp_path / "bots"
+    code, _, err = run(capsys, "init", "--branch", "a..b", str(clone))  # a failure ...
+    assert code == 1 and (clone / ".git").is_dir()  # ... keeps the clone
+    assert [child.name for child in clone.iterdir()] == [".git"]
+    code, out, err = run(capsys, "init", str(clone))
+    assert code == 0, err
+    assert "Created registry" in out and made_by_init(clone)
+    assert git(clone, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
+    git(clone, "push", "-q", "-u", "origin", "main")  # the remote is still there
+    assert git(tmp_path / "remote.git", "log", "--format=%s", "main").strip() == INIT_COMMIT_MESSAGE
+
+
+def test_init_refuses_a_clone_with_commits_and_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import git
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "first")
+    (tmp_path / "clone").mkdir()
+    git(tmp_path, "clone", "-q", str(repo), "clone")
+    code, _, err = run(capsys, "init", str(tmp_path / "clone"))
+    assert code == 2 and "a repository with commits" in err
+    assert git(tmp_path / "clone", "log", "--format=%s").strip() == "first"

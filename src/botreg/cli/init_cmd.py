@@ -28,8 +28,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "init",
         help="create a registry repository from the template (git init, first commit)",
         description="Copy the registry template and botreg's JSON Schemas (.schemas/) into "
-        "DIR, run git init and make the first commit. DIR must not exist or be empty; "
-        "a registry that init made is reused as it is (exit 0).",
+        "DIR, run git init and make the first commit. DIR must not exist, be empty, or be "
+        "a clone of an empty repository (its remote is kept); a registry that init made is "
+        "reused as it is (exit 0).",
         epilog=examples(
             [
                 ("botreg init demo-registry", "a new registry in ./demo-registry"),
@@ -45,7 +46,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     p.add_argument(
-        "directory", metavar="DIR", help="where to create it (new or empty, or one init made)"
+        "directory",
+        metavar="DIR",
+        help="where to create it (new, empty, an empty clone, or one init made)",
     )
     p.add_argument("--branch", default="main", help="initial branch (default: main)")
     p.set_defaults(handler=run)
@@ -99,6 +102,27 @@ def _reuse(target: Path) -> int:
     return 0
 
 
+def _empty_clone(target: Path) -> bool:
+    """True if `target` holds a git repository without a commit, and nothing else.
+
+    What `git clone` of a new, empty repository on a forge gives: init fills it.
+    """
+    import git
+
+    dot_git = target / ".git"
+    if [child.name for child in target.iterdir()] != [".git"]:
+        return False
+    if dot_git.is_symlink() or not dot_git.is_dir():
+        return False
+    try:
+        git.Repo(target).head.commit  # noqa: B018 - raises on an unborn branch
+    except ValueError:
+        return True  # no commit yet
+    except git.GitError:
+        return False
+    return False
+
+
 def _check_target(target: Path) -> None:
     """Refuse a DIR that cannot become a new registry (UsageError, exit 2)."""
     if target.is_symlink() and not target.exists():
@@ -106,11 +130,20 @@ def _check_target(target: Path) -> None:
             f"{_shown(target)}: is a symbolic link to a folder that does not exist; "
             "choose a new DIR, or create the folder it points to"
         )
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise UsageError(
-            f"{_shown(target)}: exists and is not an empty directory, nor a registry made by "
-            "botreg init; choose a new DIR"
+    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
+        return
+    if target.is_dir() and _empty_clone(target):
+        return
+    hint = "choose a new DIR"
+    if target.is_dir() and (target / ".git").exists():
+        hint = (
+            "a repository with commits: create the registry in a new DIR and copy its "
+            "files in, or clone an empty repository"
         )
+    raise UsageError(
+        f"{_shown(target)}: exists and is not an empty directory, nor a registry made by "
+        f"botreg init; {hint}"
+    )
 
 
 def _git_failure(target: Path, exc: Exception) -> BotregError:
@@ -129,15 +162,18 @@ def _git_failure(target: Path, exc: Exception) -> BotregError:
     return BotregError(f"{_shown(target)}: git failed: {_shown(detail)}")
 
 
-def _undo(target: Path, existed: bool) -> None:
+def _undo(target: Path, kept: set[str] | None) -> None:
     """Remove what a failed init wrote, so that running it again starts afresh.
 
-    DIR was new (remove it) or empty (empty it again); never follows a link out.
+    DIR was new (`kept` None: remove it) or held only `kept` (an empty folder, the
+    `.git` of an empty clone): everything else goes. Never follows a link out.
     """
-    if not existed:
+    if kept is None:
         shutil.rmtree(target, ignore_errors=True)
         return
     for child in target.iterdir():
+        if child.name in kept:
+            continue
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child, ignore_errors=True)
         else:
@@ -161,7 +197,11 @@ def _create(target: Path, branch: str) -> bool:
     clone = installed_clone_requirement()
     pinned = clone is not None and pin_hook(target, clone)
     try:
-        repo = git.Repo.init(target, initial_branch=branch)
+        if (target / ".git").is_dir():  # an empty clone: its remote stays, HEAD names `branch`
+            repo = git.Repo(target)
+            repo.git.symbolic_ref("HEAD", f"refs/heads/{branch}")
+        else:
+            repo = git.Repo.init(target, initial_branch=branch)
         repo.git.add(all=True)
         # git's own commit, not GitPython's: it reads GIT_AUTHOR_DATE in every
         # format git accepts (GitPython fails on ISO 8601 with a colon offset).
@@ -184,11 +224,11 @@ def run(args: argparse.Namespace) -> int:
     if target.is_dir() and made_by_init(target):
         return _reuse(target)
     _check_target(target)
-    existed = target.exists()
+    kept = {child.name for child in target.iterdir()} if target.exists() else None
     try:
         pinned = _create(target, args.branch)
     except BaseException:
-        _undo(target, existed)
+        _undo(target, kept)
         raise
     print(f"Created registry {_shown(target)} (branch {args.branch}, first commit made).")
     print(
