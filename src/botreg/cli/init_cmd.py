@@ -3,7 +3,9 @@
 The template is copied, botreg's JSON Schemas are written to `.schemas/` (the
 modelines of the YAML files point there), and the first commit is made. Run
 again on a registry that `init` made, it reuses it as it is (the set-up
-command of the README can be run twice); any other non-empty DIR is refused.
+command of the README can be run twice). A clone of an empty repository is
+filled (its remote kept); any other non-empty DIR is refused. A failure
+half-way removes what init wrote.
 """
 
 from __future__ import annotations
