@@ -468,3 +468,18 @@ def test_init_refuses_a_clone_with_commits_and_says_what_to_do(
     code, _, err = run(capsys, "init", str(tmp_path / "clone"))
     assert code == 2 and "a repository with commits" in err
     assert git(tmp_path / "clone", "log", "--format=%s").strip() == "first"
+
+
+def test_query_where_nothing_was_ingested_says_so_and_creates_no_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run in the wrong folder (the data dir is relative to it), query made an empty
+    `.botreg/` there and said "has not been ingested (ingested: none)"."""
+    registry = _made(tmp_path, capsys)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = run(capsys, "query", "--repo", str(registry), "--domain", "billing", "x")
+    assert code == 1
+    assert "there is no store in .botreg" in err and "--data-dir" in err
+    assert list(elsewhere.iterdir()) == []
