@@ -483,3 +483,17 @@ def test_query_where_nothing_was_ingested_says_so_and_creates_no_store(
     assert code == 1
     assert "there is no store in .botreg" in err and "--data-dir" in err
     assert list(elsewhere.iterdir()) == []
+
+
+def test_init_from_a_clone_warns_that_the_pin_is_a_path_on_this_machine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pin (`git+file:///home/me/...`) is committed: a colleague's clone cannot
+    install it, and init did not say so."""
+    import botreg.hook_source
+
+    clone = "botreg @ git+file:///home/me/src/botreg@0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setattr(botreg.hook_source, "installed_clone_requirement", lambda: clone)
+    code, out, _ = run(capsys, "init", str(tmp_path / "r"))
+    assert code == 0 and clone in (tmp_path / "r" / HOOK_CONFIG).read_text()
+    assert "a path on this machine: before sharing the registry, pin a source" in out

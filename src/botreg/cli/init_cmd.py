@@ -237,9 +237,11 @@ def run(args: argparse.Namespace) -> int:
         f"Editor schemas: {_shown(target / SCHEMAS_DIR)}/ (the YAML files' modelines point there)."
     )
     if pinned:
+        # a path on this machine, committed: colleagues' clones cannot install it
         print(
-            f"Hook installs botreg from this installation's clone ({HOOK_CONFIG}); "
-            "CI's BOTREG_REQUIREMENT still names the release tag."
+            f"Hook installs botreg from this installation's clone ({HOOK_CONFIG}), a path "
+            "on this machine: before sharing the registry, pin a source everyone can reach "
+            "there and in CI's BOTREG_REQUIREMENT (botreg's docs/pre-commit.md)."
         )
     else:  # not installed from a clone: the template's pin may not be reachable yet
         print(
