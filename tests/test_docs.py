@@ -275,3 +275,55 @@ def test_the_site_shows_escaped_pipes_in_table_code_as_pipes() -> None:
     assert _hook("table_pipes").on_page_markdown(markdown, None, None, None) == (
         "| `a|b` | x \\| y |\n```\n| `c\\|d` |\n```\ntext `e\\|f`"
     )
+
+
+def _command_lines(text: str) -> Iterator[str]:
+    """Every `botreg CMD ...` of a page's code (spans and blocks), one command each."""
+    for token in _MD.parse(text):
+        pieces: list[str] = []
+        if token.type in ("fence", "code_block"):
+            pieces.append(token.content)
+        for child in token.children or []:
+            if child.type == "code_inline":
+                pieces.append(child.content)
+        for piece in pieces:
+            for line in piece.splitlines():
+                for part in re.split(r"&&|\|\||[|;]|\$\(|`", line.removeprefix("$ ")):
+                    if part.strip().startswith("botreg "):
+                        yield part.strip()
+
+
+def flag_problems(text: str) -> list[str]:
+    """Flags a page gives a botreg command that the command does not have."""
+    import argparse
+
+    from botreg.cli import build_parser
+
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    problems = []
+    for command in _command_lines(text):
+        words = command.split()
+        name = words[1]
+        if name not in sub.choices:  # `botreg @ git+...`, `botreg daemon <...>`: not commands
+            continue
+        known = {f for a in sub.choices[name]._actions for f in a.option_strings}
+        for word in words[2:]:
+            flag = word.split("=", 1)[0].strip("[]()'\",.")
+            if re.fullmatch(r"--?[a-z][a-z0-9-]*", flag) and flag not in known:
+                problems.append(f"{command}: {name} has no {flag}")
+    return problems
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_ids(PAGES))
+def test_every_flag_a_page_gives_a_command_exists(page: Path) -> None:
+    """Checked by hand on the fresh-clone pass of issue #14; now on every change."""
+    assert flag_problems(page.read_text()) == []
+
+
+def test_the_flag_check_sees_a_stale_flag() -> None:
+    text = "Run `botreg sync --source x --onse` or\n\n```\n$ botreg status --data-dir d\n```\n"
+    assert flag_problems(text) == ["botreg sync --source x --onse: sync has no --onse"]
+    assert flag_problems("`botreg init r && botreg sync --source r --once`") == []
+    assert flag_problems("`botreg query --domain d -k 3 'x'`") == []
+    assert flag_problems("`botreg query -q`") == ["botreg query -q: query has no -q"]

@@ -36,7 +36,8 @@ def test_init_pins_the_hook_but_not_ci(tmp_path: Path, capsys: pytest.CaptureFix
         pytest.skip("botreg is not installed from a git clone here")
     assert main(["init", str(tmp_path / "r")]) == 0
     hook = (tmp_path / "r" / HOOK_CONFIG).read_text()
-    assert f'["{requirement}"]' in hook and TEMPLATE_REQUIREMENT not in hook
+    [pin] = [line for line in hook.splitlines() if "additional_dependencies:" in line]
+    assert f'["{requirement}"]' in pin and TEMPLATE_REQUIREMENT not in pin
     workflow = (tmp_path / "r" / ".github/workflows/registry.yml").read_text()
     assert TEMPLATE_REQUIREMENT in workflow  # a CI runner cannot see a local clone
     assert "Hook installs botreg from this installation's clone" in capsys.readouterr().out

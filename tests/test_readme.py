@@ -243,3 +243,30 @@ def test_the_tour_comparison_sees_a_changed_output() -> None:
     assert normalise(a) == normalise(b)
     assert normalise("2 files: 2 valid\n") != normalise("3 files: 3 valid\n")
     assert normalise("a defaced file\n") == "a defaced file\n"  # words of hex letters stay
+
+
+def test_the_tour_is_not_updated_from_uncommitted_code(tmp_path: Path) -> None:
+    """The hook step builds botreg from HEAD: `--update` with uncommitted code wrote the
+    last commit's hook output into the README (`1 files` after validate said `1 file`)."""
+    from conftest import git
+    from tour import uncommitted_code
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "x.py").write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("readme\n")
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "initial")
+    assert uncommitted_code(tmp_path) == []
+    (tmp_path / "README.md").write_text("the tour's own output\n")
+    assert uncommitted_code(tmp_path) == []  # what --update writes is not code
+    (tmp_path / "src" / "x.py").write_text("x = 2\n")
+    assert uncommitted_code(tmp_path) == [" M src/x.py"]
+
+
+def test_the_set_up_says_where_python_and_a_git_identity_come_from() -> None:
+    """`python -m pip` fails where only python3 exists or pip is externally managed
+    (Debian, Ubuntu); `botreg init` fails without a git identity: the set-up says both."""
+    set_up = _section(README, "## Set-up")
+    assert "python3 -m venv .venv && . .venv/bin/activate" in set_up
+    assert "`user.name` and `user.email`" in set_up

@@ -33,6 +33,7 @@ __all__ = [
     "normalise",
     "render",
     "run_tour",
+    "uncommitted_code",
     "update",
 ]
 
@@ -208,8 +209,33 @@ def _review_sample() -> str:
     return done.stdout
 
 
+def uncommitted_code(project: Path = PROJECT) -> list[str]:
+    """Files of botreg's code that differ from HEAD (`git status --porcelain` lines).
+
+    The hook step installs botreg from the checkout's HEAD, not its working tree:
+    output written while the code is uncommitted would show the old hook (the
+    README once showed `1 files` after validate said `1 file`).
+    """
+    done = subprocess.run(
+        ["git", "-C", str(project), "status", "--porcelain", "--", "src", "pyproject.toml"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [line for line in done.stdout.splitlines() if line.strip()]
+
+
 def update() -> None:
-    """Rewrite the README's tour blocks and docs/review.md's sample from real runs."""
+    """Rewrite the README's tour blocks and docs/review.md's sample from real runs.
+
+    Refused while botreg's code has uncommitted changes (see `uncommitted_code`).
+    """
+    dirty = uncommitted_code()
+    if dirty:
+        raise SystemExit(
+            "commit botreg's code first: the tour's hook installs botreg from HEAD, so "
+            "its output would be the last commit's:\n" + "\n".join(dirty)
+        )
     with tempfile.TemporaryDirectory() as tmp:
         runs = run_tour(Path(tmp))
     README.write_text(_replace_blocks(README.read_text(), runs))

@@ -49,10 +49,18 @@ def installed_clone_requirement() -> str | None:
 
 
 def pin_hook(registry: Path, requirement: str) -> bool:
-    """Pin the registry's hook to `requirement` (False: the template's pin is gone)."""
+    """Pin the registry's hook to `requirement` (False: the template's pin is gone).
+
+    Only the `additional_dependencies:` line changes: the comment above it, which
+    lists the template's requirement as the example of a project tag, stays as it is.
+    """
     config = registry / HOOK_CONFIG
-    text = config.read_text(encoding="utf-8")
-    if TEMPLATE_REQUIREMENT not in text:
-        return False
-    config.write_text(text.replace(TEMPLATE_REQUIREMENT, requirement), encoding="utf-8")
-    return True
+    lines = config.read_text(encoding="utf-8").splitlines(keepends=True)
+    pinned = False
+    for number, line in enumerate(lines):
+        if line.lstrip().startswith("additional_dependencies:") and TEMPLATE_REQUIREMENT in line:
+            lines[number] = line.replace(TEMPLATE_REQUIREMENT, requirement)
+            pinned = True
+    if pinned:
+        config.write_text("".join(lines), encoding="utf-8")
+    return pinned

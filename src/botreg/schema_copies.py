@@ -27,6 +27,7 @@ import copy
 import functools
 import json
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -150,12 +151,30 @@ def schema_copies() -> tuple[SchemaCopy, ...]:
 
 
 def _state(path: Path, content: bytes) -> CopyState:
+    """How the copy at `path` compares with `content`, reading at most its size.
+
+    A copy is a regular file: a symbolic link (to `/dev/zero`, to a file outside),
+    a FIFO or a device is out of date, and never read (a commit could otherwise
+    make `botreg schemas --check` in CI block or fill the memory).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        return CopyState.CURRENT if path.read_bytes() == content else CopyState.OUTDATED
+        fd = os.open(path, flags)
     except FileNotFoundError:
         return CopyState.MISSING
-    except OSError:  # a folder, a dangling link, no permission: not a usable copy
+    except OSError:  # a link (ELOOP), a folder, no permission: not a usable copy
         return CopyState.OUTDATED
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size != len(content):
+            return CopyState.OUTDATED
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(len(content) + 1)
+        return CopyState.CURRENT if data == content else CopyState.OUTDATED
+    except OSError:
+        return CopyState.OUTDATED
+    finally:
+        os.close(fd)
 
 
 def compare_copies(directory: Path) -> list[tuple[SchemaCopy, CopyState]]:
@@ -167,7 +186,8 @@ def _write(path: Path, content: bytes) -> None:
     """Write `path` atomically: a reader sees the old or the new file, never half."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
+        tmp.unlink(missing_ok=True)  # a leftover (or a planted link): never written through
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
         os.replace(tmp, path)  # replaces a symlink itself, never writes through it

@@ -39,9 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             [
                 ("botreg sync --source demo-registry --once", "one cycle from a local clone"),
                 (
-                    "botreg sync --source https://github.com/acme/bots.git --token-file "
-                    "/run/secrets/token --env production --data-dir /var/lib/botreg",
-                    "the daemon: poll every 30 s, HTTP API on 127.0.0.1:8470",
+                    "botreg sync --source https://git.example.com/bots.git --env production",
+                    "the daemon: polls every 30 s (private repository: add --token-file F)",
                 ),
                 (
                     "botreg sync --source demo-registry --watch --events-file -",
@@ -135,7 +134,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="give up on a webhook event still failing after this long: it becomes a dead "
         "letter (`botreg events --dead-letter`) and stops holding the line (default: 86400)",
     )
-    rs = p.add_argument_group("events on a Redis stream (see README 'Events on Redis Streams')")
+    rs = p.add_argument_group("events on a Redis stream (see docs/events.md)")
     rs.add_argument(
         "--events-redis",
         metavar="URL",
@@ -199,7 +198,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="author and committer of the commits writes make (default: "
         "'botreg daemon <botreg@localhost>')",
     )
-    ha = p.add_argument_group("high availability (see README 'High availability')")
+    ha = p.add_argument_group("high availability (see docs/operations.md, High availability)")
     ha.add_argument(
         "--ha-redis",
         metavar="URL",
@@ -222,7 +221,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="daemons with the same group share one lease (default: derived from the source, "
         "branch and environment)",
     )
-    hk = p.add_argument_group("housekeeping (between cycles; see README 'Housekeeping')")
+    hk = p.add_argument_group("housekeeping (between cycles; see docs/operations.md, Housekeeping)")
     hk.add_argument(
         "--events-max-bytes",
         default="64M",
@@ -603,56 +602,64 @@ def run_status(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         return 0
+    # every value is escaped and masked: the file may be old or edited, and messages
+    # quote git, the store and the repository
+    v = _line
     lines = [
-        f"source:      {doc.get('source', '')} ({doc.get('branch', '')}, env "
-        f"{doc.get('environment', '')})",
+        f"source:      {v(doc.get('source', ''))} ({v(doc.get('branch', ''))}, env "
+        f"{v(doc.get('environment', ''))})",
         f"running:     {'yes' if doc.get('running') else 'no'}",
-        f"applied:     {doc.get('applied_commit', '') or '-'}",
-        f"head:        {doc.get('head_commit', '') or '-'}",
-        f"last result: {doc.get('last_result', '') or '-'} at {doc.get('last_attempt', '') or '-'}",
-        f"last success:{' ' + (doc.get('last_success') or '-')}",
+        f"applied:     {v(doc.get('applied_commit', '') or '-')}",
+        f"head:        {v(doc.get('head_commit', '') or '-')}",
+        f"last result: {v(doc.get('last_result', '') or '-')} at "
+        f"{v(doc.get('last_attempt', '') or '-')}",
+        f"last success: {v(doc.get('last_success') or '-')}",
     ]
     cycle = _mapping(doc.get("last_cycle"))
     if cycle.get("summary"):  # what the last cycle that did something did, in one line
         finished = f"{cycle['finished']} " if cycle.get("finished") else ""
-        lines.append(f"last cycle:  {_line(finished + str(cycle['summary']))}")
+        lines.append(f"last cycle:  {v(finished + str(cycle['summary']))}")
     ha = doc.get("ha")
     if isinstance(ha, dict):  # --ha-redis: the role, and whether the lease's Redis answers
-        token = f", fencing token {ha['fence']}" if ha.get("fence") else ""
-        redis = str(ha.get("redis") or "-")
+        token = f", fencing token {v(ha['fence'])}" if ha.get("fence") else ""
+        redis = v(ha.get("redis") or "-")
         if redis == "unreachable":
-            redis += f" since {ha.get('redis_since', '-')} ({ha.get('redis_error', '')})"
-        lines.append(f"role:        {doc.get('role', '-')}{token} (group {ha.get('group', '-')})")
+            redis += f" since {v(ha.get('redis_since', '-'))} ({v(ha.get('redis_error', ''))})"
+        lines.append(
+            f"role:        {v(doc.get('role', '-'))}{token} (group {v(ha.get('group', '-'))})"
+        )
         lines.append(f"HA Redis:    {redis}")
         lines.append(
-            f"recorded:    {ha.get('shared_commit') or '-'} by {ha.get('last_writer') or '-'}"
+            f"recorded:    {v(ha.get('shared_commit') or '-')} by {v(ha.get('last_writer') or '-')}"
         )
     if doc.get("rejected_commit"):
         findings = doc.get("findings")
         stored = len(findings) if isinstance(findings, list) else 0
         total = doc.get("findings_total")
         total = total if isinstance(total, int) and total >= stored else stored
-        lines.append(f"rejected:    {doc['rejected_commit']} ({total} findings)")
+        noun = "finding" if total == 1 else "findings"
+        lines.append(f"rejected:    {v(doc['rejected_commit'])} ({total} {noun})")
         # what is wrong with it, as `botreg validate` prints it (bounded, masked, escaped)
         lines.extend(f"  {line}" for line in finding_lines(findings, total))
     if doc.get("last_error"):
-        lines.append(f"last error:  {doc['last_error']}")
+        lines.append(f"last error:  {v(doc['last_error'])}")
     lines.append("conditions:")
     # a damaged status.json (edited, truncated by a full disk) prints what it can
     for name, raw_cond in _mapping(doc.get("conditions")).items():
         cond = _mapping(raw_cond)
         message = cond.get("message")
-        lines.append(
-            f"  {name!s:<17} {cond.get('status', '')!s:<6} {cond.get('reason', '')}"
-            f"{': ' + str(message) if message else ''}"
+        row = (
+            f"  {v(name):<17} {v(cond.get('status', '')):<6} {v(cond.get('reason', ''))}"
+            f"{': ' + v(message) if message else ''}"
         )
+        lines.append(row.rstrip())
     domains = _mapping(doc.get("domains"))
     if domains:
         lines.append("domains:")
         for name, raw_state in sorted(domains.items(), key=lambda item: str(item[0])):
             state = _mapping(raw_state)
-            error = f" ({state['error']})" if state.get("error") else ""
-            lines.append(f"  {name!s:<17} {state.get('status', '')}{error}")
+            error = f" ({v(state['error'])})" if state.get("error") else ""
+            lines.append(f"  {v(name):<17} {v(state.get('status', ''))}{error}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
@@ -836,7 +843,8 @@ def _print_dead_letters(outbox: Outbox, fmt: str) -> None:
         # were recorded for unsent events has none: say so rather than print ""
         error = row["last_error"] or ("never sent" if not attempts else "no error recorded")
         tried = f"after {attempts} attempt{'' if attempts == 1 else 's'}: " if attempts else ""
+        # the event's subject and the receiver's error are not ours: escaped, masked
         sys.stdout.write(
-            f"{row['id']}  {row['type']}{subject}  queued {row['queued_at']}, given up "
-            f"{row['dead_at']} {tried}{error}\n"
+            f"{_line(row['id'])}  {_line(row['type'])}{_line(subject)}  queued "
+            f"{row['queued_at']}, given up {row['dead_at']} {tried}{_line(error)}\n"
         )

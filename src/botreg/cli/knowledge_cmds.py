@@ -252,6 +252,26 @@ def _unknown_domains(names: list[str], known: list[str]) -> UsageError:
     return UsageError(f"unknown domain(s): {', '.join(names)} (available: {available})")
 
 
+def _no_store(args: argparse.Namespace) -> BotregError:
+    """Why a query has nothing to read when the data dir does not exist.
+
+    The registry's mistakes come first, as when the store exists: an unknown
+    environment or domain is a usage error (exit 2).
+    """
+    from botreg.registry.source import WorkingTreeSource
+    from botreg.registry.view import RegistryView
+
+    view = RegistryView(WorkingTreeSource(Path(args.repo)))
+    view.knowledge_settings(args.env)
+    if args.domain not in view.domains():
+        return _unknown_domains([args.domain], view.domains())
+    return BotregError(
+        f"domain {args.domain!r} has not been ingested: there is no store in "
+        f"{args.data_dir} (run `botreg ingest` or `botreg sync` with this --data-dir, "
+        "or pass the --data-dir they used)"
+    )
+
+
 def run_ingest(args: argparse.Namespace) -> int:
     """Ingest every (or the named) domain; remove domains that are gone."""
     _check_domain_names(args.domain)
@@ -321,6 +341,8 @@ def run_query(args: argparse.Namespace) -> int:
     if not 1 <= args.k <= MAX_K:
         raise UsageError(f"-k must be from 1 to {MAX_K}")
     _check_domain_names([args.domain])
+    if not Path(args.data_dir).is_dir():  # a read: never leaves an empty store behind
+        raise _no_store(args)
     try:
         with _manager(args) as manager:
             known = manager.domains()

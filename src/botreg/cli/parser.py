@@ -119,6 +119,9 @@ def _hanging(line: str, width: int, indent: str) -> list[str]:
     )
 
 
+_NUMBER = re.compile(r"^-\d+(\.\d+)?$")  # a negative number is a value, not a flag
+
+
 class BotregParser(argparse.ArgumentParser):
     """argparse that raises UsageError (exit 2) instead of exiting, and helps the typist.
 
@@ -131,7 +134,15 @@ class BotregParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        """Raise the usage error: message, this command's usage, where help is."""
+        """Raise the usage error: message, this command's usage, where help is.
+
+        A required flag reported missing because it was mistyped (`sync --sorce x`)
+        is reported as the mistyped flag, with its "did you mean".
+        """
+        if message.startswith("the following arguments are required"):
+            unknown = self._unknown_flags(getattr(self, "_parsing", ()))
+            if unknown:
+                message = self._unrecognized(unknown)
         raise UsageError(
             f"{message}\n{self.format_usage().strip()}\n"
             f"Run `{self.prog} --help` for its options and examples."
@@ -141,10 +152,28 @@ class BotregParser(argparse.ArgumentParser):
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
         """Parse; an argument no option takes is an error of this parser (not its caller's)."""
+        self._parsing = list(args) if args is not None else []
         parsed, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(self._unrecognized(extras))
         return parsed, extras
+
+    def _unknown_flags(self, args: Sequence[str]) -> list[str]:
+        """The arguments that look like flags this parser does not have (before `--`)."""
+        known = [*self._option_strings(), "-h", "--help"]
+        unknown = []
+        for arg in args:
+            if arg == "--":
+                break
+            flag = arg.split("=", 1)[0]
+            if not flag.startswith("-") or flag == "-" or _NUMBER.match(flag):
+                continue
+            if flag.startswith("--") and any(option.startswith(flag) for option in known):
+                continue  # an abbreviation argparse accepts, or the flag itself
+            if not flag.startswith("--") and flag[:2] in known:
+                continue  # `-k5`
+            unknown.append(arg)
+        return unknown
 
     def _option_strings(self) -> list[str]:
         return [

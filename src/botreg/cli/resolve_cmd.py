@@ -13,7 +13,7 @@ from botreg.cli.parser import examples
 from botreg.errors import BotregError, RepositoryError, UsageError
 from botreg.registry.limits import add_ceiling_arguments
 
-__all__ = ["block_strings", "register"]
+__all__ = ["block_strings", "register", "terminal_yaml"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -97,9 +97,56 @@ def block_strings(value: Any) -> Any:
     if isinstance(value, list):
         return [block_strings(item) for item in value]
     if isinstance(value, str) and "\n" in value and not _NOT_IN_A_BLOCK.search(value):
+        if _UNSAFE_IN_YAML.search(value):  # bidi or zero-width: quoted, with escapes
+            return value
         return LiteralScalarString(value)
     return value
 
+
+def _quoted_if_unsafe(value: Any) -> Any:
+    """`value` with every key and string holding a control, bidi or invisible character
+    marked for double quotes, where YAML can spell each of them as an escape."""
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    if isinstance(value, dict):
+        return {_quoted_if_unsafe(key): _quoted_if_unsafe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_quoted_if_unsafe(item) for item in value]
+    if isinstance(value, str) and _UNSAFE_IN_YAML.search(value):
+        return DoubleQuotedScalarString(value)
+    return value
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}"
+
+
+def terminal_yaml(value: Any) -> str:
+    """`value` as YAML that is safe on a terminal and loads back to `value`.
+
+    Multi-line strings are `|` blocks (`block_strings`). A key or string with a
+    control, bidi or invisible character (U+202E reorders what a reviewer reads,
+    ESC drives the terminal) is double-quoted with that character as an escape
+    (`\\u202E`): ruamel.yaml escapes controls there but writes bidi and
+    zero-width characters as they are, so they are escaped after dumping (they
+    can only appear inside those double-quoted strings).
+
+    Args:
+        value: Data of JSON types (a resolved config).
+    """
+    from botreg.registry.yamlio import dump_roundtrip
+
+    text = dump_roundtrip(_quoted_if_unsafe(block_strings(value)))
+    return _UNSAFE_IN_YAML.sub(_escape, text)
+
+
+# Characters never written as they are: botreg's unsafe set (escape_unsafe) but
+# the line break, which blocks and the document itself are made of.
+_UNSAFE_IN_YAML = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e"
+    "\u2060\u2066-\u2069\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]"
+)
 
 # What a `|` block cannot hold as it is: characters YAML must escape (controls, tab,
 # CR, NEL, LS, PS, BOM, surrogates) and spaces at the end of a line. Such strings
@@ -136,7 +183,6 @@ def run(args: argparse.Namespace) -> int:
     from botreg.registry.layout import IDENTIFIER_RE
     from botreg.registry.source import WorkingTreeSource
     from botreg.registry.view import RegistryView
-    from botreg.registry.yamlio import dump_roundtrip
     from botreg.resolve import allowed_environ, resolve_config
     from botreg.secrets import mask_config
 
@@ -162,5 +208,5 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(resolved, indent=2) + "\n")
     else:
-        sys.stdout.write(dump_roundtrip(block_strings(resolved)))
+        sys.stdout.write(terminal_yaml(resolved))
     return 0

@@ -12,11 +12,12 @@ import argparse
 import os
 from pathlib import Path
 
+from botreg.cli.parser import examples
 from botreg.errors import UsageError
 
 __all__ = ["register", "run"]
 
-_EPILOG = """\
+_ABOUT = """\
 The copies go in .schemas/ at the registry root (a hidden folder: the layout
 ignores it; commit it). Each YAML file names its schema on its first line, by
 relative path, for editors with the YAML language server:
@@ -24,20 +25,30 @@ relative path, for editors with the YAML language server:
   # yaml-language-server: $schema=../.schemas/bot.schema.json
 
 Each copy keeps its published $id and embeds the schemas it references, so
-check-jsonschema and editors resolve it without network access.
+check-jsonschema and editors resolve it without network access:
 
-Examples:
-  botreg schemas                    the schemas; are the copies current?
-  botreg schemas --write            write missing or outdated copies (.schemas/)
-  botreg schemas --repo r --write   the same for the registry in r/
-  botreg schemas --write /tmp/s     write them anywhere (no registry needed)
-  botreg schemas --check            exit 1 if a copy is missing or outdated (CI)
   check-jsonschema --schemafile .schemas/bot.schema.json bots/*.yaml
-
-Exit codes: 0 done (or all copies current), 1 --check found a missing or
-outdated copy or a file could not be written, 2 usage error (e.g. --write
-without DIR outside a registry).
 """
+
+_EPILOG = (
+    _ABOUT
+    + "\n"
+    + examples(
+        [
+            ("botreg schemas", "the schemas, and whether the registry's copies are current"),
+            ("botreg schemas --write", "write missing or outdated copies (.schemas/)"),
+            ("botreg schemas --repo r --write", "the same for the registry in r/"),
+            ("botreg schemas --write /tmp/s", "write them anywhere (no registry needed)"),
+            ("botreg schemas --check", "exit 1 if a copy is missing or outdated (CI)"),
+        ],
+        {
+            0: "done (listed, written, or every copy current)",
+            1: "--check found a missing or outdated copy (a link, FIFO or device in its "
+            "place is outdated), or a copy could not be written",
+            2: "usage error, e.g. --write without DIR outside a registry",
+        },
+    )
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,7 +59,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Show botreg's JSON Schemas and the state of the registry's copies\n"
         "(no option), write the copies (--write) or check them (--check).",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--repo", default=".", metavar="DIR", help="registry root (default: .)")
     mode = p.add_mutually_exclusive_group()

@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from botreg.registry.layout import escape_unsafe
+
 __all__ = [
     "DEFAULT_INTERVAL",
     "PROGRESS_MODES",
@@ -94,7 +96,7 @@ class LineProgress(Progress):
         self._last = now
         elapsed = now - self._started
         percent = 100 * done // total if total > 0 else 100
-        where = f"{phase} {subject}" if subject else phase
+        where = _where(phase, subject)
         self._log.info(
             "%s: %d/%d %s (%d%%), %.0f s into the cycle",
             where,
@@ -142,7 +144,7 @@ class BarProgress(Progress):
         import rich.progress as rp
 
         bar = rp.Progress(
-            rp.TextColumn("{task.description}"),
+            rp.TextColumn("{task.description}", markup=False),  # a name is not markup
             rp.BarColumn(),
             rp.MofNCompleteColumn(),
             rp.TextColumn("{task.fields[unit]}"),
@@ -163,7 +165,7 @@ class BarProgress(Progress):
         if self._task is None or self._task[0] != key:
             if self._task is not None:
                 bar.remove_task(self._task[1])
-            description = f"{phase} {subject}" if subject else phase
+            description = _where(phase, subject)
             self._task = (key, bar.add_task(description, total=total, unit=unit))
         bar.update(self._task[1], completed=done, total=total)
 
@@ -172,6 +174,16 @@ class BarProgress(Progress):
         bar, self._bar, self._task = self._bar, None, None
         if bar is not None:
             bar.stop()
+
+
+def _where(phase: str, subject: str) -> str:
+    """`chunking knowledge/billing`: what is under way, on one printable line.
+
+    The subject names a folder of the registry: shown escaped (never a terminal
+    control sequence), and never read as rich markup by the bar.
+    """
+    where = f"{phase} {subject}" if subject else phase
+    return escape_unsafe(where)
 
 
 def choose_mode(log_format: str, stream: TextIO) -> str:

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from botreg.registry.layout import escape_unsafe
+
 __all__ = [
     "INITIAL",
     "NO_HEAD",
@@ -143,10 +145,13 @@ def cycle_line(cycle: Cycle) -> str:
         )
     if cycle.result == "interrupted":
         return f"interrupted by a stop after {seconds:.2f} s ({between}); the next run resumes"
+    # an error quotes git, the store or the repository: one printable line, no
+    # terminal escape (the text log only escapes line breaks)
+    error = escape_unsafe(str(cycle.error))
     if cycle.result == "failed":
-        phase = cycle.phase or "-"
-        return f"failed in phase {phase} after {seconds:.2f} s ({between}): {cycle.error}"
-    return f"{cycle.result} {between} after {seconds:.2f} s: {cycle.error}"
+        phase = escape_unsafe(cycle.phase or "-")
+        return f"failed in phase {phase} after {seconds:.2f} s ({between}): {error}"
+    return f"{escape_unsafe(str(cycle.result))} {between} after {seconds:.2f} s: {error}"
 
 
 def cycle_fields(cycle: Cycle) -> dict[str, Any]:
