@@ -410,3 +410,25 @@ def test_the_daemon_reports_progress_as_its_options_say(
     assert progress_records("off", "b") == []
     with pytest.raises(UsageError, match="progress 'sparkles': one of bar, lines, off"):
         Daemon(SyncOptions(str(git_registry)), DaemonOptions(listen=None, progress="sparkles"))
+
+
+def test_sync_once_always_says_what_happened(
+    git_registry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second `--once` (the set-up run twice) and a head rejected before were silent."""
+    data = tmp_path / "d"
+    assert sync(git_registry, data) == 0
+    applied = head(git_registry)
+    capsys.readouterr()
+    assert sync(git_registry, data) == 0
+    assert f"INFO botreg.daemon: nothing new: {applied[:12]} is applied" in capsys.readouterr().err
+    write(git_registry, "bots/broken.yaml", "a: [\n")
+    rejected = commit(git_registry, "a broken bot")
+    assert sync(git_registry, data) == 1
+    capsys.readouterr()
+    assert sync(git_registry, data) == 1  # the same rejected head again
+    err = capsys.readouterr().err
+    assert (
+        f"WARNING botreg.daemon: cycle rejected: {rejected[:12]} is still rejected, "
+        f"serving {applied[:12]} (`botreg status` lists its findings)"
+    ) in err

@@ -237,6 +237,7 @@ class Daemon:
         self._published: tuple[str, dict[str, Any]] | None = None  # last shared state written
         self._followed: tuple[str, dict[str, Any]] | None = None  # last shared state served
         self._ha_warned: set[str] = set()  # HA warnings logged once each
+        self._once = False  # run_once: every cycle result is logged at INFO or above
         if options.ha_redis is not None:
             check_redis_url(options.ha_redis)  # a usage error before anything starts
             if options.lease_seconds < 1:
@@ -277,6 +278,7 @@ class Daemon:
             # no housekeeping runs in --once, but what it needs is recorded: the chunks
             # this cycle deletes count towards a later daemon's compaction
             Housekeeper.for_syncer(self.syncer, self.options.housekeeping, self._stop.is_set)
+            self._once = True  # one cycle asked for by hand: it always says what happened
             result = self._cycle(self.syncer)
             self._after_cycle(result)
             if self.lease is not None and result.result in ("synced", "noop"):
@@ -657,8 +659,12 @@ class Daemon:
         extra = {"fields": fields}
         message = "cycle " + cycle_line(result)
         target = result.to_commit[:12] or NO_HEAD
+        once = self._once
         if result.result == "noop":
-            logger.debug("%s", message, extra=extra)
+            if once:
+                logger.info("nothing new: %s is applied", target)
+            else:
+                logger.debug("%s", message, extra=extra)
         elif result.result == "synced":
             level = logging.WARNING if result.counts.get("files_failed") else logging.INFO
             logger.log(level, "%s", message, extra=extra)
@@ -673,7 +679,13 @@ class Daemon:
                 logger.warning("not ingested %s: and %d more", target, total - shown)
         elif result.result == "rejected" and not result.findings:  # the same head again
             source = result.from_commit[:12] or INITIAL
-            logger.debug("cycle rejected: %s is still rejected, serving %s", target, source)
+            logger.log(
+                logging.WARNING if once else logging.DEBUG,
+                "cycle rejected: %s is still rejected, serving %s (`botreg status` lists "
+                "its findings)",
+                target,
+                source,
+            )
         elif result.result == "rejected":
             logger.warning("%s", message, extra=extra)
             # path:line:col: CODE message, as `botreg validate` prints them (masked, bounded)
