@@ -9,6 +9,11 @@ as stored, each file as `ADOPTED_BLOB`. The next ingest then re-plans every
 file: chunks already stored are found by id and never embedded again, metadata
 that differs is updated, chunks no file produces any more (a file deleted
 while the store was elsewhere) are deleted, and missing ones are written.
+
+`verify_store` finds the other way a store can stop being what the ledger
+describes with its identity unchanged: the embedded store's folder deleted,
+or restored from an older backup, or a ledger started afresh beside a full
+store. It compares chunk counts per collection and adopts on a difference.
 """
 
 from __future__ import annotations
@@ -20,7 +25,13 @@ from typing import Any
 from botreg.knowledge.ledger import Ledger, StoredChunk
 from botreg.store.chroma import ChromaStore
 
-__all__ = ["ADOPTED_BLOB", "adopt_store_records", "follow_store", "metadata_hash"]
+__all__ = [
+    "ADOPTED_BLOB",
+    "adopt_store_records",
+    "follow_store",
+    "metadata_hash",
+    "verify_store",
+]
 
 # The blob recorded for a file whose chunks were adopted from the store: matches
 # no real `<blob>:<settings>` key, so the next ingest re-plans the file.
@@ -85,3 +96,36 @@ def follow_store(store: ChromaStore, ledger: Ledger) -> str:
     if moved:
         adopt_store_records(store, ledger)
     return moved
+
+
+def verify_store(store: ChromaStore, ledger: Ledger) -> str:
+    """Check that the store holds what the ledger records; adopt what it holds if not.
+
+    A store in line holds, in each botreg collection, at least the chunks the
+    ledger records as stored and at most every chunk it records (a crash may
+    have kept a recorded write from landing, never the reverse). Counting loads
+    each collection's index: `botreg ingest` calls this only when the store's
+    folder is not as its last run left it (see `botreg.knowledge.gate`).
+
+    Args:
+        store: The store the ledger describes (its identity already followed).
+        ledger: The ledger; its chunk and file records are replaced on a difference.
+
+    Returns:
+        "" if the store is in line; otherwise what differed (the records were
+        then adopted from the store: the next ingest re-plans every file).
+    """
+    totals = ledger.chunk_totals()
+    held = {
+        str(c.name): int(c.count())
+        for c in store.client.list_collections()
+        if str(c.name).startswith("botreg-")
+    }
+    for name in sorted(set(totals) | set(held)):
+        stored, recorded = totals.get(name, (0, 0))
+        count = held.get(name, 0)
+        if not stored <= count <= recorded:
+            expected = f"{stored}" if stored == recorded else f"{stored} to {recorded}"
+            adopt_store_records(store, ledger)
+            return f"collection {name} holds {count} chunks where the ledger records {expected}"
+    return ""
