@@ -155,7 +155,8 @@ def _manager(
             # the store is opened when first needed: an ingest with nothing to write, or a
             # query of an unknown domain, never imports Chroma
             gate = StoreGate(settings.store, data_dir.root, policy, ledger)
-            if writing and not gate.trusted():
+            trusted = gate.trusted()
+            if writing and not trusted:
                 _reconcile(gate.open(), ledger, settings.store.identity)
             # the seed's manager, run synchronously: the daemon's code path
             yield KnowledgeIngestionManager(
@@ -166,11 +167,13 @@ def _manager(
                 commit=_head_commit(repo),
                 progress=progress,
             )
-            in_line = writing
+            # an ingest leaves the ledger describing the store; a query (Chroma writes to
+            # its database on every open) leaves it as it found it
+            in_line = writing or trusted
         finally:
             if gate is not None:
                 gate.close()
-                if in_line:  # the run ended with the ledger describing the store
+                if in_line:
                     gate.seal()
             ledger.close()
 

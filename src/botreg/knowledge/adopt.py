@@ -10,10 +10,11 @@ file: chunks already stored are found by id and never embedded again, metadata
 that differs is updated, chunks no file produces any more (a file deleted
 while the store was elsewhere) are deleted, and missing ones are written.
 
-`verify_store` finds the other way a store can stop being what the ledger
+`verify_store` finds the other ways a store can stop being what the ledger
 describes with its identity unchanged: the embedded store's folder deleted,
-or restored from an older backup, or a ledger started afresh beside a full
-store. It compares chunk counts per collection and adopts on a difference.
+or restored from an older backup, written by another process, or a ledger
+started afresh beside a full store. It compares chunk ids per collection and
+adopts on a difference.
 """
 
 from __future__ import annotations
@@ -101,11 +102,12 @@ def follow_store(store: ChromaStore, ledger: Ledger) -> str:
 def verify_store(store: ChromaStore, ledger: Ledger) -> str:
     """Check that the store holds what the ledger records; adopt what it holds if not.
 
-    A store in line holds, in each botreg collection, at least the chunks the
-    ledger records as stored and at most every chunk it records (a crash may
-    have kept a recorded write from landing, never the reverse). Counting loads
-    each collection's index: `botreg ingest` calls this only when the store's
-    folder is not as its last run left it (see `botreg.knowledge.gate`).
+    A store in line holds, in each botreg collection, every chunk id the ledger
+    records as stored and no id it does not record (a crash may have kept a
+    recorded write from landing, never the reverse). Ids are compared, not
+    metadata. Reading them loads each collection's index (about a second for
+    20,000 chunks): `botreg ingest` calls this only when the store's folder is
+    not as its last run left it (see `botreg.knowledge.gate`).
 
     Args:
         store: The store the ledger describes (its identity already followed).
@@ -115,17 +117,30 @@ def verify_store(store: ChromaStore, ledger: Ledger) -> str:
         "" if the store is in line; otherwise what differed (the records were
         then adopted from the store: the next ingest re-plans every file).
     """
-    totals = ledger.chunk_totals()
     held = {
-        str(c.name): int(c.count())
-        for c in store.client.list_collections()
-        if str(c.name).startswith("botreg-")
+        str(c.name): c for c in store.client.list_collections() if str(c.name).startswith("botreg-")
     }
-    for name in sorted(set(totals) | set(held)):
-        stored, recorded = totals.get(name, (0, 0))
-        count = held.get(name, 0)
-        if not stored <= count <= recorded:
-            expected = f"{stored}" if stored == recorded else f"{stored} to {recorded}"
+    for name in sorted(set(ledger.collections()) | set(held)):
+        states = ledger.chunk_states(name)
+        ids = _stored_ids(held[name]) if name in held else set()
+        missing = sum(1 for i, stored in states.items() if stored and i not in ids)
+        unknown = sum(1 for i in ids if i not in states)
+        if missing or unknown:
             adopt_store_records(store, ledger)
-            return f"collection {name} holds {count} chunks where the ledger records {expected}"
+            return (
+                f"collection {name}: {missing} recorded chunk(s) missing, "
+                f"{unknown} unrecorded chunk(s) held"
+            )
     return ""
+
+
+def _stored_ids(collection: Any) -> set[str]:
+    """Every chunk id a collection holds (no metadata, no vectors: the cheapest read)."""
+    ids: set[str] = set()
+    offset = 0
+    while True:
+        got = collection.get(limit=_PAGE * 5, offset=offset, include=[])
+        if not got["ids"]:
+            return ids
+        ids.update(got["ids"])
+        offset += len(got["ids"])

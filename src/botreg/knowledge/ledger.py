@@ -345,16 +345,20 @@ class Ledger:
         )
         return {row[0]: FileRecord(row[1], int(row[2]), int(row[3])) for row in rows}
 
-    def chunk_totals(self) -> dict[str, tuple[int, int]]:
-        """collection -> (chunks recorded as stored, chunks recorded at all).
+    def collections(self) -> list[str]:
+        """Every collection the ledger records chunks of, sorted."""
+        rows = self._db.execute("SELECT DISTINCT collection FROM chunks ORDER BY collection")
+        return [row[0] for row in rows]
 
-        A store that holds what the ledger says has, per collection, at least the
-        first number of chunks and at most the second (see the module docstring).
+    def chunk_states(self, collection: str) -> dict[str, bool]:
+        """chunk id -> True if recorded as stored, False if maybe (a write was under way).
+
+        A store that holds what the ledger says holds, in the collection, every id
+        recorded as stored and no id the ledger does not record (see the module
+        docstring).
         """
-        rows = self._db.execute(
-            "SELECT collection, SUM(stored), COUNT(*) FROM chunks GROUP BY collection"
-        )
-        return {row[0]: (int(row[1] or 0), int(row[2])) for row in rows}
+        rows = self._db.execute("SELECT id, stored FROM chunks WHERE collection = ?", (collection,))
+        return {row[0]: bool(row[1]) for row in rows}
 
     def chunks_of(self, collection: str, paths: Iterable[str]) -> dict[str, list[StoredChunk]]:
         """Recorded chunks per path."""
