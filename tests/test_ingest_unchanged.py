@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,3 +183,57 @@ def test_new_embedding_settings_fill_a_new_collection(
     assert totals(doc, "chunks_embedded") == totals(first, "chunks_embedded")
     probe = ingest_process(repo, data)
     assert probe["code"] == 0 and not probe["chromadb"]
+
+
+def test_an_edit_writes_without_reading_the_stores_vectors(
+    registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new text whose id the ledger does not know is not in the store: it is embedded
+    without asking the store first (a read loads the collection's whole index)."""
+    from botreg.store.chroma import ChromaStore
+    from knowledge_helpers import Harness
+
+    h = Harness(registry, tmp_path / "data")
+    try:
+        h.ingest("billing")
+        asked: list[int] = []
+        original = ChromaStore.embeddings
+
+        def embeddings(store: ChromaStore, collection: Any, ids: Any) -> Any:
+            asked.append(len(ids))
+            return original(store, collection, ids)
+
+        monkeypatch.setattr(ChromaStore, "embeddings", embeddings)
+        (registry / REFUNDS).write_text("# Refunds\n\nA sentence never seen before.\n")
+        assert h.ingest("billing").chunks_embedded == 1
+        assert asked == []
+        (registry / "knowledge/billing/policies/refunds.md").rename(
+            registry / "knowledge/billing/policies/moved.md"
+        )
+        assert h.ingest("billing").chunks_embedded == 0  # a rename reuses the stored vector
+        assert asked  # found by its text: that needs the store
+        h.assert_exact("billing")
+    finally:
+        h.store.close()
+        h.ledger.close()
+
+
+def test_a_fresh_ledger_beside_a_filled_store_embeds_nothing(
+    registry: Path, tmp_path: Path
+) -> None:
+    """The core (the daemon's path too) asks the store for every chunk of a collection the
+    ledger knows nothing of: a store filled by another data dir is reused, not re-embedded."""
+    from botreg.knowledge.ledger import Ledger
+    from knowledge_helpers import Harness
+
+    h = Harness(registry, tmp_path / "data")
+    try:
+        first = h.ingest("billing")
+        assert first.chunks_embedded > 0
+        h.ledger.close()
+        h.ledger = Ledger(tmp_path / "data" / "another-ledger.sqlite")
+        assert h.ingest("billing").chunks_embedded == 0
+        h.assert_exact("billing")
+    finally:
+        h.store.close()
+        h.ledger.close()

@@ -480,6 +480,9 @@ class DomainIngester:
         changed, removed = scan.changed, scan.removed
         result.files_skipped = len(scan.files) - len(changed)
         prior = self.ledger.chunks_of(collection_id, changed + removed)
+        # a collection the ledger knows nothing of may still hold chunks (a ledger started
+        # afresh beside a filled store, a store another data dir filled): ask for them all
+        unknown = not self.ledger.knows_collection(collection_id)
 
         adds: list[tuple[str, _Planned]] = []
         maybe_stored: set[str] = set()  # ids of adds that a crashed write may have stored
@@ -500,7 +503,7 @@ class DomainIngester:
                 before = old.get(item.id)
                 if before is None or not before.stored:
                     adds.append((path, item))
-                    if before is not None:
+                    if before is not None or unknown:
                         maybe_stored.add(item.id)
                 elif before.meta_hash != item.meta_hash:
                     updates.append((path, item))
@@ -611,9 +614,10 @@ class DomainIngester:
     ) -> dict[str, Any]:
         """Vectors for new chunks' texts that the store already holds (by content hash)."""
         needed = {item.chunk.content_hash for item in adds}
-        # Candidates: recorded chunks with the same text, and the chunk's own id when the
-        # ledger records it as maybe stored (a write that a crash interrupted may have
-        # landed; an id the ledger does not know is not in the store, see the ledger).
+        # Candidates: recorded chunks with the same text, and the chunk's own id when it
+        # may be stored: recorded as maybe stored (a write that a crash interrupted may
+        # have landed), or in a collection the ledger knows nothing of. Otherwise an id
+        # the ledger does not know is not in the store (see the ledger).
         # The store says which hold a vector; with no candidate it is not asked at all
         # (a read loads the collection's whole index: most of a one-file edit's time).
         candidates = self.ledger.ids_by_hash(collection_id, needed)

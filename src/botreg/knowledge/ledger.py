@@ -345,6 +345,13 @@ class Ledger:
         )
         return {row[0]: FileRecord(row[1], int(row[2]), int(row[3])) for row in rows}
 
+    def knows_collection(self, collection: str) -> bool:
+        """True if the ledger records any chunk of the collection."""
+        row = self._db.execute(
+            "SELECT 1 FROM chunks WHERE collection = ? LIMIT 1", (collection,)
+        ).fetchone()
+        return row is not None
+
     def collections(self) -> list[str]:
         """Every collection the ledger records chunks of, sorted."""
         rows = self._db.execute("SELECT DISTINCT collection FROM chunks ORDER BY collection")
