@@ -237,3 +237,23 @@ def test_a_fresh_ledger_beside_a_filled_store_embeds_nothing(
     finally:
         h.store.close()
         h.ledger.close()
+
+
+def test_an_unreadable_domain_file_records_the_failed_run(registry: Path, tmp_path: Path) -> None:
+    """The change check reads `_domain.yaml` first: its failure is recorded as before."""
+    from botreg.knowledge.ledger import IngestionStatus
+    from botreg.registry.view import DomainConfigError
+    from knowledge_helpers import Harness
+
+    h = Harness(registry, tmp_path / "data")
+    try:
+        h.ingest("billing")
+        write(registry, "knowledge/billing/_domain.yaml", "include: [unclosed\n")
+        with pytest.raises(DomainConfigError):
+            h.ingest("billing")
+        state = h.ledger.domain("billing")
+        assert state is not None and state.status is IngestionStatus.ERROR
+        assert "DomainConfigError" in state.error
+    finally:
+        h.store.close()
+        h.ledger.close()

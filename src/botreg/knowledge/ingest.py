@@ -283,7 +283,12 @@ class DomainIngester:
         if clear_existing:
             self.store.drop_collection(collection_id)
             self.ledger.forget_collection(collection_id)
-        scan = scan_domain(self.view, self.ledger, domain_id, collection_id)
+        try:
+            scan = scan_domain(self.view, self.ledger, domain_id, collection_id)
+        except BaseException as exc:  # an unreadable _domain.yaml: recorded as a failed run
+            self._begin(domain_id, state, previous, collection_id)
+            self.ledger.set_status(domain_id, IngestionStatus.ERROR, f"{type(exc).__name__}: {exc}")
+            raise
         # every file as recorded, in the collection the domain is served from: nothing to do
         # (no store, no ledger write unless the commit moved)
         if (
@@ -294,14 +299,7 @@ class DomainIngester:
             and state.status is IngestionStatus.READY
         ):
             return self._unchanged(state, scan, result)
-        self.ledger.set_domain(
-            domain_id,
-            collection=previous or collection_id,  # queries keep the old model until done
-            embedding=state.embedding if previous and state else self.embedding.describe(),
-            status=IngestionStatus.INGESTING,
-            version=state.version if state else "",
-            commit=state.commit if state else "",
-        )
+        self._begin(domain_id, state, previous, collection_id)
         try:
             self._apply(domain_id, collection_id, scan, result)
         except IngestInterrupted:
@@ -344,6 +342,19 @@ class DomainIngester:
             self.store.drop_collection(previous)
             self.ledger.forget_collection(previous)
         return result
+
+    def _begin(
+        self, domain_id: str, state: DomainState | None, previous: str | None, collection_id: str
+    ) -> None:
+        """Record a run under way (queries keep the old model's collection until done)."""
+        self.ledger.set_domain(
+            domain_id,
+            collection=previous or collection_id,
+            embedding=state.embedding if previous and state else self.embedding.describe(),
+            status=IngestionStatus.INGESTING,
+            version=state.version if state else "",
+            commit=state.commit if state else "",
+        )
 
     def _unchanged(
         self, state: DomainState, scan: DomainScan, result: IngestionResult
