@@ -4,9 +4,9 @@
   langchain-chroma, in `incremental` mode (pip install langchain-classic
   langchain-chroma sqlalchemy greenlet). It has no change detection of its own:
   every run chunks every file and hands all the documents over.
-- A bare Chroma upsert: botreg's chunks and ids, embedded and upserted in the
-  client's batches, nothing else (no ledger, no change detection): the floor
-  of a full ingest.
+- A bare Chroma upsert: botreg's records (chunk ids, texts, the same metadata
+  keys), embedded and upserted in batches of 256 as botreg embeds them, nothing
+  else (no ledger, no change detection): the floor of a full ingest.
 
 Each runs in this process (`LangChainRun`, `bare_upsert`) or as a whole
 process (`python bench/rivals.py langchain|bare ROOT DATA`, one step per
@@ -23,6 +23,7 @@ from typing import Any
 from botreg.knowledge.chunkers import chunk_file
 from botreg.knowledge.ingest import chunk_id
 from botreg.registry.settings import ChunkingSettings, Limits
+from botreg.registry.source import git_blob_id
 from botreg.store.embedding import HashEmbeddingFunction
 
 DIMENSIONS = 384  # the template's development embedding: botreg's hash function
@@ -42,14 +43,33 @@ class Counting(HashEmbeddingFunction):
 
 def corpus_chunks(root: Path) -> list[tuple[str, str, str]]:
     """(path, chunk id, text) of every chunk of the corpus, as botreg chunks it."""
+    return [(meta["path"], i, text) for i, text, meta in corpus_records(root)]
+
+
+def corpus_records(root: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    """(chunk id, text, metadata) of every chunk, as botreg stores them (the same keys)."""
     out = []
     for path in sorted((root / "knowledge" / "docs").rglob("*.md")):
         rel = path.relative_to(root).as_posix()
+        raw = path.read_bytes()
+        blob = git_blob_id(raw)
         seen: dict[str, int] = {}
-        for c in chunk_file(rel, path.read_bytes(), ChunkingSettings(), Limits()):
+        for c in chunk_file(rel, raw, ChunkingSettings(), Limits()):
             occurrence = seen.get(c.content_hash, 0)
             seen[c.content_hash] = occurrence + 1
-            out.append((rel, chunk_id("docs", rel, c.content_hash, occurrence), c.text))
+            meta = {
+                "domain": "docs",
+                "path": rel,
+                "commit": "",
+                "blob": blob,
+                "heading": c.heading,
+                "chunk_index": c.index,
+                "content_hash": c.content_hash,
+                "file_type": "markdown",
+                "front_matter": str(c.metadata.get("front_matter", "")),
+                "title": str(c.metadata.get("title", "")),
+            }
+            out.append((chunk_id("docs", rel, c.content_hash, occurrence), c.text, meta))
     return out
 
 
@@ -120,15 +140,15 @@ def bare_upsert(root: Path, data: Path) -> tuple[int, int]:
     collection = client.get_or_create_collection(
         "bare-docs", configuration={"hnsw": {"space": "cosine"}}
     )
-    chunks = corpus_chunks(root)
+    records = corpus_records(root)
     batch = max(1, min(int(client.get_max_batch_size()), 256))
-    for start in range(0, len(chunks), batch):
-        part = chunks[start : start + batch]
+    for start in range(0, len(records), batch):
+        part = records[start : start + batch]
         collection.upsert(
-            ids=[i for _p, i, _t in part],
-            documents=[t for _p, _i, t in part],
-            metadatas=[{"path": p} for p, _i, _t in part],
-            embeddings=function([t for _p, _i, t in part]),
+            ids=[i for i, _t, _m in part],
+            documents=[t for _i, t, _m in part],
+            metadatas=[m for _i, _t, m in part],
+            embeddings=function([t for _i, t, _m in part]),
         )
     return function.texts, int(collection.count())
 
