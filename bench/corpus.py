@@ -90,10 +90,11 @@ MAX_SECTIONS = 40
 
 
 def paragraph(rnd: random.Random) -> str:
-    """3 to 5 sentences of 8 to 14 words: one chunk with its heading."""
+    """2 to 4 sentences of 8 to 12 words: one chunk with its heading, well within the
+    chunker's token budget."""
     sentences = []
-    for _ in range(rnd.randint(3, 5)):
-        words = [rnd.choice(WORDS) for _ in range(rnd.randint(8, 14))]
+    for _ in range(rnd.randint(2, 4)):
+        words = [rnd.choice(WORDS) for _ in range(rnd.randint(8, 12))]
         sentences.append(" ".join(words).capitalize() + ".")
     return " ".join(sentences)
 

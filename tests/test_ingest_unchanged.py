@@ -162,9 +162,7 @@ def test_new_chunking_settings_rechunk_every_file_without_embedding_again(
     repo = git_registry
     ingest(capsys, repo, data)
     settings = repo / "registry.yaml"
-    settings.write_text(
-        settings.read_text().replace("csv_rows_per_chunk: 25", "csv_rows_per_chunk: 24")
-    )
+    settings.write_text(settings.read_text().replace("overlap_tokens: 32", "overlap_tokens: 31"))
     doc = ingest(capsys, repo, data)
     assert totals(doc, "files_processed") == 7  # every file: the key holds the settings
     assert totals(doc, "files_skipped") == 0
