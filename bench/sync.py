@@ -264,7 +264,7 @@ def main() -> int:
             ),
             (
                 "one file changed (SIGHUP -> event)",
-                f"{one_time:.3f} s wall, {one_embedded} texts embedded",
+                f"{one_time:.3f} s wall, {one_embedded} text{'s' * (one_embedded != 1)} embedded",
                 ">= 50x less",
             ),
             (
