@@ -44,6 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import build_registry
+from machine import machine_line
 from sync import commit, git
 
 from botreg.api.git_backend import GitRegistryBackend, applied_commit
@@ -218,6 +219,7 @@ def main() -> int:
         for size in sizes:
             results[size] = run(size, args.repeat, Path(tmp))
     rows = list(results[sizes[0]])
+    print(machine_line())
     header = "| measure | " + " | ".join(f"{s:,} bots" for s in sizes) + " | target |"
     print(header)
     print("|" + "---|" * (len(sizes) + 2))

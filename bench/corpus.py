@@ -1,4 +1,11 @@
-"""Synthetic registries for the benchmarks (deterministic for a given size)."""
+"""Synthetic registries and knowledge corpora for the benchmarks (deterministic for a size).
+
+`build_corpus` writes the ingestion benchmarks' Markdown documents: each section
+is one chunk, and documents have 1 to 40 sections (skewed towards short ones,
+about 10 on average: 20,000 chunks in 2,000 files), so a run's chunks do not
+line up with any batch size (LangChain's `index()` works in batches of 100
+documents: a file whose chunks straddle two batches shows its batch-edge costs).
+"""
 
 from __future__ import annotations
 
@@ -72,6 +79,55 @@ def knowledge_file(i: int) -> tuple[str, str]:
         return "yaml", "".join(f"topic_{j}:\n  summary: {sentence()}\n" for j in range(5))
     sections = "".join(f"## Section {j}\n\n{sentence()} {sentence()}\n\n" for j in range(4))
     return "md", f"# Document {i}\n\n{sentence()}\n\n{sections}"
+
+
+WORDS = (
+    "refund invoice plan seat workspace project automation export billing customer support "
+    "policy shortcut release feature limit account payment card transfer approval guest "
+    "history version template member role permission audit report schedule reminder"
+).split()
+MAX_SECTIONS = 40
+
+
+def paragraph(rnd: random.Random) -> str:
+    """2 to 4 sentences of 8 to 12 words: one chunk with its heading, well within the
+    chunker's token budget."""
+    sentences = []
+    for _ in range(rnd.randint(2, 4)):
+        words = [rnd.choice(WORDS) for _ in range(rnd.randint(8, 12))]
+        sentences.append(" ".join(words).capitalize() + ".")
+    return " ".join(sentences)
+
+
+def sections_of(i: int) -> int:
+    """How many sections (chunks) document `i` has: 1 to 40, mostly few."""
+    return min(MAX_SECTIONS, 1 + int(MAX_SECTIONS * random.Random(f"sections-{i}").random() ** 3))
+
+
+def document(i: int) -> str:
+    """The Markdown text of document `i` (`## Section s of document i` headings)."""
+    rnd = random.Random(i)
+    body = [f"# Document {i}\n"]
+    for s in range(sections_of(i)):
+        body.append(f"## Section {s} of document {i}\n\n{paragraph(rnd)}\n")
+    return "\n".join(body)
+
+
+def doc_path(i: int) -> str:
+    """Where document `i` lives, relative to the registry root."""
+    return f"knowledge/docs/part-{i % 20:02d}/doc-{i:05d}.md"
+
+
+def build_corpus(root: Path, files: int) -> None:
+    """`files` documents under `root`/knowledge/docs (1 to 40 chunks each), and a
+    minimal registry.yaml."""
+    (root / "knowledge" / "docs").mkdir(parents=True, exist_ok=True)
+    if not (root / "registry.yaml").exists():
+        (root / "registry.yaml").write_text("format_version: 1\n")
+    for i in range(files):
+        path = root / doc_path(i)
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(document(i))
 
 
 def build_registry(root: Path, bots: int = 2000, knowledge: int = 500) -> Path:

@@ -1,110 +1,165 @@
-"""Benchmark incremental ingestion against LangChain's indexing API.
+"""Benchmark incremental ingestion: botreg, LangChain's indexing API and a bare Chroma
+upsert, each timed in-process and as whole processes.
 
-Usage: python bench/ingest.py [--files 2000] [--sections 10]
+Usage: python bench/ingest.py [--files 2000] [--repeat 5] [--no-langchain]
+                              [--compare-src DIR]
 
-Builds a corpus of Markdown files (2,000 files, about 20,000 chunks), then runs
-five steps with the `hash` provider behind a counting wrapper: full ingest,
-re-ingest with no change, one paragraph edited, one file renamed, one file
-deleted. Side by side on the same corpus, the same chunks and the same edits:
-LangChain's `index()` with a SQL record manager and langchain-chroma, in
-`incremental` mode (pip install langchain-classic langchain-chroma sqlalchemy
-greenlet; without them only botreg runs).
+The corpus (bench/corpus.py) is a git registry of `--files` Markdown documents of 1
+to 40 chunks each (20,000 chunks at 2,000 files), embedded with botreg's offline
+hash function (384 dimensions) everywhere: the times are everything but a model's.
+Five steps run in order on each side: full ingest, no change, one paragraph
+edited, one file renamed, one file deleted.
 
-Targets: no change, rename and delete embed zero texts and need no full pass;
-one paragraph embeds at most two; each incremental step at least 50 times
-faster than the full ingest; the full ingest no slower than LangChain's.
+- botreg in-process: the manager `botreg ingest` drives, in this process, with
+  Chroma imported and the store open across steps;
+- botreg as a process: `botreg ingest` itself, one process per step (Python's
+  start-up, imports, the store opened when a step writes);
+- LangChain (bench/rivals.py): `index()` in incremental mode, in this process and
+  as one process per step; every step chunks every file (it has no change
+  detection of its own);
+- bare Chroma: chunk, embed and upsert everything (full ingest only): the floor.
+
+Then `botreg ingest` as a whole process, `--repeat` times each (min and median,
+wall and CPU): with nothing changed (target under 0.3 s) and after a one-file
+edit (target under 0.6 s). Processes run with Python's bytecode cache on (a
+warm-up run fills it), as an installed botreg has it. On a shared machine the
+wall time depends on the load printed beside the table; CPU time (user +
+system of the process) much less.
+
+`--compare-src DIR` also times `botreg ingest` of another checkout's `src`
+(say, the main branch before a change) as whole processes, steps and repeats.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
+import json
+import os
+import resource
 import shutil
+import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from botreg.knowledge.chunkers import chunk_file
-from botreg.knowledge.ingest import KnowledgeIngestionManager
+sys.path.insert(0, str(Path(__file__).parent))
+from corpus import build_corpus, doc_path, sections_of
+from machine import machine_line
+from rivals import Counting, LangChainRun, bare_upsert
+
 from botreg.knowledge.ledger import Ledger
-from botreg.registry.settings import ChunkingSettings, Limits
-from botreg.registry.source import WorkingTreeSource
+from botreg.knowledge.manager import KnowledgeIngestionManager
+from botreg.knowledge.worktree import IndexedWorkingTree
+from botreg.resources import template_dir
 from botreg.store.chroma import ChromaStore
-from botreg.store.embedding import HashEmbeddingFunction
 from botreg.store.settings import EmbeddingSettings, StoreSettings
 
-WORDS = (
-    "refund invoice plan seat workspace project automation export billing customer support "
-    "policy shortcut release feature limit account payment card transfer approval guest "
-    "history version template member role permission audit report schedule reminder"
-).split()
+BENCH = Path(__file__).parent
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+}
 
 
-class Counting(HashEmbeddingFunction):
-    """The hash embedding, counting texts."""
+@dataclass
+class Run:
+    """One timed step: wall and CPU seconds, texts embedded, chunks stored."""
 
-    def __init__(self, dimensions: int = 384, ngram_max: int = 2) -> None:
-        super().__init__(dimensions, ngram_max)
-        self.texts = 0
-
-    def __call__(self, input: Any) -> Any:
-        self.texts += len(input)
-        return super().__call__(input)
+    seconds: float
+    cpu: float | None
+    embedded: int
+    stored: int
 
 
-def paragraph(rnd: random.Random) -> str:
-    sentences = []
-    for _ in range(rnd.randint(3, 5)):
-        words = [rnd.choice(WORDS) for _ in range(rnd.randint(8, 14))]
-        sentences.append(" ".join(words).capitalize() + ".")
-    return " ".join(sentences)
-
-
-def build_corpus(root: Path, files: int, sections: int) -> None:
-    (root / "knowledge" / "docs").mkdir(parents=True)
-    (root / "registry.yaml").write_text("format_version: 1\n")
-    for i in range(files):
-        rnd = random.Random(i)
-        body = [f"# Document {i}\n"]
-        for s in range(sections):
-            body.append(f"## Section {s} of document {i}\n\n{paragraph(rnd)}\n")
-        folder = root / "knowledge" / "docs" / f"part-{i % 20:02d}"
-        folder.mkdir(exist_ok=True)
-        (folder / f"doc-{i:05d}.md").write_text("\n".join(body))
-
-
-def edit_one_paragraph(root: Path) -> None:
-    path = root / "knowledge/docs/part-07/doc-00007.md"
-    text = path.read_text()
-    path.write_text(
-        text.replace(
-            "## Section 3 of document 7\n\n",
-            "## Section 3 of document 7\n\nAn edited opening sentence. ",
-            1,
-        )
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", *args], cwd=repo, env={**os.environ, **GIT_ENV}, check=True, capture_output=True
     )
 
 
+def make_registry(root: Path, files: int) -> Path:
+    """The template with the corpus under knowledge/docs, committed."""
+    shutil.copytree(template_dir(), root)
+    build_corpus(root, files)
+    (root / ".gitignore").write_text(".botreg/\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "corpus")
+    return root
+
+
+def copy_registry(base: Path, root: Path) -> Path:
+    """A copy whose git index is refreshed (a copy's files have new inodes and times)."""
+    shutil.copytree(base, root, symlinks=True)
+    git(root, "update-index", "-q", "--refresh")
+    return root
+
+
+def edit_paragraph(root: Path, i: int = 7, words: str = "An edited opening sentence.") -> None:
+    path = root / doc_path(i)
+    head = f"## Section 0 of document {i}\n\n"
+    path.write_text(path.read_text().replace(head, f"{head}{words} ", 1))
+
+
 def rename_one(root: Path) -> None:
-    (root / "knowledge/docs/part-08/doc-00008.md").rename(root / "knowledge/docs/part-08/moved.md")
+    (root / doc_path(8)).rename((root / doc_path(8)).with_name("moved.md"))
 
 
 def delete_one(root: Path) -> None:
-    (root / "knowledge/docs/part-09/doc-00009.md").unlink()
+    (root / doc_path(9)).unlink()
 
 
-STEPS = [
+STEPS: list[tuple[str, Callable[[Path], None] | None]] = [
     ("full ingest", None),
-    ("re-ingest, no change", lambda root: None),
-    ("one paragraph edited", edit_one_paragraph),
+    ("no change", None),
+    ("one paragraph edited", edit_paragraph),
     ("one file renamed", rename_one),
     ("one file deleted", delete_one),
 ]
 
 
-def run_botreg(root: Path, data: Path) -> list[tuple[float, int, int]]:
+def process_env() -> dict[str, str]:
+    """Child processes keep their bytecode (__pycache__), as an installed botreg has it."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Run a process: (wall seconds, CPU seconds of the process, its stdout)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stdout
+
+
+def stored_docs(data: Path) -> int:
+    """Chunks of the docs domain the ledger records as stored (reading the store itself
+    would open it: the next run would then check it)."""
+    db = sqlite3.connect(f"{(data / 'ledger.sqlite').as_uri()}?mode=ro", uri=True)
+    try:
+        row = db.execute(
+            "SELECT COUNT(*) FROM chunks c JOIN domains d ON c.collection = d.collection "
+            "WHERE d.domain = 'docs' AND c.stored = 1"
+        ).fetchone()
+        return int(row[0])
+    finally:
+        db.close()
+
+
+def botreg_in_process(root: Path, data: Path) -> list[Run]:
     function = Counting()
     store = ChromaStore(StoreSettings(path="chroma"), data)
     ledger = Ledger(data / "ledger.sqlite")
@@ -113,143 +168,204 @@ def run_botreg(root: Path, data: Path) -> list[tuple[float, int, int]]:
         if change:
             change(root)
         before = function.texts
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         manager = KnowledgeIngestionManager(
-            WorkingTreeSource(root),
+            IndexedWorkingTree(root),
             store,
-            ledger,
-            EmbeddingSettings("hash", {"dimensions": 384}),
+            ledger=ledger,
+            embedding=EmbeddingSettings("hash", {"dimensions": 384}),
             embedding_function=function,
         )
-        manager.ingest("docs")
-        seconds = time.perf_counter() - start
-        state = ledger.domain("docs")
-        assert state is not None
-        stored = store.count(store.collection(state.collection, function))
-        out.append((seconds, function.texts - before, stored))
+        for domain in manager.domains():
+            manager.ingest_sync(domain)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        out.append(Run(seconds, cpu, function.texts - before, stored_docs(data)))
     ledger.close()
+    store.close()
     return out
 
 
-def corpus_chunks(root: Path) -> list[tuple[str, str]]:
-    """(path, text) of every chunk of the corpus, as botreg chunks it."""
-    out = []
-    for path in sorted((root / "knowledge" / "docs").rglob("*.md")):
-        rel = path.relative_to(root).as_posix()
-        out += [
-            (rel, c.text) for c in chunk_file(rel, path.read_bytes(), ChunkingSettings(), Limits())
-        ]
-    return out
-
-
-def chunk_documents(root: Path) -> list[Any]:
-    from langchain_core.documents import Document
-
+def botreg_command(root: Path, data: Path) -> list[str]:
     return [
-        Document(page_content=text, metadata={"source": path}) for path, text in corpus_chunks(root)
+        sys.executable,
+        "-m",
+        "botreg",
+        "ingest",
+        "--repo",
+        str(root),
+        "--data-dir",
+        str(data),
+        "--format",
+        "json",
     ]
 
 
-def run_langchain(root: Path, data: Path) -> list[tuple[float, int, int]] | None:
-    try:
-        from langchain_chroma import Chroma
-        from langchain_classic.indexes import SQLRecordManager, index
-        from langchain_core.embeddings import Embeddings
-    except ImportError as exc:
-        print(f"LangChain comparison skipped ({exc})")
-        return None
-
-    function = Counting()
-
-    class Wrapped(Embeddings):
-        def embed_documents(self, texts: list[str]) -> list[list[float]]:
-            return [list(map(float, v)) for v in function(texts)]
-
-        def embed_query(self, text: str) -> list[float]:
-            return list(map(float, function([text])[0]))
-
-    import chromadb
-    from chromadb.config import Settings
-
-    client = chromadb.PersistentClient(
-        path=str(data / "chroma"), settings=Settings(anonymized_telemetry=False)
-    )
-    store = Chroma(
-        collection_name="langchain-docs",
-        embedding_function=Wrapped(),
-        client=client,
-        collection_configuration={"hnsw": {"space": "cosine"}},
-    )
-    manager = SQLRecordManager("chroma/docs", db_url=f"sqlite:///{data / 'records.sqlite'}")
-    manager.create_schema()
+def botreg_process(root: Path, data: Path, env: dict[str, str]) -> list[Run]:
     out = []
     for _name, change in STEPS:
         if change:
             change(root)
-        before = function.texts
-        start = time.perf_counter()
-        docs = chunk_documents(root)  # index() needs the documents: it has no change detection
-        index(
-            docs,
-            manager,
-            store,
-            cleanup="incremental",
-            source_id_key="source",
-            key_encoder="sha256",
-        )
-        seconds = time.perf_counter() - start
-        stored = client.get_collection("langchain-docs").count()
-        out.append((seconds, function.texts - before, stored))
+        wall, cpu, stdout = timed(botreg_command(root, data), env)
+        embedded = sum(r["chunks_embedded"] for r in json.loads(stdout)["results"])
+        out.append(Run(wall, cpu, embedded, stored_docs(data)))
     return out
+
+
+def langchain_in_process(root: Path, data: Path) -> list[Run]:
+    run = LangChainRun(data)
+    out = []
+    for _name, change in STEPS:
+        if change:
+            change(root)
+        start, cpu = time.perf_counter(), time.process_time()
+        embedded, stored = run.step(root)
+        out.append(Run(time.perf_counter() - start, time.process_time() - cpu, embedded, stored))
+    return out
+
+
+def rival_process(kind: str, root: Path, data: Path, env: dict[str, str], steps: int) -> list[Run]:
+    out = []
+    for _name, change in STEPS[:steps]:
+        if change:
+            change(root)
+        command = [sys.executable, str(BENCH / "rivals.py"), kind, str(root), str(data)]
+        wall, cpu, stdout = timed(command, env)
+        doc = json.loads(stdout)
+        out.append(Run(wall, cpu, doc["embedded"], doc["stored"]))
+    return out
+
+
+def warm_up(env: dict[str, str]) -> None:
+    """Fill the bytecode cache of what `botreg ingest` imports (Chroma included)."""
+    code = "import chromadb, botreg.cli, botreg.knowledge.ingest, botreg.knowledge.chunkers"
+    subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
+
+
+def compare_env(src: Path, cache: Path) -> dict[str, str]:
+    """Processes that run the botreg of another checkout (its bytecode kept apart)."""
+    return {**process_env(), "PYTHONPATH": str(src), "PYTHONPYCACHEPREFIX": str(cache)}
+
+
+def repeated(
+    root: Path, data: Path, env: dict[str, str], repeat: int, files: int
+) -> dict[str, list[Run]]:
+    """`botreg ingest` as a process, `repeat` times with no change and after one-file edits."""
+    runs: dict[str, list[Run]] = {"no change": [], "one file edited": []}
+    for _ in range(repeat):
+        wall, cpu, stdout = timed(botreg_command(root, data), env)
+        embedded = sum(r["chunks_embedded"] for r in json.loads(stdout)["results"])
+        runs["no change"].append(Run(wall, cpu, embedded, 0))
+    for k in range(repeat):
+        edit_paragraph(root, (files // 2 + k) % files, f"Edit number {k} of the repeated runs.")
+        wall, cpu, stdout = timed(botreg_command(root, data), env)
+        embedded = sum(r["chunks_embedded"] for r in json.loads(stdout)["results"])
+        runs["one file edited"].append(Run(wall, cpu, embedded, 0))
+    return runs
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def print_tables(
+    sides: dict[str, list[Run]], reps: dict[str, dict[str, list[Run]]], chunks: int, files: int
+) -> None:
+    names = list(sides)
+    print(f"\n{machine_line()}")
+    print(f"corpus: {files} Markdown files of 1 to 40 chunks ({chunks} chunks), hash embedding\n")
+    print("seconds per step: wall (CPU: of the process, or of this one in-process)")
+    print(_row(["step", *names]))
+    print("|---|" + "---:|" * len(names))
+    for i, (step, _) in enumerate(STEPS):
+        runs = [sides[n][i] if i < len(sides[n]) else None for n in names]
+        print(_row([step] + [_seconds(r) for r in runs]))
+    print("\ntexts embedded / chunks of the corpus stored after the step")
+    print(_row(["step", *names]))
+    print("|---|" + "---:|" * len(names))
+    for i, (step, _) in enumerate(STEPS):
+        runs = [sides[n][i] if i < len(sides[n]) else None for n in names]
+        print(_row([step] + [f"{r.embedded} / {r.stored}" if r else "n/a" for r in runs]))
+    repeat = len(next(iter(reps.values()))["no change"])
+    print(f"\n`botreg ingest` as a whole process, {repeat} runs each (seconds)")
+    print(_row(["botreg", "run", "wall min", "wall median", "CPU min", "CPU median", "target"]))
+    print("|---|---|---:|---:|---:|---:|---|")
+    for who, runs_of in reps.items():
+        for name, target in (("no change", "< 0.3"), ("one file edited", "< 0.6")):
+            walls = [r.seconds for r in runs_of[name]]
+            cpus = [r.cpu or 0.0 for r in runs_of[name]]
+            print(
+                _row(
+                    [
+                        who,
+                        f"{name} ({'/'.join(str(r.embedded) for r in runs_of[name])} embedded)",
+                        f"{min(walls):.3f}",
+                        f"{statistics.median(walls):.3f}",
+                        f"{min(cpus):.3f}",
+                        f"{statistics.median(cpus):.3f}",
+                        target,
+                    ]
+                )
+            )
+    print(f"\n{machine_line()}")
+
+
+def _seconds(run: Run | None) -> str:
+    if run is None:
+        return "n/a"
+    return f"{run.seconds:.2f}" + (f" ({run.cpu:.2f})" if run.cpu is not None else "")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=2000)
-    parser.add_argument("--sections", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-langchain", action="store_true")
+    parser.add_argument("--compare-src", type=Path, metavar="DIR")
     args = parser.parse_args()
+    try:
+        import langchain_chroma  # noqa: F401
+        import langchain_classic  # noqa: F401
+    except ImportError as exc:
+        print(f"LangChain comparison skipped ({exc})", file=sys.stderr)
+        args.no_langchain = True
+    print(machine_line(), file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="botreg-ingest-bench-"))
     try:
-        build_corpus(work / "a", args.files, args.sections)
-        shutil.copytree(work / "a", work / "b")
-        ours = run_botreg(work / "a", work / "data-a")
-        theirs = run_langchain(work / "b", work / "data-b")
-        expected = len(corpus_chunks(work / "a"))
-        print(
-            f"\ncorpus: {args.files} Markdown files, {ours[0][1]} chunks at the start; "
-            f"{expected} chunks expected at the end\n"
+        env = process_env()
+        base = make_registry(work / "base", args.files)
+        chunks = sum(sections_of(i) for i in range(args.files))
+        warm_up(env)
+        sides: dict[str, list[Run]] = {}
+        sides["botreg in-process"] = botreg_in_process(
+            copy_registry(base, work / "a"), work / "data-a"
         )
-        header = f"| {'step':<22} | {'botreg s':>9} | {'embedded':>8} | {'stored':>6} |"
-        rule = f"|{'-' * 24}|{'-' * 11}|{'-' * 10}|{'-' * 8}|"
-        if theirs:
-            header += f" {'LangChain s':>11} | {'embedded':>8} | {'stored':>6} |"
-            rule += f"{'-' * 13}|{'-' * 10}|{'-' * 8}|"
-        print(header)
-        print(rule)
-        for i, (name, _) in enumerate(STEPS):
-            seconds, embedded, stored = ours[i]
-            row = f"| {name:<22} | {seconds:9.3f} | {embedded:8d} | {stored:6d} |"
-            if theirs:
-                ts, te, tst = theirs[i]
-                row += f" {ts:11.3f} | {te:8d} | {tst:6d} |"
-            print(row)
-        full = ours[0][0]
-        print()
-        for i, (name, _) in enumerate(STEPS[1:], 1):
-            print(
-                f"{name}: {full / ours[i][0]:.0f}x faster than the full ingest "
-                f"(target >= 50x), {ours[i][1]} texts embedded"
+        cli = copy_registry(base, work / "b")
+        sides["botreg process"] = botreg_process(cli, work / "data-b", env)
+        if not args.no_langchain:
+            sides["LangChain in-process"] = langchain_in_process(
+                copy_registry(base, work / "c"), work / "data-c"
             )
-        if theirs:
-            print(
-                f"full ingest: botreg {full:.2f} s, LangChain {theirs[0][0]:.2f} s "
-                f"(target: botreg no slower)"
+            sides["LangChain process"] = rival_process(
+                "langchain", copy_registry(base, work / "d"), work / "data-d", env, len(STEPS)
             )
-        print(
-            f"store after the last step: botreg {ours[-1][2]} chunks"
-            + (f", LangChain {theirs[-1][2]}" if theirs else "")
-            + f" (the tree has {expected})"
-        )
+        start, cpu = time.perf_counter(), time.process_time()
+        embedded, stored = bare_upsert(base, work / "data-e")
+        sides["bare Chroma in-process"] = [
+            Run(time.perf_counter() - start, time.process_time() - cpu, embedded, stored)
+        ]
+        sides["bare Chroma process"] = rival_process("bare", base, work / "data-f", env, 1)
+        reps = {"this": repeated(cli, work / "data-b", env, args.repeat, args.files)}
+        if args.compare_src:
+            other = compare_env(args.compare_src.resolve(), work / "pycache-compare")
+            warm_up(other)
+            root = copy_registry(base, work / "g")
+            sides[f"botreg process ({args.compare_src})"] = botreg_process(
+                root, work / "data-g", other
+            )
+            reps[str(args.compare_src)] = repeated(
+                root, work / "data-g", other, args.repeat, args.files
+            )
+        print_tables(sides, reps, chunks, args.files)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

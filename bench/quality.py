@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import statistics
 import sys
 import time
@@ -39,6 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from machine import machine_line
 from model import DEFAULT_DIR, missing_files
 
 from botreg.knowledge.chunkers import chunk_file
@@ -264,11 +264,10 @@ def run(model_dir: Path, corpus_dir: Path, questions_file: Path) -> list[str]:
         sizes[name] = [count_tokens(text) for _, text in chunks]
         results[name] = score(chunks, questions, embed, question_vectors)
     elapsed = time.perf_counter() - started
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     head = [
         f"corpus: {len(corpus)} files, {len(questions)} questions; model: all-MiniLM-L6-v2 "
         f"(ONNX int8) from {model_dir}",
-        f"machine: {os.cpu_count()} cores, load {load}; run {elapsed:.1f} s",
+        f"{machine_line()}; run {elapsed:.1f} s",
         "",
     ]
     return head + format_report(results, sizes)

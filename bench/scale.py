@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import signal
@@ -40,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 from corpus import build_registry  # noqa: E402
+from machine import machine_line  # noqa: E402
 from sync import ENV, commit, git, rss_kib  # noqa: E402
 from tests.chroma_server import chroma_server, free_port  # noqa: E402
 from tests.redis_server import redis_server  # noqa: E402
@@ -391,8 +391,7 @@ def main() -> int:
                 proc.kill()
         shutil.rmtree(work, ignore_errors=True)
 
-    load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} cores, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(machine_line())
     width = max(len(k) for k, _ in rows)
     print(f"| {'measure':<{width}} | value |")
     print(f"|{'-' * (width + 2)}|-------|")

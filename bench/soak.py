@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from machine import machine_line
 from sync import commit, git
 
 from botreg.daemon.housekeeping import Housekeeper, HousekeepingOptions
@@ -172,6 +173,7 @@ def main() -> int:
             f"\n{args.commits} commits in {elapsed:.0f} s, housekeeping "
             f"{'off' if keeper is None else 'on'}; cycles and tasks: {results}\n"
         )
+        print(machine_line())
         print(f"| {'measure':<22} | {'start':>12} | {'end':>12} |")
         print(f"|{'-' * 24}|{'-' * 14}|{'-' * 14}|")
         for key in start:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import build_registry
+from machine import machine_line
 
 from botreg.resources import schema_dir
 
@@ -127,6 +128,7 @@ def main() -> int:
                     "schema only",
                 )
             )
+        print(machine_line())
         print(
             f"registry: {args.bots} bots, {args.knowledge} knowledge files "
             f"({files} files checked); median of {args.runs} runs\n"

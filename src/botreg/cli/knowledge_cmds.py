@@ -18,7 +18,9 @@ from botreg.validation import confinement
 
 if TYPE_CHECKING:
     from botreg.knowledge.ingest import IngestionResult
+    from botreg.knowledge.ledger import Ledger
     from botreg.knowledge.manager import KnowledgeIngestionManager
+    from botreg.store.chroma import ChromaStore
 
 __all__ = ["MAX_K", "register"]
 
@@ -143,49 +145,75 @@ def _progress_printer(domain: list[str]) -> Any:
     return show
 
 
+def _reconcile(store: ChromaStore, ledger: Ledger, identity: str) -> None:
+    """Before an ingest the ledger cannot vouch for: make it describe the store."""
+    from botreg.knowledge.adopt import follow_store, verify_store
+    from botreg.secrets import mask_text
+
+    moved = follow_store(store, ledger)  # another store than the records describe: adopt it
+    if moved:
+        print(
+            f"botreg: the store moved ({mask_text(moved)} -> {mask_text(identity)}): "
+            "ingesting every domain into it",
+            file=sys.stderr,
+        )
+        return
+    differs = verify_store(store, ledger)  # deleted, restored, or written by another process
+    if differs:
+        print(
+            f"botreg: the store does not hold what the ledger records ({mask_text(differs)}): "
+            "checking every file against it",
+            file=sys.stderr,
+        )
+
+
 @contextmanager
 def _manager(
     args: argparse.Namespace, *, progress: Any = None, writing: bool = False
 ) -> Iterator[KnowledgeIngestionManager]:
     from botreg.datadir import DataDir
-    from botreg.knowledge.adopt import follow_store
+    from botreg.knowledge.gate import StoreGate
     from botreg.knowledge.ledger import Ledger
     from botreg.knowledge.manager import KnowledgeIngestionManager
-    from botreg.registry.source import WorkingTreeSource
+    from botreg.knowledge.worktree import IndexedWorkingTree
     from botreg.registry.view import RegistryView
-    from botreg.secrets import mask_text
-    from botreg.store.chroma import ChromaStore
 
     repo = Path(args.repo)
-    view = RegistryView(WorkingTreeSource(repo))
+    # the work tree, with the blob ids of files unchanged since `git add` from git's index
+    view = RegistryView(IndexedWorkingTree(repo))
     settings = view.knowledge_settings(args.env)  # the daemon's loading: same errors
     data_dir = DataDir(args.data_dir)
     policy = confinement.StorePolicy.from_args(args)
     # the policy in force: the embedding function is built from it, deep in ingestion
     with confinement.use_store_policy(policy), data_dir.locked(f"botreg {args.command}"):
         ledger = Ledger(data_dir.ledger)  # first: a damaged ledger must not leave a store open
-        store = ChromaStore(settings.store, data_dir.root, policy)
-        if writing:  # another store than the ledger's records describe: fill it
-            moved = follow_store(store, ledger)  # adopts what the new store holds
-            if moved:
-                print(
-                    f"botreg: the store moved ({mask_text(moved)} -> "
-                    f"{mask_text(settings.store.identity)}): ingesting every domain into it",
-                    file=sys.stderr,
-                )
+        gate: StoreGate | None = None
+        in_line = False
         try:
+            # the store is opened when first needed: an ingest with nothing to write, or a
+            # query of an unknown domain, never imports Chroma
+            gate = StoreGate(settings.store, data_dir.root, policy, ledger)
+            trusted = gate.trusted()
+            if writing and not trusted:
+                _reconcile(gate.open(), ledger, settings.store.identity)
             # the seed's manager, run synchronously: the daemon's code path
             yield KnowledgeIngestionManager(
-                view.source,
-                store,
+                view.snapshot,
+                gate,
                 ledger=ledger,
                 embedding=settings.embedding,
                 commit=_head_commit(repo),
                 progress=progress,
             )
+            # an ingest leaves the ledger describing the store; a query (Chroma writes to
+            # its database on every open) leaves it as it found it
+            in_line = writing or trusted
         finally:
+            if gate is not None:
+                gate.close()
+                if in_line:
+                    gate.seal()
             ledger.close()
-            store.close()
 
 
 def _table(results: list[IngestionResult]) -> str:

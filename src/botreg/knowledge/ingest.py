@@ -2,7 +2,9 @@
 
 Embedding is the expensive step, so nothing is embedded twice:
 
-- an unchanged file (same git blob) is skipped without being read;
+- an unchanged file (same git blob and size) is skipped without being read, and
+  a domain whose files are all unchanged never opens the store (nor imports
+  Chroma: the store is opened on first need, see `StoreRef`);
 - a changed file is chunked again; chunks whose id is already stored are kept
   (only their metadata is updated if it changed), vanished chunks are deleted;
 - a new chunk whose text is stored anywhere in the collection (a renamed or
@@ -41,18 +43,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from botreg.knowledge.chunkers import Chunk, chunk_file
-from botreg.knowledge.chunkers.base import MAX_CHUNKS_PER_FILE
-from botreg.knowledge.ledger import IngestionStatus, Ledger, StoredChunk
+from botreg.knowledge.ledger import DomainState, IngestionStatus, Ledger, StoredChunk
 from botreg.knowledge.names import (
     domain_folder,
     escape_controls,
     folder_files,
-    has_control,
     valid_domain,
 )
+from botreg.knowledge.scan import DomainScan, domain_version, scan_domain
 from botreg.registry.content import ContentError
 from botreg.registry.layout import knowledge_type
 from botreg.registry.snapshot import Snapshot
@@ -62,6 +62,9 @@ from botreg.secrets import locate_token
 from botreg.store.chroma import ChromaStore, active_collection, collection_name
 from botreg.store.settings import EmbeddingSettings
 
+if TYPE_CHECKING:  # the chunkers cost 0.1 s to import: only a changed file needs them
+    from botreg.knowledge.chunkers import Chunk
+
 __all__ = [
     "DomainIngester",
     "IngestInterrupted",
@@ -69,11 +72,15 @@ __all__ = [
     "IngestionStatus",
     "KnowledgeIngestionManager",
     "QueryHit",
+    "StoreRef",
     "chunk_id",
     "query_domain",
 ]
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
+# The store, or what opens it when first needed (`botreg ingest` passes an opener, so
+# a run with nothing to write never imports Chroma).
+StoreRef = ChromaStore | Callable[[], ChromaStore]
 EmbedObserver = Callable[[int, float], None]  # (texts in the batch, seconds it took)
 _EMBED_BATCH = 256
 _WRITE_BATCH = 1024  # chunks whose vectors are reused: written (and stop-checked) this many a time
@@ -179,14 +186,16 @@ class DomainIngester:
     Args:
         source: The registry tree (working tree or git revision), or a `Snapshot`
             of it (its loaded documents are shared).
-        store: The Chroma store.
+        store: The Chroma store, or a callable that opens it (called once, when a
+            domain first needs the store: a run that writes nothing never calls it).
         ledger: The ledger beside the store.
         embedding: The environment's embedding settings.
         embedding_function: Use this function instead of building one from the
             settings (tests wrap one to count calls); built lazily otherwise.
         commit: The commit being ingested, recorded in chunk metadata.
         progress: Called with (phase, done, total) during long runs.
-        max_chunks_per_file: A file that needs more chunks fails (an operator ceiling).
+        max_chunks_per_file: A file that needs more chunks fails (an operator ceiling;
+            None: the chunkers' `MAX_CHUNKS_PER_FILE`).
         on_embed: Called after each batch sent to the embedding function with the
             number of texts and the seconds it took (the daemon's metrics).
         should_stop: Asked between batches; True ends the ingestion with `IngestInterrupted`.
@@ -195,20 +204,21 @@ class DomainIngester:
     def __init__(
         self,
         source: RegistrySource | Snapshot,
-        store: ChromaStore,
+        store: StoreRef,
         ledger: Ledger,
         embedding: EmbeddingSettings,
         *,
         embedding_function: Any = None,
         commit: str = "",
         progress: Progress | None = None,
-        max_chunks_per_file: int = MAX_CHUNKS_PER_FILE,
+        max_chunks_per_file: int | None = None,
         on_embed: EmbedObserver | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.snapshot = source if isinstance(source, Snapshot) else Snapshot(source)
         self.view = RegistryView(self.snapshot)  # file selection: the daemon's and review's
-        self.store = store
+        self._store = store if isinstance(store, ChromaStore) else None
+        self._open_store = None if isinstance(store, ChromaStore) else store
         self.ledger = ledger
         self.embedding = embedding
         self.commit = commit
@@ -218,6 +228,14 @@ class DomainIngester:
         self.max_chunks_per_file = max_chunks_per_file
         self._on_embed = on_embed
         self._should_stop = should_stop or (lambda: False)
+
+    @property
+    def store(self) -> ChromaStore:
+        """The store (opened now if it was given as an opener and not opened yet)."""
+        if self._store is None:
+            assert self._open_store is not None
+            self._store = self._open_store()
+        return self._store
 
     # --- what is there -----------------------------------------------------------------
 
@@ -235,10 +253,9 @@ class DomainIngester:
 
     def domain_version(self, domain_id: str) -> str:
         """A version of a domain's content and embedding: equal versions, equal stores."""
-        digest = hashlib.sha256(self.embedding.fingerprint.encode())
-        for path in self.domain_files(domain_id):
-            digest.update(f"{path}\0{self.snapshot.source.blob_id(path)}\n".encode())
-        return digest.hexdigest()
+        files = self.domain_files(domain_id)
+        blobs = {path: self.snapshot.source.blob_id(path) for path in files}
+        return domain_version(self.embedding.fingerprint, files, blobs)
 
     # --- ingestion ---------------------------------------------------------------------
 
@@ -266,16 +283,25 @@ class DomainIngester:
         if clear_existing:
             self.store.drop_collection(collection_id)
             self.ledger.forget_collection(collection_id)
-        self.ledger.set_domain(
-            domain_id,
-            collection=previous or collection_id,  # queries keep the old model until done
-            embedding=state.embedding if previous and state else self.embedding.describe(),
-            status=IngestionStatus.INGESTING,
-            version=state.version if state else "",
-            commit=state.commit if state else "",
-        )
         try:
-            self._apply(domain_id, collection_id, result)
+            scan = scan_domain(self.view, self.ledger, domain_id, collection_id)
+        except BaseException as exc:  # an unreadable _domain.yaml: recorded as a failed run
+            self._begin(domain_id, state, previous, collection_id)
+            self.ledger.set_status(domain_id, IngestionStatus.ERROR, f"{type(exc).__name__}: {exc}")
+            raise
+        # every file as recorded, in the collection the domain is served from: nothing to do
+        # (no store, no ledger write unless the commit moved)
+        if (
+            scan.unchanged
+            and not clear_existing
+            and state is not None
+            and state.collection == collection_id
+            and state.status is IngestionStatus.READY
+        ):
+            return self._unchanged(state, scan, result)
+        self._begin(domain_id, state, previous, collection_id)
+        try:
+            self._apply(domain_id, collection_id, scan, result)
         except IngestInterrupted:
             # not an error: the finished batches are recorded and the next run resumes
             self.ledger.set_status(
@@ -286,7 +312,7 @@ class DomainIngester:
             self.ledger.set_status(domain_id, IngestionStatus.ERROR, f"{type(exc).__name__}: {exc}")
             raise
         result.completed_at = datetime.now(UTC)
-        version = self.domain_version(domain_id)
+        version = domain_version(self.embedding.fingerprint, scan.files, scan.blobs)
         if result.errors:
             summary = "; ".join(f"{e['path']}: {e['message']}" for e in result.errors[:3])
             more = f" (+{len(result.errors) - 3} more)" if len(result.errors) > 3 else ""
@@ -315,6 +341,39 @@ class DomainIngester:
         if previous:  # the new collection is complete: the old model's goes
             self.store.drop_collection(previous)
             self.ledger.forget_collection(previous)
+        return result
+
+    def _begin(
+        self, domain_id: str, state: DomainState | None, previous: str | None, collection_id: str
+    ) -> None:
+        """Record a run under way (queries keep the old model's collection until done)."""
+        self.ledger.set_domain(
+            domain_id,
+            collection=previous or collection_id,
+            embedding=state.embedding if previous and state else self.embedding.describe(),
+            status=IngestionStatus.INGESTING,
+            version=state.version if state else "",
+            commit=state.commit if state else "",
+        )
+
+    def _unchanged(
+        self, state: DomainState, scan: DomainScan, result: IngestionResult
+    ) -> IngestionResult:
+        """The result of a domain found unchanged: nothing is read, nothing written to the
+        store; the ledger is written only if its row differs (a new commit, say)."""
+        result.files_skipped = len(scan.files)
+        result.completed_at = datetime.now(UTC)
+        version = domain_version(self.embedding.fingerprint, scan.files, scan.blobs)
+        embedding = self.embedding.describe()
+        if (state.version, state.commit, state.embedding) != (version, self.commit, embedding):
+            self.ledger.set_domain(
+                state.domain,
+                collection=state.collection,
+                embedding=embedding,
+                status=IngestionStatus.READY,
+                version=version,
+                commit=self.commit,
+            )
         return result
 
     def invalid_domains(self) -> list[str]:
@@ -370,6 +429,9 @@ class DomainIngester:
         }
 
     def _plan_file(self, domain: str, path: str, blob: str) -> list[_Planned]:
+        from botreg.knowledge.chunkers import chunk_file
+        from botreg.knowledge.chunkers.base import MAX_CHUNKS_PER_FILE
+
         limits = self.snapshot.settings.limits
         size = self.snapshot.entries[path].size
         if size > limits.max_file_bytes:  # refused before it is read
@@ -386,7 +448,11 @@ class DomainIngester:
             raw,
             self.snapshot.settings.chunking,
             limits,
-            max_chunks=self.max_chunks_per_file,
+            max_chunks=(
+                MAX_CHUNKS_PER_FILE
+                if self.max_chunks_per_file is None
+                else self.max_chunks_per_file
+            ),
         )
         # A credential in knowledge would be served to whoever can query: validation
         # reports it (BR303); `botreg ingest` runs without validation, so refuse it here
@@ -412,38 +478,32 @@ class DomainIngester:
             )
         return planned
 
-    def _apply(self, domain: str, collection_id: str, result: IngestionResult) -> None:
-        files = [path for path in self.domain_files(domain) if not has_control(path)]
-        for path in folder_files(self.snapshot.entries, domain):
-            if has_control(path):  # never stored (validation reports it as BR403): say so
-                result.errors.append(
-                    {
-                        "path": escape_controls(path),
-                        "message": "file name with a control character: not ingested; "
-                        "rename the file",
-                    }
-                )
-        # A file's record is its blob and the chunking settings: new settings re-chunk
-        # every file (unchanged chunk texts keep their ids and vectors).
-        settings_key = hashlib.sha256(
-            repr((self.snapshot.settings.chunking, self.snapshot.settings.limits)).encode()
-        ).hexdigest()[:12]
-        blobs = {path: self.snapshot.source.blob_id(path) for path in files}
-        current = {path: f"{blob}:{settings_key}" for path, blob in blobs.items()}
-        recorded = self.ledger.files(collection_id)
-        changed = [p for p in files if recorded.get(p) != current[p]]
-        removed = [p for p in recorded if p not in current]
-        result.files_skipped = len(files) - len(changed)
+    def _apply(
+        self, domain: str, collection_id: str, scan: DomainScan, result: IngestionResult
+    ) -> None:
+        for path in scan.refused:  # never stored (validation reports it as BR403): say so
+            result.errors.append(
+                {
+                    "path": escape_controls(path),
+                    "message": "file name with a control character: not ingested; rename the file",
+                }
+            )
+        changed, removed = scan.changed, scan.removed
+        result.files_skipped = len(scan.files) - len(changed)
         prior = self.ledger.chunks_of(collection_id, changed + removed)
+        # a collection the ledger knows nothing of may still hold chunks (a ledger started
+        # afresh beside a filled store, a store another data dir filled): ask for them all
+        unknown = not self.ledger.knows_collection(collection_id)
 
         adds: list[tuple[str, _Planned]] = []
+        maybe_stored: set[str] = set()  # ids of adds that a crashed write may have stored
         updates: list[tuple[str, _Planned]] = []
         deletes: list[str] = []
         done_files: dict[str, tuple[str, int]] = {}
         for number, path in enumerate(changed, 1):
             self._progress("chunking", number, len(changed))
             try:
-                planned = self._plan_file(domain, path, blobs[path])
+                planned = self._plan_file(domain, path, scan.blobs[path])
             except (ContentError, OSError) as exc:
                 message = exc.message if isinstance(exc, ContentError) else str(exc)
                 result.errors.append({"path": path, "message": message})
@@ -454,33 +514,39 @@ class DomainIngester:
                 before = old.get(item.id)
                 if before is None or not before.stored:
                     adds.append((path, item))
+                    if before is not None or unknown:
+                        maybe_stored.add(item.id)
                 elif before.meta_hash != item.meta_hash:
                     updates.append((path, item))
                 else:
                     result.chunks_unchanged += 1
             deletes.extend(i for i in old if i not in new_ids)
-            done_files[path] = (current[path], len(planned))
+            done_files[path] = (scan.keys[path], len(planned))
             result.files_processed += 1
         for path in removed:
             deletes.extend(c.id for c in prior.get(path, []))
         result.chunks_unchanged += len(updates)
 
-        collection = self.store.collection(collection_id, self._function_object())
-        self._write_adds(collection, collection_id, adds, result)
+        if adds:
+            collection = self.store.collection(collection_id, self._function_object())
+            self._write_adds(collection, collection_id, adds, maybe_stored, result)
         self._check_stop()
-        self.ledger.record_pending(collection_id, [], deletes)
-        if updates:
-            self.store.update_metadata(
-                collection, [i.id for _, i in updates], [i.metadata for _, i in updates]
-            )
-        if deletes:
-            self.store.delete(collection, deletes)
+        if updates or deletes:  # the store is opened only when there is something to change
+            collection = self.store.collection(collection_id, self._function_object())
+            self.ledger.record_pending(collection_id, [], deletes)
+            if updates:
+                self.store.update_metadata(
+                    collection, [i.id for _, i in updates], [i.metadata for _, i in updates]
+                )
+            if deletes:
+                self.store.delete(collection, deletes)
         self.ledger.record_applied(
             collection_id,
             written=[item.record(path) for path, item in updates],
             deleted=deletes,
             files=done_files,
             removed_files=removed,
+            sizes={path: scan.sizes[path] for path in done_files},
         )
         result.chunks_created = len(adds)
         result.chunks_deleted = len(deletes)
@@ -518,6 +584,7 @@ class DomainIngester:
         collection: Any,
         collection_id: str,
         adds: list[tuple[str, _Planned]],
+        maybe_stored: set[str],
         result: IngestionResult,
     ) -> None:
         """Write every new chunk: reused vectors first, then one embedding batch at a time.
@@ -530,7 +597,7 @@ class DomainIngester:
         by_hash: dict[str, list[tuple[str, _Planned]]] = {}
         for path, item in adds:
             by_hash.setdefault(item.chunk.content_hash, []).append((path, item))
-        vectors = self._reusable(collection, collection_id, [item for _, item in adds])
+        vectors = self._reusable(collection, collection_id, [i for _, i in adds], maybe_stored)
         ready = [pair for h in by_hash if h in vectors for pair in by_hash[h]]
         for start in range(0, len(ready), _WRITE_BATCH):
             self._check_stop()
@@ -554,16 +621,23 @@ class DomainIngester:
         self._progress("embedding", len(missing), len(missing))
 
     def _reusable(
-        self, collection: Any, collection_id: str, adds: list[_Planned]
+        self, collection: Any, collection_id: str, adds: list[_Planned], maybe_stored: set[str]
     ) -> dict[str, Any]:
         """Vectors for new chunks' texts that the store already holds (by content hash)."""
         needed = {item.chunk.content_hash for item in adds}
-        # Candidates: stored chunks with the same text, and the chunk's own id (a
-        # write that a crash interrupted may have landed). The store says which exist.
+        # Candidates: recorded chunks with the same text, and the chunk's own id when it
+        # may be stored: recorded as maybe stored (a write that a crash interrupted may
+        # have landed), or in a collection the ledger knows nothing of. Otherwise an id
+        # the ledger does not know is not in the store (see the ledger).
+        # The store says which hold a vector; with no candidate it is not asked at all
+        # (a read loads the collection's whole index: most of a one-file edit's time).
         candidates = self.ledger.ids_by_hash(collection_id, needed)
         for item in adds:
-            candidates.setdefault(item.chunk.content_hash, []).append(item.id)
+            if item.id in maybe_stored:
+                candidates.setdefault(item.chunk.content_hash, []).append(item.id)
         wanted = sorted({ref for refs in candidates.values() for ref in refs})
+        if not wanted:
+            return {}
         found = self.store.embeddings(collection, wanted)
         vectors: dict[str, Any] = {}
         for content_hash, refs in candidates.items():

@@ -5,8 +5,8 @@ It is the record that makes ingestion incremental and crash-safe:
 - before chunks are written to Chroma their ids are recorded (so a crash can
   never leave a chunk that the ledger does not know, and therefore could not
   delete later);
-- after the writes, ids that were deleted are dropped and each file's blob is
-  recorded (so an unchanged file is skipped without being read or chunked).
+- after the writes, ids that were deleted are dropped and each file's blob and
+  size are recorded (so an unchanged file is skipped without being read or chunked).
 
 The ledger may thus list a chunk that a crash kept from being written, never
 the reverse; every later run converges (writes are idempotent upserts and
@@ -28,7 +28,19 @@ from typing import Any
 
 from botreg.errors import BotregError
 
-__all__ = ["DomainState", "IngestionStatus", "Ledger", "LedgerError", "StoredChunk"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "DomainState",
+    "FileRecord",
+    "IngestionStatus",
+    "Ledger",
+    "LedgerError",
+    "StoredChunk",
+]
+
+# The schema this code writes (SQLite's user_version). 0: no size per file (before
+# botreg recorded it); 1: `files.size`. Older ledgers are upgraded in place on open.
+SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS domains (
@@ -46,6 +58,7 @@ CREATE TABLE IF NOT EXISTS files (
     path TEXT NOT NULL,
     blob TEXT NOT NULL,
     chunks INTEGER NOT NULL,
+    size INTEGER NOT NULL DEFAULT -1,  -- bytes when ingested; -1: unknown (an older ledger)
     PRIMARY KEY (collection, path)
 );
 CREATE TABLE IF NOT EXISTS chunks (
@@ -98,6 +111,20 @@ class StoredChunk:
     content_hash: str
     meta_hash: str
     stored: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """What the ledger records of an ingested file: its key (`<blob>:<settings>`), the
+    chunks it gave and its size in bytes (-1: unknown, recorded by an older botreg)."""
+
+    key: str
+    chunks: int
+    size: int = -1
+
+    def matches(self, key: str, size: int) -> bool:
+        """True if a file with this key and size is the one recorded (unchanged)."""
+        return self.key == key and (self.size < 0 or self.size == size)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -182,6 +209,7 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._upgrade()
         except sqlite3.OperationalError as exc:
             self._db.close()
             if "locked" in str(exc) or "busy" in str(exc):
@@ -193,6 +221,29 @@ class Ledger:
         except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
             self._db.close()
             raise _unusable(path, exc) from None
+
+    def _upgrade(self) -> None:
+        """Bring an older ledger to `SCHEMA_VERSION` in place, in one transaction.
+
+        Nothing is dropped or rewritten: a column is added with its "unknown"
+        default, so every record keeps serving (a crash leaves the old schema,
+        upgraded again on the next open). A ledger of a newer botreg is refused.
+        """
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            raise LedgerError(
+                f"the ledger {self.path} was written by a newer botreg (schema {version}, "
+                f"this one knows {SCHEMA_VERSION}): upgrade botreg, or point --data-dir "
+                "at another folder"
+            )
+        with self.transaction() as db:  # another process may have upgraded it meanwhile
+            columns = {row[1] for row in db.execute("PRAGMA table_info(files)")}
+            if "size" not in columns:
+                db.execute("ALTER TABLE files ADD COLUMN size INTEGER NOT NULL DEFAULT -1")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Close the database."""
@@ -287,6 +338,35 @@ class Ledger:
             self._db.execute("SELECT path, blob FROM files WHERE collection = ?", (collection,))
         )
 
+    def file_records(self, collection: str) -> dict[str, FileRecord]:
+        """path -> what is recorded of every file ingested into a collection."""
+        rows = self._db.execute(
+            "SELECT path, blob, chunks, size FROM files WHERE collection = ?", (collection,)
+        )
+        return {row[0]: FileRecord(row[1], int(row[2]), int(row[3])) for row in rows}
+
+    def knows_collection(self, collection: str) -> bool:
+        """True if the ledger records any chunk of the collection."""
+        row = self._db.execute(
+            "SELECT 1 FROM chunks WHERE collection = ? LIMIT 1", (collection,)
+        ).fetchone()
+        return row is not None
+
+    def collections(self) -> list[str]:
+        """Every collection the ledger records chunks of, sorted."""
+        rows = self._db.execute("SELECT DISTINCT collection FROM chunks ORDER BY collection")
+        return [row[0] for row in rows]
+
+    def chunk_states(self, collection: str) -> dict[str, bool]:
+        """chunk id -> True if recorded as stored, False if maybe (a write was under way).
+
+        A store that holds what the ledger says holds, in the collection, every id
+        recorded as stored and no id the ledger does not record (see the module
+        docstring).
+        """
+        rows = self._db.execute("SELECT id, stored FROM chunks WHERE collection = ?", (collection,))
+        return {row[0]: bool(row[1]) for row in rows}
+
     def chunks_of(self, collection: str, paths: Iterable[str]) -> dict[str, list[StoredChunk]]:
         """Recorded chunks per path."""
         result: dict[str, list[StoredChunk]] = {}
@@ -347,9 +427,12 @@ class Ledger:
         deleted: Iterable[str],
         files: dict[str, tuple[str, int]],
         removed_files: Iterable[str],
+        sizes: dict[str, int] | None = None,
     ) -> None:
         """After writing: mark written chunks stored (with their metadata hash), drop
-        deleted ids, record files' blobs and forget removed files."""
+        deleted ids, record files (path -> (key, chunks); `sizes`: path -> bytes, -1
+        where absent) and forget removed files."""
+        sizes = sizes or {}
         with self.transaction() as db:
             db.executemany(
                 "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT(collection, id) DO "
@@ -361,9 +444,13 @@ class Ledger:
                 [(collection, i) for i in deleted],
             )
             db.executemany(
-                "INSERT INTO files VALUES (?, ?, ?, ?) ON CONFLICT(collection, path) DO "
-                "UPDATE SET blob=excluded.blob, chunks=excluded.chunks",
-                [(collection, _text(p), blob, n) for p, (blob, n) in files.items()],
+                "INSERT INTO files (collection, path, blob, chunks, size) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(collection, path) DO "
+                "UPDATE SET blob=excluded.blob, chunks=excluded.chunks, size=excluded.size",
+                [
+                    (collection, _text(p), blob, n, sizes.get(p, -1))
+                    for p, (blob, n) in files.items()
+                ],
             )
             db.executemany(
                 "DELETE FROM files WHERE collection = ? AND path = ?",
@@ -402,9 +489,14 @@ class Ledger:
                 for c in chunks:
                     per_path[c.path] = per_path.get(c.path, 0) + 1
                 db.executemany(
-                    "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO files (collection, path, blob, chunks) "
+                    "VALUES (?, ?, ?, ?)",
                     [(collection, _text(p), blob, n) for p, n in per_path.items()],
                 )
+
+    def store_identity(self) -> str:
+        """The identity of the store the records describe ("" if none was recorded)."""
+        return self.get(_STORE_KEY)
 
     def follow_store(self, identity: str) -> str:
         """Record which store the ledger describes; if it was another one, forget every

@@ -14,9 +14,11 @@ and chunk ids are the same whoever ingests. The source is
   `botreg ingest` pass, calling `ingest_sync` from their own threads.
 
 The destination is a `KnowledgeStore` (store, ledger, embedding), or a
-`ChromaStore` with `ledger=` and `embedding=`. With an `event_bus`, each async
-run publishes on `knowledge:ingestion` what the daemon's CloudEvents carry:
-`EventType.UPDATED` with the result when every file ingested
+`ChromaStore` with `ledger=` and `embedding=`, or a callable that opens that
+`ChromaStore` when a run first needs it (what `botreg ingest` passes: a run
+that finds nothing to write never opens the store, nor imports Chroma). With an
+`event_bus`, each async run publishes on `knowledge:ingestion` what the daemon's
+CloudEvents carry: `EventType.UPDATED` with the result when every file ingested
 (`botreg.knowledge.ingested`), `EventType.FAILED` with the result or the error
 otherwise (`botreg.knowledge.ingest_failed`). A backend source also gets its
 ingestion status: INGESTING, then READY or ERROR.
@@ -31,9 +33,8 @@ from typing import Any
 
 from botreg.errors import UsageError
 from botreg.knowledge.backend_tree import BackendTree
-from botreg.knowledge.chunkers.base import MAX_CHUNKS_PER_FILE
 from botreg.knowledge.destination import KnowledgeStore
-from botreg.knowledge.ingest import DomainIngester, IngestionResult, QueryHit
+from botreg.knowledge.ingest import DomainIngester, IngestionResult, QueryHit, StoreRef
 from botreg.knowledge.ledger import IngestionStatus, Ledger
 from botreg.knowledge.storage.errors import KnowledgeBaseNotFoundError
 from botreg.knowledge.storage.git import GitKnowledgeBackend
@@ -54,8 +55,8 @@ class KnowledgeIngestionManager:
 
     Args:
         source: A `KnowledgeResourceBackend`, or a registry tree.
-        destination: A `KnowledgeStore`, or a `ChromaStore` (then `ledger` and
-            `embedding` are required).
+        destination: A `KnowledgeStore`, or a `ChromaStore` or a callable opening one
+            on first need (then `ledger` and `embedding` are required).
         event_bus: A seed event bus (`botreg.api.create_event_bus`): results are
             published on `knowledge:ingestion`.
         ledger: The ledger (overrides the destination's).
@@ -63,7 +64,8 @@ class KnowledgeIngestionManager:
         embedding_function: Use this function (tests count its calls).
         commit: The commit recorded in chunk metadata (default: the git source's).
         progress: Called with (phase, done, total) during long runs.
-        max_chunks_per_file: A file that needs more chunks fails.
+        max_chunks_per_file: A file that needs more chunks fails (None: the chunkers'
+            `MAX_CHUNKS_PER_FILE`).
         on_embed: Called after each embedding batch with (texts, seconds).
         should_stop: Asked between batches; True ends the run (`IngestInterrupted`).
 
@@ -75,7 +77,7 @@ class KnowledgeIngestionManager:
     def __init__(
         self,
         source: KnowledgeResourceBackend | Tree,
-        destination: KnowledgeStore | ChromaStore,
+        destination: KnowledgeStore | StoreRef,
         event_bus: Any = None,
         *,
         ledger: Ledger | None = None,
@@ -83,16 +85,17 @@ class KnowledgeIngestionManager:
         embedding_function: Any = None,
         commit: str | None = None,
         progress: Callable[[str, int, int], None] | None = None,
-        max_chunks_per_file: int = MAX_CHUNKS_PER_FILE,
+        max_chunks_per_file: int | None = None,
         on_embed: Callable[[int, float], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
+        store: StoreRef
         if isinstance(destination, KnowledgeStore):
             ledger = ledger or destination.ledger
             embedding = embedding or destination.embedding
             embedding_function = embedding_function or destination.embedding_function
             store = destination.store
-        elif isinstance(destination, ChromaStore):
+        elif isinstance(destination, ChromaStore) or callable(destination):
             store = destination
         else:
             raise UsageError(

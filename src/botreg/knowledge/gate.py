@@ -1,0 +1,133 @@
+"""Whether `botreg ingest` may trust the ledger without opening the store.
+
+Opening the store costs a second or more (importing Chroma, then loading a
+collection's index on first use), which a run with nothing to write should not
+pay. The ledger alone decides what changed, provided it still describes the
+store:
+
+- the store is the one it records (the environment's `knowledge.store`
+  identity: path, or host, tenant and database); a new one is followed and
+  adopted (`botreg.knowledge.adopt.follow_store`);
+- for an embedded store, the store's folder is as the last run that opened it
+  left it: that run records a marker of the folder and of Chroma's database
+  file (device, inode, size, modification and change times) once the store is
+  closed. A store deleted, replaced, restored from a backup, or written by
+  another process (the sync daemon) no longer matches: the next run opens it
+  and checks its contents against the ledger (`verify_store`) before trusting
+  the ledger again. A run that crashed wrote no marker: the store it was
+  writing no longer matches the marker before it.
+
+A server store's contents are the server's: as before, the ledger is trusted
+while the identity is the same (a server reset is not noticed here).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from botreg.knowledge.ledger import Ledger
+from botreg.store.chroma import ChromaStore
+from botreg.store.settings import StoreSettings
+from botreg.validation.confinement import StorePolicy, check_http_store, resolve_store_path
+
+__all__ = ["MARKER_KEY", "StoreGate", "store_marker"]
+
+MARKER_KEY = "ingest.store_marker"  # the ledger's meta key for the marker
+_DATABASE = "chroma.sqlite3"
+
+
+def store_marker(folder: Path) -> str:
+    """The state of an embedded store's folder on disk ("" if there is no store there).
+
+    Args:
+        folder: The store folder (absolute, symlink-free).
+    """
+    parts = []
+    for path in (folder, folder / _DATABASE, folder / f"{_DATABASE}-wal"):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if path.name.endswith("-wal"):
+                parts.append("-")
+                continue
+            return ""
+        except OSError:
+            return ""
+        parts.append(f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
+    return "|".join(parts)
+
+
+class StoreGate:
+    """The store of an environment, opened only when first needed; its trust marker.
+
+    Args:
+        settings: The environment's `knowledge.store`.
+        data_dir: The data dir.
+        policy: The operator's policy (confines the store's folder).
+        ledger: The ledger beside the store.
+
+    Raises:
+        ConfinementError: for an embedded store's path outside the store root, or
+            a server the policy refuses (checked at once, as `ChromaStore` checks
+            them, whether or not the store is opened).
+    """
+
+    def __init__(
+        self, settings: StoreSettings, data_dir: Path, policy: StorePolicy, ledger: Ledger
+    ) -> None:
+        self.settings = settings
+        self.data_dir = data_dir
+        self.policy = policy
+        self.ledger = ledger
+        self.folder: Path | None = None
+        if settings.type == "http":
+            check_http_store(
+                settings.host,
+                settings.port,
+                ssl=settings.ssl,
+                has_headers=bool(settings.headers),
+                operator_vars=settings.operator_vars,
+                policy=policy,
+            )
+        else:
+            self.folder = resolve_store_path(settings.path, data_dir, policy)
+        self._store: ChromaStore | None = None
+
+    def trusted(self) -> bool:
+        """True if the ledger describes the store as it is, without opening it."""
+        if self.ledger.store_identity() != self.settings.identity:
+            return False
+        if self.folder is None:
+            return True
+        marker = store_marker(self.folder)
+        return bool(marker) and self.ledger.get(MARKER_KEY) == marker
+
+    @property
+    def opened(self) -> bool:
+        """True once the store was opened."""
+        return self._store is not None
+
+    def open(self) -> ChromaStore:
+        """The store, opened on the first call.
+
+        Raises:
+            ConfinementError, StoreLockedError, StoreUnavailableError: as `ChromaStore`.
+        """
+        if self._store is None:
+            self._store = ChromaStore(self.settings, self.data_dir, self.policy)
+        return self._store
+
+    __call__ = open
+
+    def close(self) -> None:
+        """Close the store if it was opened."""
+        if self._store is not None:
+            self._store.close()
+
+    def seal(self) -> None:
+        """After the store was closed with the ledger in line with it: record the marker
+        that lets the next run trust the ledger (nothing to record if it was not opened:
+        the marker recorded before still holds)."""
+        if self.folder is not None and self._store is not None:
+            self.ledger.put(MARKER_KEY, store_marker(self.folder))
