@@ -22,7 +22,7 @@ from botreg.knowledge.names import folder_files, has_control
 from botreg.registry.snapshot import Snapshot
 from botreg.registry.view import RegistryView
 
-__all__ = ["DomainScan", "domain_version", "scan_domain", "settings_key"]
+__all__ = ["CHUNKER_VERSION", "DomainScan", "domain_version", "scan_domain", "settings_key"]
 
 
 @dataclass(slots=True)
@@ -43,10 +43,21 @@ class DomainScan:
         return not (self.changed or self.removed or self.refused)
 
 
+# The chunkers' version: bump it whenever the same file and settings give other
+# chunk texts (tests/test_chunker_version.py fails until you do), so an upgraded
+# botreg re-chunks every file once instead of serving old chunks for the files
+# nobody edits. Unchanged chunk texts keep their ids and vectors: nothing is
+# embedded twice.
+CHUNKER_VERSION = 2
+
+
 def settings_key(snapshot: Snapshot) -> str:
-    """The part of a file's key that the tree's chunking settings and limits make."""
+    """The part of a file's key that the chunkers' version, chunking settings and limits make."""
     settings = snapshot.settings
-    return hashlib.sha256(repr((settings.chunking, settings.limits)).encode()).hexdigest()[:12]
+    chunking = (settings.chunking.max_tokens, settings.chunking.overlap_tokens)  # not the
+    # deprecated csv_rows_per_chunk (BR204): setting or removing it changes nothing
+    material = repr((CHUNKER_VERSION, chunking, settings.limits))
+    return hashlib.sha256(material.encode()).hexdigest()[:12]
 
 
 def scan_domain(view: RegistryView, ledger: Ledger, domain: str, collection: str) -> DomainScan:
