@@ -661,10 +661,9 @@ class Daemon:
         target = result.to_commit[:12] or NO_HEAD
         once = self._once
         if result.result == "noop":
-            if once:
+            logger.debug("%s", message, extra=extra)
+            if once:  # asked for by hand: say so (a polling daemon stays quiet)
                 logger.info("nothing new: %s is applied", target)
-            else:
-                logger.debug("%s", message, extra=extra)
         elif result.result == "synced":
             level = logging.WARNING if result.counts.get("files_failed") else logging.INFO
             logger.log(level, "%s", message, extra=extra)
