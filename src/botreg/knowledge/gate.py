@@ -27,9 +27,9 @@ import os
 from pathlib import Path
 
 from botreg.knowledge.ledger import Ledger
-from botreg.store.chroma import ChromaStore
+from botreg.store.chroma import ChromaStore, check_server
 from botreg.store.settings import StoreSettings
-from botreg.validation.confinement import StorePolicy, check_http_store, resolve_store_path
+from botreg.validation.confinement import StorePolicy, resolve_store_path
 
 __all__ = ["MARKER_KEY", "StoreGate", "store_marker"]
 
@@ -81,16 +81,8 @@ class StoreGate:
         self.policy = policy
         self.ledger = ledger
         self.folder: Path | None = None
-        if settings.type == "http":
-            check_http_store(
-                settings.host,
-                settings.port,
-                ssl=settings.ssl,
-                has_headers=bool(settings.headers),
-                operator_vars=settings.operator_vars,
-                policy=policy,
-            )
-        else:
+        check_server(settings, policy)
+        if settings.type != "http":
             self.folder = resolve_store_path(settings.path, data_dir, policy)
         self._store: ChromaStore | None = None
 

@@ -57,6 +57,7 @@ __all__ = [
     "ReadWriteLock",
     "StoreUnavailableError",
     "active_collection",
+    "check_server",
     "collection_name",
     "next_generation",
 ]
@@ -200,15 +201,7 @@ class ChromaStore:
         # leader sets its fence here, so a deposed leader fails before it writes.
         self.before_write: Callable[[], None] | None = None
         self._lock: StoreLock | None = None
-        if settings.type == "http":
-            check_http_store(
-                settings.host,
-                settings.port,
-                ssl=settings.ssl,
-                has_headers=bool(settings.headers),
-                operator_vars=settings.operator_vars,
-                policy=policy,
-            )
+        check_server(settings, policy)
         try:
             if settings.type == "http":
                 kwargs: dict[str, Any] = {}
@@ -530,3 +523,20 @@ class ChromaStore:
                 shutil.rmtree(folder, ignore_errors=True)
                 freed += size - (disk_bytes(folder) if folder.exists() else 0)
         return freed
+
+
+def check_server(settings: StoreSettings, policy: StorePolicy) -> None:
+    """Refuse an http store the operator's policy does not allow (no-op for an embedded one).
+
+    Raises:
+        BotregError: the host, scheme or credentials are not allowed (the message says which flag).
+    """
+    if settings.type == "http":
+        check_http_store(
+            settings.host,
+            settings.port,
+            ssl=settings.ssl,
+            has_headers=bool(settings.headers),
+            operator_vars=settings.operator_vars,
+            policy=policy,
+        )
