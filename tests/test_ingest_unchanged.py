@@ -40,8 +40,10 @@ def test_a_run_with_nothing_to_write_never_imports_chroma(git_registry: Path, da
     rows = {line.split()[0]: line.split() for line in again["stdout"].splitlines()[1:]}
     assert rows["billing"][1:3] == ["0", "3"] and rows["product"][1:3] == ["0", "4"]  # skipped
     (git_registry / REFUNDS).write_text("# Refunds\n\nRefunds take two weeks now.\n")
-    edited = ingest_process(git_registry, data)  # a write needs the store: the probe can tell
-    assert edited["code"] == 0 and edited["chromadb"] and edited["chunkers"]
+    edited = ingest_process(git_registry, data)  # written through Chroma's core (store.lean)
+    assert edited["code"] == 0 and edited["chunkers"] and not edited["chromadb"]
+    rows = {line.split()[0]: line.split() for line in edited["stdout"].splitlines()[1:]}
+    assert rows["billing"][1:4] == ["1", "2", "1"]  # one file read, one chunk created
     assert not ingest_process(git_registry, data)["chromadb"]
 
 

