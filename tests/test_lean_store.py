@@ -15,7 +15,7 @@ import pytest
 from botreg.knowledge import gate as gate_module
 from botreg.store import lean
 from botreg.store.builtin import HashVectors, MiniLMVectors, builtin_function
-from botreg.store.chroma import ChromaStore
+from botreg.store.chroma import SETTLED_SYNC_THRESHOLD, ChromaStore
 from botreg.store.embedding import HashEmbeddingFunction
 from botreg.store.lean import LeanCollection, LeanStore, SwitchingStore
 from botreg.store.minilm_function import MiniLMEmbeddingFunction
@@ -169,7 +169,7 @@ def _store_with(data: Path, name: str, texts: list[str]) -> None:
     store = ChromaStore(StoreSettings(), data)
     try:
         collection = store.collection(name, HashEmbeddingFunction())
-        vectors = HashVectors()(texts)
+        vectors = HashEmbeddingFunction()(texts)
         ids = [f"id{i}" for i in range(len(texts))]
         store.upsert(collection, ids, texts, [{"n": i} for i in range(len(texts))], vectors)
     finally:
@@ -319,3 +319,62 @@ def test_the_default_model_is_written_lean_with_the_registered_function_s_vector
     assert np.array_equal(plain([document])[0], expected)  # the same code runs
     cosine = float(np.dot(stored[document], expected))
     assert cosine >= 0.9999
+
+
+def _thresholds(data: Path) -> dict[str, int]:
+    store = ChromaStore(StoreSettings(), data)
+    try:
+        return {
+            c.name: store.client.get_collection(c.name).configuration_json["hnsw"]["sync_threshold"]
+            for c in store.client.list_collections()
+        }
+    finally:
+        store.close()
+
+
+def test_a_collection_is_filled_at_chroma_s_threshold_then_settled(
+    git_registry: Path,
+    data: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    upsert, settle = ChromaStore.upsert, ChromaStore.settle
+
+    def spy_upsert(self: ChromaStore, collection: Any, *args: Any) -> None:
+        hnsw = collection.configuration_json["hnsw"]
+        calls.append(f"upsert at {hnsw['sync_threshold']}")
+        upsert(self, collection, *args)
+
+    def spy_settle(self: ChromaStore, collection: Any) -> None:
+        calls.append("settle")
+        settle(self, collection)
+
+    monkeypatch.setattr(ChromaStore, "upsert", spy_upsert)
+    monkeypatch.setattr(ChromaStore, "settle", spy_settle)
+    assert ingest(capsys, git_registry, data)["code"] == 0
+    # each domain's bulk write at Chroma's 1000, then settled once it is written
+    assert calls == ["upsert at 1000", "settle"] * 2
+    monkeypatch.undo()
+    assert set(_thresholds(data).values()) == {SETTLED_SYNC_THRESHOLD}
+
+
+def test_a_lean_run_settles_a_collection_filled_before_settling_existed(data: Path) -> None:
+    _store_with(data, "botreg-one", ["alpha words"])  # created at Chroma's 1000
+    assert _thresholds(data) == {"botreg-one": 1000}
+    folder = (data / "chroma").resolve()
+    store = SwitchingStore(StoreSettings(), data, StorePolicy(), folder, HashVectors(), HASH)
+    try:
+        handle = store.collection("botreg-one")
+        assert isinstance(handle, LeanCollection) and not handle.settled
+        store.settle(handle)
+        assert store.lean
+    finally:
+        store.close()
+    assert _thresholds(data) == {"botreg-one": SETTLED_SYNC_THRESHOLD}
+    store = SwitchingStore(StoreSettings(), data, StorePolicy(), folder, HashVectors(), HASH)
+    try:
+        again = store.collection("botreg-one")
+        assert isinstance(again, LeanCollection) and again.settled
+    finally:
+        store.close()

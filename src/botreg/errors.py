@@ -16,6 +16,7 @@ from pathlib import Path
 
 __all__ = [
     "BotregError",
+    "EmbeddingUnavailableError",
     "RepositoryError",
     "ResolutionError",
     "UsageError",
@@ -45,6 +46,10 @@ class RepositoryError(BotregError):
 
 class ResolutionError(BotregError):
     """A config cannot be resolved for an environment (exit code 1)."""
+
+
+class EmbeddingUnavailableError(BotregError):
+    """The configured embedding function cannot run here (exit code 1)."""
 
 
 # --- crash logs ----------------------------------------------------------------------------

@@ -305,6 +305,9 @@ class DomainIngester:
         self._begin(domain_id, state, previous, collection_id)
         try:
             self._apply(domain_id, collection_id, scan, result)
+            if result.chunks_created or result.chunks_deleted:
+                # cheap cold writes from now on (see "Settling" in botreg.store.chroma)
+                self.store.settle(self.store.collection(collection_id, self._function_object()))
         except IngestInterrupted:
             # not an error: the finished batches are recorded and the next run resumes
             self.ledger.set_status(

@@ -14,16 +14,15 @@ place such settings are judged.
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
+from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from botreg.store.minilm import EmbeddingUnavailableError
-from botreg.store.model_folder import HOW_TO_PROVIDE, ModelRuntime, default_model_dir
+from botreg.errors import EmbeddingUnavailableError
 from botreg.store.settings import EmbeddingSettings
 
 __all__ = [
@@ -39,8 +38,11 @@ _WORD = re.compile(r"\w+")
 _KEYS = {"hash": {"dimensions", "ngram_max"}, "default": {"model_dir", "preferred_providers"}}
 
 
-def hash_vector(text: str, dimensions: int, ngram_max: int) -> Any:
+def hash_vector(text: str, dimensions: int, ngram_max: int) -> array[float]:
     """Feature hashing of lowercase word n-grams into an L2-normalised float32 vector.
+
+    Plain Python (summed in float64, rounded to float32 once): a one-file run
+    embeds a handful of texts, and importing numpy would cost more than that.
 
     Args:
         text: The text.
@@ -48,18 +50,18 @@ def hash_vector(text: str, dimensions: int, ngram_max: int) -> Any:
         ngram_max: The longest word n-gram hashed (1: words only).
     """
     words = _WORD.findall(text.lower())
-    vector = np.zeros(dimensions, dtype=np.float32)
+    vector = [0.0] * dimensions
     for n in range(1, ngram_max + 1):
+        weight = 1.0 / n
         for i in range(len(words) - n + 1):
             feature = " ".join(words[i : i + n]).encode()
             bucket = zlib.crc32(feature) % dimensions
-            sign = 1.0 if zlib.crc32(feature, 0x5BD1E995) & 1 else -1.0
-            vector[bucket] += sign / n
-    norm = float(np.linalg.norm(vector))
+            vector[bucket] += weight if zlib.crc32(feature, 0x5BD1E995) & 1 else -weight
+    norm = math.sqrt(math.fsum(x * x for x in vector))
     if norm == 0.0:  # no words: a fixed unit vector (a zero vector has no direction)
         vector[0] = 1.0
-        return vector
-    return vector / norm
+        return array("f", vector)
+    return array("f", [x / norm for x in vector])
 
 
 class HashVectors:
@@ -85,6 +87,9 @@ class MiniLMVectors:
     def __init__(
         self, model_dir: str | None = None, preferred_providers: list[str] | None = None
     ) -> None:
+        # here, not at the top: the model's runtime imports numpy, which `hash` does without
+        from botreg.store.model_folder import ModelRuntime, default_model_dir
+
         folder = Path(model_dir).expanduser() if model_dir else default_model_dir()
         self.folder = folder
         self._runtime = ModelRuntime(folder, preferred_providers or None)
@@ -145,6 +150,8 @@ def preflight(function: Callable[[list[str]], Any], settings: EmbeddingSettings)
         raise  # says what and how already (a missing or damaged model folder)
     except Exception as exc:
         if settings.provider == "default":
+            from botreg.store.model_folder import HOW_TO_PROVIDE
+
             folder = getattr(function, "folder", None) or getattr(function, "DOWNLOAD_PATH", "")
             raise EmbeddingUnavailableError(
                 HOW_TO_PROVIDE.format(where=f" in {folder}", reason=f"{type(exc).__name__}: {exc}")

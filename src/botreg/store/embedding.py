@@ -26,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import (
     known_embedding_functions,
@@ -66,7 +67,7 @@ class HashEmbeddingFunction(EmbeddingFunction[Documents]):
         return [self._embed(text) for text in input]
 
     def _embed(self, text: str) -> Any:
-        return hash_vector(text, self.dimensions, self.ngram_max)
+        return np.array(hash_vector(text, self.dimensions, self.ngram_max), dtype=np.float32)
 
     @staticmethod
     def name() -> str:

@@ -22,11 +22,14 @@ never has two writers, and collection handles given out before stay valid.
 
 from __future__ import annotations
 
+import json
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from botreg.store.chroma import SETTLED_SYNC_THRESHOLD, settled
 from botreg.store.settings import EmbeddingSettings, StoreSettings
 from botreg.validation.confinement import StoreLock, StorePolicy
 
@@ -45,7 +48,10 @@ __all__ = [
 # chromadb releases (major.minor) whose Rust core takes the calls below.
 TESTED_CHROMA = ("1.5",)
 _TENANT, _DATABASE = "default_tenant", "default_database"  # PersistentClient's
-_CALLS = ("list_collections", "upsert", "update", "delete", "get", "count", "get_max_batch_size")
+_CALLS = (
+    "list_collections", "upsert", "update", "delete", "get", "count", "get_max_batch_size",
+    "update_collection",
+)  # fmt: skip
 # The function names a collection may record for each built-in provider's vectors.
 _RECORDED = {"hash": {"botreg_hash"}, "default": {"botreg_minilm_l6_v2", "onnx_mini_lm_l6_v2"}}
 
@@ -87,6 +93,7 @@ class LeanCollection:
     name: str
     id: str
     function: str  # the embedding function's name the collection recorded ("" if none)
+    settled: bool  # its index flush threshold is botreg's (see botreg.store.chroma)
 
 
 def _batches(count: int, size: int) -> list[slice]:
@@ -136,9 +143,12 @@ class LeanStore:
         # exception class, which would import the whole package
         for found in self._core.list_collections(None, 0, _TENANT, _DATABASE):
             if found.name == name:
-                recorded = (found.configuration or {}).get("embedding_function")
+                configuration = found.configuration or {}
+                recorded = configuration.get("embedding_function")
                 function = recorded.get("name") if isinstance(recorded, dict) else None
-                return LeanCollection(name, str(found.id), str(function or ""))
+                return LeanCollection(
+                    name, str(found.id), str(function or ""), settled(configuration)
+                )
         return None
 
     def upsert(
@@ -191,6 +201,15 @@ class LeanStore:
     def count(self, collection: LeanCollection) -> int:
         """Number of chunks in a collection."""
         return int(self._core.count(collection.id, _TENANT, _DATABASE))
+
+    def settle(self, collection: LeanCollection) -> None:
+        """Lower the collection's index flush threshold (see `ChromaStore.settle`)."""
+        if collection.settled:
+            return
+        # the JSON the chromadb package sends for `modify(configuration=...)`
+        update = {"hnsw": {"sync_threshold": SETTLED_SYNC_THRESHOLD}, "spann": None,
+                  "embedding_function": None}  # fmt: skip
+        self._core.update_collection(collection.id, None, None, json.dumps(update))
 
     def close(self) -> None:
         """Release the core (its database handle and loaded indexes) and the store lock."""
@@ -292,8 +311,10 @@ class SwitchingStore:
         """Write chunks whole, in batches."""
         if self._lean is not None and isinstance(collection, LeanCollection):
             self._lean.upsert(collection, ids, documents, metadatas, embeddings)
-        else:
-            self.full().upsert(self._resolve(collection), ids, documents, metadatas, embeddings)
+            return
+        # the chromadb package takes lists or numpy arrays, not the built-in `array`s
+        vectors = [list(v) if isinstance(v, array) else v for v in embeddings]
+        self.full().upsert(self._resolve(collection), ids, documents, metadatas, vectors)
 
     def update_metadata(
         self, collection: Any, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]
@@ -322,6 +343,13 @@ class SwitchingStore:
         if self._lean is not None and isinstance(collection, LeanCollection):
             return self._lean.count(collection)
         return self.full().count(self._resolve(collection))
+
+    def settle(self, collection: Any) -> None:
+        """Lower a filled collection's index flush threshold (see `ChromaStore.settle`)."""
+        if self._lean is not None and isinstance(collection, LeanCollection):
+            self._lean.settle(collection)
+        else:
+            self.full().settle(self._resolve(collection))
 
     def drop_collection(self, name: str) -> None:
         """Delete a collection if it exists (through the full store)."""

@@ -23,8 +23,8 @@ bounded by the batch caps, whatever the number of texts.
 The session uses every core this process may run on (intra-op threads), one
 inter-op thread (the graph is a chain) and all graph optimisations.
 
-`EmbeddingUnavailableError` is defined here, the lowest layer that raises it,
-and re-exported by `botreg.store.embedding`.
+`EmbeddingUnavailableError` (defined in `botreg.errors`, so that code without
+numpy can raise it) is re-exported here and by `botreg.store.embedding`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from botreg.errors import BotregError
+from botreg.errors import EmbeddingUnavailableError
 
 __all__ = [
     "DIMENSIONS",
@@ -62,10 +62,6 @@ MAX_BATCH_TEXTS = 64
 MAX_BATCH_TOKENS = 512
 _TOKENIZER = "tokenizer.json"
 _WEIGHTS = "model.onnx"
-
-
-class EmbeddingUnavailableError(BotregError):
-    """The configured embedding function cannot run here."""
 
 
 def usable_cores() -> int:
