@@ -4,7 +4,8 @@ Usage: python bench/quality.py [--model-dir DIR] [--corpus DIR] [--questions FIL
 
 The corpus (`bench/quality/corpus/`, a fictional company's support content in
 every supported type) is chunked by each chunker; every chunk and every
-question of `bench/quality/questions.yaml` is embedded with all-MiniLM-L6-v2
+question of `bench/quality/questions.yaml` is embedded with all-MiniLM-L6-v2 on
+botreg's `default` provider code (`botreg.store.builtin.MiniLMVectors`)
 (the folder `bench/model.py` assembles; `--model-dir`, default
 `model.DEFAULT_DIR`), chunks are ranked by cosine similarity (numpy; no
 store), and a question is answered at k when one of the top k chunks comes
@@ -235,11 +236,12 @@ def format_report(
 
 
 def _model(model_dir: Path) -> tuple[Embed, Callable[[str], int]]:
-    from chromadb.utils.embedding_functions.onnx_mini_lm_l6_v2 import ONNXMiniLM_L6_V2
     from tokenizers import Tokenizer
 
-    function = ONNXMiniLM_L6_V2()
-    function.DOWNLOAD_PATH = model_dir  # type: ignore[misc]
+    from botreg.store.builtin import MiniLMVectors
+
+    # the `default` provider's own code (what botreg ingest embeds with)
+    function = MiniLMVectors(str(model_dir))
     tokenizer = Tokenizer.from_file(str(model_dir / "onnx" / "tokenizer.json"))
     tokenizer.no_truncation()
     tokenizer.no_padding()
