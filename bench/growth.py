@@ -12,8 +12,9 @@ model's) into each store: the embedded one (the data dir's `chroma` folder) and
 a `chroma run` server on 127.0.0.1 that the bench starts and stops. Measured:
 
 - full ingest: `botreg ingest` as a whole process: wall and CPU seconds and its
-  peak RSS (the process's own, from `wait4`); for the server also the server's
-  RSS once the ingest is done (the index lives there);
+  peak RSS (its own: spawned from a small launcher that reads it with `wait4`,
+  see `LAUNCHER`); for the server also the server's RSS once the ingest is done
+  (the index lives there);
 - one-file edit, whole process: a paragraph edited, `botreg ingest`
   (`--repeat` runs, each on another file: min / median wall);
 - one-file edit, long-lived: as a daemon's cycle does it, the edit committed and
@@ -142,19 +143,36 @@ def warm_up(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
 
 
+# Runs a command and writes its own peak RSS (KiB) and CPU seconds to the file argv[1].
+# A child forked from this (large) process would count this process's RSS in its peak
+# (`ru_maxrss` keeps the high-water mark of the memory it had before `exec`), so the
+# command is spawned from this small launcher instead.
+LAUNCHER = """
+import os, sys
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_process(command: list[str], env: dict[str, str]) -> tuple[float, float, int, str]:
     """Run a process: (wall seconds, its CPU seconds, its peak RSS in KiB, its stdout)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryDirectory() as folder:
+        figures = Path(folder) / "usage"
         start = time.perf_counter()
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own usage, not all children's
+        done = subprocess.run(
+            [sys.executable, "-S", "-c", LAUNCHER, str(figures), *command],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
         wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{err.read()!r}")
-        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, out.read().decode()
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr!r}")
+        rss, cpu = figures.read_text().split()
+        return wall, float(cpu), int(rss), done.stdout.decode()
 
 
 def ingest_command(repo: Path, data: Path, env_name: str) -> list[str]:
@@ -288,8 +306,11 @@ def measure(
         repo = copy_registry(base, other / "registry")
         with store_for(kind, other, repo) as (env_name, _folder):
             cenv = process_env(args.compare_src.resolve(), work.parent / "pycache-compare")
-            _, _, row.compare_rss, out = run_process(
+            wall, cpu, row.compare_rss, _ = run_process(
                 ingest_command(repo, other / "data", env_name), cenv
+            )
+            say(
+                f"{kind}, {chunks} chunks, {args.compare_src}: full ingest {wall:.1f} s ({cpu:.1f})"
             )
         shutil.rmtree(other, ignore_errors=True)
     repo = copy_registry(base, work / "registry")
