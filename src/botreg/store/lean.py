@@ -27,17 +27,15 @@ from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from botreg.store.chroma import SETTLED_SYNC_THRESHOLD, settled
+from botreg.store.chroma import SETTLED_SYNC_THRESHOLD, ChromaStore, settled
 from botreg.store.settings import EmbeddingSettings, StoreSettings
 from botreg.validation.confinement import StoreLock, StorePolicy
 
-if TYPE_CHECKING:
-    from botreg.store.chroma import ChromaStore
-
 __all__ = [
     "TESTED_CHROMA",
+    "AnyStore",
     "LeanCollection",
     "LeanStore",
     "SwitchingStore",
@@ -367,3 +365,7 @@ class SwitchingStore:
             self._lean = None
         if self._full is not None:
             self._full.close()
+
+
+# What ingestion and queries write and read through: either store has the same methods.
+AnyStore = ChromaStore | SwitchingStore
