@@ -269,3 +269,38 @@ def test_a_collection_without_an_hnsw_index_is_not_modified(tmp_path: Path) -> N
     finally:
         store.close()
     assert calls == []
+
+
+def test_an_untested_chroma_core_is_never_opened_by_the_lean_store(
+    git_registry: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another release's core may take other constructor arguments (a TypeError, exit 3)
+    or write its own data: its release is checked before the lean store calls it."""
+    import chromadb_rust_bindings as core
+
+    from botreg.store import lean
+
+    data = tmp_path / "data"
+    assert ingest(capsys, git_registry, data)["code"] == 0
+    write(git_registry, REFUNDS, "# Refunds\n\nRefunds take two weeks now.\n")
+    monkeypatch.setattr(lean, "TESTED_CHROMA", ("0.1",))
+    real = core.Bindings
+    opened_by: list[str] = []
+
+    def bindings(*args: Any, **kwargs: Any) -> Any:
+        opened_by.append(sys._getframe(1).f_globals["__name__"])
+        if opened_by[-1] == lean.__name__:
+            raise TypeError("Bindings() got an unexpected keyword argument 'hnsw_cache_size'")
+        return real(*args, **kwargs)
+
+    for call in lean._CALLS:  # as installed: `lean_available` says yes
+        setattr(bindings, call, getattr(real, call))
+    monkeypatch.setattr(core, "Bindings", bindings)
+    assert lean.lean_available()
+    assert ingest(capsys, git_registry, data)["code"] == 0
+    assert lean.__name__ not in opened_by and opened_by  # the full client wrote it
+    monkeypatch.undo()
+    assert_exact(git_registry, data)
