@@ -102,8 +102,9 @@ def builtin_function(settings: EmbeddingSettings) -> Callable[[Sequence[str]], l
     """The provider's plain function, or None if the settings need the general path.
 
     None for a provider other than `hash` and `default`, a key the provider does
-    not read, a value taken from the operator's environment, or parameters the
-    provider refuses (the general path says why).
+    not read, a value taken from the operator's environment, parameters the
+    provider refuses, or a `model_dir` that holds no model (the general path
+    says why, without trying to download it there).
 
     Args:
         settings: The environment's embedding settings.
@@ -121,9 +122,20 @@ def builtin_function(settings: EmbeddingSettings) -> Callable[[Sequence[str]], l
             model_dir is None or isinstance(model_dir, str)
         ):
             return None
+        if model_dir and not _provisioned(Path(model_dir).expanduser()):
+            # the general path refuses it, offline: an operator's model_dir is used as
+            # provisioned, never downloaded into (only Chroma's own folder is)
+            return None
         return MiniLMVectors(model_dir or None, providers)
     except (TypeError, ValueError):
         return None
+
+
+def _provisioned(folder: Path) -> bool:
+    """True if an operator's `model_dir` holds the model, unpacked or as Chroma's archive."""
+    from botreg.store.model_folder import has_model
+
+    return has_model(folder) or (folder / "onnx.tar.gz").is_file()
 
 
 def _distinct_names(value: Any) -> bool:

@@ -27,7 +27,11 @@ the collection replays that log into the index (0.5 to 1 ms a write: up to 0.7 s
 before a one-file `botreg ingest` can write its one chunk). A new collection is
 filled with Chroma's 1000 (flushing every 100 writes costs a bulk write about a
 third more wall time); once a run has written it, `settle` lowers it to
-`SETTLED_SYNC_THRESHOLD`, so later small runs replay at most that many writes.
+`SETTLED_SYNC_THRESHOLD`, so later small runs replay at most that many writes
+(the first one after the fill still replays the fill's unflushed tail: Chroma's
+loaded index keeps the threshold it was loaded with). A lower threshold is
+kept; a store that refuses the change keeps its own (a warning: settling is an
+optimisation, never a reason to fail a run whose writes landed).
 
 Reopening: the embedded client (Chroma 1.5) keeps the index of every collection
 it has loaded open, files and memory, until the client is closed, even after the
@@ -39,6 +43,7 @@ a compaction dropped a collection, with its readers held off by a
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import sqlite3
@@ -74,12 +79,19 @@ __all__ = [
 
 
 SETTLED_SYNC_THRESHOLD = 100  # writes between index flushes once a collection is filled
+_log = logging.getLogger(__name__)
 
 
 def settled(configuration: Any) -> bool:
-    """True if a collection's configuration (Chroma's JSON) has the settled threshold."""
+    """True if a collection's configuration (Chroma's JSON) needs no settling: its index
+    flushes at most every `SETTLED_SYNC_THRESHOLD` writes (a lower threshold someone
+    chose is kept), or it has no HNSW index (a distributed server's SPANN has no such
+    threshold)."""
     hnsw = configuration.get("hnsw") if isinstance(configuration, dict) else None
-    return isinstance(hnsw, dict) and hnsw.get("sync_threshold") == SETTLED_SYNC_THRESHOLD
+    if not isinstance(hnsw, dict):
+        return True
+    threshold = hnsw.get("sync_threshold")
+    return isinstance(threshold, int) and threshold <= SETTLED_SYNC_THRESHOLD
 
 
 class StoreUnavailableError(BotregError):
@@ -358,11 +370,18 @@ class ChromaStore:
         return str(found) if found else None
 
     def settle(self, collection: Any) -> None:
-        """Lower a filled collection's index flush threshold (see "Settling" above)."""
+        """Lower a filled collection's index flush threshold (see "Settling" above).
+
+        An optimisation: a store that refuses it keeps its threshold (logged as a
+        warning) and the run's writes stand; the next run that writes tries again.
+        """
         if settled(collection.configuration_json):
             return
         self._writing()
-        collection.modify(configuration={"hnsw": {"sync_threshold": SETTLED_SYNC_THRESHOLD}})
+        try:
+            collection.modify(configuration={"hnsw": {"sync_threshold": SETTLED_SYNC_THRESHOLD}})
+        except Exception as exc:  # any refusal: Chroma's errors, HTTP errors
+            _log.warning("collection %s keeps its index flush threshold: %s", collection.name, exc)
 
     def has_collection(self, name: str) -> bool:
         """True if the collection exists."""

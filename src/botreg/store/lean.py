@@ -55,13 +55,13 @@ _RECORDED = {"hash": {"botreg_hash"}, "default": {"botreg_minilm_l6_v2", "onnx_m
 
 
 class UntestedCoreError(Exception):
-    """The installed Chroma core is not a release the lean store was tested on (it is
-    closed again; the caller opens the full store)."""
+    """The installed Chroma core is not a release the lean store was tested on (it is not
+    opened; the caller opens the full store)."""
 
 
 def lean_available() -> bool:
     """True if Chroma's Rust core is installed with the calls the lean store makes (its
-    release is checked once open: `UntestedCoreError`)."""
+    release is checked before the core is opened: `UntestedCoreError`)."""
     try:
         import chromadb_rust_bindings  # type: ignore[import-untyped]
     except ImportError:
@@ -81,7 +81,10 @@ def _chroma_release(core_file: Path) -> str:
         return found[0].name[len("chromadb-") : -len(".dist-info")]
     import importlib.metadata
 
-    return importlib.metadata.version("chromadb")
+    try:
+        return importlib.metadata.version("chromadb")
+    except importlib.metadata.PackageNotFoundError:
+        return ""  # not known: not a tested release
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,10 @@ class LeanStore:
     def __init__(self, folder: Path, owner: str) -> None:
         import chromadb_rust_bindings as core
 
+        # before any call: another release's core may take other arguments, or other data
+        version = _chroma_release(Path(core.__file__))
+        if ".".join(version.split(".")[:2]) not in TESTED_CHROMA:
+            raise UntestedCoreError(f"Chroma core {version or '?'} (tested: {TESTED_CHROMA})")
         self.location = str(folder)
         self._lock: StoreLock | None = StoreLock(folder, owner)
         try:
@@ -127,9 +134,6 @@ class LeanStore:
                 persist_path=str(folder),
                 hnsw_cache_size=100,
             )
-            version = _chroma_release(Path(core.__file__))
-            if ".".join(version.split(".")[:2]) not in TESTED_CHROMA:
-                raise UntestedCoreError(f"Chroma core {version} (tested: {TESTED_CHROMA})")
             self.batch_size = max(1, int(self._core.get_max_batch_size()))
         except BaseException:
             self.close()

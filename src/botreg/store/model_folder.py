@@ -4,18 +4,20 @@ Kept apart from `botreg.store.minilm_function` (which registers the function
 with Chroma) so that code embedding without Chroma (`botreg.store.builtin`, a
 one-file `botreg ingest`) can load the model without importing the chromadb
 package. Chroma is imported only to fill an empty folder (its function
-downloads, checks and unpacks `onnx.tar.gz`) or to ask where its download
-folder is.
+downloads, checks and unpacks `onnx.tar.gz`); its download folder is
+computed as Chroma computes it (`default_model_dir`).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
 from botreg.store.minilm import EmbeddingUnavailableError, MiniLM
 
 __all__ = [
+    "CHROMA_MODEL_FOLDER",
     "HOW_TO_PROVIDE",
     "NEEDED_FILES",
     "ModelRuntime",
@@ -39,11 +41,23 @@ HOW_TO_PROVIDE = (
 )
 
 
-def default_model_dir() -> Path:
-    """Where Chroma's function keeps the model it downloads (used without `model_dir`)."""
-    from chromadb.utils.embedding_functions.onnx_mini_lm_l6_v2 import ONNXMiniLM_L6_V2
+# Chroma's download folder, as `ONNXMiniLM_L6_V2.DOWNLOAD_PATH` is defined (under the home)
+CHROMA_MODEL_FOLDER = (".cache", "chroma", "onnx_models", "all-MiniLM-L6-v2")
+_CHROMA_MODULE = "chromadb.utils.embedding_functions.onnx_mini_lm_l6_v2"
 
-    return Path(ONNXMiniLM_L6_V2.DOWNLOAD_PATH)
+
+def default_model_dir() -> Path:
+    """Where Chroma's function keeps the model it downloads (used without `model_dir`).
+
+    Chroma's own `ONNXMiniLM_L6_V2.DOWNLOAD_PATH` once that module is imported;
+    before, the same path computed as Chroma computes it, so that a one-file
+    `botreg ingest` with `provider: default` does not import chromadb just to
+    learn it (0.6 s; tests/test_lean_attack.py checks both agree).
+    """
+    chroma = sys.modules.get(_CHROMA_MODULE)
+    if chroma is not None:
+        return Path(chroma.ONNXMiniLM_L6_V2.DOWNLOAD_PATH)
+    return Path.home().joinpath(*CHROMA_MODEL_FOLDER)
 
 
 def has_model(folder: Path) -> bool:
