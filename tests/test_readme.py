@@ -212,8 +212,9 @@ def test_the_read_model_table_is_the_bench_output_and_the_bench_measures_what_it
 
 
 def test_the_readme_is_a_front_door() -> None:
-    """README.md was 2,162 lines; the reference lives in docs/."""
-    assert len(README.splitlines()) < 250
+    """README.md was 2,162 lines; the reference lives in docs/ (the headline figures of
+    the benchmarks stay, issue #15)."""
+    assert len(README.splitlines()) < 275
     assert "```mermaid\n" in README  # the loop, drawn
 
 
