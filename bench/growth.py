@@ -111,6 +111,9 @@ def make_registry(root: Path, files: int) -> int:
     build_corpus(root, files)
     (root / ".gitignore").write_text(".botreg/\n")
     git(root, "init", "-q", "-b", "main")
+    # no automatic gc: at 100,000 chunks a commit leaves enough loose objects for git to
+    # pack them in the background, under a copy being made and the runs being timed
+    git(root, "config", "gc.auto", "0")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "corpus")
     return sum(sections_of(i) for i in range(files))
@@ -459,6 +462,7 @@ def main() -> int:
             for kind in stores:
                 folder = work / f"{kind}-{size}"
                 rows.append(measure(base, folder, kind, chunks, files, args))
+                say(f"measured: {rows[-1]}")  # kept in the log should a later size fail
                 shutil.rmtree(folder, ignore_errors=True)
             shutil.rmtree(base, ignore_errors=True)
         rows.sort(key=lambda r: (stores.index(r.store), r.chunks))
