@@ -14,7 +14,8 @@ a `chroma run` server on 127.0.0.1 that the bench starts and stops. Measured:
 - full ingest: `botreg ingest` as a whole process: wall and CPU seconds and its
   peak RSS (its own: spawned from a small launcher that reads it with `wait4`,
   see `LAUNCHER`); for the server also the server's RSS once the ingest is done
-  (the index lives there);
+  (the index lives there), and the peak RSS of a `botreg query` process (it
+  loads an embedded store's index: what any reader of the store pays);
 - one-file edit, whole process: a paragraph edited, `botreg ingest`
   (`--repeat` runs, each on another file: min / median wall);
 - one-file edit, long-lived: as a daemon's cycle does it, the edit committed and
@@ -77,6 +78,7 @@ class Row:
     full_rss: int = 0
     compare_rss: int | None = None
     server_rss: int | None = None
+    query_rss: int = 0
     edit_process: list[float] = field(default_factory=list)
     edit_cycle: list[float] = field(default_factory=list)
     queries: list[float] = field(default_factory=list)
@@ -111,6 +113,9 @@ def make_registry(root: Path, files: int) -> int:
     build_corpus(root, files)
     (root / ".gitignore").write_text(".botreg/\n")
     git(root, "init", "-q", "-b", "main")
+    # no automatic gc: at 100,000 chunks a commit leaves enough loose objects for git to
+    # pack them in the background, under a copy being made and the runs being timed
+    git(root, "config", "gc.auto", "0")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "corpus")
     return sum(sections_of(i) for i in range(files))
@@ -191,6 +196,26 @@ def ingest_command(repo: Path, data: Path, env_name: str) -> list[str]:
         DOMAIN,
         "--format",
         "json",
+    ]
+
+
+def query_command(repo: Path, data: Path, env_name: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "botreg",
+        "query",
+        "--repo",
+        str(repo),
+        "--data-dir",
+        str(data),
+        "--env",
+        env_name,
+        "--domain",
+        DOMAIN,
+        "--format",
+        "json",
+        "refund invoice for a workspace",
     ]
 
 
@@ -325,6 +350,8 @@ def measure(
         pid = server_pid(folder) if kind == "server" else None
         row.server_rss = rss_kib(pid) if pid else None
         row.disk = disk_bytes(folder)
+        # what reading the store costs a process: an embedded store's index is loaded in it
+        _, _, row.query_rss, _ = run_process(query_command(repo, data, env_name), env)
         say(f"{kind}, {chunks} chunks: one-file edits")
         for k in range(args.repeat):
             edit_paragraph(repo, (files // 2 + k) % files, f"Process edit number {k}.")
@@ -365,6 +392,7 @@ def columns(row: Row) -> dict[str, float | None]:
         "full ingest": row.full_wall,
         "peak RSS": float(row.full_rss),
         "server RSS": float(row.server_rss) if row.server_rss else None,
+        "query RSS": float(row.query_rss),
         "edit (process)": statistics.median(row.edit_process),
         "edit (long-lived)": statistics.median(row.edit_cycle),
         "query p50": percentile(row.queries, 0.5),
@@ -380,6 +408,7 @@ def print_table(rows: list[Row], compare: Path | None) -> None:
     if compare is not None:
         head.append(f"peak RSS ({compare})")
     head += [
+        "`botreg query` peak RSS",
         "server RSS",
         "one-file edit, process: min / median",
         "one-file edit, long-lived: min / median",
@@ -398,6 +427,7 @@ def print_table(rows: list[Row], compare: Path | None) -> None:
         if compare is not None:
             cells.append(mib(row.compare_rss))
         cells += [
+            mib(row.query_rss),
             mib(row.server_rss),
             f"{min(row.edit_process):.2f} / {statistics.median(row.edit_process):.2f}",
             f"{min(row.edit_cycle):.2f} / {statistics.median(row.edit_cycle):.2f}",
@@ -459,6 +489,7 @@ def main() -> int:
             for kind in stores:
                 folder = work / f"{kind}-{size}"
                 rows.append(measure(base, folder, kind, chunks, files, args))
+                say(f"measured: {rows[-1]}")  # kept in the log should a later size fail
                 shutil.rmtree(folder, ignore_errors=True)
             shutil.rmtree(base, ignore_errors=True)
         rows.sort(key=lambda r: (stores.index(r.store), r.chunks))

@@ -135,6 +135,7 @@ class StreamedApply:
         unknown = not self.ledger.knows_collection(collection_id)
         for group in self._groups(scan, result):
             self._apply_group(collection_id, group, scan, unknown, result)
+            del group  # gone before the next group is planned: one group held at a time
         self._remove(collection_id, scan.removed, result)
 
     # --- planning ----------------------------------------------------------------------
