@@ -41,7 +41,8 @@ _PAGE = 1000  # chunks read from the store per request
 
 
 def metadata_hash(metadata: dict[str, Any]) -> str:
-    """A chunk's metadata hash, exactly as ingest computes it (`_Planned.meta_hash`)."""
+    """A chunk's metadata hash, exactly as ingest computes it (`PlannedChunk.meta_hash`
+    in `botreg.knowledge.plan`)."""
     return hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()
 
 
