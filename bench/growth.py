@@ -180,43 +180,19 @@ def run_process(command: list[str], env: dict[str, str]) -> tuple[float, float, 
         return wall, float(cpu), int(rss), done.stdout.decode()
 
 
+def _botreg(command: str, repo: Path, data: Path, env_name: str, *tail: str) -> list[str]:
+    """`botreg COMMAND` on the bench's domain, JSON out."""
+    options = ["--repo", str(repo), "--data-dir", str(data), "--env", env_name]
+    return [sys.executable, "-m", "botreg", command, *options, "--domain", DOMAIN,
+            "--format", "json", *tail]  # fmt: skip
+
+
 def ingest_command(repo: Path, data: Path, env_name: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "botreg",
-        "ingest",
-        "--repo",
-        str(repo),
-        "--data-dir",
-        str(data),
-        "--env",
-        env_name,
-        "--domain",
-        DOMAIN,
-        "--format",
-        "json",
-    ]
+    return _botreg("ingest", repo, data, env_name)
 
 
 def query_command(repo: Path, data: Path, env_name: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "botreg",
-        "query",
-        "--repo",
-        str(repo),
-        "--data-dir",
-        str(data),
-        "--env",
-        env_name,
-        "--domain",
-        DOMAIN,
-        "--format",
-        "json",
-        "refund invoice for a workspace",
-    ]
+    return _botreg("query", repo, data, env_name, "refund invoice for a workspace")
 
 
 def embedded_of(stdout: str) -> int:
