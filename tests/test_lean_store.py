@@ -378,3 +378,27 @@ def test_a_lean_run_settles_a_collection_filled_before_settling_existed(data: Pa
         assert isinstance(again, LeanCollection) and again.settled
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("where", ["constructor", "upsert", "find"])
+def test_a_core_that_refuses_the_tested_calls_falls_back_to_the_full_client(
+    git_registry: Path,
+    data: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """A chromadb patch release whose core takes other arguments (pyo3 raises TypeError
+    before the call does anything) costs speed, never a run."""
+    ingest(capsys, git_registry, data)
+    write(git_registry, REFUNDS, "# Refunds\n\nRefunds take two weeks now.\n")
+
+    def refused(*_args: Any, **_kwargs: Any) -> Any:
+        raise TypeError("Bindings.upsert() takes 9 positional arguments but 8 were given")
+
+    target = {"constructor": "__init__", "upsert": "upsert", "find": "find"}[where]
+    monkeypatch.setattr(LeanStore, target, refused)
+    doc = ingest(capsys, git_registry, data)
+    assert doc["code"] == 0 and doc["by_domain"]["billing"]["chunks_embedded"] == 1
+    monkeypatch.undo()
+    assert_exact(git_registry, data)

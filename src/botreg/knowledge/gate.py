@@ -151,7 +151,7 @@ class StoreGate:
             self._store = SwitchingStore(
                 self.settings, self.data_dir, self.policy, self.folder, function, self.embedding
             )
-        except UntestedCoreError:
+        except (UntestedCoreError, TypeError):  # TypeError: a core taking other arguments
             return self.open()
         return self._store
 

@@ -23,6 +23,7 @@ never has two writers, and collection handles given out before stay valid.
 from __future__ import annotations
 
 import json
+import logging
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ __all__ = [
     "lean_available",
 ]
 
+_log = logging.getLogger(__name__)
 # chromadb releases (major.minor) whose Rust core takes the calls below.
 TESTED_CHROMA = ("1.5",)
 _TENANT, _DATABASE = "default_tenant", "default_database"  # PersistentClient's
@@ -291,13 +293,29 @@ class SwitchingStore:
             return handle
         return collection
 
+    def _via_lean(self, collection: Any, call: Callable[[LeanStore], Any]) -> tuple[bool, Any]:
+        """(True, what `call` returned) if the lean store made it; (False, None) if the
+        full store must.
+
+        A call the core refuses by its arguments (a TypeError, raised before it does
+        anything: a chromadb release whose core takes other arguments) switches to the
+        full client for the rest of the run.
+        """
+        if self._lean is None or not isinstance(collection, LeanCollection):
+            return False, None
+        try:
+            return True, call(self._lean)
+        except TypeError as exc:
+            _log.warning("Chroma's core refused a call (%s): writing through chromadb", exc)
+            self.full()
+            return False, None
+
     def collection(self, name: str, embedding_function: Any = None) -> Any:
         """The collection `name`: a lean handle if it exists with the provider's function."""
-        if self._lean is not None:
-            found = self._lean.find(name)
-            expected = _RECORDED.get(self._embedding.provider, set())
-            if found is not None and found.function in expected:
-                return found
+        probe = LeanCollection(name, "", "", settled=False)
+        _, found = self._via_lean(probe, lambda lean: lean.find(name))
+        if found is not None and found.function in _RECORDED.get(self._embedding.provider, ()):
+            return found
         handle = self.full().collection(name, self._chroma_function(embedding_function))
         self._handles[name] = handle
         return handle
@@ -311,8 +329,10 @@ class SwitchingStore:
         embeddings: Sequence[Any],
     ) -> None:
         """Write chunks whole, in batches."""
-        if self._lean is not None and isinstance(collection, LeanCollection):
-            self._lean.upsert(collection, ids, documents, metadatas, embeddings)
+        done, _ = self._via_lean(
+            collection, lambda lean: lean.upsert(collection, ids, documents, metadatas, embeddings)
+        )
+        if done:
             return
         # the chromadb package takes lists or numpy arrays, not the built-in `array`s
         vectors = [list(v) if isinstance(v, array) else v for v in embeddings]
@@ -322,35 +342,32 @@ class SwitchingStore:
         self, collection: Any, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]
     ) -> None:
         """Replace chunk metadata (same key set) without touching text or vectors."""
-        if self._lean is not None and isinstance(collection, LeanCollection):
-            self._lean.update_metadata(collection, ids, metadatas)
-        else:
+        done, _ = self._via_lean(
+            collection, lambda lean: lean.update_metadata(collection, ids, metadatas)
+        )
+        if not done:
             self.full().update_metadata(self._resolve(collection), ids, metadatas)
 
     def delete(self, collection: Any, ids: Sequence[str]) -> None:
         """Delete chunks by id, in batches (missing ids are ignored)."""
-        if self._lean is not None and isinstance(collection, LeanCollection):
-            self._lean.delete(collection, ids)
-        else:
+        done, _ = self._via_lean(collection, lambda lean: lean.delete(collection, ids))
+        if not done:
             self.full().delete(self._resolve(collection), ids)
 
     def embeddings(self, collection: Any, ids: Sequence[str]) -> dict[str, Any]:
         """Stored vectors by chunk id (ids not stored are absent)."""
-        if self._lean is not None and isinstance(collection, LeanCollection):
-            return self._lean.embeddings(collection, ids)
-        return self.full().embeddings(self._resolve(collection), ids)
+        done, found = self._via_lean(collection, lambda lean: lean.embeddings(collection, ids))
+        return found if done else self.full().embeddings(self._resolve(collection), ids)
 
     def count(self, collection: Any) -> int:
         """Number of chunks in a collection."""
-        if self._lean is not None and isinstance(collection, LeanCollection):
-            return self._lean.count(collection)
-        return self.full().count(self._resolve(collection))
+        done, found = self._via_lean(collection, lambda lean: lean.count(collection))
+        return int(found) if done else self.full().count(self._resolve(collection))
 
     def settle(self, collection: Any) -> None:
         """Lower a filled collection's index flush threshold (see `ChromaStore.settle`)."""
-        if self._lean is not None and isinstance(collection, LeanCollection):
-            self._lean.settle(collection)
-        else:
+        done, _ = self._via_lean(collection, lambda lean: lean.settle(collection))
+        if not done:
             self.full().settle(self._resolve(collection))
 
     def drop_collection(self, name: str) -> None:
