@@ -402,3 +402,40 @@ def test_a_core_that_refuses_the_tested_calls_falls_back_to_the_full_client(
     assert doc["code"] == 0 and doc["by_domain"]["billing"]["chunks_embedded"] == 1
     monkeypatch.undo()
     assert_exact(git_registry, data)
+
+
+def _unflushed(data: Path) -> dict[str, int]:
+    """Per collection: writes logged but not yet in its index on disk (Chroma's log
+    entries after the vector segment's last persisted one; all of them if never)."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{data / 'chroma' / 'chroma.sqlite3'}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT c.name, (SELECT count(*) FROM embeddings_queue q "
+            "WHERE q.topic = 'persistent://default/default/' || c.id "
+            "AND q.seq_id > coalesce(m.seq_id, 0)) "
+            "FROM collections c JOIN segments s ON s.collection = c.id AND s.scope = 'VECTOR' "
+            "LEFT JOIN max_seq_id m ON m.segment_id = s.id"
+        ).fetchall()
+    finally:
+        db.close()
+    return {name: int(count) for name, count in rows}
+
+
+def test_the_run_that_fills_a_collection_leaves_nothing_for_the_next_to_replay(
+    git_registry: Path, data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for n in range(3):  # 300 or so chunks: a fill that Chroma's 1,000 does not flush
+        write(git_registry, f"knowledge/product/big{n}.csv", "sku,name,price\n" + "".join(
+            f"S{n}-{i},Seat pack {i} of line {n},{i}.00\n" for i in range(2500)
+        ))  # fmt: skip
+    assert ingest(capsys, git_registry, data)["code"] == 0
+    # the fill's tail (under Chroma's 1,000 writes) is in the index on disk: the next
+    # process replays at most what a settled index leaves (under 100 writes)
+    assert max(_unflushed(data).values()) < SETTLED_SYNC_THRESHOLD
+    assert set(_thresholds(data).values()) == {SETTLED_SYNC_THRESHOLD}
+    write(git_registry, REFUNDS, "# Refunds\n\nRefunds take two weeks now.\n")
+    assert ingest_process(git_registry, data)["code"] == 0
+    assert max(_unflushed(data).values()) <= SETTLED_SYNC_THRESHOLD
+    assert_exact(git_registry, data)

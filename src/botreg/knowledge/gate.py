@@ -33,7 +33,7 @@ from pathlib import Path
 
 from botreg.knowledge.ledger import Ledger
 from botreg.store.chroma import ChromaStore, check_server
-from botreg.store.lean import SwitchingStore, UntestedCoreError, lean_available
+from botreg.store.lean import SwitchingStore, UntestedCoreError, flush_settled, lean_available
 from botreg.store.settings import EmbeddingSettings, StoreSettings
 from botreg.validation.confinement import StorePolicy, resolve_store_path
 
@@ -158,9 +158,13 @@ class StoreGate:
     __call__ = writer
 
     def close(self) -> None:
-        """Close the store if it was opened."""
+        """Close the store if it was opened, then flush the collections the run settled
+        (`botreg.store.lean.flush_settled`: the next run's first write stays cheap)."""
         if self._store is not None:
+            settled_now = list(self._store.settled_now)
             self._store.close()
+            if settled_now and self.folder is not None:
+                flush_settled(self.folder, f"data dir {self.data_dir.resolve()}", settled_now)
 
     def seal(self) -> None:
         """After the store was closed with the ledger in line with it: record the marker

@@ -28,8 +28,10 @@ before a one-file `botreg ingest` can write its one chunk). A new collection is
 filled with Chroma's 1000 (flushing every 100 writes costs a bulk write about a
 third more wall time); once a run has written it, `settle` lowers it to
 `SETTLED_SYNC_THRESHOLD`, so later small runs replay at most that many writes
-(the first one after the fill still replays the fill's unflushed tail: Chroma's
-loaded index keeps the threshold it was loaded with). A lower threshold is
+(Chroma's loaded index keeps the threshold it was loaded with, so the fill's
+unflushed tail would be replayed once more: `botreg ingest` has it flushed when
+it closes the store, `botreg.store.lean.flush_settled`; the daemon replays it
+once when it restarts). A lower threshold is
 kept; a store that refuses the change keeps its own (a warning: settling is an
 optimisation, never a reason to fail a run whose writes landed).
 
@@ -231,6 +233,8 @@ class ChromaStore:
         # Called before every write (upsert, metadata update, delete, drop, copy): an HA
         # leader sets its fence here, so a deposed leader fails before it writes.
         self.before_write: Callable[[], None] | None = None
+        # collections `settle` lowered since the store was opened (`flush_settled`)
+        self.settled_now: list[str] = []
         self._lock: StoreLock | None = None
         check_server(settings, policy)
         try:
@@ -382,6 +386,8 @@ class ChromaStore:
             collection.modify(configuration={"hnsw": {"sync_threshold": SETTLED_SYNC_THRESHOLD}})
         except Exception as exc:  # any refusal: Chroma's errors, HTTP errors
             _log.warning("collection %s keeps its index flush threshold: %s", collection.name, exc)
+            return
+        self.settled_now.append(str(collection.name))
 
     def has_collection(self, name: str) -> bool:
         """True if the collection exists."""
