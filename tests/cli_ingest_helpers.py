@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from botreg.cli import main
+from botreg.store.chroma import ChromaStore
 from botreg.store.settings import StoreSettings
 from knowledge_helpers import Harness
 
@@ -49,6 +50,18 @@ def harness(repo: Path, data: Path, store: StoreSettings | None = None) -> Itera
     finally:
         h.store.close()
         h.ledger.close()
+
+
+def thresholds(data: Path) -> dict[str, int]:
+    """Each collection's index flush threshold (`hnsw.sync_threshold`), read by the full client."""
+    store = ChromaStore(StoreSettings(), data)
+    try:
+        return {
+            c.name: store.client.get_collection(c.name).configuration_json["hnsw"]["sync_threshold"]
+            for c in store.client.list_collections()
+        }
+    finally:
+        store.close()
 
 
 def assert_exact(repo: Path, data: Path, *domains: str) -> None:

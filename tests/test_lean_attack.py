@@ -19,7 +19,7 @@ from botreg.store import model_folder
 from botreg.store.builtin import hash_vector
 from botreg.store.chroma import SETTLED_SYNC_THRESHOLD, ChromaStore, settled
 from botreg.store.settings import StoreSettings
-from cli_ingest_helpers import assert_exact, harness, ingest
+from cli_ingest_helpers import assert_exact, harness, ingest, thresholds
 from helpers import write
 
 REFUNDS = "knowledge/billing/policies/refunds.md"
@@ -173,17 +173,6 @@ def test_a_one_file_edit_with_the_default_provider_and_chroma_s_folder_never_imp
     _assert_exact_any_function(git_registry, data)
 
 
-def _thresholds(data: Path) -> dict[str, int]:
-    store = ChromaStore(StoreSettings(), data)
-    try:
-        return {
-            c.name: store.client.get_collection(c.name).configuration_json["hnsw"]["sync_threshold"]
-            for c in store.client.list_collections()
-        }
-    finally:
-        store.close()
-
-
 @pytest.mark.parametrize("lean", [True, False])
 def test_settling_keeps_a_lower_flush_threshold_someone_chose(
     git_registry: Path,
@@ -208,7 +197,7 @@ def test_settling_keeps_a_lower_flush_threshold_someone_chose(
     write(git_registry, REFUNDS, "# Refunds\n\nRefunds take two weeks now.\n")
     write(git_registry, "knowledge/product/new.md", "# New\n\nA new page.\n")
     assert ingest(capsys, git_registry, data)["code"] == 0
-    assert set(_thresholds(data).values()) == {20}
+    assert set(thresholds(data).values()) == {20}
     assert_exact(git_registry, data)
 
 
@@ -230,13 +219,13 @@ def test_a_store_that_refuses_settling_keeps_the_run_s_writes(
         doc = ingest(capsys, git_registry, data)
     assert doc["code"] == 0 and all(not r["errors"] for r in doc["results"])
     assert "does not take configuration updates" in caplog.text
-    assert set(_thresholds(data).values()) == {1000}  # Chroma's own, as the store left it
+    assert set(thresholds(data).values()) == {1000}  # Chroma's own, as the store left it
     monkeypatch.undo()
     assert_exact(git_registry, data)
     write(git_registry, REFUNDS, "# Refunds\n\nRefunds take two weeks now.\n")
     assert ingest(capsys, git_registry, data)["code"] == 0  # the next run that writes settles
-    thresholds = _thresholds(data)
-    assert [thresholds[n] for n in thresholds if "-billing-" in n] == [SETTLED_SYNC_THRESHOLD]
+    found = thresholds(data)
+    assert [found[n] for n in found if "-billing-" in n] == [SETTLED_SYNC_THRESHOLD]
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from botreg.store.lean import LeanCollection, LeanStore, SwitchingStore
 from botreg.store.minilm_function import MiniLMEmbeddingFunction
 from botreg.store.settings import EmbeddingSettings, StoreSettings
 from botreg.validation.confinement import StorePolicy
-from cli_ingest_helpers import assert_exact, ingest, ingest_process
+from cli_ingest_helpers import assert_exact, ingest, ingest_process, thresholds
 from conftest import git
 from helpers import write
 from test_minilm_embedding import MODEL_DIR, needs_model
@@ -321,17 +321,6 @@ def test_the_default_model_is_written_lean_with_the_registered_function_s_vector
     assert cosine >= 0.9999
 
 
-def _thresholds(data: Path) -> dict[str, int]:
-    store = ChromaStore(StoreSettings(), data)
-    try:
-        return {
-            c.name: store.client.get_collection(c.name).configuration_json["hnsw"]["sync_threshold"]
-            for c in store.client.list_collections()
-        }
-    finally:
-        store.close()
-
-
 def test_a_collection_is_filled_at_chroma_s_threshold_then_settled(
     git_registry: Path,
     data: Path,
@@ -356,12 +345,12 @@ def test_a_collection_is_filled_at_chroma_s_threshold_then_settled(
     # each domain's bulk write at Chroma's 1000, then settled once it is written
     assert calls == ["upsert at 1000", "settle"] * 2
     monkeypatch.undo()
-    assert set(_thresholds(data).values()) == {SETTLED_SYNC_THRESHOLD}
+    assert set(thresholds(data).values()) == {SETTLED_SYNC_THRESHOLD}
 
 
 def test_a_lean_run_settles_a_collection_filled_before_settling_existed(data: Path) -> None:
     _store_with(data, "botreg-one", ["alpha words"])  # created at Chroma's 1000
-    assert _thresholds(data) == {"botreg-one": 1000}
+    assert thresholds(data) == {"botreg-one": 1000}
     folder = (data / "chroma").resolve()
     store = SwitchingStore(StoreSettings(), data, StorePolicy(), folder, HashVectors(), HASH)
     try:
@@ -371,7 +360,7 @@ def test_a_lean_run_settles_a_collection_filled_before_settling_existed(data: Pa
         assert store.lean
     finally:
         store.close()
-    assert _thresholds(data) == {"botreg-one": SETTLED_SYNC_THRESHOLD}
+    assert thresholds(data) == {"botreg-one": SETTLED_SYNC_THRESHOLD}
     store = SwitchingStore(StoreSettings(), data, StorePolicy(), folder, HashVectors(), HASH)
     try:
         again = store.collection("botreg-one")
@@ -434,7 +423,7 @@ def test_the_run_that_fills_a_collection_leaves_nothing_for_the_next_to_replay(
     # the fill's tail (under Chroma's 1,000 writes) is in the index on disk: the next
     # process replays at most what a settled index leaves (under 100 writes)
     assert max(_unflushed(data).values()) < SETTLED_SYNC_THRESHOLD
-    assert set(_thresholds(data).values()) == {SETTLED_SYNC_THRESHOLD}
+    assert set(thresholds(data).values()) == {SETTLED_SYNC_THRESHOLD}
     write(git_registry, REFUNDS, "# Refunds\n\nRefunds take two weeks now.\n")
     assert ingest_process(git_registry, data)["code"] == 0
     assert max(_unflushed(data).values()) <= SETTLED_SYNC_THRESHOLD
