@@ -212,3 +212,17 @@ def test_the_formatter_reflows_prose_and_keeps_indented_lines() -> None:
         lines[row + 1].startswith("       ")
         and lines[row + 1].strip() == "enough to wrap under itself"
     )
+
+
+@pytest.mark.parametrize("argv", [["--verison"], ["--verison", "validate"]])
+def test_a_mistyped_top_level_flag_is_named_from_the_console_too(argv: list[str]) -> None:
+    """`botreg --verison` as typed in a shell (argparse reads sys.argv) said only that a
+    command was required; the typo and its correction are named, as for `main(argv)`."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "botreg", *argv]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "--verison" in done.stderr and "did you mean --version?" in done.stderr
+    assert "Traceback" not in done.stderr

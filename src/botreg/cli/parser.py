@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import re
+import sys
 import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
@@ -152,7 +153,8 @@ class BotregParser(argparse.ArgumentParser):
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
         """Parse; an argument no option takes is an error of this parser (not its caller's)."""
-        self._parsing = list(args) if args is not None else []
+        # argparse reads sys.argv when given nothing (the console entry point): so does the hint
+        self._parsing = list(args) if args is not None else sys.argv[1:]
         parsed, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(self._unrecognized(extras))
