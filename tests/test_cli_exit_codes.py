@@ -165,6 +165,18 @@ def test_usage_mistakes_are_2(
     assert (code, message in err) == (2, True), err
 
 
+def test_an_env_the_applied_head_lacks_is_2_with_nothing_new_too(
+    place: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sync --once --env staging` after the head was applied warned and exited 0 (the
+    environment was checked only when a commit was applied): it is the same mistake."""
+    once = ["sync", "--source", "registry", "--data-dir", "data", "--once"]
+    assert run(capsys, once)[0] == 0  # the head applied: nothing new from now on
+    code, err = run(capsys, [*once, "--env", "staging"])
+    assert code == 2 and "environment not found: 'staging'" in err, err
+    assert run(capsys, once)[0] == 0  # the same run without the mistake
+
+
 def _break_bot(repo: Path) -> None:
     bot = repo / "bots/product-guide.yaml"
     bot.write_text(bot.read_text().replace("status: active", "status: on"))

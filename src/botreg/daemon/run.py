@@ -280,10 +280,26 @@ class Daemon:
             Housekeeper.for_syncer(self.syncer, self.options.housekeeping, self._stop.is_set)
             self._once = True  # one cycle asked for by hand: it always says what happened
             result = self._cycle(self.syncer)
+            if result.result == "noop" and self.syncer.store is None:
+                self._check_environment(self.syncer)
             self._after_cycle(result)
             if self.lease is not None and result.result in ("synced", "noop"):
                 self._publish_state()
             return result.exit_code
+
+    @staticmethod
+    def _check_environment(syncer: Syncer) -> None:
+        """`--once` with nothing new: an `--env` the applied commit (the head) lacks is a
+        usage error (exit 2), as it is when a commit is applied. Any other reason the
+        store does not open is the warning `_after_cycle` logs."""
+        from botreg.errors import UsageError
+
+        try:
+            syncer.open_applied_store()
+        except UsageError:
+            raise
+        except Exception:  # reported by _after_cycle's attempt
+            pass
 
     def _lead_once(self, lease: Lease) -> None:
         """`--once --ha-redis`: become the leader within one lease period, or fail."""

@@ -43,7 +43,7 @@ from botreg.daemon.progress import Progress
 from botreg.daemon.status import DaemonStatus
 from botreg.daemon.summary import last_cycle
 from botreg.datadir import DataDir
-from botreg.errors import BotregError, write_crash_log
+from botreg.errors import BotregError, UsageError, write_crash_log
 from botreg.events import CloudEvent, EventBus, event_id
 from botreg.git.mirror import (
     BranchNotFoundError,
@@ -328,6 +328,7 @@ class Syncer:
         instead of after the next commit. None if nothing was applied yet.
 
         Raises:
+            UsageError: if the applied commit has no environment `--env` names.
             BotregError: if the applied commit is gone from the mirror, its environment
                 cannot be read, or the store cannot be opened (the next apply retries).
         """
@@ -340,6 +341,8 @@ class Syncer:
         try:
             return self.store_for(self._knowledge_settings(RegistryView(source), applied).store)
         except _PhaseError as exc:  # the environment file of the applied commit
+            if exc.usage:  # the operator's --env names an environment it lacks
+                raise UsageError(str(exc)) from None
             raise BotregError(str(exc)) from None
 
     def store_for(self, settings: StoreSettings) -> ChromaStore:
