@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from botreg.cli.knowledge_session import open_manager
 from botreg.cli.parser import examples
 from botreg.errors import BotregError, UsageError
 from botreg.registry.limits import add_ceiling_arguments
@@ -18,9 +16,6 @@ from botreg.validation import confinement
 
 if TYPE_CHECKING:
     from botreg.knowledge.ingest import IngestionResult
-    from botreg.knowledge.ledger import Ledger
-    from botreg.knowledge.manager import KnowledgeIngestionManager
-    from botreg.store.chroma import ChromaStore
 
 __all__ = ["MAX_K", "register"]
 
@@ -116,21 +111,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.set_defaults(handler=run_query)
 
 
-def _head_commit(repo: Path) -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--verify", "-q", "HEAD"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
-
-
 def _progress_printer(domain: list[str]) -> Any:
     if not sys.stderr.isatty():
         return None
@@ -143,84 +123,6 @@ def _progress_printer(domain: list[str]) -> Any:
         sys.stderr.flush()
 
     return show
-
-
-def _reconcile(store: ChromaStore, ledger: Ledger, identity: str) -> None:
-    """Before an ingest the ledger cannot vouch for: make it describe the store."""
-    from botreg.knowledge.adopt import follow_store, verify_store
-    from botreg.secrets import mask_text
-
-    moved = follow_store(store, ledger)  # another store than the records describe: adopt it
-    if moved:
-        print(
-            f"botreg: the store moved ({mask_text(moved)} -> {mask_text(identity)}): "
-            "ingesting every domain into it",
-            file=sys.stderr,
-        )
-        return
-    differs = verify_store(store, ledger)  # deleted, restored, or written by another process
-    if differs:
-        print(
-            f"botreg: the store does not hold what the ledger records ({mask_text(differs)}): "
-            "checking every file against it",
-            file=sys.stderr,
-        )
-
-
-@contextmanager
-def _manager(
-    args: argparse.Namespace, *, progress: Any = None, writing: bool = False
-) -> Iterator[KnowledgeIngestionManager]:
-    from botreg.datadir import DataDir
-    from botreg.knowledge.gate import StoreGate
-    from botreg.knowledge.ledger import Ledger
-    from botreg.knowledge.manager import KnowledgeIngestionManager
-    from botreg.knowledge.worktree import IndexedWorkingTree
-    from botreg.registry.view import RegistryView
-
-    repo = Path(args.repo)
-    # the work tree, with the blob ids of files unchanged since `git add` from git's index
-    view = RegistryView(IndexedWorkingTree(repo))
-    settings = view.knowledge_settings(args.env)  # the daemon's loading: same errors
-    data_dir = DataDir(args.data_dir)
-    policy = confinement.StorePolicy.from_args(args)
-    # the policy in force: the embedding function is built from it, deep in ingestion
-    with confinement.use_store_policy(policy), data_dir.locked(f"botreg {args.command}"):
-        ledger = Ledger(data_dir.ledger)  # first: a damaged ledger must not leave a store open
-        gate: StoreGate | None = None
-        in_line = False
-        try:
-            # the store is opened when first needed: an ingest with nothing to write, or a
-            # query of an unknown domain, never imports Chroma
-            gate = StoreGate(
-                settings.store,
-                data_dir.root,
-                policy,
-                ledger,
-                # an ingest may write without importing Chroma (botreg.store.lean)
-                embedding=settings.embedding if writing else None,
-            )
-            trusted = gate.trusted()
-            if writing and not trusted:
-                _reconcile(gate.open(), ledger, settings.store.identity)
-            # the seed's manager, run synchronously: the daemon's code path
-            yield KnowledgeIngestionManager(
-                view.snapshot,
-                gate,
-                ledger=ledger,
-                embedding=settings.embedding,
-                commit=_head_commit(repo),
-                progress=progress,
-            )
-            # an ingest leaves the ledger describing the store; a query (Chroma writes to
-            # its database on every open) leaves it as it found it
-            in_line = writing or trusted
-        finally:
-            if gate is not None:
-                gate.close()
-                if in_line:
-                    gate.seal()
-            ledger.close()
 
 
 def _table(results: list[IngestionResult]) -> str:
@@ -312,7 +214,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     _check_domain_names(args.domain)
     current = [""]
     printer = _progress_printer(current)
-    with _manager(args, progress=printer, writing=True) as manager:
+    with open_manager(args, progress=printer, writing=True) as manager:
         domains = manager.domains()
         unknown = sorted(set(args.domain) - set(domains))
         if unknown:
@@ -379,7 +281,7 @@ def run_query(args: argparse.Namespace) -> int:
     if not Path(args.data_dir).is_dir():  # a read: never leaves an empty store behind
         raise _no_store(args)
     try:
-        with _manager(args) as manager:
+        with open_manager(args) as manager:
             known = manager.domains()
             if args.domain not in known and manager.ledger.domain(args.domain) is None:
                 raise _unknown_domains([args.domain], known)
