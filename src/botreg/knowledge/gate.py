@@ -138,14 +138,10 @@ class StoreGate:
             return self._store
         from botreg.store.builtin import builtin_function
 
-        function = builtin_function(self.embedding) if self.embedding is not None else None
-        if (
-            function is None
-            or self.embedding is None
-            or self.folder is None
-            or not self.trusted()
-            or not lean_available()
-        ):
+        if self.embedding is None or self.folder is None or not self.trusted():
+            return self.open()
+        function = builtin_function(self.embedding)
+        if function is None or not lean_available():
             return self.open()
         try:
             self._store = SwitchingStore(

@@ -297,7 +297,7 @@ class SwitchingStore:
             return handle
         return collection
 
-    def _via_lean(self, collection: Any, call: Callable[[LeanStore], Any]) -> tuple[bool, Any]:
+    def _try_lean(self, call: Callable[[LeanStore], Any]) -> tuple[bool, Any]:
         """(True, what `call` returned) if the lean store made it; (False, None) if the
         full store must.
 
@@ -305,7 +305,7 @@ class SwitchingStore:
         anything: a chromadb release whose core takes other arguments) switches to the
         full client for the rest of the run.
         """
-        if self._lean is None or not isinstance(collection, LeanCollection):
+        if self._lean is None:
             return False, None
         try:
             return True, call(self._lean)
@@ -314,10 +314,15 @@ class SwitchingStore:
             self.full()
             return False, None
 
+    def _via_lean(self, collection: Any, call: Callable[[LeanStore], Any]) -> tuple[bool, Any]:
+        """`_try_lean` for a call on a collection handle the lean store gave out."""
+        if not isinstance(collection, LeanCollection):
+            return False, None
+        return self._try_lean(call)
+
     def collection(self, name: str, embedding_function: Any = None) -> Any:
         """The collection `name`: a lean handle if it exists with the provider's function."""
-        probe = LeanCollection(name, "", "", settled=False)
-        _, found = self._via_lean(probe, lambda lean: lean.find(name))
+        _, found = self._try_lean(lambda lean: lean.find(name))
         if found is not None and found.function in _RECORDED.get(self._embedding.provider, ()):
             return found
         handle = self.full().collection(name, self._chroma_function(embedding_function))
